@@ -1,0 +1,79 @@
+"""Pipeline settings read from the environment: where the warehouse lives, the account timezone, the lookback.
+
+Every relative path is resolved against the working directory once, here, and the absolute result is what dlt,
+dbt (which runs with its own working directory) and the analyst copy all use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_WAREHOUSE_PATH = "data/warehouse.duckdb"
+DEFAULT_ANALYTICS_PATH = "data/analytics.duckdb"
+DEFAULT_STATE_DIR = "data/state"
+DEFAULT_CHARTS_DIR = "data/charts"
+DEFAULT_TIMEZONE = "UTC"
+DEFAULT_LOOKBACK_DAYS = 3
+
+
+class ConfigError(ValueError):
+    """A setting has a value the pipeline cannot use; the message names the variable."""
+
+
+def _path(env: dict, name: str, default: str) -> Path:
+    return Path(env.get(name) or default).expanduser().resolve()
+
+
+def configured_timezone(env: dict | None = None) -> str:
+    """KLAVIYO_TIMEZONE, checked to be a real IANA name (the account's timezone in Klaviyo)."""
+    env = os.environ if env is None else env
+    name = env.get("KLAVIYO_TIMEZONE") or DEFAULT_TIMEZONE
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"KLAVIYO_TIMEZONE={name!r} is not an IANA timezone name such as 'US/Eastern'") from exc
+    return name
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Where things are written, and how the series is pulled."""
+
+    warehouse_path: Path
+    analytics_path: Path
+    state_dir: Path
+    charts_dir: Path
+    timezone: str
+    lookback_days: int
+
+    @property
+    def dlt_pipelines_dir(self) -> Path:
+        """dlt's working directory, kept under the project (not in the home directory)."""
+        return self.state_dir / "dlt"
+
+    @property
+    def report_budget_path(self) -> Path:
+        """The ledger of report requests sent in the last 24 hours, shared by every run."""
+        return self.state_dir / "klaviyo_report_budget.json"
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> PipelineSettings:
+        env = dict(os.environ if env is None else env)
+        raw_lookback = env.get("SERIES_LOOKBACK_DAYS") or str(DEFAULT_LOOKBACK_DAYS)
+        try:
+            lookback = int(raw_lookback)
+        except ValueError as exc:
+            raise ConfigError(f"SERIES_LOOKBACK_DAYS={raw_lookback!r} is not a whole number of days") from exc
+        if not 0 <= lookback <= 59:
+            raise ConfigError("SERIES_LOOKBACK_DAYS must be between 0 and 59 so a daily run stays one request")
+        return cls(
+            warehouse_path=_path(env, "WAREHOUSE_PATH", DEFAULT_WAREHOUSE_PATH),
+            analytics_path=_path(env, "ANALYTICS_PATH", DEFAULT_ANALYTICS_PATH),
+            state_dir=_path(env, "PIPELINE_STATE_DIR", DEFAULT_STATE_DIR),
+            charts_dir=_path(env, "CHARTS_DIR", DEFAULT_CHARTS_DIR),
+            timezone=configured_timezone(env),
+            lookback_days=lookback,
+        )

@@ -1,0 +1,24 @@
+"""The Dagster code location: `dagster dev` (via workspace.yaml) and `dagster ... -m segment_pipeline.definitions`."""
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from .defs.ingest.assets import segment_series_daily, segments
+from .defs.ingest.checks import series_checks
+from .defs.publish.assets import analytics_copy, growth_chart
+from .defs.resources import KlaviyoResource, WarehouseResource
+from .defs.schedules import daily_schedule, segment_growth_job
+from .defs.transform.assets import segment_growth_models
+from .defs.transform.project import dbt_project
+
+defs = dg.Definitions(
+    assets=[segments, segment_series_daily, segment_growth_models, analytics_copy, growth_chart],
+    asset_checks=series_checks,
+    jobs=[segment_growth_job],
+    schedules=[daily_schedule],
+    resources={
+        "klaviyo": KlaviyoResource(),
+        "warehouse": WarehouseResource(),
+        "dbt": DbtCliResource(project_dir=dbt_project),
+    },
+)

@@ -1,0 +1,1 @@
+"""Dagster definitions, one concern per module; `segment_pipeline.definitions` puts them together."""

@@ -1,0 +1,53 @@
+"""Assets that hand the results to people: the analyst copy of the warehouse and the growth chart.
+
+Analysts read a copy, never the live file: even a read-only DuckDB connection blocks the pipeline's writer.
+The copy is replaced atomically, so an analyst with it open keeps reading the previous version.
+"""
+
+
+import dagster as dg
+
+from ...charts import write_growth_charts
+from ...publish import publish_analytics_copy
+from ..resources import DUCKDB_POOL, WarehouseResource
+from ..transform.assets import segment_growth_models
+
+ANALYTICS_COPY_KEY = dg.AssetKey(["analytics", "warehouse_copy"])
+GROWTH_CHART_KEY = dg.AssetKey(["analytics", "growth_chart"])
+
+
+@dg.asset(
+    key=ANALYTICS_COPY_KEY,
+    group_name="analytics",
+    pool=DUCKDB_POOL,
+    deps=list(segment_growth_models.keys),
+    kinds={"duckdb"},
+    description=(
+        "A copy of the whole warehouse for SQL analysts at ANALYTICS_PATH, published atomically after the "
+        "models build: open it read-only at any time without ever blocking a pipeline run."
+    ),
+)
+def analytics_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    settings = warehouse.settings()
+    stats = publish_analytics_copy(settings.warehouse_path, settings.analytics_path)
+    context.log.info("published the analyst copy at %s", settings.analytics_path)
+    return dg.MaterializeResult(metadata={k: v for k, v in stats.items() if isinstance(v, (int, float, str))})
+
+
+@dg.asset(
+    key=GROWTH_CHART_KEY,
+    group_name="analytics",
+    deps=[ANALYTICS_COPY_KEY],
+    kinds={"html"},
+    description=(
+        "Total members and daily members added/removed for the largest segments, as a PNG and a "
+        "self-contained HTML page under CHARTS_DIR. Reads the analyst copy, so it never touches the live file."
+    ),
+)
+def growth_chart(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    settings = warehouse.settings()
+    paths = write_growth_charts(settings.analytics_path, settings.charts_dir)
+    context.log.info("growth chart written to %s", paths["html"])
+    return dg.MaterializeResult(
+        metadata={"png": dg.MetadataValue.path(str(paths["png"])), "html": dg.MetadataValue.path(str(paths["html"]))}
+    )

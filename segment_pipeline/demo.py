@@ -1,0 +1,103 @@
+"""`segment-pipeline demo`: the whole pipeline on the bundled simulator, with no Klaviyo account.
+
+It starts the simulator, materializes the real Dagster job through the `dagster` command line for the last
+N days (one run, like a backfill from the UI), prints what was fetched and built, and stops the simulator.
+Everything is written under data/demo/, apart from any real account's data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import duckdb
+
+from .klaviyo.limits import REPORTS_RATE_LIMIT, SEGMENT_SERIES_PATH
+from .simulator import KlaviyoSimulator, SimulatorConfig
+from .tables import MARTS_SCHEMA, RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
+
+DEMO_API_KEY = "pk_simulator_demo_key"
+DEMO_TIMEZONE = "US/Eastern"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--days", type=int, default=90, help="days of series to load, ending yesterday (default 90)")
+    parser.add_argument("--segments", type=int, default=150, help="segments in the simulated account (default 150)")
+    parser.add_argument("--seed", type=int, default=42, help="simulator seed (default 42)")
+    parser.add_argument(
+        "--speed", type=float, default=60.0,
+        help="simulator time factor: 60 turns Klaviyo's 2 report requests a minute into 2 a second (default 60)",
+    )
+    parser.add_argument("--data-dir", default="data/demo", help="where the demo writes (default data/demo)")
+
+
+def demo_environment(base_url: str, data_dir: Path, speed: float) -> dict[str, str]:
+    """The environment of the demo run: the simulator as Klaviyo, every file under data_dir."""
+    env = dict(os.environ)
+    env.update(
+        KLAVIYO_BASE_URL=base_url,
+        KLAVIYO_API_KEY=DEMO_API_KEY,
+        KLAVIYO_TIMEZONE=DEMO_TIMEZONE,
+        # the simulator runs its rate-limit windows `speed` times faster; pace to match
+        KLAVIYO_REPORT_RATE_PER_MINUTE=str(REPORTS_RATE_LIMIT.per_minute * speed),
+        WAREHOUSE_PATH=str(data_dir / "warehouse.duckdb"),
+        ANALYTICS_PATH=str(data_dir / "analytics.duckdb"),
+        PIPELINE_STATE_DIR=str(data_dir / "state"),
+        CHARTS_DIR=str(data_dir / "charts"),
+    )
+    env.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve()))
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = SimulatorConfig(
+        api_key=DEMO_API_KEY, segment_count=args.segments, seed=args.seed, speed=args.speed, timezone=DEMO_TIMEZONE
+    )
+    with KlaviyoSimulator(config) as simulator:
+        print(f"Klaviyo simulator on {simulator.base_url}: {args.segments} segments, time x{args.speed:g}")
+        env = demo_environment(simulator.base_url, data_dir, args.speed)
+        yesterday = dt.datetime.now(ZoneInfo(DEMO_TIMEZONE)).date() - dt.timedelta(days=1)
+        first = yesterday - dt.timedelta(days=args.days - 1)
+        command = [
+            sys.executable, "-m", "dagster", "job", "execute",
+            "-m", "segment_pipeline.definitions", "-j", "segment_growth_job",
+            "--tags",
+            f'{{"dagster/asset_partition_range_start": "{first}", "dagster/asset_partition_range_end": "{yesterday}"}}',
+        ]
+        print(f"Running segment_growth_job for {first} to {yesterday} (one run)...")
+        finished = subprocess.run(command, env=env, capture_output=True, text=True)
+        if finished.returncode != 0:
+            sys.stdout.write(finished.stdout[-4000:])
+            sys.stderr.write(finished.stderr[-8000:])
+            print("The demo run failed; the Dagster output is above.", file=sys.stderr)
+            return 1
+        report_requests = simulator.count(method="POST", path=SEGMENT_SERIES_PATH)
+        all_requests = simulator.count()
+    print_summary(Path(env["ANALYTICS_PATH"]), Path(env["CHARTS_DIR"]), report_requests, all_requests)
+    return 0
+
+
+def print_summary(analytics_path: Path, charts_dir: Path, report_requests: int, all_requests: int) -> None:
+    with duckdb.connect(str(analytics_path), read_only=True) as connection:
+        segments = connection.execute(f"select count(*) from {RAW_DATASET}.{SEGMENTS_TABLE}").fetchone()[0]
+        rows, first, last = connection.execute(
+            f"select count(*), min(date), max(date) from {RAW_DATASET}.{SEGMENT_SERIES_TABLE}"
+        ).fetchone()
+        marts = connection.execute(
+            "select table_name from information_schema.tables where table_schema = ? order by 1", [MARTS_SCHEMA]
+        ).fetchall()
+    print()
+    print("Demo finished.")
+    print(f"  segments loaded:        {segments}")
+    print(f"  series rows:            {rows} ({first} to {last})")
+    print(f"  requests to Klaviyo:    {all_requests} in all, {report_requests} segment-series reports")
+    print(f"  marts built:            {', '.join(name for (name,) in marts)}")
+    print(f"  analyst copy:           {analytics_path}")
+    print(f"  growth chart:           {charts_dir / 'segment_growth.html'} (and .png)")

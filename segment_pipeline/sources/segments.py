@@ -1,0 +1,179 @@
+"""dlt source `klaviyo_segments`: the account, every segment, and every version of each definition.
+
+- `accounts`: one row per account (id, timezone), merged on account_id.
+- `segments`: one row per segment, merged on (account_id, id) and refreshed every run so renames,
+  definition edits and deletions show. A segment the API no longer returns stays, flagged `is_deleted`.
+- `segment_definitions`: one row per distinct definition a segment has had, keyed by a hash of the
+  definition and inserted only once, so the first time we saw a version is never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import dlt
+
+from ..klaviyo import Account
+from ..klaviyo.errors import KlaviyoResponseError
+from ..tables import ACCOUNTS_TABLE, SEGMENT_DEFINITIONS_TABLE, SEGMENTS_TABLE
+
+# A type the API sends that does not match these fails the load instead of adding a variant column.
+FROZEN_TYPES = {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
+
+ACCOUNT_COLUMNS = {
+    "account_id": {"data_type": "text", "nullable": False},
+    "timezone": {"data_type": "text"},
+    "name": {"data_type": "text"},
+    "_loaded_at": {"data_type": "timestamp"},
+}
+SEGMENT_COLUMNS = {
+    "account_id": {"data_type": "text", "nullable": False},
+    "id": {"data_type": "text", "nullable": False},
+    "name": {"data_type": "text"},
+    "definition": {"data_type": "json"},
+    "definition_hash": {"data_type": "text"},
+    "created": {"data_type": "timestamp"},
+    "updated": {"data_type": "timestamp"},
+    "is_active": {"data_type": "bool"},
+    "is_processing": {"data_type": "bool"},
+    "is_starred": {"data_type": "bool"},
+    "is_deleted": {"data_type": "bool"},
+    "deleted_seen_at": {"data_type": "timestamp"},
+    "_loaded_at": {"data_type": "timestamp"},
+}
+DEFINITION_COLUMNS = {
+    "account_id": {"data_type": "text", "nullable": False},
+    "segment_id": {"data_type": "text", "nullable": False},
+    "definition_hash": {"data_type": "text", "nullable": False},
+    "definition": {"data_type": "json"},
+    "segment_updated": {"data_type": "timestamp"},
+    "first_seen_at": {"data_type": "timestamp"},
+}
+
+
+def definition_hash(definition: Any) -> str:
+    """A stable fingerprint of a definition: key order and whitespace do not change it."""
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def _timestamp(value: Any, field: str, segment_id: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise KlaviyoResponseError(f"segment {segment_id}: {field}={value!r} is not a date-time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _flag(attributes: dict, name: str, segment_id: str) -> bool | None:
+    value = attributes.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise KlaviyoResponseError(f"segment {segment_id}: {name}={value!r} is not true or false")
+    return value
+
+
+def segment_rows(resources: Iterable[dict], account_id: str, loaded_at: dt.datetime) -> list[dict]:
+    """Flatten JSON:API segment resources into rows; the definition is kept whole, as JSON."""
+    rows = []
+    for resource in resources:
+        segment_id = str(resource["id"])
+        attributes = resource.get("attributes") or {}
+        if not isinstance(attributes, dict):
+            raise KlaviyoResponseError(f"segment {segment_id}: attributes is not an object")
+        definition = attributes.get("definition")
+        rows.append(
+            {
+                "account_id": account_id,
+                "id": segment_id,
+                "name": attributes.get("name"),
+                "definition": definition,
+                "definition_hash": definition_hash(definition) if definition is not None else None,
+                "created": _timestamp(attributes.get("created"), "created", segment_id),
+                "updated": _timestamp(attributes.get("updated"), "updated", segment_id),
+                "is_active": _flag(attributes, "is_active", segment_id),
+                "is_processing": _flag(attributes, "is_processing", segment_id),
+                "is_starred": _flag(attributes, "is_starred", segment_id),
+                "is_deleted": False,
+                "deleted_seen_at": None,
+                "_loaded_at": loaded_at,
+            }
+        )
+    return rows
+
+
+def deleted_rows(previous: Iterable[dict], current_ids: set[str], loaded_at: dt.datetime) -> list[dict]:
+    """Rows stored earlier whose segment the API no longer returns, flagged deleted (the rest kept as was)."""
+    rows = []
+    for row in previous:
+        if row["id"] in current_ids:
+            continue
+        kept = dict(row)
+        if not kept.get("is_deleted"):
+            kept["is_deleted"] = True
+            kept["deleted_seen_at"] = loaded_at
+        kept["_loaded_at"] = loaded_at
+        rows.append(kept)
+    return rows
+
+
+@dlt.source(name="klaviyo_segments", max_table_nesting=0, schema_contract=FROZEN_TYPES)
+def klaviyo_segments_source(
+    account: Account,
+    segment_resources: list[dict],
+    previous_segments: list[dict],
+    loaded_at: dt.datetime,
+):
+    """The account, its segments and their definition versions, from data the caller already fetched.
+
+    Args:
+        account: the account the key belongs to.
+        segment_resources: every JSON:API segment resource from GET /api/segments.
+        previous_segments: the rows stored for this account before this run, to notice deletions.
+        loaded_at: the time of this load, stamped on every row.
+
+    Returns resources: accounts, segments, segment_definitions.
+    """
+    current = segment_rows(segment_resources, account.id, loaded_at)
+    current_ids = {row["id"] for row in current}
+    all_segments = current + deleted_rows(previous_segments, current_ids, loaded_at)
+
+    @dlt.resource(
+        name=ACCOUNTS_TABLE, primary_key="account_id", write_disposition="merge", columns=ACCOUNT_COLUMNS
+    )
+    def accounts():
+        yield {"account_id": account.id, "timezone": account.timezone, "name": account.name, "_loaded_at": loaded_at}
+
+    @dlt.resource(
+        name=SEGMENTS_TABLE, primary_key=["account_id", "id"], write_disposition="merge", columns=SEGMENT_COLUMNS
+    )
+    def segments():
+        yield all_segments
+
+    @dlt.resource(
+        name=SEGMENT_DEFINITIONS_TABLE,
+        primary_key=["account_id", "segment_id", "definition_hash"],
+        # insert-only: a version seen again must keep the moment it was first seen
+        write_disposition={"disposition": "merge", "strategy": "insert-only"},
+        columns=DEFINITION_COLUMNS,
+    )
+    def segment_definitions():
+        yield [
+            {
+                "account_id": row["account_id"],
+                "segment_id": row["id"],
+                "definition_hash": row["definition_hash"],
+                "definition": row["definition"],
+                "segment_updated": row["updated"],
+                "first_seen_at": loaded_at,
+            }
+            for row in current
+            if row["definition_hash"] is not None
+        ]
+
+    return accounts, segments, segment_definitions

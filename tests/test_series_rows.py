@@ -1,0 +1,81 @@
+"""Turning a series response into rows: the local calendar day, aligned arrays, all-or-nothing."""
+
+import datetime as dt
+
+import pytest
+
+from segment_pipeline.klaviyo import KlaviyoResponseError, series_rows
+from segment_pipeline.klaviyo.planner import DayWindow
+from segment_pipeline.klaviyo.series import local_date
+
+WINDOW = DayWindow(dt.date(2026, 3, 7), dt.date(2026, 3, 9))
+
+
+def response(date_times, results):
+    return {"data": {"type": "segment-series-report", "attributes": {"date_times": date_times, "results": results}}}
+
+
+def result(segment_id, **overrides):
+    stats = {
+        "total_members": [10, 12, 11],
+        "members_added": [3, 4, 1],
+        "members_removed": [1, 2, 2],
+        "net_members_changed": [2, 2, -1],
+    }
+    stats.update(overrides)
+    return {"groupings": {"segment_id": segment_id}, "statistics": stats}
+
+
+EASTERN_DAYS = ["2026-03-07T00:00:00-05:00", "2026-03-08T00:00:00-05:00", "2026-03-09T00:00:00-04:00"]
+
+
+def test_rows_use_the_written_local_day_never_utc():
+    table = series_rows(
+        response(EASTERN_DAYS, [result("AAA111")]),
+        account_id="acct", timezone="US/Eastern", requested_ids=("AAA111",), window=WINDOW,
+    )
+    rows = table.to_pylist()
+    assert [row["date"] for row in rows] == [dt.date(2026, 3, 7), dt.date(2026, 3, 8), dt.date(2026, 3, 9)]
+    assert rows[2] == {
+        "account_id": "acct", "segment_id": "AAA111", "date": dt.date(2026, 3, 9),
+        "total_members": 11, "members_added": 1, "members_removed": 2, "net_members_changed": -1,
+    }
+
+
+def test_a_utc_instant_becomes_the_accounts_local_day():
+    # 2026-03-08T03:00Z is still the evening of 2026-03-07 in New York
+    assert local_date("2026-03-08T03:00:00+00:00", "US/Eastern") == dt.date(2026, 3, 7)
+    # a midnight in Tokyo written with its own offset names its own day
+    assert local_date("2026-03-08T00:00:00+09:00", "US/Eastern") == dt.date(2026, 3, 8)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        pytest.param({"total_members": [1, 2]}, "misaligned", id="short array"),
+        pytest.param({"members_added": [1, 2, 3, 4]}, "misaligned", id="long array"),
+        pytest.param({"members_removed": [1, "x", 2]}, "whole number", id="text count"),
+        pytest.param({"members_removed": [1, 2.5, 2]}, "whole number", id="fraction"),
+        pytest.param({"members_removed": [True, 1, 2]}, "whole number", id="boolean"),
+        pytest.param({"net_members_changed": None}, "not an array", id="null"),
+    ],
+)
+def test_a_malformed_result_rejects_the_whole_response(bad, message):
+    body = response(EASTERN_DAYS, [result("good11"), result("bad111", **bad)])
+    with pytest.raises(KlaviyoResponseError, match=message):
+        series_rows(body, account_id="a", timezone="US/Eastern", requested_ids=("good11", "bad111"), window=WINDOW)
+
+
+def test_unrequested_segment_days_outside_the_window_and_missing_keys_are_errors():
+    kwargs = dict(account_id="a", timezone="UTC", window=WINDOW)
+    with pytest.raises(KlaviyoResponseError, match="not requested"):
+        series_rows(response(EASTERN_DAYS, [result("zzz")]), requested_ids=("AAA111",), **kwargs)
+    with pytest.raises(KlaviyoResponseError, match="outside"):
+        days = ["2026-03-06T00:00:00+00:00", "2026-03-07T00:00:00+00:00", "2026-03-08T00:00:00+00:00"]
+        series_rows(response(days, [result("a")]), requested_ids=("a",), **kwargs)
+    with pytest.raises(KlaviyoResponseError, match="date_times"):
+        series_rows({"data": {"attributes": {"results": []}}}, requested_ids=("a",), **kwargs)
+    stats = result("a")
+    del stats["statistics"]["members_removed"]
+    with pytest.raises(KlaviyoResponseError, match="lacks members_removed"):
+        series_rows(response(EASTERN_DAYS, [stats]), requested_ids=("a",), **kwargs)
