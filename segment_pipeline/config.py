@@ -46,7 +46,6 @@ class PipelineSettings:
     analytics_path: Path
     state_dir: Path
     charts_dir: Path
-    timezone: str
     lookback_days: int
 
     @property
@@ -74,6 +73,5 @@ class PipelineSettings:
             analytics_path=_path(env, "ANALYTICS_PATH", DEFAULT_ANALYTICS_PATH),
             state_dir=_path(env, "PIPELINE_STATE_DIR", DEFAULT_STATE_DIR),
             charts_dir=_path(env, "CHARTS_DIR", DEFAULT_CHARTS_DIR),
-            timezone=configured_timezone(env),
             lookback_days=lookback,
         )

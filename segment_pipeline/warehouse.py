@@ -15,7 +15,7 @@ from pathlib import Path
 import dlt
 import duckdb
 
-from .tables import RAW_DATASET, SEGMENTS_TABLE
+from .tables import RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENTS_TABLE
 
 # dlt would otherwise try to send anonymous telemetry; this machine and many production hosts have no internet.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
@@ -84,6 +84,16 @@ def live_segment_ids(path: Path, account_id: str) -> list[str]:
             [account_id],
         ).fetchall()
     return [row[0] for row in rows]
+
+
+def definition_version_count(path: Path, account_id: str) -> int:
+    """How many definition versions are stored for the account."""
+    with read_connection(path) as connection:
+        if not _table_exists(connection, RAW_DATASET, SEGMENT_DEFINITIONS_TABLE):
+            return 0
+        return connection.execute(
+            f"select count(*) from {RAW_DATASET}.{SEGMENT_DEFINITIONS_TABLE} where account_id = ?", [account_id]
+        ).fetchone()[0]
 
 
 def dlt_pipeline(pipeline_name: str, warehouse_path: Path, pipelines_dir: Path) -> dlt.Pipeline:

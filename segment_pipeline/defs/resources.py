@@ -33,7 +33,6 @@ class WarehouseResource(dg.ConfigurableResource):
             analytics_path=Path(self.analytics_path).resolve() if self.analytics_path else base.analytics_path,
             state_dir=Path(self.state_dir).resolve() if self.state_dir else base.state_dir,
             charts_dir=Path(self.charts_dir).resolve() if self.charts_dir else base.charts_dir,
-            timezone=base.timezone,
             lookback_days=base.lookback_days,
         )
 

@@ -62,7 +62,6 @@ _SCOPES = {SEGMENTS: SCOPE_SEGMENTS, REPORTS: SCOPE_SEGMENTS, ACCOUNTS: SCOPE_AC
 
 # Statuses that say "try again later" rather than "your request is wrong".
 _RETRYABLE_STATUSES = frozenset({500, 502, 503, 504, 524})
-_BACKOFF_BASE_SECONDS = 1.0
 _BACKOFF_CAP_SECONDS = 30.0
 
 
@@ -201,7 +200,7 @@ class KlaviyoClient:
 
     def _backoff(self, attempt: int) -> float:
         # full jitter keeps several clients that failed together from retrying together
-        ceiling = min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+        ceiling = min(_BACKOFF_CAP_SECONDS, self.settings.backoff_base_seconds * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
     def _raise_for_client_error(self, family: str, method: str, path: str, response: httpx.Response) -> None:

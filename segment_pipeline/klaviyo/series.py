@@ -20,10 +20,10 @@ from .planner import DayWindow
 
 SERIES_ROW_SCHEMA = pa.schema(
     [
-        ("account_id", pa.string()),
-        ("segment_id", pa.string()),
-        ("date", pa.date32()),
-        *[(name, pa.int64()) for name in SERIES_STATISTICS],
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("segment_id", pa.string(), nullable=False),
+        pa.field("date", pa.date32(), nullable=False),
+        *[pa.field(name, pa.int64()) for name in SERIES_STATISTICS],
     ]
 )
 

@@ -64,6 +64,8 @@ class KlaviyoSettings:
     max_attempts: int = 5
     timeout_seconds: float = 60.0
     budget_path: str | None = None
+    # first backoff after a 5xx or a dropped connection; it doubles on each retry, with jitter
+    backoff_base_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> KlaviyoSettings:

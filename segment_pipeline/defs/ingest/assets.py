@@ -31,6 +31,8 @@ from ..resources import DUCKDB_POOL, KlaviyoResource, WarehouseResource
 
 SEGMENTS_KEY = dg.AssetKey(["klaviyo", "segments"])
 SERIES_KEY = dg.AssetKey(["klaviyo", "segment_series_daily"])
+DEFINITIONS_KEY = dg.AssetKey(["klaviyo", "segment_definitions"])
+ACCOUNTS_KEY = dg.AssetKey(["klaviyo", "accounts"])
 GROUP = "klaviyo"
 
 
@@ -63,7 +65,7 @@ def explained_failures() -> Iterator[None]:
 
 
 def check_account_timezone(account: Account, configured: str) -> None:
-    """The partitions are days in KLAVIYO_TIMEZONE; they must be the account's days."""
+    """The partitions are days in KLAVIYO_TIMEZONE (read when the code loads); they must be the account's days."""
     if account.timezone != configured:
         raise dg.Failure(
             description=(
@@ -75,34 +77,56 @@ def check_account_timezone(account: Account, configured: str) -> None:
         )
 
 
-@dg.asset(
-    key=SEGMENTS_KEY,
-    group_name=GROUP,
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            SEGMENTS_KEY,
+            group_name=GROUP,
+            kinds={"dlt", "duckdb"},
+            description=(
+                "Every Klaviyo segment with its whole definition (raw table klaviyo.segments, one row per "
+                "segment). Refreshed in full on each run: renames, definition edits and deletions show."
+            ),
+        ),
+        dg.AssetSpec(
+            DEFINITIONS_KEY,
+            group_name=GROUP,
+            kinds={"dlt", "duckdb"},
+            description=(
+                "Every version of each segment definition ever seen (raw table klaviyo.segment_definitions), "
+                "with when it was first seen; versions are only ever added."
+            ),
+        ),
+        dg.AssetSpec(
+            ACCOUNTS_KEY,
+            group_name=GROUP,
+            kinds={"dlt", "duckdb"},
+            description="The Klaviyo account and its timezone (raw table klaviyo.accounts).",
+        ),
+    ],
+    name="klaviyo_segments",
     pool=DUCKDB_POOL,
-    kinds={"dlt", "duckdb"},
-    description=(
-        "Every Klaviyo segment with its whole definition (raw table klaviyo.segments, one row per segment), "
-        "every version of each definition ever seen (klaviyo.segment_definitions) and the account "
-        "(klaviyo.accounts). Refreshed in full on each run: renames, definition edits and deletions show."
-    ),
 )
 def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource):
+    """Segments, their definition history and the account, loaded together from one segments listing."""
     settings = warehouse.settings()
     loaded_at = dt.datetime.now(dt.timezone.utc)
     with explained_failures(), klaviyo.client(warehouse) as client:
         account = client.get_account()
-        check_account_timezone(account, settings.timezone)
+        check_account_timezone(account, daily_partitions.timezone)
         resources = client.list_segments()
         previous = wh.stored_segments(settings.warehouse_path, account.id)
         pipeline = warehouse.pipeline("klaviyo_segments")
         pipeline.drop_pending_packages()
         pipeline.run(klaviyo_segments_source(account, resources, previous, loaded_at))
         requests_sent = sum(client.stats.sent.values())
+        versions = wh.definition_version_count(settings.warehouse_path, account.id)
 
     live_ids = {resource["id"] for resource in resources}
     known_ids = {row["id"] for row in previous if not row.get("is_deleted")}
     context.log.info("loaded %d segments of account %s", len(resources), account.id)
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key=SEGMENTS_KEY,
         metadata={
             "account_id": account.id,
             "segments": len(resources),
@@ -111,7 +135,11 @@ def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, wareho
             "inactive_segments": sum(1 for r in resources if not (r.get("attributes") or {}).get("is_active", True)),
             "requests_sent": requests_sent,
             "dagster/row_count": len(resources),
-        }
+        },
+    )
+    yield dg.MaterializeResult(asset_key=DEFINITIONS_KEY, metadata={"dagster/row_count": versions})
+    yield dg.MaterializeResult(
+        asset_key=ACCOUNTS_KEY, metadata={"account_id": account.id, "timezone": account.timezone}
     )
 
 
@@ -147,7 +175,9 @@ def segment_series_daily(context: dg.AssetExecutionContext, klaviyo: KlaviyoReso
     window = context.partition_time_window
     first_day = window.start.date()
     last_day = (window.end - dt.timedelta(days=1)).date()
-    today = dt.datetime.now(ZoneInfo(settings.timezone)).date()
+    # the partitions' timezone, fixed when the code loaded, is the one whose days we are filling
+    timezone = daily_partitions.timezone
+    today = dt.datetime.now(ZoneInfo(timezone)).date()
     try:
         check_reporting_window(first_day, last_day, today)
     except ReportWindowError as exc:
@@ -159,7 +189,7 @@ def segment_series_daily(context: dg.AssetExecutionContext, klaviyo: KlaviyoReso
 
     with explained_failures(), klaviyo.client(warehouse) as client:
         account = client.get_account()
-        check_account_timezone(account, settings.timezone)
+        check_account_timezone(account, timezone)
         segment_ids = wh.live_segment_ids(settings.warehouse_path, account.id)
         if not segment_ids:
             raise dg.Failure(

@@ -1,0 +1,54 @@
+{#-
+    Roll marts.segment_growth_daily up to one row per segment and period.
+
+    period_start_sql: expression giving the first day of the period for column `date`
+    period_column:    name of that output column (week_start, month_start)
+
+    Stocks are never summed: members_at_start is the start of the first day present in
+    the period and members_at_end the total of the last day present. Flows are sums.
+-#}
+{% macro segment_growth_rollup(period_start_sql, period_column) -%}
+with daily as (
+
+    select * from {{ ref('segment_growth_daily') }}
+
+),
+
+periods as (
+
+    select
+        account_id,
+        segment_id,
+        cast({{ period_start_sql }} as date) as {{ period_column }},
+        arg_max(segment_name, date) as segment_name,
+        min(date) as first_date,
+        max(date) as last_date,
+        count(*) as days_covered,
+        arg_min(members_at_start, date) as members_at_start,
+        arg_max(total_members, date) as members_at_end,
+        sum(members_added) as members_added,
+        sum(members_removed) as members_removed,
+        sum(net_members_changed) as net_members_changed
+    from daily
+    group by 1, 2, 3
+
+)
+
+select
+    account_id,
+    segment_id,
+    segment_name,
+    {{ period_column }},
+    first_date,
+    last_date,
+    days_covered,
+    members_at_start,
+    members_at_end,
+    members_added,
+    members_removed,
+    net_members_changed,
+    {{ safe_rate('net_members_changed', 'members_at_start') }} as growth_rate,
+    {{ safe_rate('members_removed', 'members_at_start') }} as churn_rate,
+    {{ safe_rate('members_added', 'members_at_start') }} as add_rate
+from periods
+{%- endmacro %}

@@ -1,0 +1,29 @@
+-- one row per definition version of a segment, with its validity interval
+with versions as (
+
+    select * from {{ ref('int_segment_definition_versions') }}
+
+),
+
+segments as (
+
+    select account_id, segment_id, segment_name
+    from {{ ref('stg_klaviyo__segments') }}
+
+)
+
+select
+    versions.account_id,
+    versions.segment_id,
+    segments.segment_name,
+    versions.version_number,
+    versions.definition,
+    versions.definition_hash,
+    versions.valid_from,
+    versions.valid_to,
+    versions.valid_to is null as is_current,
+    versions.first_seen_at
+from versions
+left join segments
+    on versions.account_id = segments.account_id
+    and versions.segment_id = segments.segment_id

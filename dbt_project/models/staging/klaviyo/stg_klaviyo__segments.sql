@@ -1,0 +1,36 @@
+-- one row per segment, as last returned by the Klaviyo API
+with source as (
+
+    select * from {{ source('klaviyo', 'segments') }}
+
+),
+
+renamed as (
+
+    select
+        ---------- ids
+        account_id,
+        id as segment_id,
+
+        ---------- attributes
+        name as segment_name,
+        definition,
+
+        ---------- booleans
+        is_active,
+        is_processing,
+        is_starred,
+        is_deleted,
+
+        ---------- timestamps
+        created as created_at,
+        updated as updated_at,
+
+        ---------- load metadata
+        _loaded_at as loaded_at
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,70 @@
+"""Admin endpoints under `/__simulator/` for when the simulator runs as a separate process.
+
+They are not part of Klaviyo's API: no auth, no rate limits, not recorded in the request log.
+
+* `GET  /__simulator/stats`: request counts by path and status, report requests served, rate-limit usage.
+* `GET  /__simulator/truth/series?segment_id=..&start=YYYY-MM-DD&end=YYYY-MM-DD`: ground-truth rows.
+* `POST /__simulator/segments/{id}/edit`: edit a segment's definition (bumps `updated`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .simulator import KlaviyoSimulator
+
+ADMIN_PREFIX = "/__simulator/"
+_EDIT = re.compile(r"/__simulator/segments/(?P<id>[^/]+)/edit")
+
+
+def handle_admin(simulator: KlaviyoSimulator, method: str, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    """Answer an admin request.
+
+    Args:
+        simulator: The running simulator.
+        method: HTTP method.
+        path: Request path (starts with `ADMIN_PREFIX`).
+        query: Decoded query parameters.
+
+    Returns:
+        `(status, JSON body)`.
+    """
+    if path == "/__simulator/stats" and method == "GET":
+        return 200, simulator.stats()
+    if path == "/__simulator/truth/series" and method == "GET":
+        return _truth_series(simulator, query)
+    match = _EDIT.fullmatch(path)
+    if match and method == "POST":
+        segment_id = match.group("id")
+        try:
+            definition = simulator.account.edit_definition(segment_id)
+        except KeyError:
+            return 404, {"error": f"no live segment {segment_id}"}
+        segment = simulator.account.segment(segment_id)
+        return 200, {"id": segment_id, "definition": definition, "updated": segment.updated.isoformat()}
+    return 404, {"error": f"no admin endpoint {method} {path}"}
+
+
+def _truth_series(simulator: KlaviyoSimulator, query: dict[str, str]) -> tuple[int, Any]:
+    try:
+        segment_id = query["segment_id"]
+        start = dt.date.fromisoformat(query["start"])
+        end = dt.date.fromisoformat(query["end"])
+    except KeyError as exc:
+        return 400, {"error": f"missing query parameter {exc.args[0]}"}
+    except ValueError as exc:
+        return 400, {"error": f"dates must be YYYY-MM-DD: {exc}"}
+    try:
+        rows = simulator.account.series(segment_id, start, end)
+    except KeyError:
+        return 404, {"error": f"unknown segment {segment_id}"}
+    except ValueError as exc:
+        return 400, {"error": str(exc)}
+    return 200, {
+        "segment_id": segment_id,
+        "timezone": simulator.account.timezone,
+        "series": [{**row, "date": row["date"].isoformat()} for row in rows],
+    }

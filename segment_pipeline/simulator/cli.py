@@ -1,0 +1,154 @@
+"""Command line: run the simulator as its own process until SIGINT or SIGTERM.
+
+    python -m segment_pipeline.simulator --port 8765 --segments 120 --seed 3
+    segment-pipeline simulator --port 8765          # same, through the project CLI
+
+The key comes from `--api-key` or the `KLAVIYO_API_KEY` environment variable; it is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+from .config import SimulatorConfig
+from .simulator import KlaviyoSimulator
+
+DEFAULT_PORT = 8765
+API_KEY_ENV = "KLAVIYO_API_KEY"
+# a process that runs for days must not grow its request log without bound
+_LOG_LIMIT = 10_000
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {value!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the simulator's options to a parser (used by `segment-pipeline simulator` and `python -m`).
+
+    Args:
+        parser: The parser or sub-parser to extend.
+    """
+    defaults = SimulatorConfig()
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port to bind, 0 for any free port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--segments", type=int, default=defaults.segment_count, help="number of segments (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help="seed for all generated data (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=defaults.speed,
+        help="divide every rate-limit window by this (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timezone", default=defaults.timezone, help="account timezone, IANA name (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--today", type=_date, default=None, help="fix the account's today (YYYY-MM-DD); default: real clock"
+    )
+    parser.add_argument(
+        "--missing-scope",
+        action="append",
+        default=[],
+        metavar="SCOPE",
+        help="answer 403 for endpoints needing this scope (repeatable), e.g. accounts:read",
+    )
+    parser.add_argument(
+        "--api-key", default=None, help=f"the private key clients must send (default: ${API_KEY_ENV}); never printed"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM.
+
+    Args:
+        args: Parsed options from a parser extended by `add_arguments`.
+
+    Returns:
+        The process exit code: 0 after a clean stop, 2 for bad options.
+    """
+    api_key = args.api_key or os.environ.get(API_KEY_ENV)
+    if not api_key:
+        print(
+            f"error: no API key: pass --api-key or set {API_KEY_ENV} (clients must send the same key)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        config = SimulatorConfig(
+            api_key=api_key,
+            segment_count=args.segments,
+            seed=args.seed,
+            speed=args.speed,
+            timezone=args.timezone,
+            today=args.today,
+            missing_scopes=tuple(args.missing_scope),
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    simulator = KlaviyoSimulator(config, log_limit=_LOG_LIMIT)
+    try:
+        simulator.start(host=args.host, port=args.port)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+
+    def _request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(
+            f"Klaviyo simulator listening on {simulator.base_url} "
+            f"(account {simulator.account.account_id}, {len(simulator.account.segments)} segments, "
+            f"seed {config.seed}, timezone {config.timezone}, speed {config.speed:g})",
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            pass
+    finally:
+        simulator.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The standalone parser used by `python -m segment_pipeline.simulator`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m segment_pipeline.simulator",
+        description="Run a local Klaviyo API simulator (segments and segment reports).",
+    )
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` and run the simulator.
+
+    Args:
+        argv: Arguments without the program name; `None` reads `sys.argv`.
+
+    Returns:
+        The exit code.
+    """
+    return run(build_parser().parse_args(argv))

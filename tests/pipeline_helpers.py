@@ -1,0 +1,40 @@
+"""Helpers for tests that run the real Dagster assets against the simulator into a temporary DuckDB file."""
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from segment_pipeline.defs.resources import KlaviyoResource, WarehouseResource
+
+FAST = 60.0  # simulator time factor; the client paces to match
+API_KEY = "pk_test_4d1b7e9a2c5f8e0b3a6d"
+
+
+def resources(sim, tmp_path: Path, **extra) -> dict:
+    return {
+        "klaviyo": KlaviyoResource(base_url=sim.base_url, report_rate_per_minute=2 * sim.config.speed),
+        "warehouse": WarehouseResource(
+            warehouse_path=str(tmp_path / "warehouse.duckdb"),
+            analytics_path=str(tmp_path / "analytics.duckdb"),
+            state_dir=str(tmp_path / "state"),
+            charts_dir=str(tmp_path / "charts"),
+        ),
+        **extra,
+    }
+
+
+def range_tags(first: dt.date, last: dt.date) -> dict:
+    return {"dagster/asset_partition_range_start": first.isoformat(), "dagster/asset_partition_range_end": last.isoformat()}
+
+
+def query(path: Path, sql: str, params=None):
+    with duckdb.connect(str(path), read_only=True) as connection:
+        return connection.execute(sql, params or []).fetchall()
+
+
+def materialize(assets, sim, tmp_path, *, instance=None, raise_on_error=True, **kwargs):
+    return dg.materialize(
+        assets, resources=resources(sim, tmp_path), instance=instance, raise_on_error=raise_on_error, **kwargs
+    )

@@ -1,0 +1,196 @@
+"""The real ingestion assets against the simulator over HTTP, into a temporary DuckDB file."""
+
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from segment_pipeline.defs.ingest.assets import segment_series_daily, segments, series_range
+from segment_pipeline.klaviyo.limits import (
+    ACCOUNTS_PATH,
+    MAX_DAYS_PER_DAILY_SERIES,
+    MAX_SEGMENT_IDS_PER_REPORT,
+    SEGMENT_SERIES_PATH,
+)
+
+from .pipeline_helpers import API_KEY, FAST, materialize, query, range_tags
+
+REPO = Path(__file__).resolve().parents[1]
+STATS = ("total_members", "members_added", "members_removed", "net_members_changed")
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
+
+
+def stored_series(path):
+    rows = query(
+        path,
+        "select segment_id, date, total_members, members_added, members_removed, net_members_changed "
+        "from klaviyo.segment_series_daily",
+    )
+    return {(r[0], r[1]): r[2:] for r in rows}
+
+
+def truth(sim, first, last):
+    return {
+        (s.id, row["date"]): tuple(row[k] for k in STATS)
+        for s in sim.account.segments
+        for row in sim.account.series(s.id, first, last)
+    }
+
+
+def test_segments_land_whole_with_definitions_and_history(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=27, speed=FAST)
+    result = materialize([segments], sim, tmp_path)
+    warehouse = tmp_path / "warehouse.duckdb"
+    stored = {r[0]: r[1:] for r in query(warehouse, "select id, name, definition, is_active, is_deleted from klaviyo.segments")}
+    assert len(stored) == 27
+    for s in sim.account.segments:
+        name, definition, is_active, is_deleted = stored[s.id]
+        assert name == s.name and json.loads(definition) == s.definition
+        assert is_active == s.is_active and is_deleted is False
+    metadata = result.asset_materializations_for_node("klaviyo_segments")[0].metadata
+    assert metadata["segments"].value == 27
+
+    # an edit, a rename and a deletion show on the next run; the old definition is kept in the history
+    edited, renamed, deleted = sim.account.segments[0].id, sim.account.segments[1].id, sim.account.segments[2].id
+    sim.account.edit_definition(edited)
+    sim.account.rename(renamed, 'Renamed "VIP" ✨')
+    sim.account.delete(deleted)
+    materialize([segments], sim, tmp_path)
+    assert query(warehouse, "select name from klaviyo.segments where id = ?", [renamed]) == [('Renamed "VIP" ✨',)]
+    assert query(warehouse, "select is_deleted from klaviyo.segments where id = ?", [deleted]) == [(True,)]
+    assert query(warehouse, "select count(*) from klaviyo.segment_definitions where segment_id = ?", [edited]) == [(2,)]
+    assert query(warehouse, "select count(*) from klaviyo.segment_definitions")[0][0] == 28
+    assert query(warehouse, "select timezone from klaviyo.accounts") == [(sim.account.timezone,)]
+
+
+def test_a_single_day(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=12, speed=FAST)
+    materialize([segments], sim, tmp_path)
+    day = sim.account.today() - dt.timedelta(days=10)
+    materialize([segment_series_daily], sim, tmp_path, partition_key=day.isoformat())
+    assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, day, day)
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 1
+
+
+def test_a_year_in_one_run_with_minimal_requests_then_a_harmless_rerun(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=130, speed=FAST)
+    materialize([segments], sim, tmp_path)
+    last = sim.account.today() - dt.timedelta(days=1)
+    first = last - dt.timedelta(days=364)
+    sim.reset_log()
+
+    result = materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last))
+    expected_requests = math.ceil(130 / MAX_SEGMENT_IDS_PER_REPORT) * math.ceil(365 / MAX_DAYS_PER_DAILY_SERIES)
+    assert sim.count(path=SEGMENT_SERIES_PATH) == expected_requests == 14
+    assert sim.count(status=429) == 0
+    warehouse = tmp_path / "warehouse.duckdb"
+    first_load = stored_series(warehouse)
+    assert first_load == truth(sim, first, last)
+    assert len(first_load) == 130 * 365
+    metadata = result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
+    assert metadata["report_requests_sent"].value == 14
+    assert metadata["rows_written"].value == 130 * 365
+    assert metadata["first_day"].value == first.isoformat()
+
+    materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last))
+    assert query(warehouse, "select count(*) from klaviyo.segment_series_daily")[0][0] == 130 * 365
+    assert stored_series(warehouse) == first_load
+
+
+def test_day_366_is_refused_before_any_request(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
+    materialize([segments], sim, tmp_path)
+    sim.reset_log()
+    day_366 = sim.account.today() - dt.timedelta(days=366)
+    result = materialize(
+        [segment_series_daily], sim, tmp_path, partition_key=day_366.isoformat(), raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert "one year" in message and "No request was sent" in message
+    assert sim.count() == 0
+    assert query(tmp_path / "warehouse.duckdb", "select count(*) from information_schema.tables where table_name = 'segment_series_daily'") == [(0,)]
+
+
+def test_a_day_before_the_data_floor_is_not_even_a_partition(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
+    with pytest.raises(dg.DagsterUnknownPartitionError, match="2023-05-31"):
+        materialize([segment_series_daily], sim, tmp_path, partition_key="2023-05-31")
+    assert sim.count() == 0
+
+
+def test_an_account_in_another_timezone_is_refused_with_the_value_to_set(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST, timezone="Europe/Paris")
+    result = materialize([segments], sim, tmp_path, raise_on_error=False)
+    assert not result.success
+    message = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
+    assert "KLAVIYO_TIMEZONE=Europe/Paris" in message
+    assert sim.count(path=ACCOUNTS_PATH) == 1 and sim.count() == 1
+
+
+def test_lookback_reaches_back_only_for_recent_days():
+    today = dt.date(2026, 11, 26)
+    yesterday = today - dt.timedelta(days=1)
+    assert series_range(yesterday, yesterday, today, 3) == yesterday - dt.timedelta(days=3)
+    old = today - dt.timedelta(days=100)
+    assert series_range(old, old + dt.timedelta(days=9), today, 3) == old
+    assert series_range(yesterday, yesterday, today, 0) == yesterday
+
+
+def test_the_daily_run_repulls_the_lookback_in_the_same_request(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=5, speed=FAST)
+    materialize([segments], sim, tmp_path)
+    yesterday = sim.account.today() - dt.timedelta(days=1)
+    sim.reset_log()
+    result = materialize([segment_series_daily], sim, tmp_path, partition_key=yesterday.isoformat())
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 1
+    assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, yesterday - dt.timedelta(days=3), yesterday)
+    metadata = result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
+    assert metadata["lookback_days_added"].value == 3
+
+
+def test_two_runs_started_at_once_both_succeed(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=8, speed=FAST)
+    materialize([segments], sim, tmp_path)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    # create the instance's storage once, so the two runs do not race to create it
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "KLAVIYO_BASE_URL": sim.base_url,
+        "KLAVIYO_API_KEY": API_KEY,
+        "KLAVIYO_REPORT_RATE_PER_MINUTE": str(2 * FAST),
+        "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
+        "PIPELINE_STATE_DIR": str(tmp_path / "state"),
+    }
+    days = [sim.account.today() - dt.timedelta(days=n) for n in (40, 20)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "segment_pipeline.definitions",
+             "--select", "klaviyo/segment_series_daily", "--partition", day.isoformat()],
+            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for day in days
+    ]
+    outputs = [p.communicate(timeout=240)[0] for p in processes]
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-3000:]
+    stored = stored_series(tmp_path / "warehouse.duckdb")
+    for day in days:
+        assert {k: v for k, v in stored.items() if k[1] == day} == truth(sim, day, day)
