@@ -20,9 +20,6 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
 
 from .tables import MARTS_SCHEMA
 
@@ -82,6 +79,11 @@ def _label(row: pd.Series, several_accounts: bool) -> str:
 
 
 def _draw(top: pd.DataFrame, series: pd.DataFrame) -> bytes:
+    # matplotlib takes seconds to import; only the chart step pays for it, not every Dagster process
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(11, 7.5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     totals_axis, flows_axis = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])

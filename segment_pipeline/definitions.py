@@ -16,6 +16,8 @@ defs = dg.Definitions(
     asset_checks=series_checks,
     jobs=[segment_growth_job],
     schedules=[daily_schedule],
+    # runs launched from the UI: steps share one DuckDB file, so run them one after another in one process
+    executor=dg.in_process_executor,
     resources={
         "klaviyo": KlaviyoResource(),
         "warehouse": WarehouseResource(),

@@ -15,6 +15,9 @@ segment_growth_job = dg.define_asset_job(
         "models, publish the analyst copy and draw the growth chart."
     ),
     partitions_def=daily_partitions,
+    # every step uses the one DuckDB file in turn, so there is nothing to run in parallel; one process
+    # also saves loading the code again for each step
+    executor_def=dg.in_process_executor,
 )
 
 # 06:00 in the account's timezone: the previous day is complete and Klaviyo has had time to settle it.

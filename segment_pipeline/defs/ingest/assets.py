@@ -106,6 +106,10 @@ def check_account_timezone(account: Account, configured: str) -> None:
     ],
     name="klaviyo_segments",
     pool=DUCKDB_POOL,
+    # the three tables come from one listing and are always loaded together; selecting one is allowed
+    can_subset=True,
+    # not partitioned (each run refreshes every segment), but allowed into a single-run backfill range
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource):
     """Segments, their definition history and the account, loaded together from one segments listing."""
@@ -125,22 +129,23 @@ def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, wareho
     live_ids = {resource["id"] for resource in resources}
     known_ids = {row["id"] for row in previous if not row.get("is_deleted")}
     context.log.info("loaded %d segments of account %s", len(resources), account.id)
-    yield dg.MaterializeResult(
-        asset_key=SEGMENTS_KEY,
-        metadata={
-            "account_id": account.id,
-            "segments": len(resources),
-            "new_segments": len(live_ids - known_ids),
-            "deleted_segments": len(known_ids - live_ids),
-            "inactive_segments": sum(1 for r in resources if not (r.get("attributes") or {}).get("is_active", True)),
-            "requests_sent": requests_sent,
-            "dagster/row_count": len(resources),
-        },
-    )
-    yield dg.MaterializeResult(asset_key=DEFINITIONS_KEY, metadata={"dagster/row_count": versions})
-    yield dg.MaterializeResult(
-        asset_key=ACCOUNTS_KEY, metadata={"account_id": account.id, "timezone": account.timezone}
-    )
+    segments_metadata = {
+        "account_id": account.id,
+        "segments": len(resources),
+        "new_segments": len(live_ids - known_ids),
+        "deleted_segments": len(known_ids - live_ids),
+        "inactive_segments": sum(1 for r in resources if not (r.get("attributes") or {}).get("is_active", True)),
+        "requests_sent": requests_sent,
+        "dagster/row_count": len(resources),
+    }
+    results = [
+        dg.MaterializeResult(asset_key=SEGMENTS_KEY, metadata=segments_metadata),
+        dg.MaterializeResult(asset_key=DEFINITIONS_KEY, metadata={"dagster/row_count": versions}),
+        dg.MaterializeResult(asset_key=ACCOUNTS_KEY, metadata={"account_id": account.id, "timezone": account.timezone}),
+    ]
+    for result in results:
+        if result.asset_key in context.selected_asset_keys:
+            yield result
 
 
 def series_range(window_start: dt.date, window_last: dt.date, today: dt.date, lookback_days: int) -> dt.date:

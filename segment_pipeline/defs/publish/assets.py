@@ -22,6 +22,9 @@ GROWTH_CHART_KEY = dg.AssetKey(["analytics", "growth_chart"])
     pool=DUCKDB_POOL,
     deps=list(segment_growth_models.keys),
     kinds={"duckdb"},
+    # not partitioned (it copies everything), but runs in the same single run as a backfill range, so
+    # `dagster asset materialize --select '*' --partition-range ...` ends with a fresh copy
+    backfill_policy=dg.BackfillPolicy.single_run(),
     description=(
         "A copy of the whole warehouse for SQL analysts at ANALYTICS_PATH, published atomically after the "
         "models build: open it read-only at any time without ever blocking a pipeline run."
@@ -39,6 +42,7 @@ def analytics_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     group_name="analytics",
     deps=[ANALYTICS_COPY_KEY],
     kinds={"html"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
     description=(
         "Total members and daily members added/removed for the largest segments, as a PNG and a "
         "self-contained HTML page under CHARTS_DIR. Reads the analyst copy, so it never touches the live file."
