@@ -3,7 +3,6 @@
 import dagster as dg
 
 from .ingest.assets import segment_series_daily, segments
-from .partitions import daily_partitions
 from .publish.assets import analytics_copy, growth_chart
 from .transform.assets import segment_growth_models
 
@@ -14,7 +13,6 @@ segment_growth_job = dg.define_asset_job(
         "Refresh segments, pull the daily series for the selected days (plus the lookback), rebuild the "
         "models, publish the analyst copy and draw the growth chart."
     ),
-    partitions_def=daily_partitions,
     # every step uses the one DuckDB file in turn, so there is nothing to run in parallel; one process
     # also saves loading the code again for each step
     executor_def=dg.in_process_executor,
