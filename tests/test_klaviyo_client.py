@@ -256,3 +256,18 @@ def test_missing_key_is_a_clear_configuration_error():
 
     with pytest.raises(KlaviyoConfigError, match="KLAVIYO_API_KEY is not set"):
         KlaviyoSettings.from_env(env={})
+
+
+def test_values_report_matches_the_truth_over_the_window(sim):
+    last = yesterday(sim)
+    window = DayWindow(last - dt.timedelta(days=13), last)
+    ids = tuple(s.id for s in sim.account.segments[:5])
+    with make_client(sim) as client:
+        body = client.query_segment_values(ids, window, sim.account.timezone)
+    got = {r["groupings"]["segment_id"]: r["statistics"] for r in body["data"]["attributes"]["results"]}
+    assert set(got) == set(ids)
+    for sid in ids:
+        days = sim.account.series(sid, window.start, window.end)
+        assert got[sid]["total_members"] == days[-1]["total_members"]
+        for flow in ("members_added", "members_removed", "net_members_changed"):
+            assert got[sid][flow] == sum(day[flow] for day in days)

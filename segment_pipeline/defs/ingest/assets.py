@@ -121,7 +121,8 @@ def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, wareho
         resources = client.list_segments()
         previous = wh.stored_segments(settings.warehouse_path, account.id)
         pipeline = warehouse.pipeline("klaviyo_segments")
-        pipeline.drop_pending_packages()
+        # a package left by a failed run would be loaded in place of this run's data: drop it
+        pipeline.abort_packages()
         pipeline.run(klaviyo_segments_source(account, resources, previous, loaded_at))
         requests_sent = sum(client.stats.sent.values())
         versions = wh.definition_version_count(settings.warehouse_path, account.id)
@@ -216,7 +217,7 @@ def segment_series_daily(context: dg.AssetExecutionContext, klaviyo: KlaviyoReso
             )
 
         pipeline = warehouse.pipeline("klaviyo_series")
-        pipeline.drop_pending_packages()
+        pipeline.abort_packages()
         pipeline.run(klaviyo_series_source(client, account, plan, loaded_at, on_response=progress))
         report_requests = client.stats.sent_for("reports")
         budget_left = client.budget.remaining()
