@@ -65,7 +65,9 @@ def segment_growth_models(
 ):
     # dbt reads WAREHOUSE_PATH through profiles.yml; hand it the same absolute path dlt wrote to
     settings = warehouse.settings()
-    window = context.partition_time_window if context.has_partition_key_range else None
+    # a single partition (the daily schedule) and a range (a backfill) both pass their days to dbt
+    partitioned = context.has_partition_key or context.has_partition_key_range
+    window = context.partition_time_window if partitioned else None
     # the lookback days re-pulled by the series asset changed too: rebuild them along with the window
     if window is not None and settings.lookback_days:
         window = dg.TimeWindow(window.start - dt.timedelta(days=settings.lookback_days), window.end)
