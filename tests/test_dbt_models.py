@@ -554,7 +554,8 @@ def test_segments_summary_matches(built: BuiltWarehouse) -> None:
         assert list(row.condition_types) == sorted({c["type"] for c in conditions})
         assert row.condition_types_text == ", ".join(sorted({c["type"] for c in conditions}))
         assert list(row.list_ids) == sorted({i for c in conditions for i in c.get("group_ids", [])})
-        assert list(row.metric_ids) == sorted({c["metric_id"] for c in conditions if "metric_id" in c})
+        funnel_steps = {step["metric_id"] for c in conditions for step in c.get("steps") or []}
+        assert list(row.metric_ids) == sorted({c["metric_id"] for c in conditions if "metric_id" in c} | funnel_steps)
         assert json.loads(row.definition) == definition
         assert row.definition_version_count == len(segment.versions)
         own = series[(series.account_id == segment.account_id) & (series.segment_id == segment.segment_id)]

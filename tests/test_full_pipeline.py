@@ -290,7 +290,10 @@ def definition_summary(definition: dict) -> dict[str, Any]:
         "condition_types": types,
         "condition_types_text": ", ".join(types),
         "list_ids": sorted({g for c in conditions for g in c.get("group_ids") or []}),
-        "metric_ids": sorted({c["metric_id"] for c in conditions if c.get("metric_id") is not None}),
+        "metric_ids": sorted(
+            {c["metric_id"] for c in conditions if c.get("metric_id") is not None}
+            | {step["metric_id"] for c in conditions for step in c.get("steps") or []}
+        ),
     }
 
 

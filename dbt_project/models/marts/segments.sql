@@ -52,9 +52,11 @@ summarised as (
         list_sort(list_distinct(
             json_extract_string(definition, '$.condition_groups[*].conditions[*].group_ids[*]')
         )) as list_ids,
-        list_sort(list_distinct(
-            json_extract_string(definition, '$.condition_groups[*].conditions[*].metric_id')
-        )) as metric_ids
+        -- metric conditions name one metric; funnel conditions name one per step
+        list_sort(list_distinct(list_concat(
+            json_extract_string(definition, '$.condition_groups[*].conditions[*].metric_id'),
+            json_extract_string(definition, '$.condition_groups[*].conditions[*].steps[*].metric_id')
+        ))) as metric_ids
     from segments
 
 )
