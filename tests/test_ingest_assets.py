@@ -194,3 +194,76 @@ def test_two_runs_started_at_once_both_succeed(make_simulator, tmp_path):
     stored = stored_series(tmp_path / "warehouse.duckdb")
     for day in days:
         assert {k: v for k, v in stored.items() if k[1] == day} == truth(sim, day, day)
+
+
+def failure_message(result) -> str:
+    return next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
+
+
+@pytest.fixture
+def loaded(make_simulator, tmp_path):
+    """A warehouse holding segments and one day of series, to show that failures lose none of it."""
+    sim = make_simulator(api_key=API_KEY, segment_count=6, speed=FAST)
+    materialize([segments], sim, tmp_path)
+    day = sim.account.today() - dt.timedelta(days=30)
+    materialize([segment_series_daily], sim, tmp_path, partition_key=day.isoformat())
+    return sim, stored_series(tmp_path / "warehouse.duckdb")
+
+
+def test_a_malformed_response_fails_the_run_and_keeps_nothing_of_it(loaded, tmp_path):
+    sim, before = loaded
+
+    def misalign(body):
+        stats = body["data"]["attributes"]["results"][0]["statistics"]
+        stats["members_added"] = stats["members_added"][:-1]
+        return body
+
+    sim.faults.add(path=SEGMENT_SERIES_PATH, mutate=misalign, times=1)
+    day = sim.account.today() - dt.timedelta(days=20)
+    result = materialize([segment_series_daily], sim, tmp_path, partition_key=day.isoformat(), raise_on_error=False)
+    assert not result.success
+    assert "misaligned" in failure_message(result)
+    assert stored_series(tmp_path / "warehouse.duckdb") == before
+
+
+def test_a_spent_quota_fails_fast_saying_when_and_keeps_everything(loaded, tmp_path):
+    sim, before = loaded
+    sim.exhaust_report_quota()
+    day = sim.account.today() - dt.timedelta(days=20)
+    result = materialize([segment_series_daily], sim, tmp_path, partition_key=day.isoformat(), raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert "quota" in message and "re-run the same partitions after" in message
+    assert stored_series(tmp_path / "warehouse.duckdb") == before
+
+
+def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tmp_path):
+    sim, before = loaded
+    warehouse = tmp_path / "warehouse.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()",
+         str(warehouse)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        sim.reset_log()
+        day = sim.account.today() - dt.timedelta(days=20)
+        result = materialize([segment_series_daily], sim, tmp_path, partition_key=day.isoformat(), raise_on_error=False)
+        assert not result.success
+        assert "locked by another process" in failure_message(result)
+        assert sim.count(path=SEGMENT_SERIES_PATH) == 0
+    finally:
+        holder.communicate(timeout=30)
+    assert stored_series(warehouse) == before
+
+
+def test_a_wrong_key_fails_naming_the_setting(loaded, tmp_path, monkeypatch):
+    sim, before = loaded
+    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_revoked_000")
+    result = materialize([segments], sim, tmp_path, raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert "401" in message and "KLAVIYO_API_KEY" in message and "pk_revoked_000" not in message
+    assert stored_series(tmp_path / "warehouse.duckdb") == before
