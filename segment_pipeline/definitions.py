@@ -9,7 +9,7 @@ from .defs.publish.assets import analytics_copy, growth_chart
 from .defs.resources import KlaviyoResource, WarehouseResource
 from .defs.schedules import daily_schedule, segment_growth_job
 from .defs.transform.assets import segment_growth_models
-from .defs.transform.project import dbt_executable, dbt_project
+from .defs.transform.project import dbt_project
 
 defs = dg.Definitions(
     assets=[segments, segment_series_daily, segment_growth_models, analytics_copy, growth_chart],
@@ -21,6 +21,6 @@ defs = dg.Definitions(
     resources={
         "klaviyo": KlaviyoResource(),
         "warehouse": WarehouseResource(),
-        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
+        "dbt": DbtCliResource(project_dir=dbt_project),
     },
 )

@@ -37,7 +37,7 @@ from segment_pipeline.config import PipelineSettings
 from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
 from segment_pipeline.defs.publish.assets import analytics_copy, growth_chart
 from segment_pipeline.defs.transform.assets import segment_growth_models
-from segment_pipeline.defs.transform.project import dbt_executable, dbt_project
+from segment_pipeline.defs.transform.project import dbt_project
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
 from segment_pipeline.simulator import KlaviyoSimulator, SimulatorConfig
 from tests.openapi_contract import load_contract
@@ -103,7 +103,7 @@ class Pipeline:
         return self.sim.account.account_id
 
     def resources(self) -> dict:
-        dbt = DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
+        dbt = DbtCliResource(project_dir=dbt_project)
         return resources(self.sim, self.work, dbt=dbt)
 
     def run(self, assets: list, **kwargs) -> dg.ExecuteInProcessResult:
