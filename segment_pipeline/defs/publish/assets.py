@@ -9,6 +9,7 @@ import dagster as dg
 
 from ...charts import write_growth_charts
 from ...publish import publish_analytics_copy
+from ..partitions import daily_partitions
 from ..resources import DUCKDB_POOL, WarehouseResource
 from ..transform.assets import segment_growth_models
 
@@ -22,8 +23,9 @@ GROWTH_CHART_KEY = dg.AssetKey(["analytics", "growth_chart"])
     pool=DUCKDB_POOL,
     deps=list(segment_growth_models.keys),
     kinds={"duckdb"},
-    # not partitioned (it copies everything), but runs in the same single run as a backfill range, so
-    # `dagster asset materialize --select '*' --partition-range ...` ends with a fresh copy
+    # partitioned like the models it follows, so that a backfill (from the UI or the command line) publishes
+    # after the models of its days are built, in the same single run; the copy itself is always whole
+    partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     description=(
         "A copy of the whole warehouse for SQL analysts at ANALYTICS_PATH, published atomically after the "
@@ -42,6 +44,7 @@ def analytics_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     group_name="analytics",
     deps=[ANALYTICS_COPY_KEY],
     kinds={"html"},
+    partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     description=(
         "Total members and daily members added/removed for the largest segments, as a PNG and a "
