@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
 
 import duckdb
+
+from .warehouse import WarehouseLockedError, is_lock_error, lock_holder
 
 __all__ = [
     "AnalyticsCopyBusyError",
@@ -37,32 +38,13 @@ class WarehouseNotFoundError(PublishError, FileNotFoundError):
     """The warehouse file does not exist (nothing has been loaded yet, or WAREHOUSE_PATH is wrong)."""
 
 
-class WarehouseLockedError(PublishError):
-    """Another process holds the warehouse file open for writing."""
-
-
 class AnalyticsCopyBusyError(PublishError):
     """The analyst copy cannot be replaced (opened read-write by someone, or a platform that forbids it)."""
-
-
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
 def _sql_string(value: str | os.PathLike[str]) -> str:
     """A single-quoted SQL string literal (ATTACH takes no bound parameters)."""
     return "'" + str(value).replace("'", "''") + "'"
-
-
-def _lock_holder(error: Exception) -> str:
-    match = _LOCK_HOLDER.search(str(error))
-    if not match:
-        return "another process"
-    return f"{match['program']} (PID {match['pid']})"
-
-
-def _is_lock_error(error: Exception) -> bool:
-    text = str(error).lower()
-    return "lock" in text and ("conflicting" in text or "could not set" in text)
 
 
 def _remove_quietly(*paths: Path) -> None:
@@ -100,9 +82,9 @@ def _settle_stale_wal(target: Path) -> None:
         with duckdb.connect(str(target)) as connection:
             connection.execute("checkpoint")
     except duckdb.Error as exc:
-        if _is_lock_error(exc):
+        if is_lock_error(exc):
             raise AnalyticsCopyBusyError(
-                f"the analyst copy {target} is open read-write in {_lock_holder(exc)}, so it cannot be replaced "
+                f"the analyst copy {target} is open read-write in {lock_holder(exc)}, so it cannot be replaced "
                 "safely. Close that session (analysts should open it with `duckdb -readonly` or "
                 "`duckdb.connect(path, read_only=True)`) and publish again; the warehouse was not changed."
             ) from exc
@@ -162,9 +144,9 @@ def publish_analytics_copy(
             try:
                 connection.execute(f"attach {_sql_string(warehouse)} as publish_src (read_only)")
             except duckdb.Error as exc:
-                if _is_lock_error(exc):
+                if is_lock_error(exc):
                     raise WarehouseLockedError(
-                        f"the warehouse {warehouse} is locked by {_lock_holder(exc)}. Wait for the running "
+                        f"the warehouse {warehouse} is locked by {lock_holder(exc)}. Wait for the running "
                         "pipeline step to finish (all DuckDB steps share the duckdb_writer pool) or close that "
                         "process's DuckDB session, then publish again. The analyst copy was not changed."
                     ) from exc

@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import dlt
 import duckdb
 
 from .tables import RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENTS_TABLE
@@ -25,15 +25,30 @@ class WarehouseLockedError(RuntimeError):
     """Another process holds the DuckDB file."""
 
 
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def is_lock_error(error: Exception) -> bool:
+    """Whether a DuckDB error says another process holds the file."""
+    text = str(error).lower()
+    return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+def lock_holder(error: Exception) -> str:
+    """The program and PID DuckDB names as holding the lock, or "another process"."""
+    match = _LOCK_HOLDER.search(str(error))
+    return f"{match['program']} (PID {match['pid']})" if match else "another process"
+
+
 @contextlib.contextmanager
 def read_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived read-only connection; a lock held elsewhere becomes a WarehouseLockedError."""
     try:
         connection = duckdb.connect(str(path), read_only=True)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
+    except duckdb.Error as exc:
+        if is_lock_error(exc):
             raise WarehouseLockedError(
-                f"the warehouse {path} is locked by another process ({exc}). Close any DuckDB session on it "
+                f"the warehouse {path} is locked by {lock_holder(exc)}. Close that DuckDB session "
                 "(analysts should open the analyst copy, ANALYTICS_PATH, instead) and run again; nothing was "
                 "written."
             ) from exc
@@ -98,6 +113,8 @@ def definition_version_count(path: Path, account_id: str) -> int:
 
 def dlt_pipeline(pipeline_name: str, warehouse_path: Path, pipelines_dir: Path) -> dlt.Pipeline:
     """A dlt pipeline writing the RAW_DATASET schema of the warehouse; its working dir stays in the project."""
+    import dlt  # here, not at the top: the publish step and the demo need this module but not dlt
+
     warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     pipelines_dir.mkdir(parents=True, exist_ok=True)
     return dlt.pipeline(

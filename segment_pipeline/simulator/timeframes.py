@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 from segment_pipeline.klaviyo.limits import MAX_HISTORY_DAYS, REPORTING_DATA_FLOOR
+from segment_pipeline.klaviyo.planner import DayWindow
 
 from .errors import invalid
 
@@ -34,19 +34,6 @@ TIMEFRAME_KEYS = (
     "last_3_months",
     "last_12_months",
 )
-
-
-@dataclass(frozen=True)
-class DayWindow:
-    """An inclusive range of account-local days."""
-
-    start: dt.date
-    end: dt.date
-
-    @property
-    def days(self) -> int:
-        """Number of days in the window, both ends counted."""
-        return (self.end - self.start).days + 1
 
 
 def _ordinal(day: int) -> str:
