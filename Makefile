@@ -10,7 +10,7 @@ SIM_SPEED ?= 60
 SIM_SEGMENTS ?= 150
 SIM_KEY := pk_simulator_demo_key
 
-.PHONY: install manifest demo dev test benchmark clean
+.PHONY: install manifest demo dev test lint benchmark clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,11 @@ dev: manifest
 
 test: manifest
 	$(BIN)/pytest
+
+# ruff (rules in pyproject.toml): lint and formatting of the Python code
+lint: install
+	$(BIN)/ruff check segment_pipeline tests benchmarks
+	$(BIN)/ruff format --check segment_pipeline tests benchmarks
 
 benchmark: install
 	$(BIN)/python benchmarks/run.py

@@ -73,7 +73,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         warehouse = Path(tmp) / "bench.duckdb"
         pipeline = dlt_pipeline("bench_series", warehouse, Path(tmp) / "dlt")
-        loaded_at = dt.datetime.now(dt.timezone.utc)
+        loaded_at = dt.datetime.now(dt.UTC)
         stamped = [
             t.append_column(
                 pa.field("_loaded_at", pa.timestamp("us", tz="UTC")),

@@ -88,8 +88,9 @@ def _draw(top: pd.DataFrame, series: pd.DataFrame) -> bytes:
     FigureCanvasAgg(figure)
     totals_axis, flows_axis = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     if top.empty:
-        totals_axis.text(0.5, 0.5, "no segment growth data yet", ha="center", va="center",
-                         transform=totals_axis.transAxes)
+        totals_axis.text(
+            0.5, 0.5, "no segment growth data yet", ha="center", va="center", transform=totals_axis.transAxes
+        )
     several_accounts = top["account_id"].nunique() > 1
     palette = [f"C{i}" for i in range(10)]  # matplotlib's default colour cycle
     for index, row in top.reset_index(drop=True).iterrows():
@@ -131,14 +132,19 @@ def _html_page(top: pd.DataFrame, png_bytes: bytes, source: Path) -> str:
     for rank, row in enumerate(top.itertuples(index=False), start=1):
         latest = "" if pd.isna(row.latest_date) else pd.Timestamp(row.latest_date).date().isoformat()
         cells = [
-            str(rank), row.account_id, row.segment_id, row.segment_name or "", latest,
-            _format_int(row.latest_total_members), _format_int(row.net_change_30d),
-            _format_rate(row.growth_rate_30d), _format_rate(row.churn_rate_30d),
+            str(rank),
+            row.account_id,
+            row.segment_id,
+            row.segment_name or "",
+            latest,
+            _format_int(row.latest_total_members),
+            _format_int(row.net_change_30d),
+            _format_rate(row.growth_rate_30d),
+            _format_rate(row.churn_rate_30d),
         ]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in cells) + "</tr>")
     body_rows = "\n".join(rows) or '<tr><td colspan="9">no segment growth data yet</td></tr>'
-    headers = ["#", "account", "segment id", "segment", "latest day", "members", "net 30d", "growth 30d",
-               "churn 30d"]
+    headers = ["#", "account", "segment id", "segment", "latest day", "members", "net 30d", "growth 30d", "churn 30d"]
     header_row = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     image = base64.b64encode(png_bytes).decode("ascii")
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

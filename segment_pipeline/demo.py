@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segments", type=int, default=150, help="segments in the simulated account (default 150)")
     parser.add_argument("--seed", type=int, default=42, help="simulator seed (default 42)")
     parser.add_argument(
-        "--speed", type=float, default=60.0,
+        "--speed",
+        type=float,
+        default=60.0,
         help="simulator time factor: 60 turns Klaviyo's 2 report requests a minute into 2 a second (default 60)",
     )
     parser.add_argument("--data-dir", default="data/demo", help="where the demo writes (default data/demo)")
@@ -66,8 +68,15 @@ def run(args: argparse.Namespace) -> int:
         yesterday = dt.datetime.now(ZoneInfo(DEMO_TIMEZONE)).date() - dt.timedelta(days=1)
         first = yesterday - dt.timedelta(days=args.days - 1)
         command = [
-            sys.executable, "-m", "dagster", "job", "execute",
-            "-m", "segment_pipeline.definitions", "-j", "segment_growth_job",
+            sys.executable,
+            "-m",
+            "dagster",
+            "job",
+            "execute",
+            "-m",
+            "segment_pipeline.definitions",
+            "-j",
+            "segment_growth_job",
             "--tags",
             f'{{"dagster/asset_partition_range_start": "{first}", "dagster/asset_partition_range_end": "{yesterday}"}}',
         ]

@@ -12,8 +12,12 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
+
+if TYPE_CHECKING:
+    import dlt
 
 from .tables import RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENTS_TABLE
 

@@ -26,7 +26,10 @@ def resources(sim, tmp_path: Path, **extra) -> dict:
 
 
 def range_tags(first: dt.date, last: dt.date) -> dict:
-    return {"dagster/asset_partition_range_start": first.isoformat(), "dagster/asset_partition_range_end": last.isoformat()}
+    return {
+        "dagster/asset_partition_range_start": first.isoformat(),
+        "dagster/asset_partition_range_end": last.isoformat(),
+    }
 
 
 def query(path: Path, sql: str, params=None):

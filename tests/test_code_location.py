@@ -375,12 +375,12 @@ def test_asset_checks(asset_nodes):
 def test_definitions_in_process():
     import dagster as dg
 
+    from segment_pipeline.definitions import defs
     from segment_pipeline.defs.ingest.assets import segment_series_daily
     from segment_pipeline.defs.ingest.checks import series_checks
     from segment_pipeline.defs.partitions import daily_partitions
     from segment_pipeline.defs.publish.assets import analytics_copy
     from segment_pipeline.defs.transform.assets import segment_growth_models
-    from segment_pipeline.definitions import defs
 
     job = defs.resolve_job_def(JOB)
     assert job.name == JOB

@@ -100,57 +100,95 @@ ACCOUNTS = {"acct_ny": "US/Eastern", "acct_tokyo": "Asia/Tokyo"}
 
 SEGMENTS = [
     SyntheticSegment(
-        "acct_ny", "EngA1", "Engaged 30d", _utc(2023, 6, 1, 12),
-        [(_definition([_did_metric("OpenM1"), _did_metric("ClickM2")], [_in_list("ListNews")]),
-          _utc(2023, 6, 1, 12), _utc(2024, 1, 1, 6))],
-        start_members=5000, series_days=_days(FIRST_DAY, LAST_DAY),
+        "acct_ny",
+        "EngA1",
+        "Engaged 30d",
+        _utc(2023, 6, 1, 12),
+        [
+            (
+                _definition([_did_metric("OpenM1"), _did_metric("ClickM2")], [_in_list("ListNews")]),
+                _utc(2023, 6, 1, 12),
+                _utc(2024, 1, 1, 6),
+            )
+        ],
+        start_members=5000,
+        series_days=_days(FIRST_DAY, LAST_DAY),
     ),
     # starts empty: the rates of its first days and of its first complete windows are undefined
     SyntheticSegment(
-        "acct_ny", "NewZ0", "New signups", _utc(2023, 12, 30, 9),
+        "acct_ny",
+        "NewZ0",
+        "New signups",
+        _utc(2023, 12, 30, 9),
         [(_definition([_in_list("ListSignup")]), _utc(2023, 12, 30, 9), _utc(2024, 1, 1, 6))],
-        start_members=0, series_days=_days(FIRST_DAY, LAST_DAY),
+        start_members=0,
+        series_days=_days(FIRST_DAY, LAST_DAY),
     ),
     # edited twice; the first edit is 2024-02-10 03:30 UTC = 2024-02-09 22:30 in New York
     SyntheticSegment(
-        "acct_ny", "VipE3", "VIP customers", _utc(2023, 3, 15, 8),
+        "acct_ny",
+        "VipE3",
+        "VIP customers",
+        _utc(2023, 3, 15, 8),
         [
             (_definition([_did_metric("OrderM9")]), _utc(2023, 11, 2, 10), _utc(2024, 1, 1, 6)),
             (_definition([_did_metric("OrderM9")], [_in_region("US")]), _utc(2024, 2, 10, 3, 30), _utc(2024, 2, 10, 6)),
-            (_definition([_did_metric("OrderM9"), _in_list("ListVip", "ListNews")], [_in_region("US")]),
-             _utc(2024, 3, 5, 15), _utc(2024, 3, 6, 6)),
+            (
+                _definition([_did_metric("OrderM9"), _in_list("ListVip", "ListNews")], [_in_region("US")]),
+                _utc(2024, 3, 5, 15),
+                _utc(2024, 3, 6, 6),
+            ),
         ],
-        start_members=800, series_days=_days(FIRST_DAY, LAST_DAY),
+        start_members=800,
+        series_days=_days(FIRST_DAY, LAST_DAY),
     ),
     # gaps: a three-day hole and a single missing day
     SyntheticSegment(
-        "acct_ny", "GapW4", "Winback", _utc(2023, 9, 1),
+        "acct_ny",
+        "GapW4",
+        "Winback",
+        _utc(2023, 9, 1),
         [(_definition([_did_metric("OpenM1")], [_in_list("ListLapsed")]), _utc(2023, 9, 1), _utc(2024, 1, 1, 6))],
         start_members=1200,
-        series_days=_days(FIRST_DAY, LAST_DAY, {dt.date(2024, 1, 20), dt.date(2024, 1, 21), dt.date(2024, 1, 22),
-                                                dt.date(2024, 2, 14)}),
+        series_days=_days(
+            FIRST_DAY,
+            LAST_DAY,
+            {dt.date(2024, 1, 20), dt.date(2024, 1, 21), dt.date(2024, 1, 22), dt.date(2024, 2, 14)},
+        ),
     ),
     # shrinking, and Klaviyo's numbers break both identities on a few days
     SyntheticSegment(
-        "acct_ny", "LapL5", "Lapsed buyers", _utc(2022, 1, 1),
+        "acct_ny",
+        "LapL5",
+        "Lapsed buyers",
+        _utc(2022, 1, 1),
         [(_definition([_did_metric("OrderM9")]), _utc(2022, 1, 1), _utc(2024, 1, 1, 6))],
-        start_members=3000, series_days=_days(FIRST_DAY, LAST_DAY),
+        start_members=3000,
+        series_days=_days(FIRST_DAY, LAST_DAY),
     ),
     # the same segment id in another account must not mix with acct_ny's
     SyntheticSegment(
-        "acct_tokyo", "EngA1", "Engaged JP", _utc(2023, 1, 1),
+        "acct_tokyo",
+        "EngA1",
+        "Engaged JP",
+        _utc(2023, 1, 1),
         [
             (_definition([_did_metric("OpenJP")]), _utc(2023, 1, 1), _utc(2024, 1, 1, 6)),
             # 2024-02-09 20:00 UTC is already 2024-02-10 in Tokyo
             (_definition([_did_metric("OpenJP"), _did_metric("ClickJP")]), _utc(2024, 2, 9, 20), _utc(2024, 2, 10, 6)),
         ],
-        start_members=700, series_days=_days(dt.date(2024, 1, 15), LAST_DAY),
+        start_members=700,
+        series_days=_days(dt.date(2024, 1, 15), LAST_DAY),
     ),
     # deleted in Klaviyo and never reported
     SyntheticSegment(
-        "acct_tokyo", "OldD7", "Old test segment", _utc(2021, 5, 5),
+        "acct_tokyo",
+        "OldD7",
+        "Old test segment",
+        _utc(2021, 5, 5),
         [(_definition(), _utc(2021, 5, 5), _utc(2024, 1, 1, 6))],
-        start_members=None, is_deleted=True,
+        start_members=None,
+        is_deleted=True,
     ),
 ]
 
@@ -178,11 +216,17 @@ def _series_rows(segment: SyntheticSegment, rng: random.Random) -> list[dict]:
             added, removed = rng.randint(0, max(3, total // 40)), rng.randint(0, max(2, total // 60))
         removed = min(removed, total + added)
         total = total + added - removed
-        rows.append({
-            "account_id": segment.account_id, "segment_id": segment.segment_id, "date": day,
-            "total_members": total, "members_added": added, "members_removed": removed,
-            "net_members_changed": added - removed,
-        })
+        rows.append(
+            {
+                "account_id": segment.account_id,
+                "segment_id": segment.segment_id,
+                "date": day,
+                "total_members": total,
+                "members_added": added,
+                "members_removed": removed,
+                "net_members_changed": added - removed,
+            }
+        )
     if shrinking:
         rows[40]["net_members_changed"] += 3  # net <> added - removed
         rows[60]["total_members"] += 25  # total <> yesterday + net
@@ -192,24 +236,36 @@ def _series_rows(segment: SyntheticSegment, rng: random.Random) -> list[dict]:
 def synthetic_raw_tables() -> dict[str, pd.DataFrame]:
     """The four raw tables, with dlt's bookkeeping columns, as dlt would have loaded them."""
     rng = random.Random(20240101)
-    accounts = pd.DataFrame(
-        [{"account_id": a, "timezone": tz, "_loaded_at": LOADED_AT} for a, tz in ACCOUNTS.items()]
-    )
+    accounts = pd.DataFrame([{"account_id": a, "timezone": tz, "_loaded_at": LOADED_AT} for a, tz in ACCOUNTS.items()])
     segments, definitions, series = [], [], []
     for segment in SEGMENTS:
         current, updated, _ = segment.versions[-1]
-        segments.append({
-            "account_id": segment.account_id, "id": segment.segment_id, "name": segment.name,
-            "definition": json.dumps(current), "created": segment.created, "updated": updated,
-            "is_active": not segment.is_deleted, "is_processing": False,
-            "is_starred": segment.segment_id == "VipE3", "is_deleted": segment.is_deleted, "_loaded_at": LOADED_AT,
-        })
+        segments.append(
+            {
+                "account_id": segment.account_id,
+                "id": segment.segment_id,
+                "name": segment.name,
+                "definition": json.dumps(current),
+                "created": segment.created,
+                "updated": updated,
+                "is_active": not segment.is_deleted,
+                "is_processing": False,
+                "is_starred": segment.segment_id == "VipE3",
+                "is_deleted": segment.is_deleted,
+                "_loaded_at": LOADED_AT,
+            }
+        )
         for definition, segment_updated, first_seen_at in segment.versions:
-            definitions.append({
-                "account_id": segment.account_id, "segment_id": segment.segment_id,
-                "definition_hash": _definition_hash(definition), "definition": json.dumps(definition),
-                "segment_updated": segment_updated, "first_seen_at": first_seen_at,
-            })
+            definitions.append(
+                {
+                    "account_id": segment.account_id,
+                    "segment_id": segment.segment_id,
+                    "definition_hash": _definition_hash(definition),
+                    "definition": json.dumps(definition),
+                    "segment_updated": segment_updated,
+                    "first_seen_at": first_seen_at,
+                }
+            )
         if segment.start_members is not None:
             for row in _series_rows(segment, rng):
                 series.append({**row, "_loaded_at": LOADED_AT})
@@ -263,9 +319,16 @@ def run_dbt(args: list[str], warehouse: Path, work_dir: Path) -> subprocess.Comp
     """Run dbt in a subprocess (as dagster-dbt does), so no DuckDB handle outlives the command."""
     dbt = Path(sys.executable).with_name("dbt")
     command = [
-        str(dbt) if dbt.exists() else "dbt", *args,
-        "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-        "--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs"),
+        str(dbt) if dbt.exists() else "dbt",
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--target-path",
+        str(work_dir / "target"),
+        "--log-path",
+        str(work_dir / "logs"),
     ]
     env = {**os.environ, "WAREHOUSE_PATH": str(warehouse), "DO_NOT_TRACK": "1"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
@@ -332,9 +395,14 @@ def expected_daily(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
         for day, r in sorted(by_day.items()):
             start = r.total_members - r.net_members_changed
             row = {
-                "account_id": account_id, "segment_id": segment_id, "segment_name": names[(account_id, segment_id)],
-                "date": day, "total_members": r.total_members, "members_added": r.members_added,
-                "members_removed": r.members_removed, "net_members_changed": r.net_members_changed,
+                "account_id": account_id,
+                "segment_id": segment_id,
+                "segment_name": names[(account_id, segment_id)],
+                "date": day,
+                "total_members": r.total_members,
+                "members_added": r.members_added,
+                "members_removed": r.members_removed,
+                "net_members_changed": r.net_members_changed,
                 "members_at_start": start,
                 "growth_rate": _rate(r.net_members_changed, start),
                 "churn_rate": _rate(r.members_removed, start),
@@ -344,9 +412,7 @@ def expected_daily(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 window_days = [day - dt.timedelta(days=k) for k in range(length)]
                 present = [by_day[d] for d in window_days if d in by_day]
                 first = by_day.get(window_days[-1])
-                window_start = (
-                    first.total_members - first.net_members_changed if len(present) == length else np.nan
-                )
+                window_start = first.total_members - first.net_members_changed if len(present) == length else np.nan
                 net = sum(p.net_members_changed for p in present)
                 added = sum(p.members_added for p in present)
                 removed = sum(p.members_removed for p in present)
@@ -382,14 +448,25 @@ def expected_rollup(daily: pd.DataFrame, period_column: str) -> pd.DataFrame:
         group = group.sort_values("date")
         start = group["members_at_start"].iloc[0]
         added, removed, net = (group[c].sum() for c in ("members_added", "members_removed", "net_members_changed"))
-        rows.append({
-            "account_id": account_id, "segment_id": segment_id, "segment_name": group["segment_name"].iloc[-1],
-            period_column: period, "first_date": group["date"].iloc[0], "last_date": group["date"].iloc[-1],
-            "days_covered": len(group), "members_at_start": start,
-            "members_at_end": group["total_members"].iloc[-1],
-            "members_added": added, "members_removed": removed, "net_members_changed": net,
-            "growth_rate": _rate(net, start), "churn_rate": _rate(removed, start), "add_rate": _rate(added, start),
-        })
+        rows.append(
+            {
+                "account_id": account_id,
+                "segment_id": segment_id,
+                "segment_name": group["segment_name"].iloc[-1],
+                period_column: period,
+                "first_date": group["date"].iloc[0],
+                "last_date": group["date"].iloc[-1],
+                "days_covered": len(group),
+                "members_at_start": start,
+                "members_at_end": group["total_members"].iloc[-1],
+                "members_added": added,
+                "members_removed": removed,
+                "net_members_changed": net,
+                "growth_rate": _rate(net, start),
+                "churn_rate": _rate(removed, start),
+                "add_rate": _rate(added, start),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -421,11 +498,20 @@ def assert_same_rows(actual: pd.DataFrame, expected: pd.DataFrame, keys: list[st
 def test_build_creates_the_schemas_and_relations(built: BuiltWarehouse) -> None:
     relations = query(built.path, "select table_schema, table_name, table_type from information_schema.tables")
     found = {(r.table_schema, r.table_name): r.table_type for r in relations.itertuples()}
-    for mart in ("segment_growth_daily", "segment_growth_weekly", "segment_growth_monthly", "segments",
-                 "segment_definition_history"):
+    for mart in (
+        "segment_growth_daily",
+        "segment_growth_weekly",
+        "segment_growth_monthly",
+        "segments",
+        "segment_definition_history",
+    ):
         assert found[("marts", mart)] == "BASE TABLE"
-    for view in ("stg_klaviyo__accounts", "stg_klaviyo__segments", "stg_klaviyo__segment_definitions",
-                 "stg_klaviyo__segment_series_daily"):
+    for view in (
+        "stg_klaviyo__accounts",
+        "stg_klaviyo__segments",
+        "stg_klaviyo__segment_definitions",
+        "stg_klaviyo__segment_series_daily",
+    ):
         assert found[("staging", view)] == "VIEW"
     assert not {schema for schema, _ in found if schema.startswith("main_")}, "schemas must not get a prefix"
 
@@ -452,10 +538,13 @@ def test_every_model_column_has_a_description(built: BuiltWarehouse) -> None:
     for node in built.manifest["nodes"].values():
         if node["resource_type"] != "model":
             continue
-        columns = query(built.path, f"""
+        columns = query(
+            built.path,
+            f"""
             select column_name from information_schema.columns
             where table_schema = '{node["schema"]}' and table_name = '{node["name"]}'
-        """)["column_name"]
+        """,
+        )["column_name"]
         documented = {name for name, column in node["columns"].items() if column.get("description")}
         assert set(columns) == documented, node["name"]
 
@@ -480,19 +569,25 @@ def test_segment_growth_daily_matches_pandas(built: BuiltWarehouse) -> None:
 
 
 def test_zero_member_start_gives_null_rates(built: BuiltWarehouse) -> None:
-    rows = query(built.path, """
+    rows = query(
+        built.path,
+        """
         select date, members_at_start, growth_rate, members_at_start_7d, growth_rate_7d
         from marts.segment_growth_daily where account_id = 'acct_ny' and segment_id = 'NewZ0' order by date
-    """)
+    """,
+    )
     assert (rows["members_at_start"].iloc[:4] == 0).all() and rows["growth_rate"].iloc[:4].isna().all()
     # the first complete 7-day window starts on day one, with zero members
     assert rows["members_at_start_7d"].iloc[6] == 0 and pd.isna(rows["growth_rate_7d"].iloc[6])
 
 
 def test_definition_changes_are_dated_in_the_account_timezone(built: BuiltWarehouse) -> None:
-    rows = query(built.path, """
+    rows = query(
+        built.path,
+        """
         select account_id, segment_id, date from marts.segment_growth_daily where definition_changed order by all
-    """)
+    """,
+    )
     assert [(r.account_id, r.segment_id, r.date.date()) for r in rows.itertuples()] == [
         ("acct_ny", "VipE3", dt.date(2024, 2, 9)),  # 03:30 UTC on the 10th is the evening of the 9th in New York
         ("acct_ny", "VipE3", dt.date(2024, 3, 5)),
@@ -500,8 +595,9 @@ def test_definition_changes_are_dated_in_the_account_timezone(built: BuiltWareho
     ]
 
 
-@pytest.mark.parametrize("period_column, table", [("week_start", "segment_growth_weekly"),
-                                                  ("month_start", "segment_growth_monthly")])
+@pytest.mark.parametrize(
+    "period_column, table", [("week_start", "segment_growth_weekly"), ("month_start", "segment_growth_monthly")]
+)
 def test_rollups_match_pandas(built: BuiltWarehouse, period_column: str, table: str) -> None:
     actual = query(built.path, f"select * from marts.{table}")
     expected = expected_rollup(expected_daily(built.raw), period_column)
@@ -523,15 +619,34 @@ def test_segment_definition_history_matches(built: BuiltWarehouse) -> None:
     for segment in SEGMENTS:
         for number, (definition, segment_updated, first_seen_at) in enumerate(segment.versions, start=1):
             valid_to = segment.versions[number][1] if number < len(segment.versions) else None
-            expected.append((
-                segment.account_id, segment.segment_id, segment.name, number, definition, _definition_hash(definition),
-                segment.created if number == 1 else segment_updated, valid_to, valid_to is None, first_seen_at,
-            ))
+            expected.append(
+                (
+                    segment.account_id,
+                    segment.segment_id,
+                    segment.name,
+                    number,
+                    definition,
+                    _definition_hash(definition),
+                    segment.created if number == 1 else segment_updated,
+                    valid_to,
+                    valid_to is None,
+                    first_seen_at,
+                )
+            )
     expected.sort(key=lambda row: (row[0], row[1], row[3]))
     got = [
-        (r.account_id, r.segment_id, r.segment_name, r.version_number, json.loads(r.definition), r.definition_hash,
-         r.valid_from.to_pydatetime(), None if pd.isna(r.valid_to) else r.valid_to.to_pydatetime(), bool(r.is_current),
-         r.first_seen_at.to_pydatetime())
+        (
+            r.account_id,
+            r.segment_id,
+            r.segment_name,
+            r.version_number,
+            json.loads(r.definition),
+            r.definition_hash,
+            r.valid_from.to_pydatetime(),
+            None if pd.isna(r.valid_to) else r.valid_to.to_pydatetime(),
+            bool(r.is_current),
+            r.first_seen_at.to_pydatetime(),
+        )
         for r in actual.itertuples()
     ]
     assert got == expected
@@ -628,11 +743,26 @@ def test_full_refresh_ignores_the_window(built: BuiltWarehouse, incremental: tup
 def test_a_malformed_date_var_is_refused(built: BuiltWarehouse, tmp_path: Path) -> None:
     dbt = Path(sys.executable).with_name("dbt")
     result = subprocess.run(
-        [str(dbt), "compile", "--select", "segment_growth_daily", "--vars", '{"min_date": "20/02/2024"}',
-         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
+        [
+            str(dbt),
+            "compile",
+            "--select",
+            "segment_growth_daily",
+            "--vars",
+            '{"min_date": "20/02/2024"}',
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(tmp_path / "target"),
+            "--log-path",
+            str(tmp_path / "logs"),
+        ],
         env={**os.environ, "WAREHOUSE_PATH": str(built.path), "DO_NOT_TRACK": "1"},
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     assert "must look like YYYY-MM-DD" in result.stdout

@@ -54,19 +54,52 @@ SEED = 11
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 DAILY_COLUMNS = [
-    "account_id", "segment_id", "segment_name", "date",
-    "total_members", "members_added", "members_removed", "net_members_changed", "members_at_start",
-    "growth_rate", "churn_rate", "add_rate",
-    "days_present_7d", "members_at_start_7d", "net_change_7d", "members_added_7d", "members_removed_7d",
-    "growth_rate_7d", "churn_rate_7d", "add_rate_7d",
-    "days_present_30d", "members_at_start_30d", "net_change_30d", "members_added_30d", "members_removed_30d",
-    "growth_rate_30d", "churn_rate_30d", "add_rate_30d",
-    "definition_changed", "identity_holds",
+    "account_id",
+    "segment_id",
+    "segment_name",
+    "date",
+    "total_members",
+    "members_added",
+    "members_removed",
+    "net_members_changed",
+    "members_at_start",
+    "growth_rate",
+    "churn_rate",
+    "add_rate",
+    "days_present_7d",
+    "members_at_start_7d",
+    "net_change_7d",
+    "members_added_7d",
+    "members_removed_7d",
+    "growth_rate_7d",
+    "churn_rate_7d",
+    "add_rate_7d",
+    "days_present_30d",
+    "members_at_start_30d",
+    "net_change_30d",
+    "members_added_30d",
+    "members_removed_30d",
+    "growth_rate_30d",
+    "churn_rate_30d",
+    "add_rate_30d",
+    "definition_changed",
+    "identity_holds",
 ]
 ROLLUP_COLUMNS = [
-    "account_id", "segment_id", "segment_name", "first_date", "last_date", "days_covered",
-    "members_at_start", "members_at_end", "members_added", "members_removed", "net_members_changed",
-    "growth_rate", "churn_rate", "add_rate",
+    "account_id",
+    "segment_id",
+    "segment_name",
+    "first_date",
+    "last_date",
+    "days_covered",
+    "members_at_start",
+    "members_at_end",
+    "members_added",
+    "members_removed",
+    "net_members_changed",
+    "growth_rate",
+    "churn_rate",
+    "add_rate",
 ]
 
 
@@ -398,7 +431,10 @@ def test_segments_mart_lists_every_live_segment_with_a_faithful_definition_summa
         assert row["account_id"] == pipeline.account_id
         assert row["segment_name"] == segment.name
         assert (row["is_active"], row["is_processing"], row["is_starred"], row["is_deleted"]) == (
-            segment.is_active, segment.is_processing, segment.is_starred, False
+            segment.is_active,
+            segment.is_processing,
+            segment.is_starred,
+            False,
         )
         assert row["created_at"] == segment.created and row["updated_at"] == segment.updated
         assert json.loads(row["definition"]) == segment.definition
@@ -578,7 +614,9 @@ def test_definition_edits_add_a_version_dated_in_the_account_timezone(pipeline: 
     # and the rest of the daily mart is still the truth
     assert_rows_match(
         pipeline.rows(f"select {', '.join(DAILY_COLUMNS)} from marts.segment_growth_daily"),
-        expected_daily(pipeline), ("account_id", "segment_id", "date"), "marts.segment_growth_daily",
+        expected_daily(pipeline),
+        ("account_id", "segment_id", "date"),
+        "marts.segment_growth_daily",
     )
 
 
@@ -602,7 +640,10 @@ class AnalystSession:
     def __init__(self, path: Path) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-c", READER, str(path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert self.process.stdout.readline().strip() == "ready", self.process.stderr.read()
 

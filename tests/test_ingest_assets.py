@@ -52,7 +52,8 @@ def test_segments_land_whole_with_definitions_and_history(make_simulator, tmp_pa
     sim = make_simulator(api_key=API_KEY, segment_count=27, speed=FAST)
     result = materialize([segments], sim, tmp_path)
     warehouse = tmp_path / "warehouse.duckdb"
-    stored = {r[0]: r[1:] for r in query(warehouse, "select id, name, definition, is_active, is_deleted from klaviyo.segments")}
+    rows = query(warehouse, "select id, name, definition, is_active, is_deleted from klaviyo.segments")
+    stored = {r[0]: r[1:] for r in rows}
     assert len(stored) == 27
     for s in sim.account.segments:
         name, definition, is_active, is_deleted = stored[s.id]
@@ -113,15 +114,14 @@ def test_day_366_is_refused_before_any_request(make_simulator, tmp_path):
     materialize([segments], sim, tmp_path)
     sim.reset_log()
     day_366 = sim.account.today() - dt.timedelta(days=366)
-    result = materialize(
-        [segment_series_daily], sim, tmp_path, partition_key=day_366.isoformat(), raise_on_error=False
-    )
+    result = materialize([segment_series_daily], sim, tmp_path, partition_key=day_366.isoformat(), raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = failure.step_failure_data.error.message
     assert "one year" in message and "No request was sent" in message
     assert sim.count() == 0
-    assert query(tmp_path / "warehouse.duckdb", "select count(*) from information_schema.tables where table_name = 'segment_series_daily'") == [(0,)]
+    tables = "select count(*) from information_schema.tables where table_name = 'segment_series_daily'"
+    assert query(tmp_path / "warehouse.duckdb", tables) == [(0,)]
 
 
 def test_a_day_before_the_data_floor_is_not_even_a_partition(make_simulator, tmp_path):
@@ -182,9 +182,24 @@ def test_two_runs_started_at_once_both_succeed(make_simulator, tmp_path):
     days = [sim.account.today() - dt.timedelta(days=n) for n in (40, 20)]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "segment_pipeline.definitions",
-             "--select", "klaviyo/segment_series_daily", "--partition", day.isoformat()],
-            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "dagster",
+                "asset",
+                "materialize",
+                "-m",
+                "segment_pipeline.definitions",
+                "--select",
+                "klaviyo/segment_series_daily",
+                "--partition",
+                day.isoformat(),
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for day in days
     ]
@@ -241,10 +256,15 @@ def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tm
     sim, before = loaded
     warehouse = tmp_path / "warehouse.duckdb"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()",
-         str(warehouse)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()",
+            str(warehouse),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "ready"

@@ -100,12 +100,16 @@ def test_publish_replaces_the_copy_while_an_analyst_reads_it(warehouse: Path, tm
     target = tmp_path / "analytics.duckdb"
     publish_analytics_copy(warehouse, target)
     # the analyst keeps one connection on the old copy across the publish, then reconnects
-    analyst = HeldConnection(target, read_only=True, script=f"""
+    analyst = HeldConnection(
+        target,
+        read_only=True,
+        script=f"""
             print(connection.execute("select version from marts.published").fetchone()[0])
             connection.close()
             reopened = duckdb.connect({str(target)!r}, read_only=True)
             print(reopened.execute("select version from marts.published").fetchone()[0])
-    """)
+    """,
+    )
     try:
         make_warehouse(warehouse, version=2)
         publish_analytics_copy(warehouse, target)  # must not wait for, or break, the analyst
@@ -183,9 +187,7 @@ def test_the_copy_can_be_written_for_older_duckdb_clients(warehouse: Path, tmp_p
     stats = publish_analytics_copy(warehouse, target, storage_version="v1.4.0")
     assert stats["storage_version"] == "v1.4.0"
     with duckdb.connect(str(target), read_only=True) as connection:
-        tags = connection.execute(
-            "select tags from duckdb_databases() where database_name = 'analytics'"
-        ).fetchone()[0]
+        tags = connection.execute("select tags from duckdb_databases() where database_name = 'analytics'").fetchone()[0]
     assert tags["storage_version"].startswith("v1.4.0")
 
 
@@ -210,8 +212,20 @@ def make_growth_mart(path: Path, sizes: dict[str, int], days: int = 40) -> None:
         for index, (name, final_size) in enumerate(sizes.items()):
             for day in range(days):
                 total = final_size - (days - 1 - day) * 2
-                rows.append(("acct", f"seg{index}", name, first + dt.timedelta(days=day), total, 5, 3,
-                             60 if day >= 29 else None, 0.05 if day >= 29 else None, 0.01 if day >= 29 else None))
+                rows.append(
+                    (
+                        "acct",
+                        f"seg{index}",
+                        name,
+                        first + dt.timedelta(days=day),
+                        total,
+                        5,
+                        3,
+                        60 if day >= 29 else None,
+                        0.05 if day >= 29 else None,
+                        0.01 if day >= 29 else None,
+                    )
+                )
         if rows:
             connection.executemany("insert into marts.segment_growth_daily values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 

@@ -32,13 +32,21 @@ EASTERN_DAYS = ["2026-03-07T00:00:00-05:00", "2026-03-08T00:00:00-05:00", "2026-
 def test_rows_use_the_written_local_day_never_utc():
     table = series_rows(
         response(EASTERN_DAYS, [result("AAA111")]),
-        account_id="acct", timezone="US/Eastern", requested_ids=("AAA111",), window=WINDOW,
+        account_id="acct",
+        timezone="US/Eastern",
+        requested_ids=("AAA111",),
+        window=WINDOW,
     )
     rows = table.to_pylist()
     assert [row["date"] for row in rows] == [dt.date(2026, 3, 7), dt.date(2026, 3, 8), dt.date(2026, 3, 9)]
     assert rows[2] == {
-        "account_id": "acct", "segment_id": "AAA111", "date": dt.date(2026, 3, 9),
-        "total_members": 11, "members_added": 1, "members_removed": 2, "net_members_changed": -1,
+        "account_id": "acct",
+        "segment_id": "AAA111",
+        "date": dt.date(2026, 3, 9),
+        "total_members": 11,
+        "members_added": 1,
+        "members_removed": 2,
+        "net_members_changed": -1,
     }
 
 

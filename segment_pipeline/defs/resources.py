@@ -4,7 +4,6 @@ Nothing here reads a secret at import: the API key is read from KLAVIYO_API_KEY 
 straight into the client, and never into Dagster config, logs or metadata.
 """
 
-
 from pathlib import Path
 
 import dagster as dg

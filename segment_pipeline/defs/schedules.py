@@ -8,7 +8,9 @@ from .transform.assets import segment_growth_models
 
 segment_growth_job = dg.define_asset_job(
     name="segment_growth_job",
-    selection=dg.AssetSelection.assets(segments, segment_series_daily, segment_growth_models, analytics_copy, growth_chart),
+    selection=dg.AssetSelection.assets(
+        segments, segment_series_daily, segment_growth_models, analytics_copy, growth_chart
+    ),
     description=(
         "Refresh segments, pull the daily series for the selected days (plus the lookback), rebuild the "
         "models, publish the analyst copy and draw the growth chart."

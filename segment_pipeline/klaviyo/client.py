@@ -209,19 +209,28 @@ class KlaviyoClient:
         scope = _SCOPES[family]
         if status == 401:
             raise KlaviyoAuthError(
-                status, method, path, details,
+                status,
+                method,
+                path,
+                details,
                 hint="The API key was not accepted: check that KLAVIYO_API_KEY holds a current private key of "
                 f"this account with the {scope} scope.",
             )
         if status == 403:
             raise KlaviyoAuthError(
-                status, method, path, details,
+                status,
+                method,
+                path,
+                details,
                 hint=f"The API key lacks a scope this call needs: give the key the {scope} scope "
                 "(read-only) in Klaviyo's API key settings.",
             )
         if status == 404:
             raise KlaviyoNotFoundError(
-                status, method, path, details,
+                status,
+                method,
+                path,
+                details,
                 hint="Check KLAVIYO_BASE_URL; the path is the one in Klaviyo's API reference.",
             )
         hint = ""
@@ -269,7 +278,7 @@ class KlaviyoClient:
                     raise KlaviyoQuotaExhausted(
                         path=path,
                         retry_after_seconds=wait,
-                        retry_at=dt.datetime.fromtimestamp(until, dt.timezone.utc),
+                        retry_at=dt.datetime.fromtimestamp(until, dt.UTC),
                     )
                 problem = "throttled (HTTP 429)"
                 if attempt < self.settings.max_attempts:
@@ -346,8 +355,13 @@ class KlaviyoClient:
         return list(segments.values())
 
     def _report_body(
-        self, report_type: str, segment_ids: tuple[str, ...], window: DayWindow, timezone: str,
-        statistics: tuple[str, ...], interval: str | None,
+        self,
+        report_type: str,
+        segment_ids: tuple[str, ...],
+        window: DayWindow,
+        timezone: str,
+        statistics: tuple[str, ...],
+        interval: str | None,
     ) -> dict:
         attributes: dict[str, Any] = {
             "statistics": list(statistics),

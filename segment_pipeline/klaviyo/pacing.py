@@ -152,14 +152,14 @@ class ReportBudget:
                 raise KlaviyoQuotaExhausted(
                     path=path,
                     retry_after_seconds=blocked - now,
-                    retry_at=dt.datetime.fromtimestamp(blocked, dt.timezone.utc),
+                    retry_at=dt.datetime.fromtimestamp(blocked, dt.UTC),
                 )
             if len(ledger["sent"]) >= self.daily_limit:
                 free_at = min(ledger["sent"]) + DAY_SECONDS
                 raise KlaviyoQuotaExhausted(
                     path=path,
                     retry_after_seconds=free_at - now,
-                    retry_at=dt.datetime.fromtimestamp(free_at, dt.timezone.utc),
+                    retry_at=dt.datetime.fromtimestamp(free_at, dt.UTC),
                     local_budget=True,
                 )
             ledger["sent"].append(now)

@@ -95,7 +95,9 @@ def split_days(start: dt.date, end: dt.date, max_days: int = MAX_DAYS_PER_DAILY_
     return windows
 
 
-def batch_ids(segment_ids: list[str] | tuple[str, ...], size: int = MAX_SEGMENT_IDS_PER_REPORT) -> list[tuple[str, ...]]:
+def batch_ids(
+    segment_ids: list[str] | tuple[str, ...], size: int = MAX_SEGMENT_IDS_PER_REPORT
+) -> list[tuple[str, ...]]:
     """Split segment ids (duplicates dropped, order kept) into batches of at most `size`."""
     unique = list(dict.fromkeys(segment_ids))
     return [tuple(unique[i : i + size]) for i in range(0, len(unique), size)]
@@ -119,11 +121,7 @@ def plan_series_requests(
         ReportWindowError: the range would be refused by Klaviyo.
     """
     check_reporting_window(start, end, today)
-    return [
-        SeriesRequest(batch, window)
-        for window in split_days(start, end)
-        for batch in batch_ids(segment_ids)
-    ]
+    return [SeriesRequest(batch, window) for window in split_days(start, end) for batch in batch_ids(segment_ids)]
 
 
 def minimal_request_count(segment_count: int, days: int) -> int:

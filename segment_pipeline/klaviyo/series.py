@@ -85,9 +85,7 @@ def series_rows(
         date_times = attributes["date_times"]
         results = attributes["results"]
     except (KeyError, TypeError) as exc:
-        raise KlaviyoResponseError(
-            "segment series response lacks data.attributes.date_times or .results"
-        ) from exc
+        raise KlaviyoResponseError("segment series response lacks data.attributes.date_times or .results") from exc
     if not isinstance(date_times, list) or not isinstance(results, list):
         raise KlaviyoResponseError("segment series response: date_times and results must be arrays")
 

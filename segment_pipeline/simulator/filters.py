@@ -55,7 +55,7 @@ def parse_filter(text: str) -> list[Condition]:
     conditions = parser.expressions()
     parser.skip_space()
     if not parser.at_end():
-        raise FilterSyntaxError(f"unexpected text at position {parser.pos}: {text[parser.pos:parser.pos + 20]!r}")
+        raise FilterSyntaxError(f"unexpected text at position {parser.pos}: {text[parser.pos : parser.pos + 20]!r}")
     return conditions
 
 

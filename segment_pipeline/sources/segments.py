@@ -68,7 +68,7 @@ def _timestamp(value: Any, field: str, segment_id: str) -> dt.datetime | None:
         moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError as exc:
         raise KlaviyoResponseError(f"segment {segment_id}: {field}={value!r} is not a date-time") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _flag(attributes: dict, name: str, segment_id: str) -> bool | None:
@@ -143,9 +143,7 @@ def klaviyo_segments_source(
     current_ids = {row["id"] for row in current}
     all_segments = current + deleted_rows(previous_segments, current_ids, loaded_at)
 
-    @dlt.resource(
-        name=ACCOUNTS_TABLE, primary_key="account_id", write_disposition="merge", columns=ACCOUNT_COLUMNS
-    )
+    @dlt.resource(name=ACCOUNTS_TABLE, primary_key="account_id", write_disposition="merge", columns=ACCOUNT_COLUMNS)
     def accounts():
         yield {"account_id": account.id, "timezone": account.timezone, "name": account.name, "_loaded_at": loaded_at}
 

@@ -4,7 +4,6 @@ The asset bodies only decide *what* to load (partition window, lookback, segment
 happened; fetching, planning and loading live in the client, the planner and the dlt sources.
 """
 
-
 import contextlib
 import datetime as dt
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from ... import warehouse as wh
 from ...klaviyo import (
     Account,
-    KlaviyoClient,
     KlaviyoError,
     KlaviyoQuotaExhausted,
     KlaviyoServerError,
@@ -114,7 +112,7 @@ def check_account_timezone(account: Account, configured: str) -> None:
 def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource):
     """Segments, their definition history and the account, loaded together from one segments listing."""
     settings = warehouse.settings()
-    loaded_at = dt.datetime.now(dt.timezone.utc)
+    loaded_at = dt.datetime.now(dt.UTC)
     with explained_failures(), klaviyo.client(warehouse) as client:
         account = client.get_account()
         check_account_timezone(account, daily_partitions.timezone)
@@ -190,7 +188,7 @@ def segment_series_daily(context: dg.AssetExecutionContext, klaviyo: KlaviyoReso
         raise dg.Failure(description=f"{exc}. No request was sent.", allow_retries=False) from exc
     start_day = series_range(first_day, last_day, today, settings.lookback_days)
 
-    loaded_at = dt.datetime.now(dt.timezone.utc)
+    loaded_at = dt.datetime.now(dt.UTC)
     rows_written = 0
 
     with explained_failures(), klaviyo.client(warehouse) as client:
@@ -204,16 +202,17 @@ def segment_series_daily(context: dg.AssetExecutionContext, klaviyo: KlaviyoReso
             )
         plan = plan_series_requests(segment_ids, start_day, last_day, today)
         client.budget.ensure_available(len(plan))
-        context.log.info(
-            "%d segments, %s to %s: %d report requests", len(segment_ids), start_day, last_day, len(plan)
-        )
+        context.log.info("%d segments, %s to %s: %d report requests", len(segment_ids), start_day, last_day, len(plan))
 
         def progress(request, table):
             nonlocal rows_written
             rows_written += table.num_rows
             context.log.info(
-                "report %s..%s for %d segments: %d rows", request.window.start, request.window.end,
-                len(request.segment_ids), table.num_rows,
+                "report %s..%s for %d segments: %d rows",
+                request.window.start,
+                request.window.end,
+                len(request.segment_ids),
+                table.num_rows,
             )
 
         pipeline = warehouse.pipeline("klaviyo_series")

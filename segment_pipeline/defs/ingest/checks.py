@@ -1,6 +1,5 @@
 """Checks on the raw series, next to the asset they check. dbt's tests check the models."""
 
-
 import dagster as dg
 
 from ... import warehouse as wh

@@ -4,7 +4,6 @@ Analysts read a copy, never the live file: even a read-only DuckDB connection bl
 The copy is replaced atomically, so an analyst with it open keeps reading the previous version.
 """
 
-
 import dagster as dg
 
 from ...charts import write_growth_charts

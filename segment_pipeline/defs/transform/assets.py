@@ -4,7 +4,6 @@ A partitioned run passes its days to dbt as `min_date`/`max_date`; the increment
 those days (reading 30 days before them for the rolling windows). dbt tests surface as asset checks.
 """
 
-
 import contextlib
 import datetime as dt
 import json
