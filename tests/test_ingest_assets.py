@@ -287,3 +287,31 @@ def test_a_wrong_key_fails_naming_the_setting(loaded, tmp_path, monkeypatch):
     message = failure_message(result)
     assert "401" in message and "KLAVIYO_API_KEY" in message and "pk_revoked_000" not in message
     assert stored_series(tmp_path / "warehouse.duckdb") == before
+
+
+def test_the_lookback_replaces_numbers_klaviyo_revised_after_a_day_ended(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=4, speed=FAST)
+    materialize([segments], sim, tmp_path)
+    today = sim.account.today()
+    two_days_ago = today - dt.timedelta(days=2)
+
+    def early_numbers(body):
+        # Klaviyo had not finished counting the last day yet: it reported fewer members added
+        for result in body["data"]["attributes"]["results"]:
+            stats = result["statistics"]
+            stats["members_added"][-1] -= 1
+            stats["net_members_changed"][-1] -= 1
+            stats["total_members"][-1] -= 1
+        return body
+
+    sim.faults.add(path=SEGMENT_SERIES_PATH, mutate=early_numbers, times=1)
+    materialize([segment_series_daily], sim, tmp_path, partition_key=two_days_ago.isoformat())
+    stored = stored_series(tmp_path / "warehouse.duckdb")
+    assert stored != truth(sim, two_days_ago - dt.timedelta(days=3), two_days_ago)
+
+    # the next daily run asks for yesterday, and its lookback covers the revised day in the same request
+    sim.reset_log()
+    yesterday = today - dt.timedelta(days=1)
+    materialize([segment_series_daily], sim, tmp_path, partition_key=yesterday.isoformat())
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 1
+    assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, two_days_ago - dt.timedelta(days=3), yesterday)
