@@ -59,6 +59,8 @@ def demo_environment(base_url: str, data_dir: Path, speed: float) -> dict[str, s
 def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    # each demo starts a fresh simulator, with a fresh daily quota: forget the requests earlier demos counted
+    (data_dir / "state" / "klaviyo_report_budget.json").unlink(missing_ok=True)
     config = SimulatorConfig(
         api_key=DEMO_API_KEY, segment_count=args.segments, seed=args.seed, speed=args.speed, timezone=DEMO_TIMEZONE
     )
