@@ -29,7 +29,8 @@ GROWTH_DAILY_TABLE = f"{MARTS_SCHEMA}.segment_growth_daily"
 PNG_NAME = "segment_growth.png"
 HTML_NAME = "segment_growth.html"
 
-# the largest segments by total_members on their own latest day, with the latest 30-day figures
+# the largest segments by total_members on their own latest day, with that day's 30-day figures:
+# arg_max_null keeps them NULL when the latest window is incomplete (arg_max would skip to an older day)
 _TOP_SEGMENTS_SQL = f"""
 with latest as (
     select
@@ -38,9 +39,9 @@ with latest as (
         arg_max(segment_name, date) as segment_name,
         max(date) as latest_date,
         arg_max(total_members, date) as latest_total_members,
-        arg_max(net_change_30d, date) as net_change_30d,
-        arg_max(growth_rate_30d, date) as growth_rate_30d,
-        arg_max(churn_rate_30d, date) as churn_rate_30d
+        arg_max_null(net_change_30d, date) as net_change_30d,
+        arg_max_null(growth_rate_30d, date) as growth_rate_30d,
+        arg_max_null(churn_rate_30d, date) as churn_rate_30d
     from {GROWTH_DAILY_TABLE}
     group by account_id, segment_id
 )
@@ -174,8 +175,8 @@ td:nth-child(2), td:nth-child(3), td:nth-child(4) {{ text-align: left; }}
 {body_rows}
 </tbody>
 </table>
-<p>Net, growth and churn cover the 30 days up to the latest day; rates are blank until 30 consecutive days
-are loaded or when the segment had no members 30 days earlier.</p>
+<p>Net, growth and churn cover the 30 days up to the latest day; they are blank until 30 consecutive days
+are loaded, and the rates also when the segment had no members 30 days earlier.</p>
 </body>
 </html>
 """

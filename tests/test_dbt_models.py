@@ -412,10 +412,12 @@ def expected_daily(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 window_days = [day - dt.timedelta(days=k) for k in range(length)]
                 present = [by_day[d] for d in window_days if d in by_day]
                 first = by_day.get(window_days[-1])
-                window_start = first.total_members - first.net_members_changed if len(present) == length else np.nan
-                net = sum(p.net_members_changed for p in present)
-                added = sum(p.members_added for p in present)
-                removed = sum(p.members_removed for p in present)
+                # start and sums only for a complete window: all `length` days present
+                complete = len(present) == length
+                window_start = first.total_members - first.net_members_changed if complete else np.nan
+                net = sum(p.net_members_changed for p in present) if complete else np.nan
+                added = sum(p.members_added for p in present) if complete else np.nan
+                removed = sum(p.members_removed for p in present) if complete else np.nan
                 row |= {
                     f"days_present_{length}d": len(present),
                     f"members_at_start_{length}d": window_start,

@@ -214,7 +214,7 @@ def expected_daily(pipeline: Pipeline) -> dict[tuple, dict[str, Any]]:
     """marts.segment_growth_daily per the column definitions in _marts__models.yml.
 
     Only [first, last] is loaded, so a window reaching before `first` is incomplete: the first 6 (30-day: 29)
-    days of the range have fewer days present and NULL window starts and rates.
+    days of the range have fewer days present and NULL window starts, sums and rates.
     """
     expected = {}
     account_id = pipeline.account_id
@@ -242,12 +242,12 @@ def expected_daily(pipeline: Pipeline) -> dict[tuple, dict[str, Any]]:
                 window = [day - dt.timedelta(days=back) for back in range(length)]
                 present = [by_day[d] for d in window if d in by_day]
                 oldest = by_day.get(window[-1])
-                window_start = (
-                    oldest["total_members"] - oldest["net_members_changed"] if len(present) == length else None
-                )
-                net = sum(p["net_members_changed"] for p in present)
-                added = sum(p["members_added"] for p in present)
-                removed = sum(p["members_removed"] for p in present)
+                # start and sums only for a complete window: all `length` days present
+                complete = len(present) == length
+                window_start = oldest["total_members"] - oldest["net_members_changed"] if complete else None
+                net = sum(p["net_members_changed"] for p in present) if complete else None
+                added = sum(p["members_added"] for p in present) if complete else None
+                removed = sum(p["members_removed"] for p in present) if complete else None
                 out |= {
                     f"days_present_{length}d": len(present),
                     f"members_at_start_{length}d": window_start,
@@ -389,15 +389,17 @@ def test_the_data_includes_days_that_start_empty_and_their_rates_are_null(pipeli
 
 def test_rolling_windows_are_null_until_complete_and_exact_after(pipeline: Pipeline) -> None:
     rows = pipeline.rows(
-        "select date, days_present_7d, members_at_start_7d, days_present_30d, members_at_start_30d "
+        "select date, days_present_7d, members_at_start_7d, net_change_7d, members_added_7d, members_removed_7d, "
+        "days_present_30d, members_at_start_30d, net_change_30d, members_added_30d, members_removed_30d "
         "from marts.segment_growth_daily"
     )
     for row in rows:
         age = (row["date"] - pipeline.first).days  # 0 on the first loaded day
         assert row["days_present_7d"] == min(7, age + 1)
         assert row["days_present_30d"] == min(30, age + 1)
-        assert (row["members_at_start_7d"] is None) == (age < 6)
-        assert (row["members_at_start_30d"] is None) == (age < 29)
+        for length, complete_from in ((7, 6), (30, 29)):
+            for column in ("members_at_start", "net_change", "members_added", "members_removed"):
+                assert (row[f"{column}_{length}d"] is None) == (age < complete_from), (column, length, row)
 
 
 def test_every_day_satisfies_klaviyos_identities(pipeline: Pipeline) -> None:

@@ -252,6 +252,20 @@ def test_charts_draw_the_largest_segments(tmp_path: Path) -> None:
     duckdb.connect(str(database)).close()
 
 
+def test_the_30_day_figures_are_the_latest_days_even_when_incomplete(tmp_path: Path) -> None:
+    database = tmp_path / "analytics.duckdb"
+    make_growth_mart(database, {"A": 1000})
+    # a later day after a gap: its 30-day window is incomplete, so its figures are NULL
+    with duckdb.connect(str(database)) as connection:
+        connection.execute("""
+            insert into marts.segment_growth_daily
+            values ('acct', 'seg0', 'A', date '2024-03-01', 1234, 5, 3, null, null, null)
+        """)
+    page = write_growth_charts(database, tmp_path / "charts")["html"].read_text()
+    assert "<td>2024-03-01</td><td>1,234</td><td></td><td></td><td></td>" in page
+    assert "+5.0%" not in page  # not the older complete window's figures
+
+
 def test_the_html_page_is_self_contained(tmp_path: Path) -> None:
     database = tmp_path / "analytics.duckdb"
     make_growth_mart(database, {"A": 10, "B": 20})

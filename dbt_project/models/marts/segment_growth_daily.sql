@@ -74,14 +74,14 @@ windowed as (
         -- range frames over the date (not rows) so a missing day shortens the window
         -- instead of silently stretching it
         count(*) over last_7_days as days_present_7d,
-        sum(net_members_changed) over last_7_days as net_change_7d,
-        sum(members_added) over last_7_days as members_added_7d,
-        sum(members_removed) over last_7_days as members_removed_7d,
+        sum(net_members_changed) over last_7_days as sum_net_change_7d,
+        sum(members_added) over last_7_days as sum_members_added_7d,
+        sum(members_removed) over last_7_days as sum_members_removed_7d,
         first_value(members_at_start) over last_7_days as first_members_at_start_7d,
         count(*) over last_30_days as days_present_30d,
-        sum(net_members_changed) over last_30_days as net_change_30d,
-        sum(members_added) over last_30_days as members_added_30d,
-        sum(members_removed) over last_30_days as members_removed_30d,
+        sum(net_members_changed) over last_30_days as sum_net_change_30d,
+        sum(members_added) over last_30_days as sum_members_added_30d,
+        sum(members_removed) over last_30_days as sum_members_removed_30d,
         first_value(members_at_start) over last_30_days as first_members_at_start_30d
     from daily
     window
@@ -101,9 +101,17 @@ measured as (
     select
         *,
         -- a window is measured from the start of its first day, which is only known
-        -- when all of its days are present
+        -- when all of its days are present. Its sums are NULL until then as well, so a
+        -- sum over fewer days is never read as the window's change; days_present_7d/30d
+        -- (always filled) say how complete the window is
         case when days_present_7d = 7 then first_members_at_start_7d end as members_at_start_7d,
-        case when days_present_30d = 30 then first_members_at_start_30d end as members_at_start_30d
+        case when days_present_7d = 7 then sum_net_change_7d end as net_change_7d,
+        case when days_present_7d = 7 then sum_members_added_7d end as members_added_7d,
+        case when days_present_7d = 7 then sum_members_removed_7d end as members_removed_7d,
+        case when days_present_30d = 30 then first_members_at_start_30d end as members_at_start_30d,
+        case when days_present_30d = 30 then sum_net_change_30d end as net_change_30d,
+        case when days_present_30d = 30 then sum_members_added_30d end as members_added_30d,
+        case when days_present_30d = 30 then sum_members_removed_30d end as members_removed_30d
     from windowed
 
 ),
