@@ -315,3 +315,18 @@ def test_the_lookback_replaces_numbers_klaviyo_revised_after_a_day_ended(make_si
     materialize([segment_series_daily], sim, tmp_path, partition_key=yesterday.isoformat())
     assert sim.count(path=SEGMENT_SERIES_PATH) == 1
     assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, two_days_ago - dt.timedelta(days=3), yesterday)
+
+
+def test_a_lock_taken_during_the_load_is_explained_plainly(tmp_path):
+    import duckdb
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
+    from segment_pipeline.defs.ingest.assets import explained_failures
+    from segment_pipeline.warehouse import dlt_pipeline
+
+    pipeline = dlt_pipeline("lock_test", tmp_path / "w.duckdb", tmp_path / "dlt")
+    lock = duckdb.IOException('Could not set lock on file "w.duckdb": Conflicting lock is held in duckdb (PID 42)')
+    with pytest.raises(dg.Failure) as caught, explained_failures():
+        raise PipelineStepFailed(pipeline, "load", "1", lock) from lock
+    assert caught.value.description.startswith("the warehouse is locked by duckdb (PID 42)")
+    assert caught.value.allow_retries

@@ -41,6 +41,12 @@ def _klaviyo_cause(exc: BaseException) -> BaseException | None:
         seen.add(id(exc))
         if isinstance(exc, (KlaviyoError, wh.WarehouseLockedError)):
             return exc
+        if wh.is_lock_error(exc):
+            # the file was taken between our read and dlt's load: say so plainly, not as a dlt stack
+            return wh.WarehouseLockedError(
+                f"the warehouse is locked by {wh.lock_holder(exc)}: close that DuckDB session and run again; "
+                "this run's rows were not loaded"
+            )
         exc = exc.__cause__ or exc.__context__
     return None
 
