@@ -330,3 +330,15 @@ def test_a_lock_taken_during_the_load_is_explained_plainly(tmp_path):
         raise PipelineStepFailed(pipeline, "load", "1", lock) from lock
     assert caught.value.description.startswith("the warehouse is locked by duckdb (PID 42)")
     assert caught.value.allow_retries
+
+
+def test_a_backfill_larger_than_the_days_budget_is_refused_before_sending(make_simulator, tmp_path, monkeypatch):
+    sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
+    materialize([segments], sim, tmp_path)
+    monkeypatch.setenv("KLAVIYO_REPORT_DAILY_LIMIT", "1")
+    last = sim.account.today() - dt.timedelta(days=30)
+    first = last - dt.timedelta(days=89)  # 90 days: 2 requests
+    result = materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last), raise_on_error=False)
+    assert not result.success
+    assert "needs 2 report requests but only 1" in failure_message(result)
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 0
