@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
+from .charts import HTML_NAME, PNG_NAME
 from .klaviyo.limits import REPORTS_RATE_LIMIT, SEGMENT_SERIES_PATH
 from .simulator import KlaviyoSimulator, SimulatorConfig
 from .tables import MARTS_SCHEMA, RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
@@ -111,4 +112,4 @@ def print_summary(analytics_path: Path, charts_dir: Path, report_requests: int, 
     print(f"  requests to Klaviyo:    {all_requests} in all, {report_requests} segment-series reports")
     print(f"  marts built:            {', '.join(name for (name,) in marts)}")
     print(f"  analyst copy:           {analytics_path}")
-    print(f"  growth chart:           {charts_dir / 'segment_growth.html'} (and .png)")
+    print(f"  growth chart:           {charts_dir / HTML_NAME} (and {PNG_NAME})")
