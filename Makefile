@@ -2,13 +2,13 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-export DAGSTER_HOME := $(CURDIR)/dagster_home
+# `make demo` and `make dev` each keep their own Dagster instance (data/demo/dagster_home, data/dev/dagster_home),
+# made from the settings in dagster_home/dagster.yaml; set DAGSTER_HOME to use another one.
 
-# The bundled simulator stands in for Klaviyo in `make dev`; its key is not a secret.
+# The bundled simulator stands in for Klaviyo in `make dev`.
 SIM_PORT ?= 8765
 SIM_SPEED ?= 60
 SIM_SEGMENTS ?= 150
-SIM_KEY := pk_simulator_demo_key
 
 .PHONY: install manifest demo dev test lint benchmark clean
 
@@ -31,23 +31,15 @@ demo: manifest
 
 # The Dagster UI on http://127.0.0.1:3000, with the simulator as Klaviyo (data under data/dev/).
 dev: manifest
-	@set -e; \
-	$(BIN)/segment-pipeline simulator --port $(SIM_PORT) --speed $(SIM_SPEED) --segments $(SIM_SEGMENTS) \
-		--api-key $(SIM_KEY) --timezone US/Eastern & sim=$$!; \
-	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
-	KLAVIYO_BASE_URL=http://127.0.0.1:$(SIM_PORT) KLAVIYO_API_KEY=$(SIM_KEY) KLAVIYO_TIMEZONE=US/Eastern \
-	KLAVIYO_REPORT_RATE_PER_MINUTE=$$(( 2 * $(SIM_SPEED) )) \
-	WAREHOUSE_PATH=data/dev/warehouse.duckdb ANALYTICS_PATH=data/dev/analytics.duckdb \
-	PIPELINE_STATE_DIR=data/dev/state CHARTS_DIR=data/dev/charts \
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/segment-pipeline dev --port $(SIM_PORT) --speed $(SIM_SPEED) --segments $(SIM_SEGMENTS)
 
 test: manifest
 	$(BIN)/pytest
 
 # ruff (rules in pyproject.toml): lint and formatting of the Python code
 lint: install
-	$(BIN)/ruff check segment_pipeline tests benchmarks
-	$(BIN)/ruff format --check segment_pipeline tests benchmarks
+	$(BIN)/ruff check segment_pipeline klaviyo_simulator tests benchmarks
+	$(BIN)/ruff format --check segment_pipeline klaviyo_simulator tests benchmarks
 
 benchmark: install
 	$(BIN)/python benchmarks/run.py

@@ -1,32 +1,34 @@
-"""`segment-pipeline` command line: run the bundled Klaviyo simulator, or the demo on it."""
+"""`segment-pipeline` command line: a front door to the bundled simulator's `demo` and `serve` commands.
+
+The product package never imports the simulator (it is test and demo tooling that ships beside it); these
+commands hand over to `python -m klaviyo_simulator` in a process of its own, with the same arguments.
+"""
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
+
+_FORWARDED = {"demo": "demo", "dev": "dev", "simulator": "serve"}
+_USAGE = """usage: segment-pipeline {demo,dev,simulator} [options]
+
+  demo        run the whole pipeline on a fresh bundled Klaviyo simulator (klaviyo-simulator demo)
+  dev         the Dagster UI with the bundled simulator as Klaviyo (klaviyo-simulator dev)
+  simulator   serve the bundled Klaviyo simulator over HTTP (klaviyo-simulator serve)
+
+The Dagster commands are in README.md; `segment-pipeline demo --help` lists the demo's options.
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="segment-pipeline",
-        description="Klaviyo segment growth history in DuckDB. See README.md for the Dagster commands.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    from .simulator import cli as simulator_cli
-
-    simulator = commands.add_parser("simulator", help="serve the bundled Klaviyo simulator over HTTP")
-    simulator_cli.add_arguments(simulator)
-    simulator.set_defaults(handler=simulator_cli.run)
-
-    from . import demo
-
-    demo_parser = commands.add_parser("demo", help="load the last 90 days from the simulator and build everything")
-    demo.add_arguments(demo_parser)
-    demo_parser.set_defaults(handler=demo.run)
-
-    args = parser.parse_args(argv)
-    return int(args.handler(args) or 0)
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] not in _FORWARDED:
+        print(_USAGE, file=sys.stderr if args and args[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if args and args[0] in ("-h", "--help") else 2
+    command = [sys.executable, "-m", "klaviyo_simulator", _FORWARDED[args[0]], *args[1:]]
+    # exec, not a child: signals (Ctrl-C, SIGTERM) and the exit code reach the simulator directly
+    os.execv(sys.executable, command)
+    return 0  # not reached
 
 
 if __name__ == "__main__":

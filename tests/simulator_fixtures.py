@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from segment_pipeline.simulator import KlaviyoSimulator, SimulatorConfig
-from segment_pipeline.simulator.recording import RecordedRequest
+from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
+from klaviyo_simulator.recording import RecordedRequest
 from tests.openapi_contract import (
     Contract,
     ContractError,

@@ -33,13 +33,13 @@ import pandas as pd
 import pytest
 from dagster_dbt import DbtCliResource
 
+from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
 from segment_pipeline.config import PipelineSettings
 from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
 from segment_pipeline.defs.publish.assets import analytics_copy, growth_chart
 from segment_pipeline.defs.transform.assets import segment_growth_models
 from segment_pipeline.defs.transform.project import dbt_project
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
-from segment_pipeline.simulator import KlaviyoSimulator, SimulatorConfig
 from tests.openapi_contract import load_contract
 from tests.simulator_fixtures import contract_problems
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig, command
 from segment_pipeline.klaviyo.limits import (
     ACCOUNTS_PATH,
     API_REVISION,
@@ -30,7 +31,6 @@ from segment_pipeline.klaviyo.limits import (
     SEGMENTS_PATH,
     SERIES_STATISTICS,
 )
-from segment_pipeline.simulator import KlaviyoSimulator, SimulatorConfig, cli
 from tests.openapi_contract import ContractError, validate_response
 from tests.simulator_fixtures import TEST_API_KEY, contract_problems
 
@@ -962,7 +962,7 @@ def test_the_cli_serves_until_sigterm_and_never_prints_the_key():
     env = {**os.environ, "KLAVIYO_API_KEY": "cli-secret-key"}
     repo = Path(__file__).resolve().parent.parent
     process = subprocess.Popen(
-        [sys.executable, "-m", "segment_pipeline.simulator", "--port", str(port), "--segments", "4", "--seed", "2"],
+        [sys.executable, "-m", "klaviyo_simulator", "serve", "--port", str(port), "--segments", "4", "--seed", "2"],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,
@@ -986,5 +986,5 @@ def test_the_cli_serves_until_sigterm_and_never_prints_the_key():
 
 def test_the_cli_refuses_to_start_without_a_key(monkeypatch, capsys):
     monkeypatch.delenv("KLAVIYO_API_KEY", raising=False)
-    assert cli.main(["--port", "0"]) == 2
+    assert command.main(["serve", "--port", "0"]) == 2
     assert "KLAVIYO_API_KEY" in capsys.readouterr().err

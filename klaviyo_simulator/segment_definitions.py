@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from .config import derive_id
+from .account_config import derive_id
 
 Condition = dict[str, Any]
 Definition = dict[str, Any]

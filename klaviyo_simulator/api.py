@@ -28,11 +28,11 @@ from segment_pipeline.klaviyo.limits import (
     RateLimit,
 )
 
-from .config import SimulatorConfig
-from .data import SimulatedAccount
-from .errors import ApiError, invalid, throttled_document
+from .account import SimulatedAccount
+from .account_config import SimulatorConfig
+from .error_documents import ApiError, invalid, throttled_document
+from .fixed_windows import FixedWindowLimiter
 from .query import Query, check_known_parameters, csv_values, to_query
-from .rate_limits import FixedWindowLimiter
 from .recording import Headers
 from .reports import series_report, values_report
 from .segments_api import get_segment, list_segments

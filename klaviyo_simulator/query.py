@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .errors import invalid
+from .error_documents import invalid
 
 # Decoded query parameters, last value per name (Klaviyo's parameters are all single-valued).
 Query = dict[str, str]

@@ -6,11 +6,11 @@ import threading
 from types import TracebackType
 from typing import Any
 
+from .account import SimulatedAccount
+from .account_config import SimulatorConfig
 from .api import FAMILY_LIMITS, REPORTS_FAMILY, KlaviyoApi
-from .config import SimulatorConfig
-from .data import SimulatedAccount
 from .faults import FaultPlan
-from .rate_limits import FixedWindowLimiter
+from .fixed_windows import FixedWindowLimiter
 from .recording import RecordedRequest, RequestLog, Stats
 from .server import SimulatorHTTPServer
 

@@ -18,8 +18,8 @@ from segment_pipeline.klaviyo.limits import (
     SERIES_STATISTICS,
 )
 
-from .data import SimulatedAccount
-from .errors import invalid
+from .account import SimulatedAccount
+from .error_documents import invalid
 from .filters import FilterSyntaxError, parse_filter
 from .query import Query, check_known_parameters, csv_values
 from .timeframes import DayWindow, check_window, parse_timeframe

@@ -5,15 +5,15 @@ It serves `GET /api/accounts`, `GET /api/segments[/{id}]`, `POST /api/segment-se
 rules, deterministic data from a seed, scripted faults and a request log, so the pipeline and its tests run
 without a network or a real key. It has no Dagster imports.
 
-    from segment_pipeline.simulator import KlaviyoSimulator, SimulatorConfig
+    from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
 
     with KlaviyoSimulator(SimulatorConfig(api_key="sim-key", segment_count=35)) as sim:
         ...  # point the Klaviyo client at sim.base_url with the key "sim-key"
         truth = sim.account.series(sim.account.segments[0].id, start, end)
 """
 
-from .config import SimulatorConfig
-from .data import Segment, SimulatedAccount
+from .account import Segment, SimulatedAccount
+from .account_config import SimulatorConfig
 from .faults import Fault, FaultPlan
 from .recording import RecordedRequest
 from .simulator import KlaviyoSimulator

@@ -14,7 +14,7 @@ from typing import Any
 from segment_pipeline.klaviyo.limits import MAX_HISTORY_DAYS, REPORTING_DATA_FLOOR
 from segment_pipeline.klaviyo.planner import DayWindow
 
-from .errors import invalid
+from .error_documents import invalid
 
 TIMEFRAME_POINTER = "/data/attributes/timeframe"
 

@@ -18,7 +18,7 @@ from segment_pipeline.klaviyo.limits import JSON_API_MEDIA_TYPE, SEGMENT_SERIES_
 
 from .admin import ADMIN_PREFIX, handle_admin
 from .api import ApiRequest, ApiResponse
-from .errors import error_document, throttled_document
+from .error_documents import error_document, throttled_document
 from .faults import Fault
 from .recording import Headers, RecordedRequest, redact_headers
 

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 
 from segment_pipeline.klaviyo.limits import REPORTING_DATA_FLOOR
 
-from .config import SimulatorConfig, derive_id
-from .definitions import CONDITION_BUILDERS, build_definition, edited_definition
+from .account_config import SimulatorConfig, derive_id
 from .growth import GrowthModel, SegmentSeries, noise_table
 from .names import segment_names
+from .segment_definitions import CONDITION_BUILDERS, build_definition, edited_definition
 
 # Segment kinds, assigned round-robin so that even a small account covers each of them. Each kind exists
 # because it breaks some naive assumption downstream (growth only, data from day one, no zero totals, ...).

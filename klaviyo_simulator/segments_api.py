@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 
 from segment_pipeline.klaviyo.limits import SEGMENTS_PAGE_SIZE, SEGMENTS_PATH
 
-from .data import Segment, SimulatedAccount
-from .errors import ApiError, invalid
+from .account import Segment, SimulatedAccount
+from .error_documents import ApiError, invalid
 from .filters import Condition, FilterSyntaxError, parse_datetime_value, parse_filter
 from .query import Query, check_known_parameters, csv_values
 

@@ -1,7 +1,9 @@
-"""Command line: run the simulator as its own process until SIGINT or SIGTERM.
+"""Command line of the simulator: `serve` runs it as its own process until SIGINT or SIGTERM, `demo` runs the
+whole pipeline on it.
 
-    python -m segment_pipeline.simulator --port 8765 --segments 120 --seed 3
-    segment-pipeline simulator --port 8765          # same, through the project CLI
+    klaviyo-simulator serve --port 8765 --segments 120 --seed 3
+    python -m klaviyo_simulator serve --port 8765     # the same
+    klaviyo-simulator demo --days 90                  # what `make demo` runs
 
 The key comes from `--api-key` or the `KLAVIYO_API_KEY` environment variable; it is never printed.
 """
@@ -16,7 +18,7 @@ import sys
 import threading
 from types import FrameType
 
-from .config import SimulatorConfig
+from .account_config import SimulatorConfig
 from .simulator import KlaviyoSimulator
 
 DEFAULT_PORT = 8765
@@ -133,17 +135,28 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The standalone parser used by `python -m segment_pipeline.simulator`."""
+    """The parser of `klaviyo-simulator` (and `python -m klaviyo_simulator`): `serve` and `demo`."""
+    from . import demo  # the demo reads the pipeline's constants; serving alone does not need them
+
     parser = argparse.ArgumentParser(
-        prog="python -m segment_pipeline.simulator",
-        description="Run a local Klaviyo API simulator (segments and segment reports).",
+        prog="klaviyo-simulator",
+        description="A local Klaviyo API simulator (segments and segment reports), and the pipeline's demo on it.",
     )
-    add_arguments(parser)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the simulated Klaviyo API over HTTP")
+    add_arguments(serve)
+    serve.set_defaults(handler=run)
+    demo_parser = commands.add_parser("demo", help="run the whole pipeline on a fresh simulator")
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(handler=demo.run)
+    dev = commands.add_parser("dev", help="the Dagster UI (dagster dev) with the simulator as Klaviyo")
+    demo.add_dev_arguments(dev)
+    dev.set_defaults(handler=demo.run_dev)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse `argv` and run the simulator.
+    """Parse `argv` and run the chosen command.
 
     Args:
         argv: Arguments without the program name; `None` reads `sys.argv`.
@@ -151,4 +164,5 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit code.
     """
-    return run(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)

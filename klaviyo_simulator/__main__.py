@@ -1,0 +1,7 @@
+"""`python -m klaviyo_simulator`: run the Klaviyo simulator in the foreground."""
+
+import sys
+
+from .command import main
+
+sys.exit(main())
