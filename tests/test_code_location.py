@@ -277,6 +277,28 @@ def test_definitions_validate_without_api_key(webserver_process, dagster_home):
     assert "Validation successful" in output, output[-6000:]
 
 
+def test_dg_checks_and_lists_the_same_definitions(dagster_home):
+    """`dg check defs` and `dg list defs` (dagster-dg-cli) load the code location from pyproject's [tool.dg]."""
+    runs = {
+        command: subprocess.run(
+            [str(VENV_BIN / "dg"), command, "defs"],
+            cwd=REPO,
+            env=_env(dagster_home),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        for command in ("check", "list")
+    }
+    for command, result in runs.items():
+        assert result.returncode == 0, f"dg {command} defs: " + (result.stdout + result.stderr)[-6000:]
+    assert "All definitions loaded successfully" in runs["check"].stdout + runs["check"].stderr
+    listing = runs["list"].stdout
+    for key in EXPECTED_ASSETS:
+        assert "/".join(key) in listing, key
+    assert JOB in listing
+
+
 # ------------------------------------------------------------------------------------------- webserver
 
 
