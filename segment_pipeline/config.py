@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .klaviyo.limits import MAX_DAYS_PER_DAILY_SERIES
+
 DEFAULT_WAREHOUSE_PATH = "data/warehouse.duckdb"
 DEFAULT_ANALYTICS_PATH = "data/analytics.duckdb"
 DEFAULT_STATE_DIR = "data/state"
@@ -66,8 +68,10 @@ class PipelineSettings:
             lookback = int(raw_lookback)
         except ValueError as exc:
             raise ConfigError(f"SERIES_LOOKBACK_DAYS={raw_lookback!r} is not a whole number of days") from exc
-        if not 0 <= lookback <= 59:
-            raise ConfigError("SERIES_LOOKBACK_DAYS must be between 0 and 59 so a daily run stays one request")
+        # the newest day plus its lookback must fit in one daily report request
+        most = MAX_DAYS_PER_DAILY_SERIES - 1
+        if not 0 <= lookback <= most:
+            raise ConfigError(f"SERIES_LOOKBACK_DAYS must be between 0 and {most} so a daily run stays one request")
         return cls(
             warehouse_path=_path(env, "WAREHOUSE_PATH", DEFAULT_WAREHOUSE_PATH),
             analytics_path=_path(env, "ANALYTICS_PATH", DEFAULT_ANALYTICS_PATH),
