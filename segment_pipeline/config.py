@@ -54,9 +54,9 @@ class PipelineSettings:
         return self.state_dir / "dlt"
 
     @property
-    def report_budget_path(self) -> Path:
-        """The ledger of report requests sent in the last 24 hours, shared by every run."""
-        return self.state_dir / "klaviyo_report_budget.json"
+    def report_ledger_dir(self) -> Path:
+        """The report ledgers (one `<account id>.json` per Klaviyo account), shared by every run."""
+        return self.state_dir / "report_ledgers"
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> PipelineSettings:

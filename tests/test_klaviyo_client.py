@@ -27,7 +27,7 @@ SECRET = "pk_live_7f3c9a1e5b2d4f6a8c0e"
 FAST = 60.0  # simulator time factor: Klaviyo's 2 report requests a minute become 2 a second
 
 
-def make_client(sim, **overrides) -> KlaviyoClient:
+def make_client(sim, sleep=time.sleep, **overrides) -> KlaviyoClient:
     values = dict(
         api_key=SECRET,
         base_url=sim.base_url,
@@ -37,7 +37,7 @@ def make_client(sim, **overrides) -> KlaviyoClient:
         timeout_seconds=5.0,
     )
     values.update(overrides)
-    return KlaviyoClient(KlaviyoSettings.from_env(env={}, **values))
+    return KlaviyoClient(KlaviyoSettings.from_env(env={}, **values), sleep=sleep)
 
 
 def yesterday(sim) -> dt.date:
@@ -140,10 +140,8 @@ def test_retries_are_capped_and_say_what_failed(sim):
 def test_spent_daily_quota_fails_fast_and_blocks_later_requests(sim, tmp_path):
     sim.exhaust_report_quota()
     day = yesterday(sim)
-    budget = ReportBudget(225, tmp_path / "ledger.json")
     ids = (sim.account.segments[0].id,)
-    with make_client(sim) as client:
-        client.budget = budget
+    with make_client(sim, ledger_dir=str(tmp_path)) as client:
         started = time.monotonic()
         with pytest.raises(KlaviyoQuotaExhausted) as caught:
             client.query_segment_series(ids, DayWindow(day, day), sim.account.timezone)
@@ -152,20 +150,19 @@ def test_spent_daily_quota_fails_fast_and_blocks_later_requests(sim, tmp_path):
     assert "quota" in message and "re-run" in message
     assert caught.value.retry_after_seconds > 600
     sent = sim.count(path=SEGMENT_SERIES_PATH)
-    # another process (a new client on the same ledger) does not even try until the quota is back
-    with make_client(sim) as client:
-        client.budget = ReportBudget(225, tmp_path / "ledger.json")
+    # another process (a new client on the same ledger directory) does not even try until the quota is back
+    with make_client(sim, ledger_dir=str(tmp_path)) as client:
         with pytest.raises(KlaviyoQuotaExhausted):
             client.query_segment_series(ids, DayWindow(day, day), sim.account.timezone)
     assert sim.count(path=SEGMENT_SERIES_PATH) == sent
 
 
 def test_local_daily_budget_is_enforced_before_sending(sim, tmp_path):
-    budget = ReportBudget(2, tmp_path / "ledger.json")
     day = yesterday(sim)
     ids = (sim.account.segments[0].id,)
-    with make_client(sim) as client:
-        client.budget = budget
+    with make_client(sim, ledger_dir=str(tmp_path), report_daily_limit=2) as client:
+        client.get_account()
+        budget = client.budget
         client.query_segment_series(ids, DayWindow(day, day), sim.account.timezone)
         with pytest.raises(ReportBudgetError, match="needs 2 report requests but only 1"):
             budget.ensure_available(2)
@@ -173,7 +170,8 @@ def test_local_daily_budget_is_enforced_before_sending(sim, tmp_path):
         with pytest.raises(KlaviyoQuotaExhausted, match="KLAVIYO_REPORT_DAILY_LIMIT"):
             client.query_segment_series(ids, DayWindow(day, day), sim.account.timezone)
     assert sim.count(path=SEGMENT_SERIES_PATH) == 2
-    assert ReportBudget(2, tmp_path / "ledger.json").remaining() == 0
+    ledger = tmp_path / f"{sim.account.account_id}.json"
+    assert ReportBudget(2, ledger, account_id=sim.account.account_id).remaining() == 0
 
 
 def test_wrong_key_is_a_401_naming_what_to_check(sim):
