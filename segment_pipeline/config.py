@@ -58,6 +58,11 @@ class PipelineSettings:
         """The report ledgers (one `<account id>.json` per Klaviyo account), shared by every run."""
         return self.state_dir / "report_ledgers"
 
+    @property
+    def legacy_report_ledger_path(self) -> Path:
+        """The single ledger file of versions before per-account ledgers; its counts are adopted, then retired."""
+        return self.state_dir / "klaviyo_report_budget.json"
+
     @classmethod
     def from_env(cls, env: dict | None = None) -> PipelineSettings:
         env = dict(os.environ if env is None else env)

@@ -276,6 +276,34 @@ class ReportBudget:
             if ledger["blocked_until"] is None or moment > ledger["blocked_until"]:
                 ledger["blocked_until"], ledger["blocked_at"] = moment, now
 
+    def adopt_legacy(self, legacy: Path) -> None:
+        """Merge the counts of an older version's account-less ledger into this one, then retire that file."""
+        with self._ledger() as ledger:
+            try:
+                text = legacy.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                return  # none, or another process adopted it first
+            try:
+                old = json.loads(text)
+            except json.JSONDecodeError:
+                old = None
+            keys = ("sent", "blocked_until", "last_done")
+            if not (isinstance(old, dict) and all(k in old for k in keys) and isinstance(old["sent"], list)):
+                raise ReportLedgerError(
+                    f"the report ledger of an older version, {legacy}, is damaged or not shaped like a ledger, so "
+                    "its counts cannot be moved to the per-account ledgers. Inspect it, or delete it if you are "
+                    "sure no report requests were sent in the last 24 hours (deleting it forgets them)."
+                )
+            ledger["sent"] = sorted(set(ledger["sent"]) | {t for t in old["sent"] if isinstance(t, _NUMBER)})
+            for key in ("blocked_until", "last_done"):
+                if isinstance(old[key], _NUMBER) and (ledger[key] is None or old[key] > ledger[key]):
+                    ledger[key] = old[key]
+            if ledger["blocked_until"] is not None and ledger["blocked_at"] is None:
+                ledger["blocked_at"] = ledger["last_done"]
+            ledger["account_id"] = self.account_id
+            # saved when the block ends; retire the old file only then, so a crash loses nothing
+        os.replace(legacy, legacy.with_name(f"{legacy.name}.migrated-to-{self.account_id}"))
+
 
 class ReportLedgers:
     """One ReportBudget per Klaviyo account, in `directory/<account id>.json` (in memory without a directory).
@@ -284,6 +312,9 @@ class ReportLedgers:
         daily_limit: KLAVIYO_REPORT_DAILY_LIMIT.
         directory: where the ledger files live (KLAVIYO_REPORT_LEDGER_DIR); `None` keeps them in memory.
         window_seconds: the rolling window of every ledger.
+        legacy_file: the single, account-less ledger file of older versions. If it exists, the first account
+            bound adopts its counts (older versions served one account per state directory; adopting them can
+            only over-count), and it is renamed to `<name>.migrated-to-<account id>`.
     """
 
     def __init__(
@@ -292,10 +323,12 @@ class ReportLedgers:
         directory: str | os.PathLike | None = None,
         *,
         window_seconds: float = REPORT_QUOTA_WINDOW_SECONDS,
+        legacy_file: str | os.PathLike | None = None,
     ) -> None:
         self.daily_limit = daily_limit
         self.directory = Path(directory) if directory else None
         self.window_seconds = window_seconds
+        self.legacy_file = Path(legacy_file) if legacy_file and directory else None
         self._budgets: dict[str, ReportBudget] = {}
         self._lock = threading.Lock()
 
@@ -320,4 +353,6 @@ class ReportLedgers:
                     account_id=account_id,
                 )
                 self._budgets[account_id] = budget
+                if self.legacy_file is not None:
+                    budget.adopt_legacy(self.legacy_file)
             return budget
