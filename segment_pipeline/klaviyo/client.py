@@ -319,7 +319,8 @@ class KlaviyoClient:
             logger.warning("%s %s failed (%s); retrying in %.1f s", method, path, state.outcome.exception(), wait)
 
         def gave_up(state: tenacity.RetryCallState) -> None:
-            raise KlaviyoServerError(method, path, state.attempt_number, str(state.outcome.exception()))
+            last = state.outcome.exception()
+            raise KlaviyoServerError(method, path, state.attempt_number, str(last)) from last
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.settings.max_attempts),
