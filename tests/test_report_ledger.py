@@ -280,3 +280,18 @@ def test_the_single_ledger_of_an_older_version_is_adopted_by_the_account_not_for
     assert not legacy.exists()
     assert (tmp_path / f"klaviyo_report_budget.json.migrated-to-{sim.account.account_id}").exists()
     assert len(json.loads(ledger_file(tmp_path / "report_ledgers", sim).read_text())["sent"]) == 3
+
+
+def test_available_at_says_when_a_number_of_requests_will_fit(tmp_path):
+    budget = ReportBudget(3, tmp_path / "acct01.json", window_seconds=100, account_id="acct01")
+    for moment in (1000.0, 1010.0, 1020.0):
+        budget.take(SEGMENT_SERIES_PATH, now=moment)
+    now = 1030.0
+    assert budget.available_at(0, now=now) is None
+    assert budget.available_at(1, now=now).timestamp() == 1100.0  # the oldest ages out
+    assert budget.available_at(2, now=now).timestamp() == 1110.0
+    assert budget.available_at(3, now=now).timestamp() == 1120.0
+    assert budget.available_at(50, now=now).timestamp() == 1120.0  # never more than the whole limit at once
+    budget.block_until(1200.0, now=now)
+    assert budget.available_at(1, now=now).timestamp() == 1200.0  # Klaviyo's block comes first
+    assert budget.available_at(1, now=1250.0) is None

@@ -196,6 +196,25 @@ class ReportBudget:
                 return 0
             return max(0, self.daily_limit - len(ledger["sent"]))
 
+    def available_at(self, needed: int, now: float | None = None) -> dt.datetime | None:
+        """When `needed` report requests will fit (UTC), if nothing else is sent; `None` if they fit now.
+
+        For a run that sent what fits and must say when the rest can resume: a block from Klaviyo must end
+        first, then enough counted requests must age out. More than the whole limit fits only a window at a
+        time, so for `needed > daily_limit` it is when the whole limit is free.
+        """
+        now = time.time() if now is None else now
+        with self._ledger() as ledger:
+            self._prune(ledger, now)
+            sent = sorted(ledger["sent"])
+            blocked = ledger["blocked_until"]
+        wanted = min(needed, self.daily_limit)
+        # once the k oldest requests have aged out, daily_limit - len(sent) + k fit
+        to_age_out = len(sent) - (self.daily_limit - wanted)
+        free_at = sent[to_age_out - 1] + self.window_seconds if to_age_out > 0 else None
+        moments = [m for m in (blocked, free_at) if m is not None]
+        return _utc(max(moments)) if moments else None
+
     def last_request_done(self) -> float | None:
         """Wall-clock end of the last report request any process recorded, if known."""
         with self._ledger() as ledger:
