@@ -109,3 +109,24 @@ def test_every_segment_deleted_gives_no_rows_and_names_them_all(sim, client):
     response = fetch_series(client, request, client.get_account())
     assert response.table.num_rows == 0
     assert response.deleted_segment_ids == request.segment_ids
+
+
+def test_the_series_asset_keeps_the_others_when_a_segment_was_deleted_after_the_listing(
+    make_simulator, tmp_path, monkeypatch
+):
+    from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
+    from tests.pipeline_helpers import API_KEY, materialize, query, range_tags
+
+    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
+    sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
+    materialize([segments], sim, tmp_path)
+    ids = [s.id for s in sim.account.segments]
+    sim.account.delete(ids[0])  # after the listing the plan is made from
+    last = sim.account.today() - dt.timedelta(days=30)
+    first = last - dt.timedelta(days=2)
+    materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last))
+    stored = query(
+        tmp_path / "warehouse.duckdb", "select segment_id, count(*) from klaviyo.segment_series_daily group by 1"
+    )
+    assert dict(stored) == {ids[1]: 3, ids[2]: 3}
+    assert sim.count(method="GET", path=f"{SEGMENTS_PATH}/{ids[0]}", status=404) == 1

@@ -295,3 +295,23 @@ def test_available_at_says_when_a_number_of_requests_will_fit(tmp_path):
     budget.block_until(1200.0, now=now)
     assert budget.available_at(1, now=now).timestamp() == 1200.0  # Klaviyo's block comes first
     assert budget.available_at(1, now=1250.0) is None
+
+
+def test_the_series_asset_counts_in_the_accounts_ledger_under_the_state_dir(make_simulator, tmp_path, monkeypatch):
+    from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
+    from tests.pipeline_helpers import API_KEY, materialize, range_tags
+
+    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
+    sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
+    day = sim.account.today() - dt.timedelta(days=30)
+    materialize([segments], sim, tmp_path)
+    materialize([segment_series_daily], sim, tmp_path, tags=range_tags(day, day))
+    ledgers = tmp_path / "state" / "report_ledgers"
+    assert len(json.loads(ledger_file(ledgers, sim).read_text())["sent"]) == 1
+    # a damaged ledger stops the next run with the file named, before any report request
+    ledger_file(ledgers, sim).write_text("{not json")
+    result = materialize([segment_series_daily], sim, tmp_path, tags=range_tags(day, day), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    assert "is damaged" in failure.message and str(ledger_file(ledgers, sim)) in failure.message
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 1
