@@ -315,3 +315,11 @@ def test_the_series_asset_counts_in_the_accounts_ledger_under_the_state_dir(make
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
     assert "is damaged" in failure.message and str(ledger_file(ledgers, sim)) in failure.message
     assert sim.count(path=SEGMENT_SERIES_PATH) == 1
+
+
+def test_a_ledger_directory_that_cannot_be_written_is_a_clear_error(sim, tmp_path):
+    blocker = tmp_path / "not_a_directory"
+    blocker.write_text("a file where the ledger directory should be")
+    with make_client(sim, blocker / "ledgers") as client, pytest.raises(ReportLedgerError, match="cannot be written"):
+        one_report(client, sim)
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 0

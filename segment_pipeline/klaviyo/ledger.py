@@ -167,8 +167,15 @@ class ReportBudget:
             if self.path is None:
                 yield self._memory
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.lock_path, "a") as lock:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                lock = open(self.lock_path, "a")  # closed by the `with` below, after the body ran
+            except OSError as exc:
+                raise ReportLedgerError(
+                    f"the report ledger directory {self.path.parent} cannot be written ({exc}): give this process "
+                    "write access to it, or point KLAVIYO_REPORT_LEDGER_DIR at a directory it can write"
+                ) from exc
+            with lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 ledger = self._read()
                 before = copy.deepcopy(ledger)

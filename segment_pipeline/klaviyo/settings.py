@@ -87,9 +87,9 @@ class KlaviyoSettings:
             # silently ignoring it would move the ledger and forget the requests it counted
             raise KlaviyoConfigError(
                 "KLAVIYO_BUDGET_PATH is no longer read: the report ledger is now one file per Klaviyo account. "
-                "Set KLAVIYO_REPORT_LEDGER_DIR to a directory instead (default $PIPELINE_STATE_DIR/report_ledgers), "
-                "move the old file to <that directory>/<account id>.json to keep its counts, and unset "
-                "KLAVIYO_BUDGET_PATH"
+                "Unset KLAVIYO_BUDGET_PATH (set KLAVIYO_REPORT_LEDGER_DIR if the ledgers must live elsewhere than "
+                "$PIPELINE_STATE_DIR/report_ledgers) and, to keep the old counts, move the old file to "
+                "$PIPELINE_STATE_DIR/klaviyo_report_budget.json: the next run adopts them into the account's ledger"
             )
         key = overrides.pop("api_key", None)
         if key is None:
