@@ -42,7 +42,11 @@ class SimulatorConfig:
         segment_count: How many segments the account starts with.
         seed: Seed for every generated value (ids, names, definitions, growth curves).
         speed: Divides every rate-limit window (1 s, 60 s, 1 day) so tests can burn a minute's budget
-            in a fraction of a second. `Retry-After` is still reported in real seconds.
+            in a fraction of a second. `Retry-After` is still reported in real seconds. The daily report quota
+            window is 86,400 / speed real seconds (24 minutes at speed 60) unless `quota_day_seconds` is set.
+        quota_day_seconds: Length in real seconds of the daily quota window (the report endpoints' 225 a
+            day), independent of `speed`, so a test can let the quota come back after, say, 20 s while the
+            1 s and 60 s windows keep their `speed`-scaled lengths. `None`: 86,400 / speed.
         timezone: IANA name of the account timezone; report days are calendar days in this zone.
         account_id: The account id; derived from `seed` when not given.
         today: A fixed account-local "today"; `None` follows the real clock.
@@ -53,6 +57,7 @@ class SimulatorConfig:
     segment_count: int = 35
     seed: int = 7
     speed: float = 1.0
+    quota_day_seconds: float | None = None
     timezone: str = "US/Eastern"
     account_id: str | None = None
     today: dt.date | None = None
@@ -65,6 +70,10 @@ class SimulatorConfig:
             raise ValueError("segment_count must be >= 0")
         if not self.speed > 0:
             raise ValueError("speed must be > 0")
+        if self.quota_day_seconds is not None and not self.quota_day_seconds * self.speed > 60:
+            raise ValueError(
+                f"quota_day_seconds must be longer than the steady window (60 / speed = {60 / self.speed:g} s)"
+            )
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -5,6 +5,8 @@ They are not part of Klaviyo's API: no auth, no rate limits, not recorded in the
 * `GET  /__simulator/stats`: request counts by path and status, report requests served, rate-limit usage.
 * `GET  /__simulator/truth/series?segment_id=..&start=YYYY-MM-DD&end=YYYY-MM-DD`: ground-truth rows.
 * `POST /__simulator/segments/{id}/edit`: edit a segment's definition (bumps `updated`).
+* `POST /__simulator/segments/{id}/delete`: delete a segment: it leaves listings, `GET /api/segments/{id}`
+  answers 404, and reports leave it out of `results` (as Klaviyo does for a deleted segment).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 
 ADMIN_PREFIX = "/__simulator/"
 _EDIT = re.compile(r"/__simulator/segments/(?P<id>[^/]+)/edit")
+_DELETE = re.compile(r"/__simulator/segments/(?P<id>[^/]+)/delete")
 
 
 def handle_admin(simulator: KlaviyoSimulator, method: str, path: str, query: dict[str, str]) -> tuple[int, Any]:
@@ -45,6 +48,14 @@ def handle_admin(simulator: KlaviyoSimulator, method: str, path: str, query: dic
             return 404, {"error": f"no live segment {segment_id}"}
         segment = simulator.account.segment(segment_id)
         return 200, {"id": segment_id, "definition": definition, "updated": segment.updated.isoformat()}
+    match = _DELETE.fullmatch(path)
+    if match and method == "POST":
+        segment_id = match.group("id")
+        try:
+            simulator.account.delete(segment_id)
+        except KeyError:
+            return 404, {"error": f"no live segment {segment_id}"}
+        return 200, {"id": segment_id, "deleted": True}
     return 404, {"error": f"no admin endpoint {method} {path}"}
 
 

@@ -58,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="divide every rate-limit window by this (default: %(default)s)",
     )
     parser.add_argument(
+        "--quota-day-seconds",
+        type=float,
+        default=None,
+        help="real seconds of the daily report-quota window (default: 86400 / speed)",
+    )
+    parser.add_argument(
         "--timezone", default=defaults.timezone, help="account timezone, IANA name (default: %(default)s)"
     )
     parser.add_argument(
@@ -97,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             segment_count=args.segments,
             seed=args.seed,
             speed=args.speed,
+            quota_day_seconds=args.quota_day_seconds,
             timezone=args.timezone,
             today=args.today,
             missing_scopes=tuple(args.missing_scope),

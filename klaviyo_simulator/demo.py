@@ -22,7 +22,13 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from segment_pipeline.charts import HTML_NAME, PNG_NAME
-from segment_pipeline.klaviyo.limits import REPORTS_RATE_LIMIT, SEGMENT_SERIES_PATH
+from segment_pipeline.config import PipelineSettings
+from segment_pipeline.klaviyo.limits import (
+    REPORT_QUOTA_WINDOW_SECONDS,
+    REPORTS_RATE_LIMIT,
+    SEGMENT_SERIES_PATH,
+    STEADY_WINDOW_SECONDS,
+)
 from segment_pipeline.tables import MARTS_SCHEMA, RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
 from .account_config import SimulatorConfig
@@ -70,6 +76,9 @@ def demo_environment(base_url: str, data_dir: Path, speed: float) -> dict[str, s
         KLAVIYO_TIMEZONE=DEMO_TIMEZONE,
         # the simulator runs its rate-limit windows `speed` times faster; pace to match
         KLAVIYO_REPORT_RATE_PER_MINUTE=str(REPORTS_RATE_LIMIT.per_minute * speed),
+        # its steady window and quota day are `speed` times shorter too: wait and count to match
+        KLAVIYO_STEADY_WINDOW_SECONDS=str(STEADY_WINDOW_SECONDS / speed),
+        KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS=str(REPORT_QUOTA_WINDOW_SECONDS / speed),
         WAREHOUSE_PATH=str(data_dir / "warehouse.duckdb"),
         ANALYTICS_PATH=str(data_dir / "analytics.duckdb"),
         PIPELINE_STATE_DIR=str(data_dir / "state"),
@@ -91,11 +100,11 @@ def prepare_dagster_home(home: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    # each demo starts a fresh simulator, with a fresh daily quota: forget the requests earlier demos counted
-    (data_dir / "state" / "klaviyo_report_budget.json").unlink(missing_ok=True)
     with KlaviyoSimulator(simulator_config(args)) as simulator:
         print(f"Klaviyo simulator on {simulator.base_url}: {args.segments} segments, time x{args.speed:g}")
         env = demo_environment(simulator.base_url, data_dir, args.speed)
+        # each demo starts a fresh simulator, with a fresh daily quota: forget the requests earlier demos counted
+        shutil.rmtree(PipelineSettings.from_env(env).report_ledger_dir, ignore_errors=True)
         yesterday = dt.datetime.now(ZoneInfo(DEMO_TIMEZONE)).date() - dt.timedelta(days=1)
         first = yesterday - dt.timedelta(days=args.days - 1)
         command = [

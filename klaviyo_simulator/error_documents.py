@@ -90,19 +90,20 @@ def error_document(
     }
 
 
-def throttled_document(retry_after: int) -> dict[str, Any]:
+def throttled_document(retry_after: int | None) -> dict[str, Any]:
     """The body of a 429 response.
 
     Args:
-        retry_after: Seconds until the request may succeed (the `Retry-After` value).
+        retry_after: Seconds until the request may succeed (the `Retry-After` value); `None` when not known.
 
     Returns:
         The error document.
     """
     unit = "second" if retry_after == 1 else "seconds"
+    expected = f" Expected available in {retry_after} {unit}." if retry_after is not None else ""
     return error_document(
         429,
-        f"Request was throttled. Expected available in {retry_after} {unit}.",
+        f"Request was throttled.{expected}",
         pointer="/data",
         links={"type": RATE_LIMIT_DOCS_URL},
     )

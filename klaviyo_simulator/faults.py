@@ -5,18 +5,80 @@ the edge, throttling with `Retry-After`, slow answers, dropped connections, unpa
 that parse but break the contract (e.g. arrays whose length doesn't match `date_times`).
 
 Error-style faults (a status without `mutate`, `html`, `raw_body`, `drop_connection`) answer before
-authentication and rate limiting and don't use the account's quota. `delay_seconds` alone and `mutate` go
-through normal processing.
+authentication and rate limiting and don't use the account's quota. `delay_seconds` alone, `mutate` and
+`delete_segment_ids` go through normal processing.
+
+The faults a client of the reporting API must survive, and how to script them:
+
+* a 429 with `Retry-After` in seconds: `add(status=429, retry_after=30)` (the default for a bare 429 is 1 s);
+* a 429 with `Retry-After` as an HTTP date, as proxies send it: `add(retry_after=<aware datetime>)`, written
+  as an IMF-fixdate (`Tue, 01 Dec 2026 09:00:03 GMT`);
+* a 429 without `Retry-After`: `add(status=429, omit_retry_after=True)`;
+* a series response missing a day: `add(mutate=drop_day(-1))` (removes the day from `date_times` and from
+  every statistic, so the arrays stay aligned and only the day is missing);
+* a response missing a segment that still exists: `add(mutate=drop_segment(0))`;
+* a segment deleted between the listing and the report: `add(delete_segment_ids=("abc123",))` deletes it as
+  the request arrives; the report then leaves it out of `results`, as Klaviyo does for a deleted segment, and
+  `GET /api/segments/abc123` answers 404.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 Mutator = Callable[[Any], Any]
+RetryAfter = int | str | dt.datetime
+
+
+def drop_day(position: int = -1) -> Mutator:
+    """A `mutate` for series reports: leave one day out of `date_times` and out of every result.
+
+    Args:
+        position: Index of the day in `date_times` (negative counts from the end).
+    """
+
+    def mutate(body: Any) -> Any:
+        attributes = body["data"]["attributes"]
+        if attributes.get("date_times"):
+            del attributes["date_times"][position]
+            for result in attributes["results"]:
+                for values in result["statistics"].values():
+                    del values[position]
+        return body
+
+    return mutate
+
+
+def drop_segment(position: int = 0) -> Mutator:
+    """A `mutate` for reports: leave one segment (that still exists) out of `results`.
+
+    Args:
+        position: Index of the result to drop.
+    """
+
+    def mutate(body: Any) -> Any:
+        results = body["data"]["attributes"]["results"]
+        if results:
+            del results[position]
+        return body
+
+    return mutate
+
+
+def retry_after_header(value: RetryAfter | None) -> str | None:
+    """The `Retry-After` header for a value: seconds as given, a datetime as an HTTP date, text verbatim."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("a Retry-After date must be timezone-aware")
+        return email.utils.format_datetime(value.astimezone(dt.UTC), usegmt=True)
+    return str(value)
 
 
 @dataclass
@@ -29,11 +91,14 @@ class Fault:
         times: How many matching requests it still applies to; `None` for every one until cleared.
         status: Status code of the answer (for `mutate`, overrides the normal status when given).
         html: Answer with an HTML error page instead of JSON.
-        retry_after: Value of a `Retry-After` header to add.
+        retry_after: Value of a `Retry-After` header to add: seconds, a datetime (sent as an HTTP date) or text.
+        omit_retry_after: Send a 429 without any `Retry-After` header.
         delay_seconds: Wait this long before answering.
         drop_connection: Close the socket without any response.
         raw_body: Send these bytes as the body.
         mutate: Transform the normal JSON body before it is sent.
+        delete_segment_ids: Delete these segments from the account when the request arrives (before it is
+            answered), as if a user deleted them between the listing and this request.
     """
 
     path: str
@@ -41,12 +106,19 @@ class Fault:
     times: int | None = 1
     status: int | None = None
     html: bool = False
-    retry_after: int | None = None
+    retry_after: RetryAfter | None = None
+    omit_retry_after: bool = False
     delay_seconds: float = 0.0
     drop_connection: bool = False
     raw_body: bytes | None = None
     mutate: Mutator | None = None
+    delete_segment_ids: tuple[str, ...] = ()
     used: int = field(default=0, init=False)
+
+    @property
+    def retry_after_header(self) -> str | None:
+        """The `Retry-After` header this fault adds, if any."""
+        return None if self.omit_retry_after else retry_after_header(self.retry_after)
 
     @property
     def short_circuits(self) -> bool:
@@ -72,7 +144,11 @@ class Fault:
         if self.status is not None:
             parts.append(f"status={self.status}")
         if self.retry_after is not None:
-            parts.append(f"retry_after={self.retry_after}")
+            parts.append(f"retry_after={self.retry_after_header}")
+        if self.omit_retry_after:
+            parts.append("no_retry_after")
+        if self.delete_segment_ids:
+            parts.append(f"delete={','.join(self.delete_segment_ids)}")
         if self.delay_seconds:
             parts.append(f"delay={self.delay_seconds:g}s")
         return ",".join(parts)
@@ -97,11 +173,13 @@ class FaultPlan:
         status: int | None = None,
         *,
         html: bool = False,
-        retry_after: int | None = None,
+        retry_after: RetryAfter | None = None,
+        omit_retry_after: bool = False,
         delay_seconds: float = 0.0,
         drop_connection: bool = False,
         raw_body: bytes | None = None,
         mutate: Mutator | None = None,
+        delete_segment_ids: tuple[str, ...] = (),
     ) -> Fault:
         """Script a failure for the next `times` requests to `path`.
 
@@ -110,13 +188,17 @@ class FaultPlan:
             method: Only for this HTTP method; `None` for any.
             times: Number of requests it applies to; `None` for all until `clear()`.
             status: Status to answer with. Defaults to 500 for `html`, 200 for `raw_body` and 429 when only
-                `retry_after` is given. With `mutate`, replaces the normal status.
+                `retry_after` or `omit_retry_after` is given. With `mutate`, replaces the normal status.
             html: Answer with an HTML error page.
-            retry_after: Add `Retry-After: <n>`; a 429 gets Klaviyo's throttled body.
+            retry_after: Add `Retry-After`: whole seconds, or an aware datetime sent as an HTTP date (or any
+                text, verbatim); a 429 gets Klaviyo's throttled body.
+            omit_retry_after: With `status=429`: answer without a `Retry-After` header.
             delay_seconds: Sleep this long first (alone: then answer normally).
             drop_connection: Close the connection without answering.
             raw_body: Send these exact bytes.
-            mutate: Function from the normal JSON body to the body to send.
+            mutate: Function from the normal JSON body to the body to send (see `drop_day`, `drop_segment`).
+            delete_segment_ids: Delete these segments as the request arrives; the request is then answered
+                normally (a report leaves them out of `results`).
 
         Returns:
             The fault, whose `used` counter tells how often it fired.
@@ -131,7 +213,7 @@ class FaultPlan:
                 status = 500
             elif raw_body is not None:
                 status = 200
-            elif retry_after is not None and mutate is None:
+            elif (retry_after is not None or omit_retry_after) and mutate is None:
                 status = 429
         fault = Fault(
             path=path,
@@ -140,13 +222,20 @@ class FaultPlan:
             status=status,
             html=html,
             retry_after=retry_after,
+            omit_retry_after=omit_retry_after,
             delay_seconds=delay_seconds,
             drop_connection=drop_connection,
             raw_body=raw_body,
             mutate=mutate,
+            delete_segment_ids=tuple(delete_segment_ids),
         )
-        if not (fault.short_circuits or fault.mutate is not None or fault.delay_seconds > 0):
-            raise ValueError("a fault needs a status, html, raw_body, drop_connection, mutate or delay_seconds")
+        retry_after_header(retry_after)  # a naive datetime is refused now, not when the request arrives
+        if not (
+            fault.short_circuits or fault.mutate is not None or fault.delay_seconds > 0 or fault.delete_segment_ids
+        ):
+            raise ValueError(
+                "a fault needs a status, html, raw_body, drop_connection, mutate, delay_seconds or delete_segment_ids"
+            )
         with self._lock:
             self._faults.append(fault)
         return fault

@@ -5,7 +5,8 @@ from when the limiter was created. Two requests at the end of one minute and two
 all pass, which is exactly the behaviour the client's spacing logic must cope with.
 
 `speed` divides every window length so a test can use up a minute's budget in a fraction of a second;
-`Retry-After` and `RateLimit-Reset` are always in real seconds.
+`day_seconds` sets the daily window's real length on its own (a test's short quota day). `Retry-After` and
+`RateLimit-Reset` are always in real seconds.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from segment_pipeline.klaviyo.limits import RateLimit
+from segment_pipeline.klaviyo.limits import (
+    BURST_WINDOW_SECONDS,
+    REPORT_QUOTA_WINDOW_SECONDS,
+    STEADY_WINDOW_SECONDS,
+    RateLimit,
+)
 
-SECOND = 1.0
-MINUTE = 60.0
-DAY = 86_400.0
+SECOND = float(BURST_WINDOW_SECONDS)
+MINUTE = float(STEADY_WINDOW_SECONDS)
+DAY = float(REPORT_QUOTA_WINDOW_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -52,13 +58,6 @@ class Decision:
         }
 
 
-def _windows(limit: RateLimit) -> list[tuple[float, int]]:
-    windows = [(SECOND, limit.per_second), (MINUTE, limit.per_minute)]
-    if limit.per_day is not None:
-        windows.append((DAY, limit.per_day))
-    return windows
-
-
 class FixedWindowLimiter:
     """Counts requests per family in fixed windows and refuses those over any window's limit.
 
@@ -68,6 +67,7 @@ class FixedWindowLimiter:
         limits: Rate limit per family name (e.g. "segments", "reports").
         speed: Divides every window length.
         clock: Returns monotonic seconds; replace it in tests to control time exactly.
+        day_seconds: Real length of the daily window; `None` for a day divided by `speed`.
     """
 
     def __init__(
@@ -75,9 +75,14 @@ class FixedWindowLimiter:
         limits: Mapping[str, RateLimit],
         speed: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        day_seconds: float | None = None,
     ) -> None:
         self._limits = dict(limits)
         self._speed = speed
+        # the daily window's length in scaled time, so that it lasts `day_seconds` real seconds
+        self._day = DAY if day_seconds is None else day_seconds * speed
+        if self._day <= MINUTE:
+            raise ValueError("the daily window must be longer than the steady (1 minute) window, in scaled time")
         self._clock = clock
         self._origin = clock()
         self._lock = threading.Lock()
@@ -95,6 +100,12 @@ class FixedWindowLimiter:
             self._clock = clock
             self._origin = clock()
             self._counts = {family: {} for family in self._limits}
+
+    def _windows(self, limit: RateLimit) -> list[tuple[float, int]]:
+        windows = [(SECOND, limit.per_second), (MINUTE, limit.per_minute)]
+        if limit.per_day is not None:
+            windows.append((self._day, limit.per_day))
+        return windows
 
     def _scaled_now(self) -> float:
         return (self._clock() - self._origin) * self._speed
@@ -120,14 +131,14 @@ class FixedWindowLimiter:
         with self._lock:
             now = self._scaled_now()
             wait = 0.0
-            for length, allowed in _windows(limit):
+            for length, allowed in self._windows(limit):
                 index = math.floor(now / length)
                 if self._count(family, length, index) >= allowed:
                     wait = max(wait, self._seconds_left(now, length))
             steady_left = self._seconds_left(now, MINUTE)
             if wait > 0:
                 return Decision(False, max(1, math.ceil(wait)), limit.per_minute, 0, max(1, math.ceil(steady_left)))
-            for length, _ in _windows(limit):
+            for length, _ in self._windows(limit):
                 index = math.floor(now / length)
                 self._counts[family][length] = (index, self._count(family, length, index) + 1)
             used = self._count(family, MINUTE, math.floor(now / MINUTE))
@@ -146,18 +157,18 @@ class FixedWindowLimiter:
         if limit.per_day is None:
             raise ValueError(f"{family} has no daily limit")
         with self._lock:
-            index = math.floor(self._scaled_now() / DAY)
-            self._counts[family][DAY] = (index, limit.per_day)
+            index = math.floor(self._scaled_now() / self._day)
+            self._counts[family][self._day] = (index, limit.per_day)
 
     def usage(self) -> dict[str, dict[str, int]]:
         """Requests counted in the current windows, per family: {"second": n, "minute": n, "day": n}."""
-        names = {SECOND: "second", MINUTE: "minute", DAY: "day"}
+        names = {SECOND: "second", MINUTE: "minute", self._day: "day"}
         with self._lock:
             now = self._scaled_now()
             return {
                 family: {
                     names[length]: self._count(family, length, math.floor(now / length))
-                    for length, _ in _windows(limit)
+                    for length, _ in self._windows(limit)
                 }
                 for family, limit in self._limits.items()
             }

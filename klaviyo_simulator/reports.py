@@ -2,7 +2,10 @@
 
 Both reports read the same ground truth as `SimulatedAccount.series`, so a client's loaded rows can be
 compared with the truth exactly. Segments named in the filter that don't exist (or were deleted) are left
-out of `results`, as Klaviyo does for ids it can't report on.
+out of `results`, as Klaviyo does for ids it can't report on, while `date_times` still lists every day. A
+client tells a deleted segment from an incomplete answer by asking `GET /api/segments/{id}`: 404 for a deleted
+one. To delete one between a listing and a report: `SimulatedAccount.delete`, the fault
+`FaultPlan.add(delete_segment_ids=...)`, or `POST /__simulator/segments/{id}/delete`.
 """
 
 from __future__ import annotations

@@ -118,6 +118,9 @@ class _Handler(BaseHTTPRequestHandler):
             record.fault = fault.describe()
             if fault.delay_seconds > 0:
                 time.sleep(fault.delay_seconds)
+            for segment_id in fault.delete_segment_ids:
+                with contextlib.suppress(KeyError):  # already deleted
+                    simulator.account.delete(segment_id)
         try:
             if fault is not None and fault.short_circuits:
                 outcome = _fault_outcome(fault)
@@ -183,8 +186,8 @@ def _api_outcome(response: ApiResponse, fault: Fault | None) -> _Outcome:
         if fault.mutate is not None:
             document = fault.mutate(copy.deepcopy(document))
             status = fault.status or status
-        if fault.retry_after is not None:
-            headers["Retry-After"] = str(fault.retry_after)
+        if fault.retry_after_header is not None:
+            headers["Retry-After"] = fault.retry_after_header
     return _Outcome.json(status, document, headers)
 
 
@@ -193,17 +196,19 @@ def _fault_outcome(fault: Fault) -> _Outcome:
         return _Outcome(None)
     status = fault.status or 500
     headers: dict[str, str] = {}
-    if fault.retry_after is not None:
-        headers["Retry-After"] = str(fault.retry_after)
+    if fault.retry_after_header is not None:
+        headers["Retry-After"] = fault.retry_after_header
     if fault.html:
         page = _HTML_PAGE.format(status=status).encode("utf-8")
         return _Outcome.raw(status, page, {"Content-Type": "text/html; charset=utf-8", **headers})
     if fault.raw_body is not None:
         return _Outcome.raw(status, fault.raw_body, {"Content-Type": JSON_API_MEDIA_TYPE, **headers})
     if status == 429:
-        retry_after = fault.retry_after if fault.retry_after is not None else 1
-        headers["Retry-After"] = str(retry_after)
-        document = throttled_document(retry_after)
+        seconds = fault.retry_after if isinstance(fault.retry_after, int) else None
+        if fault.retry_after is None and not fault.omit_retry_after:
+            headers["Retry-After"] = "1"  # Klaviyo's usual answer to a busy second
+            seconds = 1
+        document = throttled_document(seconds)
     else:
         document = error_document(status, f"Simulated fault: HTTP {status} from the Klaviyo simulator.")
     return _Outcome.json(status, document, {"Content-Type": JSON_API_MEDIA_TYPE, **headers})

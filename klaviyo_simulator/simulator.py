@@ -32,7 +32,9 @@ class KlaviyoSimulator:
         self.config = config or SimulatorConfig()
         self.account = SimulatedAccount(self.config)
         self.faults = FaultPlan()
-        self.rate_limits = FixedWindowLimiter(FAMILY_LIMITS, speed=self.config.speed)
+        self.rate_limits = FixedWindowLimiter(
+            FAMILY_LIMITS, speed=self.config.speed, day_seconds=self.config.quota_day_seconds
+        )
         self.api = KlaviyoApi(self.account, self.config, self.rate_limits)
         self._log = RequestLog(log_limit)
         self._stats = Stats()

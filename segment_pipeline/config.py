@@ -56,8 +56,13 @@ class PipelineSettings:
         return self.state_dir / "dlt"
 
     @property
-    def report_budget_path(self) -> Path:
-        """The ledger of report requests sent in the last 24 hours, shared by every run."""
+    def report_ledger_dir(self) -> Path:
+        """The report ledgers (one `<account id>.json` per Klaviyo account), shared by every run."""
+        return self.state_dir / "report_ledgers"
+
+    @property
+    def legacy_report_ledger_path(self) -> Path:
+        """The single ledger file of versions before per-account ledgers; its counts are adopted, then retired."""
         return self.state_dir / "klaviyo_report_budget.json"
 
     @classmethod

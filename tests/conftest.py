@@ -10,7 +10,14 @@ from pathlib import Path
 os.environ["KLAVIYO_TIMEZONE"] = "US/Eastern"
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
-for name in ("KLAVIYO_BASE_URL", "KLAVIYO_BUDGET_PATH", "WAREHOUSE_PATH", "ANALYTICS_PATH", "PIPELINE_STATE_DIR"):
+for name in (
+    "KLAVIYO_BASE_URL",
+    "KLAVIYO_BUDGET_PATH",
+    "KLAVIYO_REPORT_LEDGER_DIR",
+    "WAREHOUSE_PATH",
+    "ANALYTICS_PATH",
+    "PIPELINE_STATE_DIR",
+):
     os.environ.pop(name, None)
 
 REPO = Path(__file__).resolve().parents[1]

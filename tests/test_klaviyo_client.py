@@ -7,6 +7,7 @@ import time
 import pytest
 
 from segment_pipeline.klaviyo import (
+    KLAVIYO_QUOTA,
     DayWindow,
     KlaviyoAPIError,
     KlaviyoAuthError,
@@ -20,14 +21,19 @@ from segment_pipeline.klaviyo import (
     ReportBudgetError,
     series_rows,
 )
-from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH, SEGMENTS_PATH
+from segment_pipeline.klaviyo.limits import (
+    MAX_DAYS_PER_DAILY_SERIES,
+    MAX_SEGMENT_IDS_PER_REPORT,
+    SEGMENT_SERIES_PATH,
+    SEGMENTS_PATH,
+)
 
 # A key that looks real, so a leak of it anywhere is easy to spot.
 SECRET = "pk_live_7f3c9a1e5b2d4f6a8c0e"
 FAST = 60.0  # simulator time factor: Klaviyo's 2 report requests a minute become 2 a second
 
 
-def make_client(sim, **overrides) -> KlaviyoClient:
+def make_client(sim, sleep=time.sleep, **overrides) -> KlaviyoClient:
     values = dict(
         api_key=SECRET,
         base_url=sim.base_url,
@@ -37,7 +43,7 @@ def make_client(sim, **overrides) -> KlaviyoClient:
         timeout_seconds=5.0,
     )
     values.update(overrides)
-    return KlaviyoClient(KlaviyoSettings.from_env(env={}, **values))
+    return KlaviyoClient(KlaviyoSettings.from_env(env={}, **values), sleep=sleep)
 
 
 def yesterday(sim) -> dt.date:
@@ -112,6 +118,56 @@ def test_429_waits_exactly_retry_after_then_succeeds(sim):
     assert sim.count(path=SEGMENT_SERIES_PATH) == 2
 
 
+def test_retry_after_as_an_http_date_is_waited_out_not_backed_off(sim):
+    slept = []
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=4)
+    sim.faults.add(path=SEGMENT_SERIES_PATH, retry_after=until, times=1)
+    day = yesterday(sim)
+    with make_client(sim, sleep=slept.append) as client:
+        body = client.query_segment_series((sim.account.segments[0].id,), DayWindow(day, day), sim.account.timezone)
+        assert client.stats.throttled == 1 and client.stats.retries == 1
+        assert client.budget.remaining() == 225 - 2  # a short wait is not a quota block
+    assert body["data"]["attributes"]["results"]
+    assert sim.requests[-2].response_headers["Retry-After"].endswith(" GMT")
+    # the date has whole seconds: the wait is 3-4 s, far above the 0.05-0.4 s backoff of this client
+    assert [s for s in slept if 2.5 <= s <= 4.0], slept
+    assert not [s for s in slept if s < 2.5 and s > 1.2], slept  # pacing of 2/s waits at most ~0.5 s
+
+
+def test_a_distant_http_date_records_klaviyos_quota_block(sim, tmp_path):
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(hours=5)
+    sim.faults.add(path=SEGMENT_SERIES_PATH, retry_after=until, times=1)
+    day = yesterday(sim)
+    ids = (sim.account.segments[0].id,)
+    with make_client(sim, ledger_dir=str(tmp_path)) as client:
+        with pytest.raises(KlaviyoQuotaExhausted) as caught:
+            client.query_segment_series(ids, DayWindow(day, day), sim.account.timezone)
+        assert client.budget.remaining() == 0
+    assert caught.value.kind == KLAVIYO_QUOTA
+    assert abs(caught.value.retry_at.timestamp() - until.timestamp()) < 1.5
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 1
+
+
+def test_429_without_retry_after_waits_one_steady_window(sim):
+    sim.faults.add(path=SEGMENT_SERIES_PATH, status=429, omit_retry_after=True, times=1)
+    slept = []
+    day = yesterday(sim)
+    # the default steady window is Klaviyo's 60 s (the recorder does not really sleep)
+    with make_client(sim, sleep=slept.append) as client:
+        client.query_segment_series((sim.account.segments[0].id,), DayWindow(day, day), sim.account.timezone)
+    assert "Retry-After" not in sim.requests[-2].response_headers
+    assert 60.0 in slept and not [s for s in slept if 1.2 < s < 60.0]
+    # against the sped-up simulator the window is 60 / speed; really waited this time
+    sim.faults.add(path=SEGMENT_SERIES_PATH, status=429, omit_retry_after=True, times=1)
+    slept.clear()
+    recorded_sleep = lambda s: (slept.append(s), time.sleep(s))  # noqa: E731
+    with make_client(sim, sleep=recorded_sleep, steady_window_seconds=60 / FAST) as client:
+        client.query_segment_series((sim.account.segments[0].id,), DayWindow(day, day), sim.account.timezone)
+        assert client.stats.throttled == 1
+    assert 1.0 in slept
+    assert sim.count(path=SEGMENT_SERIES_PATH, status=200) == 2
+
+
 @pytest.mark.parametrize(
     "fault",
     [
@@ -140,10 +196,8 @@ def test_retries_are_capped_and_say_what_failed(sim):
 def test_spent_daily_quota_fails_fast_and_blocks_later_requests(sim, tmp_path):
     sim.exhaust_report_quota()
     day = yesterday(sim)
-    budget = ReportBudget(225, tmp_path / "ledger.json")
     ids = (sim.account.segments[0].id,)
-    with make_client(sim) as client:
-        client.budget = budget
+    with make_client(sim, ledger_dir=str(tmp_path)) as client:
         started = time.monotonic()
         with pytest.raises(KlaviyoQuotaExhausted) as caught:
             client.query_segment_series(ids, DayWindow(day, day), sim.account.timezone)
@@ -152,20 +206,19 @@ def test_spent_daily_quota_fails_fast_and_blocks_later_requests(sim, tmp_path):
     assert "quota" in message and "re-run" in message
     assert caught.value.retry_after_seconds > 600
     sent = sim.count(path=SEGMENT_SERIES_PATH)
-    # another process (a new client on the same ledger) does not even try until the quota is back
-    with make_client(sim) as client:
-        client.budget = ReportBudget(225, tmp_path / "ledger.json")
+    # another process (a new client on the same ledger directory) does not even try until the quota is back
+    with make_client(sim, ledger_dir=str(tmp_path)) as client:
         with pytest.raises(KlaviyoQuotaExhausted):
             client.query_segment_series(ids, DayWindow(day, day), sim.account.timezone)
     assert sim.count(path=SEGMENT_SERIES_PATH) == sent
 
 
 def test_local_daily_budget_is_enforced_before_sending(sim, tmp_path):
-    budget = ReportBudget(2, tmp_path / "ledger.json")
     day = yesterday(sim)
     ids = (sim.account.segments[0].id,)
-    with make_client(sim) as client:
-        client.budget = budget
+    with make_client(sim, ledger_dir=str(tmp_path), report_daily_limit=2) as client:
+        client.get_account()
+        budget = client.budget
         client.query_segment_series(ids, DayWindow(day, day), sim.account.timezone)
         with pytest.raises(ReportBudgetError, match="needs 2 report requests but only 1"):
             budget.ensure_available(2)
@@ -173,7 +226,8 @@ def test_local_daily_budget_is_enforced_before_sending(sim, tmp_path):
         with pytest.raises(KlaviyoQuotaExhausted, match="KLAVIYO_REPORT_DAILY_LIMIT"):
             client.query_segment_series(ids, DayWindow(day, day), sim.account.timezone)
     assert sim.count(path=SEGMENT_SERIES_PATH) == 2
-    assert ReportBudget(2, tmp_path / "ledger.json").remaining() == 0
+    ledger = tmp_path / f"{sim.account.account_id}.json"
+    assert ReportBudget(2, ledger, account_id=sim.account.account_id).remaining() == 0
 
 
 def test_wrong_key_is_a_401_naming_what_to_check(sim):
@@ -200,6 +254,7 @@ def test_refused_report_carries_klaviyos_detail_and_source(sim):
     assert error.status == 400 and error.errors
     assert error.errors[0].detail and error.errors[0].source
     assert error.errors[0].detail in str(error)
+    assert f"at most {MAX_DAYS_PER_DAILY_SERIES} days and {MAX_SEGMENT_IDS_PER_REPORT} segments" in str(error)
 
 
 def test_unknown_path_is_a_404(sim):

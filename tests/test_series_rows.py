@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from segment_pipeline.klaviyo import KlaviyoResponseError, series_rows
+from segment_pipeline.klaviyo import IncompleteSeriesResponse, KlaviyoResponseError, series_rows
 from segment_pipeline.klaviyo.planner import DayWindow
 from segment_pipeline.klaviyo.series import local_date
 
@@ -87,3 +87,42 @@ def test_unrequested_segment_days_outside_the_window_and_missing_keys_are_errors
     del stats["statistics"]["members_removed"]
     with pytest.raises(KlaviyoResponseError, match="lacks members_removed"):
         series_rows(response(EASTERN_DAYS, [stats]), requested_ids=("a",), **kwargs)
+
+
+def test_missing_days_and_segments_are_named_and_abbreviated_when_many():
+    window = DayWindow(dt.date(2026, 3, 1), dt.date(2026, 3, 10))
+    present = ["2026-03-04T00:00:00+00:00"]
+    one_day = {name: [1] for name in ("total_members", "members_added", "members_removed", "net_members_changed")}
+    requested = ("a", "b", "c", "d", "e", "f", "g", "h")
+    body = response(present, [{"groupings": {"segment_id": "a"}, "statistics": one_day}])
+    with pytest.raises(IncompleteSeriesResponse) as caught:
+        series_rows(body, account_id="x", timezone="UTC", requested_ids=requested, window=window)
+    error = caught.value
+    assert len(error.missing_days) == 9 and dt.date(2026, 3, 4) not in error.missing_days
+    assert error.missing_segment_ids == requested[1:]
+    message = str(error)
+    assert "days 2026-03-01, 2026-03-02, 2026-03-03, 2026-03-05, 2026-03-06 and 4 more" in message
+    assert "segments b, c, d, e, f and 2 more are missing from results" in message
+    assert "2026-03-01..2026-03-10" in message
+
+
+def test_days_after_the_accounts_today_are_not_expected():
+    # a window reaching into the future is answered up to today; that is complete
+    table = series_rows(
+        response(EASTERN_DAYS[:2], [result("a", **{k: v[:2] for k, v in result("a")["statistics"].items()})]),
+        account_id="x",
+        timezone="US/Eastern",
+        requested_ids=("a",),
+        window=WINDOW,
+        today=dt.date(2026, 3, 8),
+    )
+    assert table.num_rows == 2
+    with pytest.raises(IncompleteSeriesResponse, match="2026-03-09"):
+        series_rows(
+            response(EASTERN_DAYS[:2], [result("a", **{k: v[:2] for k, v in result("a")["statistics"].items()})]),
+            account_id="x",
+            timezone="US/Eastern",
+            requested_ids=("a",),
+            window=WINDOW,
+            today=dt.date(2026, 3, 9),
+        )

@@ -836,6 +836,66 @@ def test_a_throttle_fault_carries_retry_after(sim):
     assert error_of(response)["detail"] == "Request was throttled. Expected available in 3 seconds."
 
 
+def test_a_throttle_fault_with_an_http_date_or_without_retry_after(sim):
+    until = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    sim.faults.add(path=SEGMENT_SERIES_PATH, retry_after=until)
+    sim.faults.add(path=SEGMENT_SERIES_PATH, status=429, omit_retry_after=True)
+    body = series_body([sim.account.segments[0].id], TODAY, TODAY)
+    with client(sim) as http:
+        dated = post(http, SEGMENT_SERIES_PATH, body)
+        bare = post(http, SEGMENT_SERIES_PATH, body)
+        normal = post(http, SEGMENT_SERIES_PATH, body)
+    assert dated.status_code == 429 and dated.headers["Retry-After"] == "Wed, 02 Jan 2030 03:04:05 GMT"
+    assert bare.status_code == 429 and "Retry-After" not in bare.headers
+    assert error_of(bare)["detail"] == "Request was throttled."
+    assert normal.status_code == 200
+    with pytest.raises(ValueError, match="timezone-aware"):
+        sim.faults.add(path=SEGMENT_SERIES_PATH, retry_after=dt.datetime(2030, 1, 1))
+
+
+def test_faults_that_leave_out_a_day_or_a_segment(sim):
+    from klaviyo_simulator.faults import drop_day, drop_segment
+
+    ids = [s.id for s in sim.account.segments[:3]]
+    body = series_body(ids, TODAY - dt.timedelta(days=2), TODAY)
+    sim.faults.add(path=SEGMENT_SERIES_PATH, mutate=drop_day(1))
+    sim.faults.add(path=SEGMENT_SERIES_PATH, mutate=drop_segment(0))
+    with client(sim) as http:
+        no_day = post(http, SEGMENT_SERIES_PATH, body).json()["data"]["attributes"]
+        no_segment = post(http, SEGMENT_SERIES_PATH, body).json()["data"]["attributes"]
+    assert [t[:10] for t in no_day["date_times"]] == [(TODAY - dt.timedelta(days=2)).isoformat(), TODAY.isoformat()]
+    assert all(len(v) == 2 for r in no_day["results"] for v in r["statistics"].values())
+    assert [r["groupings"]["segment_id"] for r in no_segment["results"]] == ids[1:]
+    assert sim.account.has_segment(ids[0])  # left out, yet it exists
+
+
+def test_a_segment_deleted_as_the_report_arrives_is_left_out_and_gone(sim):
+    ids = [s.id for s in sim.account.segments[:3]]
+    sim.faults.add(path=SEGMENT_SERIES_PATH, delete_segment_ids=(ids[1],))
+    with client(sim) as http:
+        listed = [s["id"] for s in http.get(SEGMENTS_PATH).json()["data"]]
+        report = post(http, SEGMENT_SERIES_PATH, series_body(ids, TODAY, TODAY))
+        lookup = http.get(f"{SEGMENTS_PATH}/{ids[1]}")
+    assert ids[1] in listed
+    assert report.status_code == 200
+    assert [r["groupings"]["segment_id"] for r in report.json()["data"]["attributes"]["results"]] == [ids[0], ids[2]]
+    assert lookup.status_code == 404
+    assert sim.requests[1].fault == f"delete={ids[1]}"
+
+
+def test_the_quota_day_can_be_shortened_apart_from_speed(make_simulator):
+    sim = make_simulator(today=TODAY, speed=60.0, quota_day_seconds=3.0)
+    sim.exhaust_report_quota()
+    body = series_body([sim.account.segments[0].id], TODAY, TODAY)
+    with client(sim) as http:
+        refused = post(http, SEGMENT_SERIES_PATH, body)
+        assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 3
+        time.sleep(int(refused.headers["Retry-After"]) + 0.1)
+        assert post(http, SEGMENT_SERIES_PATH, body).status_code == 200
+    with pytest.raises(ValueError, match="longer than the steady window"):
+        SimulatorConfig(speed=60.0, quota_day_seconds=0.5)
+
+
 def test_a_slow_answer_then_a_normal_one(sim):
     sim.faults.add(path=SEGMENTS_PATH, delay_seconds=0.4)
     with client(sim) as http:
@@ -901,11 +961,15 @@ def test_admin_endpoints(sim):
             params={"segment_id": segment.id, "start": "2025-06-01", "end": "2025-06-03"},
         ).json()
         edited = httpx.post(sim.base_url + f"/__simulator/segments/{segment.id}/edit").json()
+        deleted = httpx.post(sim.base_url + f"/__simulator/segments/{segment.id}/delete")
+        deleted_again = httpx.post(sim.base_url + f"/__simulator/segments/{segment.id}/delete")
     assert stats["requests_by_path"][SEGMENTS_PATH] == {"200": 1}
     assert stats["report_requests_served"] == 0
     expected = sim.account.series(segment.id, dt.date(2025, 6, 1), dt.date(2025, 6, 3))
     assert truth["series"] == [{**row, "date": row["date"].isoformat()} for row in expected]
     assert edited["definition"] == segment.definition
+    assert deleted.status_code == 200 and deleted_again.status_code == 404
+    assert not sim.account.has_segment(segment.id)
     assert sim.count() == 1  # admin calls are not part of the log
 
 

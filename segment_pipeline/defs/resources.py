@@ -4,12 +4,13 @@ Nothing here reads a secret at import: the API key is read from KLAVIYO_API_KEY 
 straight into the client, and never into Dagster config, logs or metadata.
 """
 
+import dataclasses
 from pathlib import Path
 
 import dagster as dg
 
 from ..config import PipelineSettings
-from ..klaviyo import KlaviyoClient, KlaviyoSettings, ReportBudget
+from ..klaviyo import KlaviyoClient, KlaviyoSettings, ReportLedgers
 from ..warehouse import dlt_pipeline
 
 # Every step that opens the DuckDB file runs in this pool; dagster_home/dagster.yaml limits pools to 1,
@@ -53,5 +54,13 @@ class KlaviyoResource(dg.ConfigurableResource):
         if self.report_rate_per_minute:
             overrides["report_rate_per_minute"] = self.report_rate_per_minute
         settings = KlaviyoSettings.from_env(**overrides)
-        ledger = settings.budget_path or warehouse.settings().report_budget_path
-        return KlaviyoClient(settings, budget=ReportBudget(settings.report_daily_limit, ledger))
+        paths = warehouse.settings()
+        if settings.ledger_dir is None:
+            settings = dataclasses.replace(settings, ledger_dir=str(paths.report_ledger_dir))
+        ledgers = ReportLedgers(
+            settings.report_daily_limit,
+            settings.ledger_dir,
+            window_seconds=settings.report_budget_window_seconds,
+            legacy_file=paths.legacy_report_ledger_path,
+        )
+        return KlaviyoClient(settings, ledgers=ledgers)

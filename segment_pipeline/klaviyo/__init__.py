@@ -2,7 +2,10 @@
 
 from .client import Account, KlaviyoClient, RequestStats
 from .errors import (
+    KLAVIYO_QUOTA,
+    PIPELINE_LIMIT,
     ErrorDetail,
+    IncompleteSeriesResponse,
     KlaviyoAPIError,
     KlaviyoAuthError,
     KlaviyoConfigError,
@@ -12,9 +15,11 @@ from .errors import (
     KlaviyoResponseError,
     KlaviyoServerError,
     ReportBudgetError,
+    ReportLedgerError,
     ReportWindowError,
 )
-from .pacing import ReportBudget
+from .fetch import SeriesResponse, fetch_series
+from .ledger import ReportBudget, ReportLedgers
 from .planner import (
     DayWindow,
     SeriesRequest,
@@ -27,10 +32,13 @@ from .series import SERIES_ROW_SCHEMA, series_rows
 from .settings import ApiKey, KlaviyoSettings
 
 __all__ = [
+    "KLAVIYO_QUOTA",
+    "PIPELINE_LIMIT",
     "Account",
     "ApiKey",
     "DayWindow",
     "ErrorDetail",
+    "IncompleteSeriesResponse",
     "KlaviyoAPIError",
     "KlaviyoAuthError",
     "KlaviyoClient",
@@ -43,12 +51,16 @@ __all__ = [
     "KlaviyoSettings",
     "ReportBudget",
     "ReportBudgetError",
+    "ReportLedgerError",
+    "ReportLedgers",
     "ReportWindowError",
     "RequestStats",
     "SERIES_ROW_SCHEMA",
     "SeriesRequest",
+    "SeriesResponse",
     "check_reporting_window",
     "earliest_reportable_day",
+    "fetch_series",
     "minimal_request_count",
     "plan_series_requests",
     "series_rows",

@@ -1,29 +1,34 @@
 """A small Klaviyo REST client on httpx for the segment and segment-report endpoints.
 
 It knows nothing of Dagster or dlt. It pins the API revision, speaks JSON:API, paces each endpoint family
-under Klaviyo's limits, retries what is worth retrying (429 after exactly `Retry-After`; 5xx, timeouts and
-dropped connections with exponential backoff and jitter), fails fast when the daily quota is spent, and turns
-4xx answers into typed errors that carry Klaviyo's own `detail` and `source`. The API key goes into the
+under Klaviyo's limits, counts report requests in the account's ledger, retries what is worth retrying (a 429
+after its `Retry-After`, or one whole steady window when it has none; 5xx, timeouts and dropped connections with
+exponential backoff and full jitter, through tenacity), fails fast when the daily quota is spent, and turns 4xx
+answers into typed errors that carry Klaviyo's own `detail` and `source`. The API key goes into the
 Authorization header and nowhere else: not into logs, exception messages or reprs.
+
+A request goes through four steps, one method each: `_send` (pacing, the report budget, the HTTP call),
+`_classify` (the answer: a body, a typed error, or a failure worth retrying), `_retry_wait` (how long to wait
+before the next attempt), and `_request`, which lets tenacity run them until success or the last attempt.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
+import tenacity
 
 from .. import __version__
 from .errors import (
-    ErrorDetail,
+    KLAVIYO_QUOTA,
     KlaviyoAPIError,
     KlaviyoAuthError,
     KlaviyoNotFoundError,
@@ -31,11 +36,16 @@ from .errors import (
     KlaviyoResponseError,
     KlaviyoServerError,
 )
+from .ledger import ReportBudget, ReportLedgers
 from .limits import (
     ACCOUNTS_PATH,
     ACCOUNTS_RATE_LIMIT,
     API_REVISION,
     JSON_API_MEDIA_TYPE,
+    MAX_DAYS_PER_DAILY_SERIES,
+    MAX_HISTORY_DAYS,
+    MAX_SEGMENT_IDS_PER_REPORT,
+    REPORTING_DATA_FLOOR,
     REPORTS_RATE_LIMIT,
     SCOPE_ACCOUNTS,
     SCOPE_SEGMENTS,
@@ -46,8 +56,9 @@ from .limits import (
     SEGMENTS_RATE_LIMIT,
     SERIES_STATISTICS,
 )
-from .pacing import Pacer, ReportBudget, min_interval
+from .pacing import Pacer, min_interval
 from .planner import DayWindow, custom_timeframe, series_filter
+from .responses import error_details, retry_after_seconds
 from .settings import ApiKey, KlaviyoSettings
 
 logger = logging.getLogger(__name__)
@@ -63,6 +74,19 @@ _SCOPES = {SEGMENTS: SCOPE_SEGMENTS, REPORTS: SCOPE_SEGMENTS, ACCOUNTS: SCOPE_AC
 # Statuses that say "try again later" rather than "your request is wrong".
 _RETRYABLE_STATUSES = frozenset({500, 502, 503, 504, 524})
 _BACKOFF_CAP_SECONDS = 30.0
+_REPORT_400_HINT = (
+    f"Report requests must cover at most {MAX_DAYS_PER_DAILY_SERIES} days and {MAX_SEGMENT_IDS_PER_REPORT} "
+    f"segments, start on or after {REPORTING_DATA_FLOOR.isoformat()} and reach no more than {MAX_HISTORY_DAYS} "
+    "days back."
+)
+
+
+class _Transient(Exception):
+    """An attempt failed in a way worth retrying; `wait` is how long the server asked us to wait, if it did."""
+
+    def __init__(self, problem: str, wait: float | None = None) -> None:
+        super().__init__(problem)
+        self.wait = wait
 
 
 @dataclass(frozen=True)
@@ -101,64 +125,38 @@ class _KlaviyoKeyAuth(httpx.Auth):
         return "_KlaviyoKeyAuth(key=********)"
 
 
-def _error_details(response: httpx.Response) -> list[ErrorDetail]:
-    """Parse a JSON:API error body leniently; a non-JSON body (an HTML 500 page) becomes one plain entry."""
-    try:
-        body = response.json()
-    except ValueError:
-        kind = response.headers.get("content-type", "unknown content type").split(";")[0]
-        return [ErrorDetail(detail=f"the response body was not JSON ({kind}, {len(response.content)} bytes)")]
-    entries = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(entries, list):
-        return [ErrorDetail(detail="the error body had no `errors` array")]
-    details = []
-    for entry in entries:
-        if not isinstance(entry, dict):
-            continue
-        source = entry.get("source") if isinstance(entry.get("source"), dict) else {}
-        details.append(
-            ErrorDetail(
-                code=entry.get("code"),
-                title=entry.get("title"),
-                detail=entry.get("detail"),
-                pointer=source.get("pointer"),
-                parameter=source.get("parameter"),
-            )
-        )
-    return details
-
-
-def _retry_after_seconds(response: httpx.Response) -> float | None:
-    raw = response.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None
-
-
 class KlaviyoClient:
     """Reads accounts, segments and segment reports from Klaviyo.
 
     Args:
         settings: base URL, key, pacing and retry settings; `KlaviyoSettings.from_env()` reads them.
-        budget: the daily report ledger; by default one at `settings.budget_path` (or in memory).
+        ledgers: the report ledgers, one per account; by default files in `settings.ledger_dir` (in memory
+            without one).
         transport: an httpx transport, for tests that need one.
         sleep: how to wait; tests may pass a recorder.
+
+    The report budget is the account's: the client learns the account from GET /api/accounts (`get_account()`)
+    and, if a report request or `budget` comes first, asks for it then.
     """
 
     def __init__(
         self,
         settings: KlaviyoSettings,
         *,
-        budget: ReportBudget | None = None,
+        ledgers: ReportLedgers | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
-        self.budget = budget or ReportBudget(settings.report_daily_limit, settings.budget_path)
+        self.ledgers = ledgers or ReportLedgers(
+            settings.report_daily_limit, settings.ledger_dir, window_seconds=settings.report_budget_window_seconds
+        )
+        self.account: Account | None = None
         self.stats = RequestStats()
+        # full jitter keeps several clients that failed together from retrying together
+        self._backoff = tenacity.wait_random_exponential(
+            multiplier=settings.backoff_base_seconds, max=_BACKOFF_CAP_SECONDS
+        )
         self._sleep = self._counting_sleep(sleep)
         self._pacers = {
             SEGMENTS: Pacer(min_interval(SEGMENTS_RATE_LIMIT), sleep=self._sleep),
@@ -187,6 +185,12 @@ class KlaviyoClient:
     def __repr__(self) -> str:
         return f"KlaviyoClient(base_url={self.settings.base_url!r})"
 
+    @property
+    def budget(self) -> ReportBudget:
+        """The report budget of this key's account (asks GET /api/accounts first if the account is not known)."""
+        account = self.account or self.get_account()
+        return self.ledgers.for_account(account.id)
+
     def close(self) -> None:
         self._http.close()
 
@@ -198,14 +202,9 @@ class KlaviyoClient:
 
     # -- requests -------------------------------------------------------------------------------------
 
-    def _backoff(self, attempt: int) -> float:
-        # full jitter keeps several clients that failed together from retrying together
-        ceiling = min(_BACKOFF_CAP_SECONDS, self.settings.backoff_base_seconds * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
-
     def _raise_for_client_error(self, family: str, method: str, path: str, response: httpx.Response) -> None:
         status = response.status_code
-        details = _error_details(response)
+        details = error_details(response)
         scope = _SCOPES[family]
         if status == 401:
             raise KlaviyoAuthError(
@@ -233,80 +232,105 @@ class KlaviyoClient:
                 details,
                 hint="Check KLAVIYO_BASE_URL; the path is the one in Klaviyo's API reference.",
             )
-        hint = ""
-        if family == REPORTS and status == 400:
-            hint = (
-                "Report requests must cover at most 60 days and 100 segments, start on or after 2023-06-01 "
-                "and no more than a year back."
-            )
+        hint = _REPORT_400_HINT if family == REPORTS and status == 400 else ""
         raise KlaviyoAPIError(status, method, path, details, hint=hint)
+
+    def _send(
+        self, family: str, method: str, url: str, path: str, params: dict | None, json: dict | None
+    ) -> httpx.Response:
+        """One attempt: wait for the pacer (and, for reports, count it in the budget), then send it."""
+        pacer = self._pacers[family]
+        budget = self.budget if family == REPORTS else None
+        if budget is not None:
+            budget.take(path)
+            pacer.wait(not_before_wall=budget.last_request_done())
+        else:
+            pacer.wait()
+        self.stats.sent[family] += 1
+        headers = {"Content-Type": JSON_API_MEDIA_TYPE} if json is not None else None
+        try:
+            return self._http.request(method, url, params=params, json=json, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise _Transient(f"no answer within the timeout ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise _Transient(f"connection failed ({type(exc).__name__})") from exc
+        finally:
+            pacer.done()
+            if budget is not None:
+                budget.finished()
+
+    def _classify(self, family: str, method: str, path: str, response: httpx.Response) -> dict[str, Any]:
+        """The decoded body of a success; a typed error for a refusal; `_Transient` for what may pass."""
+        status = response.status_code
+        if status == 429:
+            self._throttled(family, path, response)
+        if status in _RETRYABLE_STATUSES:
+            raise _Transient(f"HTTP {status}: " + "; ".join(d.describe() for d in error_details(response)))
+        if status >= 400:
+            self._raise_for_client_error(family, method, path, response)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise KlaviyoResponseError(f"{method} {path} answered HTTP {status} with a body that is not JSON") from exc
+        if not isinstance(body, dict):
+            raise KlaviyoResponseError(f"{method} {path} answered with JSON that is not an object")
+        return body
+
+    def _throttled(self, family: str, path: str, response: httpx.Response) -> None:
+        """A 429: wait what it asks (one whole steady window when it does not say), or fail fast if that is long."""
+        self.stats.throttled += 1
+        now = time.time()
+        wait = retry_after_seconds(response.headers.get("Retry-After"), now=now)
+        if wait is None:
+            # Klaviyo's windows are fixed: whatever window was full, one whole steady window later it is not
+            wait = self.settings.steady_window_seconds
+        if wait <= self.settings.max_retry_after_seconds:
+            raise _Transient("throttled (HTTP 429)", wait=wait)
+        until = now + wait
+        if family == REPORTS:
+            self.budget.block_until(until, now=now)
+        raise KlaviyoQuotaExhausted(
+            path=path,
+            retry_after_seconds=wait,
+            retry_at=dt.datetime.fromtimestamp(until, dt.UTC),
+            kind=KLAVIYO_QUOTA,
+            account_id=self.account.id if self.account else None,
+            blocked_at=dt.datetime.fromtimestamp(now, dt.UTC),
+        )
+
+    def _retry_wait(self, state: tenacity.RetryCallState) -> float:
+        """The server's demand when it made one (a 429), else exponential backoff with full jitter."""
+        failure = state.outcome.exception() if state.outcome else None
+        if isinstance(failure, _Transient) and failure.wait is not None:
+            return failure.wait
+        return self._backoff(state)
 
     def _request(
         self, family: str, method: str, url: str, *, params: dict | None = None, json: dict | None = None
     ) -> dict[str, Any]:
         path = urlsplit(url).path or url
-        pacer = self._pacers[family]
-        headers = {"Content-Type": JSON_API_MEDIA_TYPE} if json is not None else None
-        problem = ""
-        for attempt in range(1, self.settings.max_attempts + 1):
-            if family == REPORTS:
-                self.budget.take(path)
-                pacer.wait(not_before_wall=self.budget.last_request_done())
-            else:
-                pacer.wait()
-            self.stats.sent[family] += 1
-            try:
-                response = self._http.request(method, url, params=params, json=json, headers=headers)
-            except httpx.TimeoutException as exc:
-                problem = f"no answer within the timeout ({type(exc).__name__})"
-                response = None
-            except httpx.TransportError as exc:
-                problem = f"connection failed ({type(exc).__name__})"
-                response = None
-            finally:
-                pacer.done()
-                if family == REPORTS:
-                    self.budget.finished()
 
-            if response is not None and response.status_code == 429:
-                self.stats.throttled += 1
-                wait = _retry_after_seconds(response)
-                if wait is not None and wait > self.settings.max_retry_after_seconds:
-                    until = time.time() + wait
-                    if family == REPORTS:
-                        self.budget.block_until(until)
-                    raise KlaviyoQuotaExhausted(
-                        path=path,
-                        retry_after_seconds=wait,
-                        retry_at=dt.datetime.fromtimestamp(until, dt.UTC),
-                    )
-                problem = "throttled (HTTP 429)"
-                if attempt < self.settings.max_attempts:
-                    delay = wait if wait is not None else self._backoff(attempt)
-                    logger.warning("%s %s throttled; retrying in %.1f s", method, path, delay)
-                    self.stats.retries += 1
-                    self._sleep(delay)
-                continue
-            if response is not None and response.status_code in _RETRYABLE_STATUSES:
-                problem = f"HTTP {response.status_code}: " + "; ".join(d.describe() for d in _error_details(response))
-            elif response is not None and response.status_code >= 400:
-                self._raise_for_client_error(family, method, path, response)
-            elif response is not None:
-                try:
-                    body = response.json()
-                except ValueError as exc:
-                    raise KlaviyoResponseError(
-                        f"{method} {path} answered HTTP {response.status_code} with a body that is not JSON"
-                    ) from exc
-                if not isinstance(body, dict):
-                    raise KlaviyoResponseError(f"{method} {path} answered with JSON that is not an object")
-                return body
-            if attempt < self.settings.max_attempts:
-                delay = self._backoff(attempt)
-                logger.warning("%s %s failed (%s); retrying in %.1f s", method, path, problem, delay)
-                self.stats.retries += 1
-                self._sleep(delay)
-        raise KlaviyoServerError(method, path, self.settings.max_attempts, problem)
+        def attempt() -> dict[str, Any]:
+            return self._classify(family, method, path, self._send(family, method, url, path, params, json))
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            self.stats.retries += 1
+            wait = state.next_action.sleep if state.next_action else 0.0
+            logger.warning("%s %s failed (%s); retrying in %.1f s", method, path, state.outcome.exception(), wait)
+
+        def gave_up(state: tenacity.RetryCallState) -> None:
+            last = state.outcome.exception()
+            raise KlaviyoServerError(method, path, state.attempt_number, str(last)) from last
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.settings.max_attempts),
+            wait=self._retry_wait,
+            retry=tenacity.retry_if_exception_type(_Transient),
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            retry_error_callback=gave_up,
+        )
+        return retrying(attempt)
 
     # -- endpoints ------------------------------------------------------------------------------------
 
@@ -323,7 +347,17 @@ class KlaviyoClient:
         if not isinstance(timezone, str) or not timezone:
             raise KlaviyoResponseError("GET /api/accounts returned an account without a timezone")
         contact = attributes.get("contact_information") or {}
-        return Account(id=str(account_id), timezone=timezone, name=contact.get("organization_name"))
+        # from now on report requests count in this account's ledger
+        self.account = Account(id=str(account_id), timezone=timezone, name=contact.get("organization_name"))
+        return self.account
+
+    def segment_exists(self, segment_id: str) -> bool:
+        """Whether the segment still exists (GET /api/segments/{id}: 200 yes, 404 no, anything else raises)."""
+        try:
+            self._request(SEGMENTS, "GET", f"{SEGMENTS_PATH}/{quote(segment_id, safe='')}")
+        except KlaviyoNotFoundError:
+            return False
+        return True
 
     def iter_segment_pages(self) -> Iterator[list[dict[str, Any]]]:
         """Every page of GET /api/segments, following `links.next` exactly as given until it is absent."""

@@ -76,32 +76,72 @@ class KlaviyoNotFoundError(KlaviyoAPIError):
     """404: the path or resource does not exist."""
 
 
+# Which limit refused a report request locally: this pipeline's own count, or a block Klaviyo set with a 429.
+PIPELINE_LIMIT = "pipeline_limit"
+KLAVIYO_QUOTA = "klaviyo_quota"
+
+
+def _moment(value: dt.datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else "an unknown time"
+
+
+def window_text(seconds: float) -> str:
+    """'24 hours' for the real quota day, seconds for a window a test shortened."""
+    return "24 hours" if seconds == 24 * 60 * 60 else f"{seconds:g} s"
+
+
 @dataclass
 class KlaviyoQuotaExhausted(KlaviyoError):
-    """Klaviyo asked us to wait longer than we are willing to sleep: the daily quota is spent.
+    """A report request was refused before or while sending it: a daily quota is spent until `retry_at`.
 
     The run fails fast so a scheduler can try again later instead of blocking a worker for hours.
+
+    Attributes:
+        path: the request path.
+        retry_after_seconds: seconds from the refusal until `retry_at`.
+        retry_at: when the next report request is allowed (UTC).
+        kind: PIPELINE_LIMIT (this pipeline's own KLAVIYO_REPORT_DAILY_LIMIT over the rolling window; `retry_at`
+            is when the oldest counted request ages out) or KLAVIYO_QUOTA (Klaviyo answered 429 asking for a
+            wait longer than KLAVIYO_MAX_RETRY_AFTER; `retry_at` is the end of that block).
+        account_id: the account whose quota it is, when known.
+        blocked_at: KLAVIYO_QUOTA only: when the 429 that set the block was received.
+        daily_limit: PIPELINE_LIMIT only: KLAVIYO_REPORT_DAILY_LIMIT.
+        window_seconds: PIPELINE_LIMIT only: the length of the rolling window the limit is counted over.
     """
 
     path: str
     retry_after_seconds: float
     retry_at: dt.datetime
-    local_budget: bool = False
+    kind: str = KLAVIYO_QUOTA
+    account_id: str | None = None
+    blocked_at: dt.datetime | None = None
+    daily_limit: int | None = None
+    window_seconds: float | None = None
 
     def __post_init__(self) -> None:
         super().__init__(str(self))
 
+    @property
+    def local_budget(self) -> bool:
+        """Whether this pipeline's own limit refused the request (not a block recorded from Klaviyo)."""
+        return self.kind == PIPELINE_LIMIT
+
     def __str__(self) -> str:
-        who = (
-            "this pipeline's own daily budget (KLAVIYO_REPORT_DAILY_LIMIT)"
-            if self.local_budget
-            else "Klaviyo's reporting quota for this account (shared by every integration using a private key)"
-        )
-        return (
-            f"{self.path}: {who} is spent; the next request is allowed in "
-            f"{self.retry_after_seconds:.0f} s, at {self.retry_at.isoformat(timespec='seconds')}. "
-            "Nothing was lost: re-run the same partitions after that time."
-        )
+        account = f" of account {self.account_id}" if self.account_id else ""
+        when = f"{self.retry_after_seconds:.0f} s, at {_moment(self.retry_at)}"
+        if self.local_budget:
+            who = (
+                f"this pipeline's own limit{account} (KLAVIYO_REPORT_DAILY_LIMIT={self.daily_limit} report "
+                f"requests per {window_text(self.window_seconds or 0)}, counted by this pipeline) is used up; "
+                f"the oldest counted request ages out in {when}"
+            )
+        else:
+            who = (
+                f"Klaviyo's reporting quota{account} (shared by every integration using a private key) is "
+                f"spent: Klaviyo answered 429 at {_moment(self.blocked_at)}, and the next request is allowed "
+                f"in {when}"
+            )
+        return f"{self.path}: {who}. Nothing was lost: re-run the same partitions after that time."
 
 
 @dataclass
@@ -137,5 +177,90 @@ class ReportWindowError(KlaviyoError, ValueError):
     """
 
 
+@dataclass
 class ReportBudgetError(KlaviyoError):
-    """A planned run needs more report requests than today's budget has left; raised before sending any."""
+    """A planned run needs more report requests than the budget has left; raised before sending any.
+
+    Attributes:
+        needed: report requests the run needs.
+        remaining: report requests the budget allows now.
+        kind: PIPELINE_LIMIT (this pipeline's own count is too high) or KLAVIYO_QUOTA (a block recorded from
+            Klaviyo's 429 is in force; nothing may be sent before `retry_at`).
+        retry_at: when the budget next grows: the oldest counted request ages out (PIPELINE_LIMIT), or
+            Klaviyo's block ends (KLAVIYO_QUOTA). `None` when nothing is counted yet.
+        account_id: the account whose budget it is.
+        daily_limit: KLAVIYO_REPORT_DAILY_LIMIT.
+        window_seconds: the length of the rolling window the limit is counted over.
+        blocked_at: KLAVIYO_QUOTA only: when the 429 that set the block was received.
+    """
+
+    needed: int
+    remaining: int
+    kind: str
+    retry_at: dt.datetime | None
+    account_id: str | None = None
+    daily_limit: int | None = None
+    window_seconds: float | None = None
+    blocked_at: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        account = f" for account {self.account_id}" if self.account_id else ""
+        if self.kind == KLAVIYO_QUOTA:
+            return (
+                f"this run needs {self.needed} report requests but Klaviyo's reporting quota{account} is spent: "
+                f"Klaviyo answered 429 at {_moment(self.blocked_at)} and allows no report request before "
+                f"{_moment(self.retry_at)}. Nothing was sent; run again after that time."
+            )
+        ages_out = f"; the oldest counted request ages out at {_moment(self.retry_at)}" if self.retry_at else ""
+        return (
+            f"this run needs {self.needed} report requests but only {self.remaining} are left{account} under "
+            f"this pipeline's own limit (KLAVIYO_REPORT_DAILY_LIMIT={self.daily_limit} per "
+            f"{window_text(self.window_seconds or 0)}, counted across runs){ages_out}. Nothing was sent. Run a "
+            "shorter range, wait, or raise KLAVIYO_REPORT_DAILY_LIMIT if Klaviyo allows more for this account."
+        )
+
+
+class ReportLedgerError(KlaviyoError):
+    """The report ledger file is damaged or not shaped like a ledger; nothing is sent until a person looks.
+
+    Resetting the count silently could overspend Klaviyo's quota, which every integration on the account shares.
+    """
+
+
+@dataclass
+class IncompleteSeriesResponse(KlaviyoResponseError):
+    """A series response lacks days of the requested window or requested segments; none of it is kept.
+
+    Attributes:
+        missing_days: requested days absent from `date_times`.
+        missing_segment_ids: requested segment ids absent from `results`.
+        window: the requested window, as "start..end".
+    """
+
+    missing_days: tuple[dt.date, ...]
+    missing_segment_ids: tuple[str, ...]
+    window: str
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = []
+        if self.missing_days:
+            parts.append(f"days {abbreviated([d.isoformat() for d in self.missing_days])} are missing from date_times")
+        if self.missing_segment_ids:
+            parts.append(f"segments {abbreviated(self.missing_segment_ids)} are missing from results")
+        return (
+            f"the segment series response for {self.window} is incomplete: {' and '.join(parts)}. None of it was "
+            "kept; run again, and report it if it persists."
+        )
+
+
+def abbreviated(items, shown: int = 5) -> str:
+    """'a, b, c' or 'a, b, c, d, e and 12 more': names enough to look things up without flooding a log."""
+    items = list(items)
+    text = ", ".join(str(item) for item in items[:shown])
+    return f"{text} and {len(items) - shown} more" if len(items) > shown else text

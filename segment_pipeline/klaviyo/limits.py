@@ -50,7 +50,15 @@ class RateLimit:
 SEGMENTS_RATE_LIMIT = RateLimit(per_second=75, per_minute=750)
 ACCOUNTS_RATE_LIMIT = RateLimit(per_second=1, per_minute=15)
 # Both segment report endpoints share one budget; every private-key integration on the account shares it too.
-REPORTS_RATE_LIMIT = RateLimit(per_second=1, per_minute=2, per_day=225)
+REPORTS_DAILY_LIMIT = 225
+REPORTS_RATE_LIMIT = RateLimit(per_second=1, per_minute=2, per_day=REPORTS_DAILY_LIMIT)
+
+# Klaviyo's fixed windows: the burst window is 1 s, the steady window 1 min (every RateLimit.per_minute is
+# counted over it). A 429 without Retry-After is waited out for one whole steady window.
+BURST_WINDOW_SECONDS = 1
+STEADY_WINDOW_SECONDS = 60
+# The daily report quota is counted over a rolling day.
+REPORT_QUOTA_WINDOW_SECONDS = 24 * 60 * 60
 
 # A 429 that asks us to wait longer than this is the daily quota, not a busy minute: fail instead of sleeping.
 DEFAULT_MAX_RETRY_AFTER_SECONDS = 600

@@ -4,27 +4,17 @@ Klaviyo counts requests in fixed windows (1 s burst, 1 min steady) per account. 
 exactly 60/rate apart can still land three requests in one window when network latency varies, so the gap is
 timed from the end of the previous response and carries a small margin.
 
-The reporting endpoints also have a daily quota (225 a day per account, shared with every integration). The
-ReportBudget ledger counts our report requests over a rolling 24 hours, in a small JSON file when given a path,
-so that separate runs (each a separate process) see one budget between them.
+The daily report quota is counted by the ledger (ledger.py), not here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import fcntl
-import json
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-from .errors import KlaviyoQuotaExhausted, ReportBudgetError
-from .limits import RateLimit
+from .limits import BURST_WINDOW_SECONDS, STEADY_WINDOW_SECONDS, RateLimit
 
-DAY_SECONDS = 24 * 60 * 60
 # Extra fraction of the interval, to absorb latency differences between our clock and Klaviyo's windows.
 PACING_MARGIN = 0.05
 
@@ -32,7 +22,7 @@ PACING_MARGIN = 0.05
 def min_interval(limit: RateLimit, per_minute_override: float | None = None) -> float:
     """Seconds to leave between the end of one request and the start of the next for this limit."""
     per_minute = per_minute_override if per_minute_override else limit.per_minute
-    return max(1.0 / limit.per_second, 60.0 / per_minute) * (1 + PACING_MARGIN)
+    return max(BURST_WINDOW_SECONDS / limit.per_second, STEADY_WINDOW_SECONDS / per_minute) * (1 + PACING_MARGIN)
 
 
 class Pacer:
@@ -73,103 +63,3 @@ class Pacer:
         """Record that a request just finished (its response arrived or it failed)."""
         with self._lock:
             self._last_done = self._clock()
-
-
-class ReportBudget:
-    """Counts report requests over a rolling 24 hours against a daily limit.
-
-    With `path`, the ledger lives in a JSON file (locked while read and written) so every process of the
-    pipeline shares it; without, it lives in memory.
-    """
-
-    def __init__(self, daily_limit: int, path: str | os.PathLike | None = None) -> None:
-        if daily_limit < 1:
-            raise ValueError("the daily report limit must be at least 1")
-        self.daily_limit = daily_limit
-        self.path = Path(path) if path else None
-        self._memory: dict = {"sent": [], "blocked_until": None, "last_done": None}
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def _ledger(self) -> Iterator[dict]:
-        with self._lock:
-            if self.path is None:
-                yield self._memory
-                return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a+", encoding="utf-8") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                handle.seek(0)
-                text = handle.read()
-                try:
-                    ledger = json.loads(text) if text.strip() else {}
-                except json.JSONDecodeError:
-                    # a damaged ledger must not stop the pipeline; start counting afresh
-                    ledger = {}
-                ledger.setdefault("sent", [])
-                ledger.setdefault("blocked_until", None)
-                ledger.setdefault("last_done", None)
-                yield ledger
-                handle.seek(0)
-                handle.truncate()
-                json.dump(ledger, handle)
-
-    @staticmethod
-    def _prune(ledger: dict, now: float) -> None:
-        ledger["sent"] = [t for t in ledger["sent"] if t > now - DAY_SECONDS]
-
-    def remaining(self, now: float | None = None) -> int:
-        """Report requests left in the rolling 24-hour budget."""
-        now = time.time() if now is None else now
-        with self._ledger() as ledger:
-            self._prune(ledger, now)
-            if ledger["blocked_until"] and ledger["blocked_until"] > now:
-                return 0
-            return max(0, self.daily_limit - len(ledger["sent"]))
-
-    def last_request_done(self) -> float | None:
-        """Wall-clock end of the last report request any process recorded, if known."""
-        with self._ledger() as ledger:
-            return ledger["last_done"]
-
-    def ensure_available(self, needed: int, now: float | None = None) -> None:
-        """Refuse, before sending anything, a run that needs more requests than the budget has left."""
-        left = self.remaining(now)
-        if needed > left:
-            raise ReportBudgetError(
-                f"this run needs {needed} report requests but only {left} of the daily budget of "
-                f"{self.daily_limit} are left (rolling 24 hours). Run a shorter range, wait, or raise "
-                "KLAVIYO_REPORT_DAILY_LIMIT if Klaviyo allows more for this account."
-            )
-
-    def take(self, path: str, now: float | None = None) -> None:
-        """Count one request about to be sent, or fail fast when the budget is spent."""
-        now = time.time() if now is None else now
-        with self._ledger() as ledger:
-            self._prune(ledger, now)
-            blocked = ledger["blocked_until"]
-            if blocked and blocked > now:
-                raise KlaviyoQuotaExhausted(
-                    path=path,
-                    retry_after_seconds=blocked - now,
-                    retry_at=dt.datetime.fromtimestamp(blocked, dt.UTC),
-                )
-            if len(ledger["sent"]) >= self.daily_limit:
-                free_at = min(ledger["sent"]) + DAY_SECONDS
-                raise KlaviyoQuotaExhausted(
-                    path=path,
-                    retry_after_seconds=free_at - now,
-                    retry_at=dt.datetime.fromtimestamp(free_at, dt.UTC),
-                    local_budget=True,
-                )
-            ledger["sent"].append(now)
-
-    def finished(self, now: float | None = None) -> None:
-        """Record the end of a report request, so the next process paces from it."""
-        with self._ledger() as ledger:
-            ledger["last_done"] = time.time() if now is None else now
-
-    def block_until(self, moment: float) -> None:
-        """Klaviyo said the quota is spent until `moment`: no process sends a report request before then."""
-        with self._ledger() as ledger:
-            ledger["blocked_until"] = max(moment, ledger["blocked_until"] or 0)

@@ -3,7 +3,8 @@
 The rows are keyed by the calendar date Klaviyo writes in `date_times` (the account's local day). We never
 shift it through UTC: "2026-03-01T00:00:00-05:00" is 2026-03-01, even though that instant is 05:00 UTC.
 A response we cannot trust (arrays whose length differs from `date_times`, non-integer counts, days outside
-the requested window) is rejected whole: nothing of it is kept.
+the requested window, days of the window or requested segments it lacks) is rejected whole: nothing of it is
+kept. Days after the account's today are not expected: Klaviyo cannot report them yet.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from .errors import KlaviyoResponseError
+from .errors import IncompleteSeriesResponse, KlaviyoResponseError
 from .limits import SERIES_STATISTICS
 from .planner import DayWindow
 
@@ -67,6 +68,7 @@ def series_rows(
     timezone: str,
     requested_ids: tuple[str, ...],
     window: DayWindow,
+    today: dt.date | None = None,
 ) -> pa.Table:
     """Unpivot one series response into an Arrow table of SERIES_ROW_SCHEMA.
 
@@ -74,11 +76,15 @@ def series_rows(
         response: the decoded JSON body of POST /api/segment-series-reports.
         account_id: the account the rows belong to.
         timezone: the account's IANA timezone, for timestamps that are not local midnights.
-        requested_ids: the segment ids the request asked for; results for others are an error.
-        window: the requested inclusive day window; days outside it are an error.
+        requested_ids: the segment ids the request asked for; results for others, and any of them missing
+            from the results, are an error.
+        window: the requested inclusive day window; days outside it, and days of it up to `today` missing
+            from `date_times`, are an error.
+        today: the account-local today (default: now in `timezone`); later days of the window are not expected.
 
     Raises:
-        KlaviyoResponseError: the response is malformed in any way; no rows are returned.
+        IncompleteSeriesResponse: days of the window or requested segments are missing (they are named).
+        KlaviyoResponseError: the response is malformed in any other way; no rows are returned.
     """
     try:
         attributes = response["data"]["attributes"]
@@ -98,6 +104,10 @@ def series_rows(
             f"segment series response has days outside the requested {window.start}..{window.end}: "
             f"{outside[0]} and {len(outside) - 1} more"
         )
+
+    today = dt.datetime.now(ZoneInfo(timezone)).date() if today is None else today
+    present_days = set(dates)
+    missing_days = tuple(d for d in window.dates() if d <= today and d not in present_days)
 
     wanted = set(requested_ids)
     columns: dict[str, list] = {name: [] for name in SERIES_ROW_SCHEMA.names}
@@ -122,4 +132,9 @@ def series_rows(
         columns["date"].extend(dates)
         for name in SERIES_STATISTICS:
             columns[name].extend(per_stat[name])
+    missing_ids = tuple(sid for sid in dict.fromkeys(requested_ids) if sid not in seen)
+    if missing_days or missing_ids:
+        raise IncompleteSeriesResponse(
+            missing_days=missing_days, missing_segment_ids=missing_ids, window=f"{window.start}..{window.end}"
+        )
     return pa.table(columns, schema=SERIES_ROW_SCHEMA)

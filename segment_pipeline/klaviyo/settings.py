@@ -6,7 +6,14 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import KlaviyoConfigError
-from .limits import DEFAULT_BASE_URL, DEFAULT_MAX_RETRY_AFTER_SECONDS, REPORTS_RATE_LIMIT
+from .limits import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_RETRY_AFTER_SECONDS,
+    REPORT_QUOTA_WINDOW_SECONDS,
+    REPORTS_DAILY_LIMIT,
+    REPORTS_RATE_LIMIT,
+    STEADY_WINDOW_SECONDS,
+)
 
 
 class ApiKey:
@@ -59,11 +66,16 @@ class KlaviyoSettings:
     api_key: ApiKey = field(repr=False)
     base_url: str = DEFAULT_BASE_URL
     report_rate_per_minute: float = REPORTS_RATE_LIMIT.per_minute
-    report_daily_limit: int = REPORTS_RATE_LIMIT.per_day or 225
+    report_daily_limit: int = REPORTS_DAILY_LIMIT
+    # the rolling window the daily limit is counted over; only tests shorten it
+    report_budget_window_seconds: float = REPORT_QUOTA_WINDOW_SECONDS
+    # a 429 without Retry-After is waited out for this long; only a sped-up simulator shortens it
+    steady_window_seconds: float = STEADY_WINDOW_SECONDS
     max_retry_after_seconds: float = DEFAULT_MAX_RETRY_AFTER_SECONDS
     max_attempts: int = 5
     timeout_seconds: float = 60.0
-    budget_path: str | None = None
+    # the directory of the report ledgers, one `<account id>.json` per account; None keeps them in memory
+    ledger_dir: str | None = None
     # first backoff after a 5xx or a dropped connection; it doubles on each retry, with jitter
     backoff_base_seconds: float = 1.0
 
@@ -71,6 +83,14 @@ class KlaviyoSettings:
     def from_env(cls, env: dict | None = None, **overrides) -> KlaviyoSettings:
         """Read KLAVIYO_* variables (see the README's configuration table); keyword overrides win."""
         env = dict(os.environ if env is None else env)
+        if env.get("KLAVIYO_BUDGET_PATH"):
+            # silently ignoring it would move the ledger and forget the requests it counted
+            raise KlaviyoConfigError(
+                "KLAVIYO_BUDGET_PATH is no longer read: the report ledger is now one file per Klaviyo account. "
+                "Unset KLAVIYO_BUDGET_PATH (set KLAVIYO_REPORT_LEDGER_DIR if the ledgers must live elsewhere than "
+                "$PIPELINE_STATE_DIR/report_ledgers) and, to keep the old counts, move the old file to "
+                "$PIPELINE_STATE_DIR/klaviyo_report_budget.json: the next run adopts them into the account's ledger"
+            )
         key = overrides.pop("api_key", None)
         if key is None:
             key = env.get("KLAVIYO_API_KEY", "")
@@ -85,11 +105,15 @@ class KlaviyoSettings:
             api_key=key,
             base_url=(env.get("KLAVIYO_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
             report_rate_per_minute=_number(env, "KLAVIYO_REPORT_RATE_PER_MINUTE", REPORTS_RATE_LIMIT.per_minute),
-            report_daily_limit=_number(env, "KLAVIYO_REPORT_DAILY_LIMIT", REPORTS_RATE_LIMIT.per_day or 225, int),
+            report_daily_limit=_number(env, "KLAVIYO_REPORT_DAILY_LIMIT", REPORTS_DAILY_LIMIT, int),
+            report_budget_window_seconds=_number(
+                env, "KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS", REPORT_QUOTA_WINDOW_SECONDS
+            ),
+            steady_window_seconds=_number(env, "KLAVIYO_STEADY_WINDOW_SECONDS", STEADY_WINDOW_SECONDS),
             max_retry_after_seconds=_number(env, "KLAVIYO_MAX_RETRY_AFTER", DEFAULT_MAX_RETRY_AFTER_SECONDS),
             max_attempts=_number(env, "KLAVIYO_MAX_ATTEMPTS", 5, int),
             timeout_seconds=_number(env, "KLAVIYO_TIMEOUT", 60.0),
-            budget_path=env.get("KLAVIYO_BUDGET_PATH") or None,
+            ledger_dir=env.get("KLAVIYO_REPORT_LEDGER_DIR") or None,
         )
         values.update(overrides)
         return cls(**values)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import dlt
 import pyarrow as pa
 
-from ..klaviyo import Account, KlaviyoClient, SeriesRequest, series_rows
+from ..klaviyo import Account, KlaviyoClient, SeriesRequest, fetch_series
 from ..klaviyo.limits import SERIES_STATISTICS
 from ..tables import SEGMENT_SERIES_TABLE
 from .segments import FROZEN_TYPES
@@ -55,14 +55,7 @@ def klaviyo_series_source(
     )
     def segment_series_daily():
         for request in requests:
-            body = client.query_segment_series(request.segment_ids, request.window, account.timezone)
-            table = series_rows(
-                body,
-                account_id=account.id,
-                timezone=account.timezone,
-                requested_ids=request.segment_ids,
-                window=request.window,
-            )
+            table = fetch_series(client, request, account).table
             table = table.append_column(
                 pa.field("_loaded_at", pa.timestamp("us", tz="UTC")),
                 pa.array([loaded_at] * table.num_rows, type=pa.timestamp("us", tz="UTC")),
