@@ -11,12 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .klaviyo.limits import MAX_DAYS_PER_DAILY_SERIES
+
 DEFAULT_WAREHOUSE_PATH = "data/warehouse.duckdb"
 DEFAULT_ANALYTICS_PATH = "data/analytics.duckdb"
 DEFAULT_STATE_DIR = "data/state"
 DEFAULT_CHARTS_DIR = "data/charts"
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_LOOKBACK_DAYS = 3
+# the lookback rides along in the daily run's one request, which covers at most 60 days
+MAX_LOOKBACK_DAYS = MAX_DAYS_PER_DAILY_SERIES - 1
 
 
 class ConfigError(ValueError):
@@ -66,8 +70,10 @@ class PipelineSettings:
             lookback = int(raw_lookback)
         except ValueError as exc:
             raise ConfigError(f"SERIES_LOOKBACK_DAYS={raw_lookback!r} is not a whole number of days") from exc
-        if not 0 <= lookback <= 59:
-            raise ConfigError("SERIES_LOOKBACK_DAYS must be between 0 and 59 so a daily run stays one request")
+        if not 0 <= lookback <= MAX_LOOKBACK_DAYS:
+            raise ConfigError(
+                f"SERIES_LOOKBACK_DAYS must be between 0 and {MAX_LOOKBACK_DAYS} so a daily run stays one request"
+            )
         return cls(
             warehouse_path=_path(env, "WAREHOUSE_PATH", DEFAULT_WAREHOUSE_PATH),
             analytics_path=_path(env, "ANALYTICS_PATH", DEFAULT_ANALYTICS_PATH),
