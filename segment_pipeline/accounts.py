@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import DEFAULT_LOOKBACK_DAYS, MAX_LOOKBACK_DAYS, ConfigError, configured_timezone
+from .klaviyo.errors import KlaviyoConfigError
 from .klaviyo.limits import REPORTS_RATE_LIMIT
 from .klaviyo.settings import ApiKey, KlaviyoSettings
 
@@ -127,14 +128,24 @@ class SegmentFilter(BaseModel):
     is_starred: Annotated[bool | None, Field(strict=True)] = None
     name_matches: tuple[str, ...] = ()
 
+    @field_validator("is_active", "is_starred", mode="before")
+    @classmethod
+    def _given(cls, value: Any) -> Any:
+        # `is_active:` with nothing after it is a slip, not "any": refuse it rather than track every segment
+        if value is None:
+            raise ValueError("it is empty")
+        return value
+
     @field_validator("name_matches", mode="before")
     @classmethod
     def _globs(cls, value: Any) -> tuple[str, ...]:
         patterns = [value] if isinstance(value, str) else value
         if not isinstance(patterns, list | tuple) or not all(isinstance(p, str) for p in patterns):
             raise ValueError(f"{_shown(value)} is not a glob or a list of globs")
-        if not patterns or not all(p.strip() for p in patterns):
-            raise ValueError("name_matches has an empty glob, which no segment name matches")
+        if not patterns:
+            raise ValueError("it lists no glob, so no segment would be tracked")
+        if not all(p.strip() for p in patterns):
+            raise ValueError("it has an empty glob, which no segment name matches")
         return tuple(patterns)
 
     @property
@@ -243,12 +254,12 @@ class AccountSettings(BaseModel):
         """The account's key, read from `api_key_env` in the environment now (never stored on the settings).
 
         Raises:
-            ConfigError: If the variable is unset or empty.
+            KlaviyoConfigError: If the variable is unset or empty (the client's error for a missing key).
         """
         env = os.environ if env is None else env
         key = (env.get(self.api_key_env) or "").strip()
         if not key:
-            raise ConfigError(
+            raise KlaviyoConfigError(
                 f"{self.api_key_env} is not set, so account {self.name!r} has no API key: create a private API key "
                 "in Klaviyo (Settings > API keys) with the read scopes segments:read and accounts:read, and export "
                 f"it as {self.api_key_env}"
@@ -573,7 +584,10 @@ def _pydantic_problem(error: Any, data: Any, lines: Mapping[Location, int]) -> F
         return FileProblem(line, where, "there are no accounts", hint)
     if kind in ("model_type", "dict_type"):
         return FileProblem(
-            line, where, "this is not a mapping of keys", "write it as indented `key: value` lines under it"
+            line,
+            where,
+            "this is not a mapping of keys",
+            "write each account as `- name: ...` followed by its other `key: value` lines, lined up with `name`",
         )
     # type and range errors; the value is shown unless it is the key variable (which may hold a pasted key)
     shown = "" if field == "api_key_env" else f" (it is {_shown(error.get('input'))})"

@@ -20,6 +20,7 @@ from segment_pipeline.accounts import (
     single_account_from_env,
 )
 from segment_pipeline.config import MAX_LOOKBACK_DAYS, ConfigError
+from segment_pipeline.klaviyo.errors import KlaviyoConfigError
 from segment_pipeline.klaviyo.limits import REPORTS_RATE_LIMIT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -229,6 +230,7 @@ def test_a_duplicate_name_points_at_both_lines(tmp_path):
         ("report_daily_limit: 150", "report_daily_limit: '150'", 6, "valid integer (it is '150')"),
         ("report_rate_per_minute: 1.5", "report_rate_per_minute: yes", 5, "valid number (it is True)"),
         ("is_active: true", "is_active: 'true'", 9, "valid boolean"),
+        ("is_active: true", "is_active:", 9, "it is empty"),
         ("name: brand_b", "name: 12", 11, "valid string (it is 12)"),
         ('name_matches: ["VIP*", "*churn*"]', "name_matches: {a: 1}", 10, "not a glob or a list of globs"),
         ('segments:\n      is_active: true\n      name_matches: ["VIP*", "*churn*"]', "segments: some", 8, "it is"),
@@ -355,7 +357,7 @@ def test_without_any_variable_the_defaults_are_todays():
     )
     assert account.segments.tracks_all
     # loading works without the key (a run needs it, and says so, as before)
-    with pytest.raises(ConfigError, match="KLAVIYO_API_KEY is not set"):
+    with pytest.raises(KlaviyoConfigError, match="KLAVIYO_API_KEY is not set"):
         account.api_key({})
 
 
