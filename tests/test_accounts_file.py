@@ -135,6 +135,28 @@ def test_segments_all_and_a_single_glob(tmp_path):
     assert a.segments == SegmentFilter() and b.segments.name_matches == ("vip*",)
 
 
+def test_yaml_anchors_and_merge_keys_share_settings_between_accounts(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        accounts:
+          - &brand {name: a, api_key_env: KEY_A, timezone: Pacific/Auckland, report_daily_limit: 100}
+          - <<: *brand
+            name: b
+            api_key_env: KEY_B
+          - <<: *brand
+            name: c
+            api_key_env: KEY_C
+            lookback_day: 2
+        """,
+    )
+    problem, text = only_problem(path)
+    assert problem.line == 9 and "rename it to 'lookback_days'" in text and problem.where == "account 'c'"
+    path.write_text(path.read_text().replace("    lookback_day: 2\n", ""))
+    a, b, c = read_accounts_file(path, KEYS)
+    assert (b.timezone, b.report_daily_limit, c.api_key_env) == ("Pacific/Auckland", 100, "KEY_C")
+
+
 def test_client_settings_carry_the_accounts_key_rate_and_budget(tmp_path):
     a = read_accounts_file(write(tmp_path, GOOD), KEYS)["brand_a"]
     # the single-account variables must not leak into an account that sets its own values
