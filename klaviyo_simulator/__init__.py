@@ -14,6 +14,7 @@ without a network or a real key. It has no Dagster imports.
 
 from .account import Segment, SimulatedAccount
 from .account_config import SimulatorConfig
+from .accounts import ServedAccount, ServedAccounts
 from .faults import Fault, FaultPlan
 from .recording import RecordedRequest
 from .simulator import KlaviyoSimulator
@@ -24,6 +25,8 @@ __all__ = [
     "KlaviyoSimulator",
     "RecordedRequest",
     "Segment",
+    "ServedAccount",
+    "ServedAccounts",
     "SimulatedAccount",
     "SimulatorConfig",
 ]

@@ -141,6 +141,8 @@ class KlaviyoApi:
         self._account = account
         self._config = config
         self._limiter = limiter
+        # a revoked key (KlaviyoSimulator.revoke_key) is refused like a wrong one, as Klaviyo does
+        self.key_revoked = False
         self._routes: list[tuple[re.Pattern[str], dict[str, _Operation]]] = [
             (
                 re.compile(re.escape(ACCOUNTS_PATH)),
@@ -219,7 +221,7 @@ class KlaviyoApi:
         if not value:
             raise ApiError(401, f"Missing Authorization header; send 'Authorization: {_AUTH_SCHEME} <private key>'.")
         scheme, _, key = value.partition(" ")
-        if scheme != _AUTH_SCHEME or key.strip() != self._config.api_key:
+        if scheme != _AUTH_SCHEME or key.strip() != self._config.api_key or self.key_revoked:
             raise ApiError(
                 401,
                 f"Incorrect authentication credentials: expected '{_AUTH_SCHEME} <private key>' with a valid key.",

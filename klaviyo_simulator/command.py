@@ -3,9 +3,11 @@ whole pipeline on it.
 
     klaviyo-simulator serve --port 8765 --segments 120 --seed 3
     python -m klaviyo_simulator serve --port 8765     # the same
+    klaviyo-simulator serve --accounts 3              # three accounts, keys <key>-1, <key>-2, <key>-3
     klaviyo-simulator demo --days 90                  # what `make demo` runs
 
-The key comes from `--api-key` or the `KLAVIYO_API_KEY` environment variable; it is never printed.
+The key comes from `--api-key` or the `KLAVIYO_API_KEY` environment variable; it is never printed (with
+`--accounts N`, neither are the keys derived from it: the output says how to form them).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import threading
 from types import FrameType
 
 from .account_config import SimulatorConfig
+from .accounts import derived_key, numbered_configs
 from .simulator import KlaviyoSimulator
 
 DEFAULT_PORT = 8765
@@ -79,6 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key", default=None, help=f"the private key clients must send (default: ${API_KEY_ENV}); never printed"
     )
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve N accounts, one per key: account_<i> answers to the key <KEY>-<i>, has the seed SEED+i-1 and "
+        "its own timezone, limits and quota (default: %(default)s, one account answering to KEY itself)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,11 +119,16 @@ def run(args: argparse.Namespace) -> int:
             today=args.today,
             missing_scopes=tuple(args.missing_scope),
         )
+        if args.accounts > 1:
+            simulator = KlaviyoSimulator(accounts=numbered_configs(config, args.accounts), log_limit=_LOG_LIMIT)
+        elif args.accounts == 1:
+            simulator = KlaviyoSimulator(config, log_limit=_LOG_LIMIT)
+        else:
+            raise ValueError("--accounts must be at least 1")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    simulator = KlaviyoSimulator(config, log_limit=_LOG_LIMIT)
     try:
         simulator.start(host=args.host, port=args.port)
     except OSError as exc:
@@ -126,12 +142,15 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        print(
-            f"Klaviyo simulator listening on {simulator.base_url} "
-            f"(account {simulator.account.account_id}, {len(simulator.account.segments)} segments, "
-            f"seed {config.seed}, timezone {config.timezone}, speed {config.speed:g})",
-            flush=True,
-        )
+        if args.accounts == 1:
+            print(
+                f"Klaviyo simulator listening on {simulator.base_url} "
+                f"(account {simulator.account.account_id}, {len(simulator.account.segments)} segments, "
+                f"seed {config.seed}, timezone {config.timezone}, speed {config.speed:g})",
+                flush=True,
+            )
+        else:
+            print_accounts(simulator, "${" + API_KEY_ENV + "}" if not args.api_key else "<the --api-key value>")
         while not stop.wait(0.5):
             pass
     finally:
@@ -139,6 +158,22 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def print_accounts(simulator: KlaviyoSimulator, key_source: str) -> None:
+    """The listening line, then one line per account with how to form its key (never the key itself)."""
+    speed = simulator.config.speed
+    print(
+        f"Klaviyo simulator listening on {simulator.base_url} ({len(simulator.accounts)} accounts, speed {speed:g})",
+        flush=True,
+    )
+    for index, served in enumerate(simulator.accounts, start=1):
+        key = derived_key(key_source, index)
+        print(
+            f"  {served.name:<12} account {served.account_id}  {served.timezone:<20} "
+            f"{len(served.account.segments)} segments, seed {served.config.seed}, key: {key}",
+            flush=True,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,10 @@ Neither needs a Klaviyo account, and both run on the environment `demo_environme
 through the `dagster` command line for the last N days (one run, like a backfill from the UI), prints what
 was fetched and built, and stops the simulator. It writes only under data/demo/, with its own Dagster
 instance. `dev` (`make dev`) starts the simulator and `dagster dev` on it, everything under data/dev/.
+
+`demo --accounts N` serves N accounts in different timezones (see `accounts.numbered_configs`) and writes an
+accounts file for them (data/demo/accounts.yaml, checked by the pipeline's own loader). The Dagster layer
+does not handle several accounts yet, so the pipeline runs for the first account only, and says so.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
+import yaml
 
+from segment_pipeline.accounts import ACCOUNTS_FILE_ENV, load_accounts
 from segment_pipeline.charts import HTML_NAME, PNG_NAME
 from segment_pipeline.config import PipelineSettings
 from segment_pipeline.klaviyo.limits import (
@@ -32,12 +38,14 @@ from segment_pipeline.klaviyo.limits import (
 from segment_pipeline.tables import MARTS_SCHEMA, RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
 from .account_config import SimulatorConfig
+from .accounts import numbered_configs
 from .simulator import KlaviyoSimulator
 
 DEMO_API_KEY = "pk_simulator_demo_key"
 DEMO_TIMEZONE = "US/Eastern"
 # the project's Dagster instance settings, kept in the repository beside the packages
 INSTANCE_SETTINGS = Path(__file__).resolve().parents[1] / "dagster_home" / "dagster.yaml"
+ACCOUNTS_FILE_NAME = "accounts.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="simulator time factor: 60 turns Klaviyo's 2 report requests a minute into 2 a second (default 60)",
     )
     parser.add_argument("--data-dir", default="data/demo", help="where the demo writes (default data/demo)")
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=1,
+        help="simulated accounts, each with its own timezone, segments and quota; writes an accounts file for "
+        "them, then runs the pipeline for the first only, until it handles several (default 1)",
+    )
 
 
 def add_dev_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,13 +82,47 @@ def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
     )
 
 
-def demo_environment(base_url: str, data_dir: Path, speed: float) -> dict[str, str]:
+def demo_simulator(args: argparse.Namespace) -> KlaviyoSimulator:
+    """The demo's simulator: today's single account, or `--accounts` accounts derived from it."""
+    if args.accounts == 1:
+        return KlaviyoSimulator(simulator_config(args))
+    return KlaviyoSimulator(accounts=numbered_configs(simulator_config(args), args.accounts))
+
+
+def key_variable(account_name: str) -> str:
+    """The environment variable the demo's accounts file names for an account's key."""
+    return f"KLAVIYO_API_KEY_{account_name.upper()}"
+
+
+def write_accounts_file(path: Path, simulator: KlaviyoSimulator, speed: float) -> dict[str, str]:
+    """Write an accounts file for the simulator's accounts; returns the key variables it names, with their keys."""
+    entries = [
+        {
+            "name": served.name,
+            "api_key_env": key_variable(served.name),
+            "timezone": served.timezone,
+            # the simulator runs its windows `speed` times faster; pace to match
+            "report_rate_per_minute": REPORTS_RATE_LIMIT.per_minute * speed,
+        }
+        for served in simulator.accounts
+    ]
+    header = (
+        "# Written by `klaviyo-simulator demo --accounts N` for its simulated accounts (see accounts.yaml.example\n"
+        "# for every field). The keys are in the variables named here, in the demo's environment only.\n"
+    )
+    path.write_text(header + yaml.safe_dump({"accounts": entries}, sort_keys=False), encoding="utf-8")
+    return {key_variable(served.name): served.config.api_key for served in simulator.accounts}
+
+
+def demo_environment(
+    base_url: str, data_dir: Path, speed: float, api_key: str = DEMO_API_KEY, timezone: str = DEMO_TIMEZONE
+) -> dict[str, str]:
     """The environment of the demo run: the simulator as Klaviyo, every file under data_dir."""
     env = dict(os.environ)
     env.update(
         KLAVIYO_BASE_URL=base_url,
-        KLAVIYO_API_KEY=DEMO_API_KEY,
-        KLAVIYO_TIMEZONE=DEMO_TIMEZONE,
+        KLAVIYO_API_KEY=api_key,
+        KLAVIYO_TIMEZONE=timezone,
         # the simulator runs its rate-limit windows `speed` times faster; pace to match
         KLAVIYO_REPORT_RATE_PER_MINUTE=str(REPORTS_RATE_LIMIT.per_minute * speed),
         # its steady window and quota day are `speed` times shorter too: wait and count to match
@@ -84,6 +133,8 @@ def demo_environment(base_url: str, data_dir: Path, speed: float) -> dict[str, s
         PIPELINE_STATE_DIR=str(data_dir / "state"),
         CHARTS_DIR=str(data_dir / "charts"),
     )
+    # the demo's accounts are the simulator's: never the accounts file of the shell it was started from
+    env.pop(ACCOUNTS_FILE_ENV, None)
     # the demo's own Dagster instance, so its runs never show in `make dev`'s UI (and the other way round)
     env.setdefault("DAGSTER_HOME", str(prepare_dagster_home(data_dir / "dagster_home")))
     return env
@@ -98,11 +149,17 @@ def prepare_dagster_home(home: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.accounts < 1:
+        print("error: --accounts must be at least 1", file=sys.stderr)
+        return 2
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    with KlaviyoSimulator(simulator_config(args)) as simulator:
-        print(f"Klaviyo simulator on {simulator.base_url}: {args.segments} segments, time x{args.speed:g}")
-        env = demo_environment(simulator.base_url, data_dir, args.speed)
+    with demo_simulator(args) as simulator:
+        if args.accounts == 1:
+            print(f"Klaviyo simulator on {simulator.base_url}: {args.segments} segments, time x{args.speed:g}")
+            env = demo_environment(simulator.base_url, data_dir, args.speed)
+        else:
+            env = several_accounts_environment(simulator, data_dir, args)
         # each demo starts a fresh simulator, with a fresh daily quota: forget the requests earlier demos counted
         shutil.rmtree(PipelineSettings.from_env(env).report_ledger_dir, ignore_errors=True)
         yesterday = dt.datetime.now(ZoneInfo(DEMO_TIMEZONE)).date() - dt.timedelta(days=1)
@@ -129,8 +186,41 @@ def run(args: argparse.Namespace) -> int:
             return 1
         report_requests = simulator.count(method="POST", path=SEGMENT_SERIES_PATH)
         all_requests = simulator.count()
+        per_account = [
+            (served.name, served.timezone, simulator.count(account=served.name)) for served in simulator.accounts
+        ]
     print_summary(Path(env["ANALYTICS_PATH"]), Path(env["CHARTS_DIR"]), report_requests, all_requests)
+    if args.accounts > 1:
+        print(f"  accounts file:          {data_dir / ACCOUNTS_FILE_NAME}")
+        for name, timezone, requests in per_account:
+            print(f"  {name + ':':<23} {timezone:<20} {requests} requests")
+        print(f"  (only {per_account[0][0]} was loaded: the Dagster layer for several accounts is not there yet)")
     return 0
+
+
+def several_accounts_environment(
+    simulator: KlaviyoSimulator, data_dir: Path, args: argparse.Namespace
+) -> dict[str, str]:
+    """Write the accounts file, check it with the pipeline's loader, and point the run at the first account."""
+    first = simulator.accounts.first
+    print(
+        f"Klaviyo simulator on {simulator.base_url}: {len(simulator.accounts)} accounts of {args.segments} segments, "
+        f"time x{args.speed:g}"
+    )
+    env = demo_environment(simulator.base_url, data_dir, args.speed, first.config.api_key, first.timezone)
+    accounts_file = data_dir / ACCOUNTS_FILE_NAME
+    env.update(write_accounts_file(accounts_file, simulator, args.speed))
+    checked = load_accounts({**env, ACCOUNTS_FILE_ENV: str(accounts_file)})
+    print(f"Accounts file {accounts_file} (checked: {len(checked)} accounts):")
+    for served in simulator.accounts:
+        print(
+            f"  {served.name:<12} account {served.account_id}  {served.timezone:<20} key in {key_variable(served.name)}"
+        )
+    print(
+        f"The pipeline's Dagster layer does not handle several accounts yet: running it for {first.name} "
+        f"({first.timezone}) only, with the single-account variables."
+    )
+    return env
 
 
 def run_dev(args: argparse.Namespace) -> int:

@@ -72,6 +72,7 @@ class RecordedRequest:
         started: Monotonic time the request arrived.
         duration: Seconds spent answering (including any scripted delay).
         completed: Whether the answer has been decided (requests are logged on arrival).
+        account: Name of the simulated account whose key the request carried (revoked or not), or `None`.
     """
 
     method: str
@@ -87,6 +88,7 @@ class RecordedRequest:
     started: float = 0.0
     duration: float = 0.0
     completed: bool = False
+    account: str | None = None
 
 
 class RequestLog:
@@ -115,13 +117,16 @@ class RequestLog:
         with self._lock:
             self._entries.clear()
 
-    def count(self, method: str | None = None, path: str | None = None, status: int | None = None) -> int:
+    def count(
+        self, method: str | None = None, path: str | None = None, status: int | None = None, account: str | None = None
+    ) -> int:
         """Count recorded requests matching every given criterion.
 
         Args:
             method: HTTP method (case-insensitive).
             path: Exact path.
             status: Response status.
+            account: Name of the account whose key the request carried.
 
         Returns:
             The number of matches.
@@ -132,6 +137,7 @@ class RequestLog:
             if (method is None or entry.method == method.upper())
             and (path is None or entry.path == path)
             and (status is None or entry.status == status)
+            and (account is None or entry.account == account)
         )
 
 

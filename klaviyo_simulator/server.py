@@ -108,6 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers=redact_headers(self.headers.items()),
             json=_parse_json(body),
             started=started,
+            account=simulator.account_name_for(headers),
         )
         # logged on arrival, so a request still waiting out a scripted delay already counts as received
         simulator.record(record)

@@ -1,17 +1,16 @@
-"""`KlaviyoSimulator`: the account, the API layer and the HTTP server, started and stopped together."""
+"""`KlaviyoSimulator`: the accounts, the API layer and the HTTP server, started and stopped together."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from .account import SimulatedAccount
 from .account_config import SimulatorConfig
-from .api import FAMILY_LIMITS, REPORTS_FAMILY, KlaviyoApi
+from .accounts import ServedAccount, ServedAccounts
 from .faults import FaultPlan
-from .fixed_windows import FixedWindowLimiter
-from .recording import RecordedRequest, RequestLog, Stats
+from .recording import Headers, RecordedRequest, RequestLog, Stats
 from .server import SimulatorHTTPServer
 
 
@@ -22,20 +21,42 @@ class KlaviyoSimulator:
         >>> with KlaviyoSimulator(SimulatorConfig(api_key="sim-key", segment_count=5)) as sim:
         ...     url = sim.base_url  # "http://127.0.0.1:<port>"
 
+    Several accounts, one per key, each with its own data, timezone, rate-limit windows and daily quota:
+
+        >>> sim = KlaviyoSimulator(accounts={"east": SimulatorConfig(api_key="k1", seed=1),
+        ...                                  "west": SimulatorConfig(api_key="k2", seed=2, timezone="US/Pacific")})
+        >>> sim.accounts["west"].account.segments  # by name, account id or key
+
+    `config`, `account` and `rate_limits` are the first account's, so single-account code keeps working.
+
     Args:
         config: The account and server configuration; defaults to `SimulatorConfig()`.
+        accounts: Instead of `config`: the accounts by name, or a sequence of configurations (each then
+            named by its account id). Keys, names and account ids must be distinct.
         log_limit: Keep only the most recent N requests in `requests` (for long-running processes);
             `None` keeps every request.
+
+    Raises:
+        ValueError: If both `config` and `accounts` are given, or the accounts clash.
     """
 
-    def __init__(self, config: SimulatorConfig | None = None, *, log_limit: int | None = None) -> None:
-        self.config = config or SimulatorConfig()
-        self.account = SimulatedAccount(self.config)
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        accounts: Mapping[str, SimulatorConfig] | Sequence[SimulatorConfig] | None = None,
+        log_limit: int | None = None,
+    ) -> None:
+        if config is not None and accounts is not None:
+            raise ValueError("pass either config (one account) or accounts (several), not both")
+        self.accounts = ServedAccounts(accounts if accounts is not None else [config or SimulatorConfig()])
+        first = self.accounts.first
+        self.config = first.config
+        self.account = first.account
+        self.rate_limits = first.rate_limits
         self.faults = FaultPlan()
-        self.rate_limits = FixedWindowLimiter(
-            FAMILY_LIMITS, speed=self.config.speed, day_seconds=self.config.quota_day_seconds
-        )
-        self.api = KlaviyoApi(self.account, self.config, self.rate_limits)
+        # the server hands every request to the accounts, which route it by its key
+        self.api = self.accounts
         self._log = RequestLog(log_limit)
         self._stats = Stats()
         self._server: SimulatorHTTPServer | None = None
@@ -117,42 +138,83 @@ class KlaviyoSimulator:
     def record_outcome(self, entry: RecordedRequest, *, is_report: bool) -> None:
         """Count a request's answer in the counters behind `stats()` (called by the HTTP handler)."""
         self._stats.add(entry.path, entry.status, is_report)
+        if entry.account is not None:
+            self.accounts[entry.account].request_stats.add(entry.path, entry.status, is_report)
+
+    def account_name_for(self, headers: Headers) -> str | None:
+        """The name of the account whose key a request carries (revoked or not), for the request log."""
+        served = self.accounts.for_headers(headers)
+        return served.name if served is not None else None
 
     @property
     def requests(self) -> list[RecordedRequest]:
         """Recorded API requests, oldest first (admin endpoints are not recorded)."""
         return self._log.entries()
 
-    def count(self, method: str | None = None, path: str | None = None, status: int | None = None) -> int:
+    def count(
+        self, method: str | None = None, path: str | None = None, status: int | None = None, account: str | None = None
+    ) -> int:
         """Count recorded requests matching every given criterion.
 
         Args:
             method: HTTP method.
             path: Exact path, e.g. "/api/segment-series-reports".
             status: Response status (`None` matches any; dropped connections have status `None`).
+            account: Name of the account whose key the request carried.
 
         Returns:
             The number of matching requests.
         """
-        return self._log.count(method=method, path=path, status=status)
+        return self._log.count(method=method, path=path, status=status, account=account)
 
     def reset_log(self) -> None:
         """Forget recorded requests (the counters behind `stats()` keep counting)."""
         self._log.clear()
 
     def stats(self) -> dict[str, Any]:
-        """Request counts by path and status, report requests served and current rate-limit usage."""
+        """Request counts by path and status and report requests served, in all and per account (`accounts`).
+
+        With one account the top level also carries its id, timezone, today, segment count and rate-limit
+        usage, as before; with several those are only under `accounts`, by name.
+        """
+        totals = self._stats.snapshot()
+        per_account = {served.name: served.summary() for served in self.accounts}
+        if len(self.accounts) > 1:
+            return {**totals, "accounts": per_account}
         return {
             "account_id": self.account.account_id,
             "timezone": self.account.timezone,
             "today": self.account.today().isoformat(),
             "segment_count": len(self.account.segments),
-            **self._stats.snapshot(),
+            **totals,
             "rate_limit_usage": self.rate_limits.usage(),
+            "accounts": per_account,
         }
 
-    # -- quotas --------------------------------------------------------------------------------------------
+    # -- quotas and keys -----------------------------------------------------------------------------------
 
-    def exhaust_report_quota(self) -> None:
-        """Use up the daily report quota: report calls get 429 until the current daily window ends."""
-        self.rate_limits.exhaust_daily(REPORTS_FAMILY)
+    def _served(self, account: str | None) -> list[ServedAccount]:
+        return list(self.accounts) if account is None else [self.accounts[account]]
+
+    def exhaust_report_quota(self, account: str | None = None) -> None:
+        """Use up the daily report quota: report calls get 429 until the current daily window ends.
+
+        Args:
+            account: Name, account id or key of one account; `None` spends every account's quota.
+        """
+        for served in self._served(account):
+            served.exhaust_report_quota()
+
+    def revoke_key(self, account: str | None = None) -> None:
+        """Revoke a key: every request with it is answered 401 from now on (in-flight answers are unaffected).
+
+        Args:
+            account: Name, account id or key of one account; `None` revokes every account's key.
+        """
+        for served in self._served(account):
+            served.revoke_key()
+
+    def restore_key(self, account: str | None = None) -> None:
+        """Accept a revoked key again (`None`: every account's)."""
+        for served in self._served(account):
+            served.restore_key()

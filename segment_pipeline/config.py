@@ -19,6 +19,8 @@ DEFAULT_STATE_DIR = "data/state"
 DEFAULT_CHARTS_DIR = "data/charts"
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_LOOKBACK_DAYS = 3
+# the lookback rides along in the daily run's one request, which covers at most 60 days
+MAX_LOOKBACK_DAYS = MAX_DAYS_PER_DAILY_SERIES - 1
 
 
 class ConfigError(ValueError):
@@ -73,10 +75,10 @@ class PipelineSettings:
             lookback = int(raw_lookback)
         except ValueError as exc:
             raise ConfigError(f"SERIES_LOOKBACK_DAYS={raw_lookback!r} is not a whole number of days") from exc
-        # the newest day plus its lookback must fit in one daily report request
-        most = MAX_DAYS_PER_DAILY_SERIES - 1
-        if not 0 <= lookback <= most:
-            raise ConfigError(f"SERIES_LOOKBACK_DAYS must be between 0 and {most} so a daily run stays one request")
+        if not 0 <= lookback <= MAX_LOOKBACK_DAYS:
+            raise ConfigError(
+                f"SERIES_LOOKBACK_DAYS must be between 0 and {MAX_LOOKBACK_DAYS} so a daily run stays one request"
+            )
         return cls(
             warehouse_path=_path(env, "WAREHOUSE_PATH", DEFAULT_WAREHOUSE_PATH),
             analytics_path=_path(env, "ANALYTICS_PATH", DEFAULT_ANALYTICS_PATH),

@@ -87,12 +87,22 @@ def openapi_contract() -> Contract:
 def make_simulator(request: pytest.FixtureRequest) -> Iterator[MakeSimulator]:
     """Factory for running simulators: `make_simulator(segment_count=95, speed=60.0, ...)`.
 
-    Keyword arguments override `DEFAULT_SIMULATOR_CONFIG` and go to `SimulatorConfig`. Every simulator is
-    stopped at teardown, then its traffic is checked against the OpenAPI document.
+    Keyword arguments override `DEFAULT_SIMULATOR_CONFIG` and go to `SimulatorConfig`. For several accounts,
+    `make_simulator(accounts={"east": {"api_key": "k1", "seed": 1}, ...})`: each account's overrides apply to
+    `DEFAULT_SIMULATOR_CONFIG` too. Every simulator is stopped at teardown, then its traffic is checked
+    against the OpenAPI document.
     """
     started: list[KlaviyoSimulator] = []
 
-    def factory(**overrides: Any) -> KlaviyoSimulator:
+    def factory(accounts: dict[str, dict[str, Any]] | None = None, **overrides: Any) -> KlaviyoSimulator:
+        if accounts is not None:
+            configs = {
+                name: SimulatorConfig(**{**DEFAULT_SIMULATOR_CONFIG, **overrides, **account})
+                for name, account in accounts.items()
+            }
+            simulator = KlaviyoSimulator(accounts=configs).start()
+            started.append(simulator)
+            return simulator
         config = SimulatorConfig(**{**DEFAULT_SIMULATOR_CONFIG, **overrides})
         simulator = KlaviyoSimulator(config).start()
         started.append(simulator)
