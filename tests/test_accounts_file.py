@@ -161,10 +161,10 @@ def test_client_settings_carry_the_accounts_key_rate_and_budget(tmp_path):
     a = read_accounts_file(write(tmp_path, GOOD), KEYS)["brand_a"]
     # the single-account variables must not leak into an account that sets its own values
     env = {**KEYS, "KLAVIYO_REPORT_RATE_PER_MINUTE": "junk", "KLAVIYO_REPORT_DAILY_LIMIT": "9"}
-    settings = a.client_settings(env, budget_path="/tmp/brand_a.json")
+    settings = a.client_settings(env, timeout_seconds=12.5)
     assert settings.api_key.reveal() == "key-of-a"
     assert (settings.report_rate_per_minute, settings.report_daily_limit) == (1.5, 150)
-    assert settings.budget_path == "/tmp/brand_a.json"
+    assert settings.timeout_seconds == 12.5
 
 
 # -- the segment filter ---------------------------------------------------------------------------------------

@@ -235,7 +235,7 @@ class AccountSettings(BaseModel):
 
         Args:
             env: The environment (default `os.environ`).
-            **overrides: Passed to `KlaviyoSettings.from_env`, e.g. a per-account `budget_path`.
+            **overrides: Passed to `KlaviyoSettings.from_env`, e.g. `timeout_seconds`.
         """
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {
