@@ -207,6 +207,11 @@ query Schedules($selector: RepositorySelector!) {
 def dagster_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    # create the instance's tables once, here: the webserver, `definitions validate` and `dg` start together
+    # below, and two processes creating a fresh SQLite schema at once can fail with "table ... already exists"
+    subprocess.run(
+        [str(VENV_BIN / "dagster"), "instance", "migrate"], env=_env(home), check=True, capture_output=True, timeout=120
+    )
     return home
 
 
