@@ -26,11 +26,13 @@ from ...klaviyo import (
 from ...sources import klaviyo_segments_source, klaviyo_series_source
 from ..partitions import daily_partitions
 from ..resources import DUCKDB_POOL, KlaviyoResource, WarehouseResource
+from .tags import list_segments_and_tags
 
 SEGMENTS_KEY = dg.AssetKey(["klaviyo", "segments"])
 SERIES_KEY = dg.AssetKey(["klaviyo", "segment_series_daily"])
 DEFINITIONS_KEY = dg.AssetKey(["klaviyo", "segment_definitions"])
 ACCOUNTS_KEY = dg.AssetKey(["klaviyo", "accounts"])
+SEGMENT_TAGS_KEY = dg.AssetKey(["klaviyo", "segment_tags"])
 GROUP = "klaviyo"
 
 
@@ -107,6 +109,15 @@ def check_account_timezone(account: Account, configured: str) -> None:
             kinds={"dlt", "duckdb"},
             description="The Klaviyo account and its timezone (raw table klaviyo.accounts).",
         ),
+        dg.AssetSpec(
+            SEGMENT_TAGS_KEY,
+            group_name=GROUP,
+            kinds={"dlt", "duckdb"},
+            description=(
+                "Each segment's Klaviyo tags (raw table klaviyo.segment_tags, one row per segment). Needs the "
+                "tags:read scope; see KLAVIYO_TAGS for what happens without it."
+            ),
+        ),
     ],
     name="klaviyo_segments",
     pool=DUCKDB_POOL,
@@ -122,12 +133,12 @@ def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, wareho
     with explained_failures(), klaviyo.client(warehouse) as client:
         account = client.get_account()
         check_account_timezone(account, daily_partitions.timezone)
-        resources = client.list_segments()
+        resources, tag_names = list_segments_and_tags(client, context.log)
         previous = wh.stored_segments(settings.warehouse_path, account.id)
         pipeline = warehouse.pipeline("klaviyo_segments")
         # a package left by a failed run would be loaded in place of this run's data: drop it
         pipeline.abort_packages()
-        pipeline.run(klaviyo_segments_source(account, resources, previous, loaded_at))
+        pipeline.run(klaviyo_segments_source(account, resources, previous, loaded_at, tag_names))
         requests_sent = sum(client.stats.sent.values())
         versions = wh.definition_version_count(settings.warehouse_path, account.id)
 
@@ -141,12 +152,18 @@ def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, wareho
         "deleted_segments": len(known_ids - live_ids),
         "inactive_segments": sum(1 for r in resources if not (r.get("attributes") or {}).get("is_active", True)),
         "requests_sent": requests_sent,
+        "tags_loaded": tag_names is not None,
+        "tags": len(tag_names or {}),
         "dagster/row_count": len(resources),
     }
     results = [
         dg.MaterializeResult(asset_key=SEGMENTS_KEY, metadata=segments_metadata),
         dg.MaterializeResult(asset_key=DEFINITIONS_KEY, metadata={"dagster/row_count": versions}),
         dg.MaterializeResult(asset_key=ACCOUNTS_KEY, metadata={"account_id": account.id, "timezone": account.timezone}),
+        dg.MaterializeResult(
+            asset_key=SEGMENT_TAGS_KEY,
+            metadata={"tags_loaded": tag_names is not None, "tags": len(tag_names or {})},
+        ),
     ]
     for result in results:
         if result.asset_key in context.selected_asset_keys:
