@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from ... import reconciliation as rc
 from ... import warehouse as wh
 from ...klaviyo import (
     Account,
@@ -224,7 +225,9 @@ def segment_series_daily(context: dg.AssetExecutionContext, klaviyo: KlaviyoReso
                 allow_retries=False,
             )
         plan = plan_series_requests(segment_ids, start_day, last_day, today)
-        client.budget.ensure_available(len(plan))
+        # the reconciliation check after this asset spends from the same budget: make room for both up front
+        reconciliation_requests = rc.request_count(len(segment_ids), rc.reconcile_days())
+        client.budget.ensure_available(len(plan) + reconciliation_requests)
         context.log.info("%d segments, %s to %s: %d report requests", len(segment_ids), start_day, last_day, len(plan))
 
         def progress(request, table):
@@ -250,6 +253,7 @@ def segment_series_daily(context: dg.AssetExecutionContext, klaviyo: KlaviyoReso
             "dagster/row_count": rows_written,
             "report_requests_sent": report_requests,
             "report_requests_planned": len(plan),
+            "reconciliation_requests_planned": reconciliation_requests,
             "first_day": start_day.isoformat(),
             "last_day": last_day.isoformat(),
             "lookback_days_added": (first_day - start_day).days,
