@@ -23,6 +23,8 @@ from .klaviyo import DayWindow, KlaviyoClient, KlaviyoResponseError
 from .klaviyo.limits import MAX_HISTORY_DAYS, MAX_SEGMENT_IDS_PER_REPORT
 from .tables import RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
+# the Dagster check's name, here so the series asset can see whether its run includes the check
+CHECK_NAME = "series_reconciles_with_klaviyo"
 RECONCILE_DAYS_SETTING = "KLAVIYO_RECONCILE_DAYS"
 DEFAULT_RECONCILE_DAYS = 7
 # the values report's statistics we compare; net follows from added and removed

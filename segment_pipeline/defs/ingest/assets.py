@@ -225,8 +225,11 @@ def segment_series_daily(context: dg.AssetExecutionContext, klaviyo: KlaviyoReso
                 allow_retries=False,
             )
         plan = plan_series_requests(segment_ids, start_day, last_day, today)
-        # the reconciliation check after this asset spends from the same budget: make room for both up front
-        reconciliation_requests = rc.request_count(len(segment_ids), rc.reconcile_days())
+        # the reconciliation check after this asset spends from the same budget: when the run includes it,
+        # make room for both up front
+        checks = context.run.asset_check_selection
+        reconciling = checks is None or dg.AssetCheckKey(SERIES_KEY, rc.CHECK_NAME) in checks
+        reconciliation_requests = rc.request_count(len(segment_ids), rc.reconcile_days()) if reconciling else 0
         client.budget.ensure_available(len(plan) + reconciliation_requests)
         context.log.info("%d segments, %s to %s: %d report requests", len(segment_ids), start_day, last_day, len(plan))
 

@@ -30,6 +30,7 @@ def _mismatch_table(mismatches: list[rc.Mismatch]) -> str:
 
 @dg.asset_check(
     asset=SERIES_KEY,
+    name=rc.CHECK_NAME,
     pool=DUCKDB_POOL,
     description=(
         "The loaded series agrees with Klaviyo's segment values report over the last KLAVIYO_RECONCILE_DAYS "
