@@ -1,4 +1,5 @@
-"""`segment-pipeline demo`, the command behind `make demo`, end to end on a small simulated account."""
+"""`segment-pipeline demo`, the command behind `make demo`, end to end on a small simulated account, and its
+growth report opened in a real headless Chromium (Debian's `chromium`, driven by Playwright)."""
 
 import os
 import subprocess
@@ -6,11 +7,16 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+DAYS, SEGMENTS = 20, 12
 
 
-def test_demo_loads_builds_publishes_and_reports(tmp_path):
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("demo")
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text())
@@ -24,9 +30,9 @@ def test_demo_loads_builds_publishes_and_reports(tmp_path):
             "segment_pipeline.cli",
             "demo",
             "--days",
-            "5",
+            str(DAYS),
             "--segments",
-            "12",
+            str(SEGMENTS),
             "--data-dir",
             str(data),
         ],
@@ -37,11 +43,70 @@ def test_demo_loads_builds_publishes_and_reports(tmp_path):
         timeout=420,
     )
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    out = finished.stdout
-    assert "segments loaded:        12" in out
-    assert "series rows:            60" in out
+    return data, finished.stdout
+
+
+def test_demo_loads_builds_publishes_and_reports(demo):
+    data, out = demo
+    assert f"segments loaded:        {SEGMENTS}" in out
+    assert f"series rows:            {DAYS * SEGMENTS}" in out
     assert "1 segment-series reports" in out
     for path in ("analytics.duckdb", "charts/segment_growth.png", "charts/segment_growth.html"):
         assert (data / path).exists(), path
     with duckdb.connect(str(data / "analytics.duckdb"), read_only=True) as connection:
-        assert connection.execute("select count(*) from marts.segment_growth_daily").fetchone()[0] == 60
+        assert connection.execute("select count(*) from marts.segment_growth_daily").fetchone()[0] == DAYS * SEGMENTS
+
+
+def chart_state(page) -> dict:
+    return page.evaluate(
+        """() => {
+            const chart = document.getElementById("growth-chart");
+            return {segment: chart.dataset.segment, total: chart.data[0].y, bars: chart.data[1].x.length,
+                    added: chart.data[1].y};
+        }"""
+    )
+
+
+def test_the_report_works_in_a_real_browser_offline(demo, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "install Debian's chromium (make test does: apt-get install -y chromium)"
+    report = demo[0] / "charts" / "segment_growth.html"
+    problems, requests = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(report.as_uri())
+            page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+            assert page.locator("#segment-picker option").count() == SEGMENTS
+
+            first = chart_state(page)
+            assert first["bars"] == DAYS and len(first["total"]) == DAYS
+            # search, then pick another segment: the chart follows
+            other = page.locator("#segment-picker option").nth(3)
+            name, key = other.text_content().split(" (")[0], other.get_attribute("value")
+            page.fill("#segment-search", name)
+            assert page.locator("#segment-picker option").count() < SEGMENTS
+            page.select_option("#segment-picker", key)
+            picked = chart_state(page)
+            assert picked["segment"] != first["segment"] and picked["total"] != first["total"]
+            assert name in page.locator("#segment-summary").text_content()
+
+            # weekly: the days regroup into ISO weeks, each bar the sum of its days
+            page.click("button[data-interval=weekly]")
+            weekly = chart_state(page)
+            assert DAYS // 7 <= weekly["bars"] <= DAYS // 7 + 2
+            assert sum(weekly["added"]) == sum(picked["added"])
+            page.click("button[data-range='7']")
+            assert chart_state(page)["bars"] <= 2
+
+            page.screenshot(path=str(tmp_path / "growth-report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert problems == []
+    assert all(url.startswith(("file:", "data:", "blob:")) for url in requests), requests
+    assert (tmp_path / "growth-report.png").stat().st_size > 10_000

@@ -227,8 +227,10 @@ def segment_series_daily(context: dg.AssetExecutionContext, klaviyo: KlaviyoReso
         plan = plan_series_requests(segment_ids, start_day, last_day, today)
         # the reconciliation check after this asset spends from the same budget: when the run includes it,
         # make room for both up front
-        checks = context.run.asset_check_selection
-        reconciling = checks is None or dg.AssetCheckKey(SERIES_KEY, rc.CHECK_NAME) in checks
+        check = dg.AssetCheckKey(SERIES_KEY, rc.CHECK_NAME)
+        selected = context.run.asset_check_selection  # None: every check of the job
+        in_job = check in context.job_def.asset_layer.asset_graph.asset_check_keys
+        reconciling = in_job and (selected is None or check in selected)
         reconciliation_requests = rc.request_count(len(segment_ids), rc.reconcile_days()) if reconciling else 0
         client.budget.ensure_available(len(plan) + reconciliation_requests)
         context.log.info("%d segments, %s to %s: %d report requests", len(segment_ids), start_day, last_day, len(plan))
