@@ -506,6 +506,9 @@ def test_build_creates_the_schemas_and_relations(built: BuiltWarehouse) -> None:
         "segment_growth_monthly",
         "segments",
         "segment_definition_history",
+        "segment_anomalies",
+        "segment_growth_by_tag_daily",
+        "segment_growth_by_tag_weekly",
     ):
         assert found[("marts", mart)] == "BASE TABLE"
     for view in (
@@ -804,7 +807,7 @@ def test_publish_and_chart_the_built_warehouse(built: BuiltWarehouse, tmp_path: 
     from segment_pipeline.publish import publish_analytics_copy
 
     stats = publish_analytics_copy(built.path, tmp_path / "analytics.duckdb")
-    assert stats["tables_copied"] == 9  # four raw tables and five marts
+    assert stats["tables_copied"] == 12  # four raw tables (no tags loaded) and eight marts
     assert query(Path(stats["path"]), "select count(*) as n from marts.segment_growth_daily")["n"][0] == len(
         built.raw["segment_series_daily"]
     )
