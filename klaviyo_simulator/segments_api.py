@@ -122,7 +122,12 @@ def _included(segments: Sequence[Segment], include: Sequence[str], base_url: str
     # each included tag once per document, as JSON:API compound documents require
     tags = {tag.id: tag for segment in segments for tag in segment.tags} if "tags" in include else {}
     return [
-        {"type": "tag", "id": tag.id, "attributes": {"name": tag.name}, "links": {"self": f"{base_url}/api/tags/{tag.id}"}}
+        {
+            "type": "tag",
+            "id": tag.id,
+            "attributes": {"name": tag.name},
+            "links": {"self": f"{base_url}/api/tags/{tag.id}"},
+        }
         for tag in tags.values()
     ]
 

@@ -32,7 +32,9 @@ class Tag:
 
 def account_tags(seed: int) -> tuple[Tag, ...]:
     """The account's tags; ids are stable for a seed."""
-    return tuple(Tag(str(uuid.UUID(int=random.Random(f"tag:{seed}:{name}").getrandbits(128))), name) for name in _TAG_NAMES)
+    return tuple(
+        Tag(str(uuid.UUID(int=random.Random(f"tag:{seed}:{name}").getrandbits(128))), name) for name in _TAG_NAMES
+    )
 
 
 def segment_tags(seed: int, index: int) -> tuple[Tag, ...]:

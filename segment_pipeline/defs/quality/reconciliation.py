@@ -78,12 +78,15 @@ def series_reconciles_with_klaviyo(klaviyo: KlaviyoResource, warehouse: Warehous
     if mismatches:
         metadata["mismatches"] = dg.MetadataValue.md(_mismatch_table(mismatches))
         named = "; ".join(m.describe() for m in mismatches[:_NAMED_IN_DESCRIPTION])
-        more = f"; and {len(mismatches) - _NAMED_IN_DESCRIPTION} more" if len(mismatches) > _NAMED_IN_DESCRIPTION else ""
+        more = (
+            f"; and {len(mismatches) - _NAMED_IN_DESCRIPTION} more" if len(mismatches) > _NAMED_IN_DESCRIPTION else ""
+        )
         description = (
             f"{len(bad_segments)} segment(s) disagree with Klaviyo's values report for {window.start} to "
             f"{window.end}: {named}{more}. Re-run the series for those days to reload them."
         )
     else:
-        description = f"All {metadata['segments_compared']} segments agree with Klaviyo for {window.start} to {window.end}."
+        description = (
+            f"All {metadata['segments_compared']} segments agree with Klaviyo for {window.start} to {window.end}."
+        )
     return dg.AssetCheckResult(passed=not mismatches, description=description, metadata=metadata)
-
