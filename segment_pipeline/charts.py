@@ -166,6 +166,6 @@ def write_growth_charts(
 
     png_path, preview_path, html_path = out / PNG_NAME, out / PREVIEW_NAME, out / HTML_NAME
     _write_atomically(png_path, _draw(top, series))
-    _write_atomically(preview_path, _draw(top, series, width=8, height=5.5, dpi=48))
+    _write_atomically(preview_path, _draw(top, series, width=8, height=5.5, dpi=56))
     _write_atomically(html_path, build_report(source).encode("utf-8"))
     return {"png": png_path, "preview": preview_path, "html": html_path}

@@ -867,3 +867,17 @@ def test_publish_and_chart_the_built_warehouse(built: BuiltWarehouse, tmp_path: 
     assert charts["png"].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     page = charts["html"].read_text()
     assert "Engaged 30d" in page and "Old test segment" not in page
+
+    # the report marks each definition change on its account-local day with the new version's summary
+    from segment_pipeline.report_data import read_report_data
+
+    (vip,) = [s for s in read_report_data(Path(stats["path"])).segments if s["id"] == "VipE3"]
+    start = dt.date.fromisoformat(vip["start"])
+    changes = {start + dt.timedelta(days=index): summary for index, summary in vip["changes"]}
+    assert changes == {
+        dt.date(2024, 2, 9): "Definition v2: 2 condition(s) in 2 group(s): profile-metric, profile-region",
+        dt.date(2024, 3, 5): (
+            "Definition v3: 3 condition(s) in 2 group(s): profile-group-membership, profile-metric, profile-region"
+        ),
+    }
+    assert vip["tags"] == ["Lifecycle"]
