@@ -185,7 +185,9 @@
   }
   recent.sort((p, q) => day(q[0].start, q[1][0]).localeCompare(day(p[0].start, p[1][0])) || Math.abs(q[1][4]) - Math.abs(p[1][4]));
   if (!recent.length) anomalyBody.innerHTML = '<tr><td colspan="6" class="note">no anomalies in the last 30 days</td></tr>';
-  for (const [s, a] of recent) {
+  // the newest first, at most ANOMALY_ROWS of them: the mart marts.segment_anomalies has them all
+  const ANOMALY_ROWS = 20;
+  for (const [s, a] of recent.slice(0, ANOMALY_ROWS)) {
     const row = document.createElement("tr");
     row.className = "anomalous";
     row.innerHTML = "<td></td><td></td><td></td><td></td><td></td><td></td>";
@@ -193,6 +195,12 @@
     values.forEach((v, i) => (row.children[i].textContent = v));
     row.addEventListener("click", () => select(s.key));
     anomalyBody.appendChild(row);
+  }
+  if (recent.length > ANOMALY_ROWS) {
+    const more = document.createElement("tr");
+    more.innerHTML = '<td colspan="6" class="note"></td>';
+    more.firstChild.textContent = (recent.length - ANOMALY_ROWS) + " more in marts.segment_anomalies";
+    anomalyBody.appendChild(more);
   }
 
   fillPicker();
