@@ -36,7 +36,7 @@ dev: manifest
 # the report's browser test drives Debian's chromium through playwright (installed by the test extra)
 CHROMIUM ?= /usr/bin/chromium
 browser:
-	@test -x $(CHROMIUM) || { apt-get update -qq && apt-get install -y -qq chromium; }
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 test: manifest browser
 	$(BIN)/pytest

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from segment_pipeline.charts import HTML_NAME, PNG_NAME
-from segment_pipeline.klaviyo.limits import REPORTS_RATE_LIMIT, SEGMENT_SERIES_PATH
+from segment_pipeline.klaviyo.limits import REPORTS_RATE_LIMIT, SEGMENT_SERIES_PATH, SEGMENT_VALUES_PATH
 from segment_pipeline.tables import MARTS_SCHEMA, RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
 from .account_config import SimulatorConfig
@@ -119,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
             print("The demo run failed; the Dagster output is above.", file=sys.stderr)
             return 1
         report_requests = simulator.count(method="POST", path=SEGMENT_SERIES_PATH)
+        values_requests = simulator.count(method="POST", path=SEGMENT_VALUES_PATH)
         all_requests = simulator.count()
-    print_summary(Path(env["ANALYTICS_PATH"]), Path(env["CHARTS_DIR"]), report_requests, all_requests)
+    print_summary(Path(env["ANALYTICS_PATH"]), Path(env["CHARTS_DIR"]), report_requests, all_requests, values_requests)
     return 0
 
 
@@ -143,7 +144,9 @@ def run_dev(args: argparse.Namespace) -> int:
         simulator.stop()
 
 
-def print_summary(analytics_path: Path, charts_dir: Path, report_requests: int, all_requests: int) -> None:
+def print_summary(
+    analytics_path: Path, charts_dir: Path, report_requests: int, all_requests: int, values_requests: int = 0
+) -> None:
     with duckdb.connect(str(analytics_path), read_only=True) as connection:
         segments = connection.execute(f"select count(*) from {RAW_DATASET}.{SEGMENTS_TABLE}").fetchone()[0]
         rows, first, last = connection.execute(
@@ -156,7 +159,10 @@ def print_summary(analytics_path: Path, charts_dir: Path, report_requests: int, 
     print("Demo finished.")
     print(f"  segments loaded:        {segments}")
     print(f"  series rows:            {rows} ({first} to {last})")
-    print(f"  requests to Klaviyo:    {all_requests} in all, {report_requests} segment-series reports")
+    print(
+        f"  requests to Klaviyo:    {all_requests} in all, {report_requests} segment-series reports, "
+        f"{values_requests} values report(s) to reconcile"
+    )
     print(f"  marts built:            {', '.join(name for (name,) in marts)}")
     print(f"  analyst copy:           {analytics_path}")
-    print(f"  growth chart:           {charts_dir / HTML_NAME} (and {PNG_NAME})")
+    print(f"  growth report:          {charts_dir / HTML_NAME} (and {PNG_NAME})")

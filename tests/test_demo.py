@@ -50,7 +50,7 @@ def test_demo_loads_builds_publishes_and_reports(demo):
     data, out = demo
     assert f"segments loaded:        {SEGMENTS}" in out
     assert f"series rows:            {DAYS * SEGMENTS}" in out
-    assert "1 segment-series reports" in out
+    assert "1 segment-series reports, 1 values report(s) to reconcile" in out
     for path in ("analytics.duckdb", "charts/segment_growth.png", "charts/segment_growth.html"):
         assert (data / path).exists(), path
     with duckdb.connect(str(data / "analytics.duckdb"), read_only=True) as connection:
