@@ -77,15 +77,16 @@ class LoadedValues:
 
 
 def latest_window(warehouse_path: Path, account_id: str, days: int, last_day: dt.date) -> DayWindow | None:
-    """The `days` days ending on the newest loaded day not after `last_day`; None when nothing is loaded."""
+    """The `days` days ending on the newest loaded day not after `last_day`, never before the first loaded day
+    (a young warehouse is compared over what it has); None when nothing is loaded."""
     with wh.read_connection(warehouse_path) as connection:
-        (newest,) = connection.execute(
-            f"select max(date) from {RAW_DATASET}.{SEGMENT_SERIES_TABLE} where account_id = ? and date <= ?",
+        oldest, newest = connection.execute(
+            f"select min(date), max(date) from {RAW_DATASET}.{SEGMENT_SERIES_TABLE} where account_id = ? and date <= ?",
             [account_id, last_day],
         ).fetchone()
     if newest is None:
         return None
-    return DayWindow(newest - dt.timedelta(days=days - 1), newest)
+    return DayWindow(max(oldest, newest - dt.timedelta(days=days - 1)), newest)
 
 
 def loaded_values(warehouse_path: Path, account_id: str, window: DayWindow) -> dict[str, LoadedValues]:

@@ -22,12 +22,14 @@ import pytest
 from dagster_dbt import DbtCliResource
 
 from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
+from segment_pipeline import reconciliation as rc
 from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
 from segment_pipeline.defs.publish.assets import analytics_copy, growth_chart
 from segment_pipeline.defs.quality.anomalies import no_anomalies_on_the_newest_day
 from segment_pipeline.defs.quality.reconciliation import series_reconciles_with_klaviyo
 from segment_pipeline.defs.transform.assets import segment_growth_models
 from segment_pipeline.defs.transform.project import dbt_project
+from segment_pipeline.klaviyo import DayWindow
 from segment_pipeline.klaviyo.limits import SEGMENT_VALUES_PATH
 from tests.simulator_fixtures import contract_problems
 
@@ -227,6 +229,15 @@ def test_reconciliation_passes_on_consistent_data_and_counts_its_request(run: Ru
     assert run.sim.count(method="POST", path=SEGMENT_VALUES_PATH) == 1
     series_metadata = run.result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
     assert series_metadata["reconciliation_requests_planned"].value == 1
+
+
+def test_the_reconciled_window_never_reaches_before_the_first_loaded_day(run: Run) -> None:
+    account_id = run.sim.account.account_id
+    assert rc.latest_window(run.warehouse, account_id, 7, run.last) == DayWindow(
+        run.last - dt.timedelta(days=6), run.last
+    )
+    assert rc.latest_window(run.warehouse, account_id, 365, run.last) == DayWindow(run.first, run.last)
+    assert rc.latest_window(run.warehouse, "no-such-account", 7, run.last) is None
 
 
 def invoke_check(run: Run) -> dg.AssetCheckResult:
