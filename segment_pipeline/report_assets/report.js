@@ -111,7 +111,9 @@
       if (needle && !haystack.includes(needle)) continue;
       const option = document.createElement("option");
       option.value = s.key;
-      option.textContent = s.name + (DATA.accounts.length > 1 ? " · " + s.account : "") + " (" + fmt.format(s.latest || 0) + ")";
+      // segments with an anomaly in the last 30 days stand out in the list too
+      const flag = recentAnomalies(s) ? "⚠ " : "";
+      option.textContent = flag + s.name + (DATA.accounts.length > 1 ? " · " + s.account : "") + " (" + fmt.format(s.latest || 0) + ")";
       option.selected = s.key === state.key;
       picker.appendChild(option);
     }
