@@ -10,7 +10,7 @@ SIM_PORT ?= 8765
 SIM_SPEED ?= 60
 SIM_SEGMENTS ?= 150
 
-.PHONY: install manifest demo dev test lint benchmark clean
+.PHONY: install manifest demo dev test lint benchmark clean browser
 
 install: $(VENV)/.installed
 
@@ -33,7 +33,12 @@ demo: manifest
 dev: manifest
 	$(BIN)/segment-pipeline dev --port $(SIM_PORT) --speed $(SIM_SPEED) --segments $(SIM_SEGMENTS)
 
-test: manifest
+# the report's browser test drives Debian's chromium through playwright (installed by the test extra)
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: manifest browser
 	$(BIN)/pytest
 
 # ruff (rules in pyproject.toml): lint and formatting of the Python code

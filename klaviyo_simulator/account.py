@@ -22,6 +22,7 @@ from .account_config import SimulatorConfig, derive_id
 from .growth import GrowthModel, SegmentSeries, noise_table
 from .names import segment_names
 from .segment_definitions import CONDITION_BUILDERS, build_definition, edited_definition
+from .tags import Tag, segment_tags
 
 # Segment kinds, assigned round-robin so that even a small account covers each of them. Each kind exists
 # because it breaks some naive assumption downstream (growth only, data from day one, no zero totals, ...).
@@ -54,6 +55,7 @@ class Segment:
         is_starred: Whether a user starred it.
         kind: Which of `KINDS` shaped its series (not part of the API).
         edits: How many times the definition was edited through the simulator.
+        tags: The segment's tags (GET /api/segments?include=tags).
     """
 
     id: str
@@ -66,6 +68,7 @@ class Segment:
     is_starred: bool
     kind: str
     edits: int = 0
+    tags: tuple[Tag, ...] = ()
     series_data: SegmentSeries | None = field(default=None, repr=False, compare=False)
 
 
@@ -210,6 +213,15 @@ class SimulatedAccount:
             segment.name = new_name
             segment.updated = self._bumped(segment.updated)
 
+    def set_tags(self, segment_id: str, tags: tuple[Tag, ...]) -> None:
+        """Replace a segment's tags (tags are not definition edits: `updated` does not move).
+
+        Raises:
+            KeyError: If no live segment has that id.
+        """
+        with self._lock:
+            self._segments[segment_id].tags = tuple(tags)
+
     def delete(self, segment_id: str) -> None:
         """Delete a segment: it disappears from listings and reports.
 
@@ -310,6 +322,7 @@ class SimulatedAccount:
             is_processing=kind == "recent" and rng.random() < 0.3,
             is_starred=rng.random() < 0.2,
             kind=kind,
+            tags=segment_tags(seed, index),
             series_data=SegmentSeries(model, self._noise),
         )
 

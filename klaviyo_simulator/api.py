@@ -23,6 +23,7 @@ from segment_pipeline.klaviyo.limits import (
     SCOPE_SEGMENTS,
     SEGMENT_SERIES_PATH,
     SEGMENT_VALUES_PATH,
+    SEGMENTS_INCLUDE_RATE_LIMIT,
     SEGMENTS_PATH,
     SEGMENTS_RATE_LIMIT,
     RateLimit,
@@ -40,12 +41,15 @@ from .segments_api import get_segment, list_segments
 SEGMENTS_FAMILY = "segments"
 ACCOUNTS_FAMILY = "accounts"
 REPORTS_FAMILY = "reports"
+# requests with `include` also count against this stricter bucket
+SEGMENTS_INCLUDE_FAMILY = "segments-include"
 
 # Both report endpoints share one bucket, daily count included.
 FAMILY_LIMITS: dict[str, RateLimit] = {
     SEGMENTS_FAMILY: SEGMENTS_RATE_LIMIT,
     ACCOUNTS_FAMILY: ACCOUNTS_RATE_LIMIT,
     REPORTS_FAMILY: REPORTS_RATE_LIMIT,
+    SEGMENTS_INCLUDE_FAMILY: SEGMENTS_INCLUDE_RATE_LIMIT,
 }
 
 _REVISION = re.compile(r"^(\d{4}-\d{2}-\d{2})(\.[A-Za-z0-9]+)?$")
@@ -189,6 +193,8 @@ class KlaviyoApi:
                     "Add the scope to the private key.",
                 )
             decision = self._limiter.acquire(family)
+            if decision.allowed and family == SEGMENTS_FAMILY and any(n == "include" for n, _ in request.query_items):
+                decision = self._limiter.acquire(SEGMENTS_INCLUDE_FAMILY)
             if not decision.allowed:
                 return ApiResponse(429, throttled_document(decision.retry_after), decision.headers(), family)
             rate_headers = decision.headers()

@@ -33,6 +33,7 @@ from segment_pipeline.klaviyo.limits import (
     REPORT_QUOTA_WINDOW_SECONDS,
     REPORTS_RATE_LIMIT,
     SEGMENT_SERIES_PATH,
+    SEGMENT_VALUES_PATH,
     STEADY_WINDOW_SECONDS,
 )
 from segment_pipeline.tables import MARTS_SCHEMA, RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
@@ -185,11 +186,12 @@ def run(args: argparse.Namespace) -> int:
             print("The demo run failed; the Dagster output is above.", file=sys.stderr)
             return 1
         report_requests = simulator.count(method="POST", path=SEGMENT_SERIES_PATH)
+        values_requests = simulator.count(method="POST", path=SEGMENT_VALUES_PATH)
         all_requests = simulator.count()
         per_account = [
             (served.name, served.timezone, simulator.count(account=served.name)) for served in simulator.accounts
         ]
-    print_summary(Path(env["ANALYTICS_PATH"]), Path(env["CHARTS_DIR"]), report_requests, all_requests)
+    print_summary(Path(env["ANALYTICS_PATH"]), Path(env["CHARTS_DIR"]), report_requests, all_requests, values_requests)
     if args.accounts > 1:
         print(f"  accounts file:          {data_dir / ACCOUNTS_FILE_NAME}")
         for name, timezone, requests in per_account:
@@ -242,7 +244,9 @@ def run_dev(args: argparse.Namespace) -> int:
         simulator.stop()
 
 
-def print_summary(analytics_path: Path, charts_dir: Path, report_requests: int, all_requests: int) -> None:
+def print_summary(
+    analytics_path: Path, charts_dir: Path, report_requests: int, all_requests: int, values_requests: int = 0
+) -> None:
     with duckdb.connect(str(analytics_path), read_only=True) as connection:
         segments = connection.execute(f"select count(*) from {RAW_DATASET}.{SEGMENTS_TABLE}").fetchone()[0]
         rows, first, last = connection.execute(
@@ -255,7 +259,10 @@ def print_summary(analytics_path: Path, charts_dir: Path, report_requests: int, 
     print("Demo finished.")
     print(f"  segments loaded:        {segments}")
     print(f"  series rows:            {rows} ({first} to {last})")
-    print(f"  requests to Klaviyo:    {all_requests} in all, {report_requests} segment-series reports")
+    print(
+        f"  requests to Klaviyo:    {all_requests} in all, {report_requests} segment-series reports, "
+        f"{values_requests} values report(s) to reconcile"
+    )
     print(f"  marts built:            {', '.join(name for (name,) in marts)}")
     print(f"  analyst copy:           {analytics_path}")
-    print(f"  growth chart:           {charts_dir / HTML_NAME} (and {PNG_NAME})")
+    print(f"  growth report:          {charts_dir / HTML_NAME} (and {PNG_NAME})")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from segment_pipeline.klaviyo.limits import SEGMENTS_PAGE_SIZE, SEGMENTS_PATH
+from segment_pipeline.klaviyo.limits import SCOPE_TAGS, SEGMENTS_PAGE_SIZE, SEGMENTS_PATH
 
 from .account import Segment, SimulatedAccount
 from .error_documents import ApiError, invalid
@@ -79,8 +79,7 @@ def segment_resource(
         segment: The segment.
         base_url: Scheme and host for links, e.g. "http://127.0.0.1:8765".
         fields: Sparse fieldset from `fields[segment]`; `None` for every attribute.
-        include: Relationship names from `include`; their `data` is listed (empty: the simulator has no tags
-            or flows).
+        include: Relationship names from `include`; their `data` is listed (the segment's tags; no flows).
         profile_count: Add `profile_count` (from `additional-fields[segment]`).
 
     Returns:
@@ -107,7 +106,8 @@ def segment_resource(
             "links": {"self": f"{self_url}/relationships/{name}", "related": f"{self_url}/{name}"}
         }
         if name in include:
-            relationship["data"] = []
+            tags = segment.tags if name == "tags" else ()
+            relationship["data"] = [{"type": "tag", "id": tag.id} for tag in tags]
         relationships[name] = relationship
     return {
         "type": "segment",
@@ -116,6 +116,30 @@ def segment_resource(
         "relationships": relationships,
         "links": {"self": self_url},
     }
+
+
+def _included(segments: Sequence[Segment], include: Sequence[str], base_url: str) -> list[dict[str, Any]]:
+    # each included tag once per document, as JSON:API compound documents require
+    tags = {tag.id: tag for segment in segments for tag in segment.tags} if "tags" in include else {}
+    return [
+        {
+            "type": "tag",
+            "id": tag.id,
+            "attributes": {"name": tag.name},
+            "links": {"self": f"{base_url}/api/tags/{tag.id}"},
+        }
+        for tag in tags.values()
+    ]
+
+
+def _check_include_scopes(account: SimulatedAccount, include: Sequence[str]) -> None:
+    # tags are their own resource: including them needs the tags:read scope on top of segments:read
+    if "tags" in include and SCOPE_TAGS in account.config.missing_scopes:
+        raise ApiError(
+            403,
+            f"This API key is missing the '{SCOPE_TAGS}' scope, which include=tags requires. "
+            "Add the scope to the private key.",
+        )
 
 
 def _checked_values(query: Query, name: str, allowed: Sequence[str]) -> list[str] | None:
@@ -247,6 +271,7 @@ def list_segments(account: SimulatedAccount, query: Query, base_url: str, self_u
     """
     check_known_parameters(query, LIST_PARAMETERS)
     fields, include = _sparse_fields(query)
+    _check_include_scopes(account, include)
     size = _page_size(query)
     sort = query.get("sort", "")
     if sort and sort not in SORTS:
@@ -287,7 +312,7 @@ def list_segments(account: SimulatedAccount, query: Query, base_url: str, self_u
         "links": links,
     }
     if include:
-        document["included"] = []
+        document["included"] = _included(page, include, base_url)
     return document
 
 
@@ -311,6 +336,7 @@ def get_segment(
     """
     check_known_parameters(query, GET_PARAMETERS)
     fields, include = _sparse_fields(query, extra=("profile_count",))
+    _check_include_scopes(account, include)
     additional = _checked_values(query, "additional-fields[segment]", ("profile_count",)) or []
     if not account.has_segment(segment_id):
         raise ApiError(404, f"A segment with id {segment_id} does not exist.")
@@ -325,5 +351,5 @@ def get_segment(
         "links": {"self": self_url},
     }
     if include:
-        document["included"] = []
+        document["included"] = _included([segment], include, base_url)
     return document

@@ -1,18 +1,15 @@
-"""Growth charts of the largest segments: a PNG and a self-contained HTML page.
+"""Growth charts: a PNG of the largest segments (for mail and chat) and the interactive growth report.
 
 Reads `marts.segment_growth_daily` from the analyst copy (or any warehouse file) through a short read-only
 DuckDB connection, picks the `top_n` segments with the most members on their latest day, and draws their
-total members and daily members added/removed. The HTML page embeds the PNG as base64 and carries a small
-table, with no scripts, stylesheets or fonts from elsewhere, so it can be mailed or opened offline.
+total members and daily members added/removed. The HTML page is the growth report (report.py): every
+segment, interactive, with Plotly embedded, so it can be mailed or opened offline.
 
 No Dagster imports, and no pyplot: figures are built on the Agg canvas directly, so nothing global changes.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import html
 import io
 import os
 import tempfile
@@ -21,12 +18,14 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from .report import build_report
+from .report_data import GROWTH_DAILY_TABLE
 from .tables import MARTS_SCHEMA
 
 __all__ = ["GROWTH_DAILY_TABLE", "write_growth_charts"]
 
-GROWTH_DAILY_TABLE = f"{MARTS_SCHEMA}.segment_growth_daily"
 PNG_NAME = "segment_growth.png"
+PREVIEW_NAME = "segment_growth_preview.png"
 HTML_NAME = "segment_growth.html"
 
 # the largest segments by total_members on their own latest day, with that day's 30-day figures:
@@ -79,13 +78,13 @@ def _label(row: pd.Series, several_accounts: bool) -> str:
     return f"{name} ({row['account_id']})" if several_accounts else str(name)
 
 
-def _draw(top: pd.DataFrame, series: pd.DataFrame) -> bytes:
+def _draw(top: pd.DataFrame, series: pd.DataFrame, *, width: float = 11, height: float = 7.5, dpi: int = 100) -> bytes:
     # matplotlib takes seconds to import; only the chart step pays for it, not every Dagster process
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(11, 7.5), dpi=100, layout="constrained")
+    figure = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
     totals_axis, flows_axis = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     if top.empty:
@@ -120,68 +119,6 @@ def _draw(top: pd.DataFrame, series: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def _format_int(value) -> str:
-    return "" if pd.isna(value) else f"{int(value):,}"
-
-
-def _format_rate(value) -> str:
-    return "" if pd.isna(value) else f"{value:+.1%}"
-
-
-def _html_page(top: pd.DataFrame, png_bytes: bytes, source: Path) -> str:
-    rows = []
-    for rank, row in enumerate(top.itertuples(index=False), start=1):
-        latest = "" if pd.isna(row.latest_date) else pd.Timestamp(row.latest_date).date().isoformat()
-        cells = [
-            str(rank),
-            row.account_id,
-            row.segment_id,
-            row.segment_name or "",
-            latest,
-            _format_int(row.latest_total_members),
-            _format_int(row.net_change_30d),
-            _format_rate(row.growth_rate_30d),
-            _format_rate(row.churn_rate_30d),
-        ]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in cells) + "</tr>")
-    body_rows = "\n".join(rows) or '<tr><td colspan="9">no segment growth data yet</td></tr>'
-    headers = ["#", "account", "segment id", "segment", "latest day", "members", "net 30d", "growth 30d", "churn 30d"]
-    header_row = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    image = base64.b64encode(png_bytes).decode("ascii")
-    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Segment growth</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-img {{ max-width: 100%; height: auto; }}
-table {{ border-collapse: collapse; margin-top: 1em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
-th {{ background: #f3f3f3; }}
-td:nth-child(2), td:nth-child(3), td:nth-child(4) {{ text-align: left; }}
-</style>
-</head>
-<body>
-<h1>Segment growth</h1>
-<p>The largest segments by total members on their latest day. Source: {html.escape(source.name)}
-(<code>{html.escape(GROWTH_DAILY_TABLE)}</code>), generated {generated}.</p>
-<img alt="Total members and daily members added and removed of the largest segments"
-     src="data:image/png;base64,{image}">
-<table>
-<thead><tr>{header_row}</tr></thead>
-<tbody>
-{body_rows}
-</tbody>
-</table>
-<p>Net, growth and churn cover the 30 days up to the latest day; they are blank until 30 consecutive days
-are loaded, and the rates also when the segment had no members 30 days earlier.</p>
-</body>
-</html>
-"""
-
-
 def _write_atomically(path: Path, data: bytes) -> None:
     # readers (a browser, the Dagster UI) never see a half-written file
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -201,16 +138,17 @@ def write_growth_charts(
     out_dir: str | os.PathLike[str],
     top_n: int = 5,
 ) -> dict[str, Path]:
-    """Draw the growth of the `top_n` largest segments to a PNG and a self-contained HTML page.
+    """Draw the `top_n` largest segments to a PNG (and a small preview) and write the growth report page.
 
     Args:
         warehouse_or_analytics_path: a DuckDB file with `marts.segment_growth_daily` (normally the analyst
             copy, so the live warehouse is never held). Opened read-only and closed before drawing.
-        out_dir: directory for segment_growth.png and segment_growth.html (created if missing).
+        out_dir: directory for segment_growth.png, segment_growth_preview.png and segment_growth.html
+            (created if missing).
         top_n: how many segments to draw, largest first.
 
     Returns:
-        ``{"png": Path, "html": Path}``.
+        ``{"png": Path, "preview": Path, "html": Path}``; the preview is a small PNG for the Dagster UI.
 
     Raises:
         FileNotFoundError: the DuckDB file does not exist.
@@ -226,8 +164,8 @@ def write_growth_charts(
 
     top, series = _read(source, top_n)
 
-    png_path, html_path = out / PNG_NAME, out / HTML_NAME
-    png_bytes = _draw(top, series)
-    _write_atomically(png_path, png_bytes)
-    _write_atomically(html_path, _html_page(top, png_bytes, source).encode("utf-8"))
-    return {"png": png_path, "html": html_path}
+    png_path, preview_path, html_path = out / PNG_NAME, out / PREVIEW_NAME, out / HTML_NAME
+    _write_atomically(png_path, _draw(top, series))
+    _write_atomically(preview_path, _draw(top, series, width=8, height=5.5, dpi=56))
+    _write_atomically(html_path, build_report(source).encode("utf-8"))
+    return {"png": png_path, "preview": preview_path, "html": html_path}

@@ -6,6 +6,8 @@ from dagster_dbt import DbtCliResource
 from .defs.ingest.assets import segment_series_daily, segments
 from .defs.ingest.checks import series_checks
 from .defs.publish.assets import analytics_copy, growth_chart
+from .defs.quality.anomalies import no_anomalies_on_the_newest_day
+from .defs.quality.reconciliation import series_reconciles_with_klaviyo
 from .defs.resources import KlaviyoResource, WarehouseResource
 from .defs.schedules import daily_schedule, segment_growth_job
 from .defs.transform.assets import segment_growth_models
@@ -13,7 +15,7 @@ from .defs.transform.project import dbt_project
 
 defs = dg.Definitions(
     assets=[segments, segment_series_daily, segment_growth_models, analytics_copy, growth_chart],
-    asset_checks=series_checks,
+    asset_checks=[*series_checks, series_reconciles_with_klaviyo, no_anomalies_on_the_newest_day],
     jobs=[segment_growth_job],
     schedules=[daily_schedule],
     # runs launched from the UI: steps share one DuckDB file, so run them one after another in one process

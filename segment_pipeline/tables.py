@@ -9,5 +9,7 @@ ACCOUNTS_TABLE = "accounts"
 SEGMENTS_TABLE = "segments"
 SEGMENT_DEFINITIONS_TABLE = "segment_definitions"
 SEGMENT_SERIES_TABLE = "segment_series_daily"
+# each segment's tags (GET /api/segments?include=tags), one row per segment
+SEGMENT_TAGS_TABLE = "segment_tags"
 
 MARTS_SCHEMA = "marts"

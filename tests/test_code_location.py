@@ -36,7 +36,13 @@ FIRST_PARTITION = "2023-06-01"
 STARTUP_TIMEOUT = 90
 
 SERIES = ("klaviyo", "segment_series_daily")
-KLAVIYO_ASSETS = [("klaviyo", "segments"), ("klaviyo", "segment_definitions"), ("klaviyo", "accounts"), SERIES]
+KLAVIYO_ASSETS = [
+    ("klaviyo", "segments"),
+    ("klaviyo", "segment_definitions"),
+    ("klaviyo", "accounts"),
+    ("klaviyo", "segment_tags"),
+    SERIES,
+]
 # dagster-dbt keys a model by its folder under models/ and its name (the default translator's key)
 DBT_MARTS = [
     ("marts", name)
@@ -46,12 +52,19 @@ DBT_MARTS = [
         "segment_growth_monthly",
         "segments",
         "segment_definition_history",
+        "segment_anomalies",
+        "segment_growth_by_tag_daily",
+        "segment_growth_by_tag_weekly",
     )
 ]
 ANALYTICS_COPY = ("analytics", "warehouse_copy")
 GROWTH_CHART = ("analytics", "growth_chart")
 EXPECTED_ASSETS = [*KLAVIYO_ASSETS, *DBT_MARTS, ANALYTICS_COPY, GROWTH_CHART]
-SERIES_CHECKS = {"series_has_one_row_per_segment_day", "series_net_equals_added_minus_removed"}
+SERIES_CHECKS = {
+    "series_has_one_row_per_segment_day",
+    "series_net_equals_added_minus_removed",
+    "series_reconciles_with_klaviyo",
+}
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -390,6 +403,7 @@ def test_asset_checks(asset_nodes):
 
     assert asset_nodes[SERIES]["hasAssetChecks"]
     assert checks(SERIES) == SERIES_CHECKS
+    assert "no_anomalies_on_the_newest_day" in checks(("marts", "segment_anomalies"))
     # dbt's tests surface as checks on the models
     for key in DBT_MARTS:
         assert asset_nodes[key]["hasAssetChecks"], key

@@ -194,6 +194,14 @@ SEGMENTS = [
 
 SEGMENT_SHRINKING = ("acct_ny", "LapL5")
 SEGMENT_ZERO_START = ("acct_ny", "NewZ0")
+# one churn spike the anomaly mart must find: 300 extra members leave this segment on this day
+SEGMENT_CHURN_SPIKE = ("acct_ny", "EngA1", dt.date(2024, 3, 10))
+# tags as klaviyo.segment_tags holds them: one row per segment, the tags as a JSON list
+SEGMENT_TAGS = {
+    ("acct_ny", "EngA1"): [{"id": "tag-life", "name": "Lifecycle"}, {"id": "tag-news", "name": "Newsletter"}],
+    ("acct_ny", "VipE3"): [{"id": "tag-life", "name": "Lifecycle"}],
+    ("acct_ny", "NewZ0"): [],
+}
 SEGMENT_EDITED = ("acct_ny", "VipE3")
 
 
@@ -214,6 +222,8 @@ def _series_rows(segment: SyntheticSegment, rng: random.Random) -> list[dict]:
             added, removed = rng.randint(0, 10), rng.randint(15, 40)
         else:
             added, removed = rng.randint(0, max(3, total // 40)), rng.randint(0, max(2, total // 60))
+        if (segment.account_id, segment.segment_id, day) == SEGMENT_CHURN_SPIKE:
+            removed += 300
         removed = min(removed, total + added)
         total = total + added - removed
         rows.append(
@@ -269,7 +279,14 @@ def synthetic_raw_tables() -> dict[str, pd.DataFrame]:
         if segment.start_members is not None:
             for row in _series_rows(segment, rng):
                 series.append({**row, "_loaded_at": LOADED_AT})
+    tags = pd.DataFrame(
+        [
+            {"account_id": a, "segment_id": sid, "tags": json.dumps(t), "tag_count": len(t), "_loaded_at": LOADED_AT}
+            for (a, sid), t in SEGMENT_TAGS.items()
+        ]
+    )
     tables = {
+        "segment_tags": tags,
         "accounts": accounts,
         "segments": pd.DataFrame(segments),
         "segment_definitions": pd.DataFrame(definitions),
@@ -282,6 +299,7 @@ def synthetic_raw_tables() -> dict[str, pd.DataFrame]:
 
 
 RAW_DDL = {
+    "segment_tags": "account_id varchar, segment_id varchar, tags json, tag_count bigint, _loaded_at timestamptz",
     "accounts": "account_id varchar, timezone varchar, _loaded_at timestamptz",
     "segments": (
         "account_id varchar, id varchar, name varchar, definition json, created timestamptz, updated timestamptz, "
@@ -506,6 +524,9 @@ def test_build_creates_the_schemas_and_relations(built: BuiltWarehouse) -> None:
         "segment_growth_monthly",
         "segments",
         "segment_definition_history",
+        "segment_anomalies",
+        "segment_growth_by_tag_daily",
+        "segment_growth_by_tag_weekly",
     ):
         assert found[("marts", mart)] == "BASE TABLE"
     for view in (
@@ -533,7 +554,7 @@ def test_every_test_passes_and_only_the_identity_tests_warn(built: BuiltWarehous
     failed = {uid: s for uid, s in statuses.items() if s not in ("pass", "success", "warn")}
     assert not failed
     unit_tests = [uid for uid in statuses if uid.startswith("unit_test.")]
-    assert len(unit_tests) == 3
+    assert len(unit_tests) == 4
 
 
 def test_every_model_column_has_a_description(built: BuiltWarehouse) -> None:
@@ -799,12 +820,46 @@ def test_every_mart_column_is_documented_for_analysts(built: BuiltWarehouse) -> 
     assert not missing
 
 
+def test_tags_reach_the_segments_mart_and_the_tag_rollups(built: BuiltWarehouse) -> None:
+    segments = query(built.path, "select account_id, segment_id, tags from marts.segments")
+    tags = {(r.account_id, r.segment_id): list(r.tags) for r in segments.itertuples()}
+    for key, expected in SEGMENT_TAGS.items():
+        assert tags[key] == sorted(t["name"] for t in expected)
+    assert tags[("acct_ny", "GapW4")] == []  # no row in the raw table at all
+    daily = built.raw["segment_series_daily"]
+    lifecycle = daily[daily.segment_id.isin(["EngA1", "VipE3"]) & (daily.account_id == "acct_ny")]
+    rollup = query(
+        built.path,
+        "select date, segments_reporting, total_members, members_removed from marts.segment_growth_by_tag_daily "
+        "where tag_id = 'tag-life' order by date",
+    )
+    expected = lifecycle.groupby("date").agg(n=("segment_id", "size"), total=("total_members", "sum"))
+    assert rollup["total_members"].tolist() == expected["total"].tolist()
+    assert rollup["segments_reporting"].tolist() == expected["n"].tolist()
+    weekly = query(
+        built.path,
+        "select sum(members_removed) as removed from marts.segment_growth_by_tag_weekly where tag_id = 'tag-life'",
+    )
+    assert weekly["removed"][0] == lifecycle["members_removed"].sum()
+
+
+def test_the_churn_spike_is_an_anomaly(built: BuiltWarehouse) -> None:
+    account_id, segment_id, day = SEGMENT_CHURN_SPIKE
+    found = query(
+        built.path,
+        f"select metric, reason, is_anomaly, robust_z from marts.segment_anomalies "
+        f"where account_id = '{account_id}' and segment_id = '{segment_id}' and date = date '{day}'",
+    )
+    churn = found[found.metric == "churn"].iloc[0]
+    assert churn.reason == "churn_spike" and churn.is_anomaly and churn.robust_z > 3.5
+
+
 def test_publish_and_chart_the_built_warehouse(built: BuiltWarehouse, tmp_path: Path) -> None:
     from segment_pipeline.charts import write_growth_charts
     from segment_pipeline.publish import publish_analytics_copy
 
     stats = publish_analytics_copy(built.path, tmp_path / "analytics.duckdb")
-    assert stats["tables_copied"] == 9  # four raw tables and five marts
+    assert stats["tables_copied"] == 13  # five raw tables and eight marts
     assert query(Path(stats["path"]), "select count(*) as n from marts.segment_growth_daily")["n"][0] == len(
         built.raw["segment_series_daily"]
     )
@@ -812,3 +867,17 @@ def test_publish_and_chart_the_built_warehouse(built: BuiltWarehouse, tmp_path: 
     assert charts["png"].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     page = charts["html"].read_text()
     assert "Engaged 30d" in page and "Old test segment" not in page
+
+    # the report marks each definition change on its account-local day with the new version's summary
+    from segment_pipeline.report_data import read_report_data
+
+    (vip,) = [s for s in read_report_data(Path(stats["path"])).segments if s["id"] == "VipE3"]
+    start = dt.date.fromisoformat(vip["start"])
+    changes = {start + dt.timedelta(days=index): summary for index, summary in vip["changes"]}
+    assert changes == {
+        dt.date(2024, 2, 9): "Definition v2: 2 condition(s) in 2 group(s): profile-metric, profile-region",
+        dt.date(2024, 3, 5): (
+            "Definition v3: 3 condition(s) in 2 group(s): profile-group-membership, profile-metric, profile-region"
+        ),
+    }
+    assert vip["tags"] == ["Lifecycle"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -197,14 +199,14 @@ def test_the_copy_can_be_written_for_older_duckdb_clients(warehouse: Path, tmp_p
 
 
 def make_growth_mart(path: Path, sizes: dict[str, int], days: int = 40) -> None:
-    """marts.segment_growth_daily with the columns the chart reads; segment i ends with sizes[i] members."""
+    """marts.segment_growth_daily with the columns the charts read; segment i ends with sizes[i] members."""
     with duckdb.connect(str(path)) as connection:
         connection.execute("create schema if not exists marts")
         connection.execute("""
             create table marts.segment_growth_daily (
                 account_id varchar, segment_id varchar, segment_name varchar, date date, total_members bigint,
                 members_added bigint, members_removed bigint, net_change_30d bigint, growth_rate_30d double,
-                churn_rate_30d double
+                churn_rate_30d double, members_at_start_30d bigint, definition_changed boolean
             )
         """)
         first = dt.date(2024, 1, 1)
@@ -212,6 +214,7 @@ def make_growth_mart(path: Path, sizes: dict[str, int], days: int = 40) -> None:
         for index, (name, final_size) in enumerate(sizes.items()):
             for day in range(days):
                 total = final_size - (days - 1 - day) * 2
+                complete = day >= 29
                 rows.append(
                     (
                         "acct",
@@ -221,31 +224,49 @@ def make_growth_mart(path: Path, sizes: dict[str, int], days: int = 40) -> None:
                         total,
                         5,
                         3,
-                        60 if day >= 29 else None,
-                        0.05 if day >= 29 else None,
-                        0.01 if day >= 29 else None,
+                        60 if complete else None,
+                        0.05 if complete else None,
+                        0.01 if complete else None,
+                        1200 if complete else None,
+                        day == 10,
                     )
                 )
         if rows:
-            connection.executemany("insert into marts.segment_growth_daily values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            connection.executemany(
+                "insert into marts.segment_growth_daily values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
 
 
-def test_charts_draw_the_largest_segments(tmp_path: Path) -> None:
+def report_data(page: str) -> dict:
+    """The JSON the growth report embeds for its script."""
+    found = re.search(r'<script id="report-data" type="application/json">(.*?)</script>', page, re.DOTALL)
+    return json.loads(found.group(1))
+
+
+def test_charts_draw_the_largest_segments_and_the_report_has_every_segment(tmp_path: Path) -> None:
     database = tmp_path / "analytics.duckdb"
-    sizes = {"Small": 100, "Huge": 9000, "Medium": 2000, "Tiny": 50, "Big": 5000, "Cats & <Dogs>": 3000}
+    sizes = {"Small": 100, "Huge": 9000, "Medium": 2000, "Tiny": 50, "Big": 5000, "Cats & </script><Dogs>": 3000}
     make_growth_mart(database, sizes)
     before = database.stat().st_mtime_ns
 
     paths = write_growth_charts(database, tmp_path / "charts", top_n=3)
 
     charts = tmp_path / "charts"
-    assert paths == {"png": charts / "segment_growth.png", "html": charts / "segment_growth.html"}
+    assert paths == {
+        "png": charts / "segment_growth.png",
+        "preview": charts / "segment_growth_preview.png",
+        "html": charts / "segment_growth.html",
+    }
     assert paths["png"].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-    page = paths["html"].read_text()
-    assert "Huge" in page and "Big" in page and "Cats &amp; &lt;Dogs&gt;" in page
-    assert "Medium" not in page and "Small" not in page
-    assert page.index("Huge") < page.index("Big") < page.index("Cats &amp;")
-    assert "9,000" in page and "+5.0%" in page
+    assert paths["preview"].stat().st_size < 90_000  # shown inline in the Dagster UI as a data URI
+    data = report_data(paths["html"].read_text())
+    # every segment, largest first, each with its own dense daily arrays and the day its definition changed
+    assert [s["name"] for s in data["segments"]] == sorted(sizes, key=sizes.get, reverse=True)
+    huge = data["segments"][0]
+    assert huge["latest"] == 9000 and len(huge["total"]) == 40 and huge["total"][-1] == 9000
+    assert huge["added"][0] == 5 and huge["removed"][0] == 3 and huge["start"] == "2024-01-01"
+    assert huge["changes"] == [[10, "The definition changed"]]
+    assert huge["growth30"] == 0.05 and huge["net30"] == 60
     # the database was only read, and the connection is closed again (a read-write open in this
     # process would fail with "different configuration" otherwise)
     assert database.stat().st_mtime_ns == before
@@ -259,21 +280,20 @@ def test_the_30_day_figures_are_the_latest_days_even_when_incomplete(tmp_path: P
     with duckdb.connect(str(database)) as connection:
         connection.execute("""
             insert into marts.segment_growth_daily
-            values ('acct', 'seg0', 'A', date '2024-03-01', 1234, 5, 3, null, null, null)
+            values ('acct', 'seg0', 'A', date '2024-03-01', 1234, 5, 3, null, null, null, null, false)
         """)
-    page = write_growth_charts(database, tmp_path / "charts")["html"].read_text()
-    assert "<td>2024-03-01</td><td>1,234</td><td></td><td></td><td></td>" in page
-    assert "+5.0%" not in page  # not the older complete window's figures
+    (segment,) = report_data(write_growth_charts(database, tmp_path / "charts")["html"].read_text())["segments"]
+    assert segment["latest"] == 1234 and segment["net30"] is None and segment["growth30"] is None
+    assert segment["total"][-1] == 1234 and segment["total"][-2] is None  # the gap stays a gap
 
 
 def test_the_html_page_is_self_contained(tmp_path: Path) -> None:
     database = tmp_path / "analytics.duckdb"
     make_growth_mart(database, {"A": 10, "B": 20})
     page = write_growth_charts(database, tmp_path / "charts")["html"].read_text()
-    assert '<img alt="' in page and 'src="data:image/png;base64,' in page
-    lowered = page.lower()
-    for forbidden in ("<script", "<link", "http://", "https://", "@import", "<iframe"):
-        assert forbidden not in lowered
+    assert "plotly.js" in page.lower()  # the library itself is embedded
+    assert not re.search(r"<script[^>]*\bsrc\b", page, re.IGNORECASE)
+    assert not re.search(r"<link\b|@import|<iframe", page, re.IGNORECASE)
 
 
 def test_charts_from_an_empty_mart_still_write_both_files(tmp_path: Path) -> None:

@@ -49,8 +49,11 @@ from .limits import (
     REPORTS_RATE_LIMIT,
     SCOPE_ACCOUNTS,
     SCOPE_SEGMENTS,
+    SCOPE_TAGS,
     SEGMENT_SERIES_PATH,
     SEGMENT_VALUES_PATH,
+    SEGMENTS_INCLUDE_RATE_LIMIT,
+    SEGMENTS_INCLUDE_TAGS,
     SEGMENTS_PAGE_SIZE,
     SEGMENTS_PATH,
     SEGMENTS_RATE_LIMIT,
@@ -69,7 +72,14 @@ USER_AGENT = f"segment-pipeline/{__version__}"
 SEGMENTS = "segments"
 ACCOUNTS = "accounts"
 REPORTS = "reports"
-_SCOPES = {SEGMENTS: SCOPE_SEGMENTS, REPORTS: SCOPE_SEGMENTS, ACCOUNTS: SCOPE_ACCOUNTS}
+# GET /api/segments with include=tags: the segments limits plus the stricter include limit, and tags:read
+SEGMENTS_WITH_TAGS = "segments_with_tags"
+_SCOPES = {
+    SEGMENTS: SCOPE_SEGMENTS,
+    REPORTS: SCOPE_SEGMENTS,
+    ACCOUNTS: SCOPE_ACCOUNTS,
+    SEGMENTS_WITH_TAGS: f"{SCOPE_TAGS} (with {SCOPE_SEGMENTS})",
+}
 
 # Statuses that say "try again later" rather than "your request is wrong".
 _RETRYABLE_STATUSES = frozenset({500, 502, 503, 504, 524})
@@ -161,6 +171,7 @@ class KlaviyoClient:
         self._pacers = {
             SEGMENTS: Pacer(min_interval(SEGMENTS_RATE_LIMIT), sleep=self._sleep),
             ACCOUNTS: Pacer(min_interval(ACCOUNTS_RATE_LIMIT), sleep=self._sleep),
+            SEGMENTS_WITH_TAGS: Pacer(min_interval(SEGMENTS_INCLUDE_RATE_LIMIT), sleep=self._sleep),
             REPORTS: Pacer(min_interval(REPORTS_RATE_LIMIT, settings.report_rate_per_minute), sleep=self._sleep),
         }
         self._http = httpx.Client(
@@ -361,15 +372,19 @@ class KlaviyoClient:
 
     def iter_segment_pages(self) -> Iterator[list[dict[str, Any]]]:
         """Every page of GET /api/segments, following `links.next` exactly as given until it is absent."""
+        for body in self._segment_documents(SEGMENTS, {}):
+            yield body["data"]
+
+    def _segment_documents(self, family: str, extra_params: dict) -> Iterator[dict[str, Any]]:
         url: str | None = SEGMENTS_PATH
-        params: dict | None = {"page[size]": SEGMENTS_PAGE_SIZE}
+        params: dict | None = {"page[size]": SEGMENTS_PAGE_SIZE, **extra_params}
         seen: set[str] = set()
         while url:
-            body = self._request(SEGMENTS, "GET", url, params=params)
+            body = self._request(family, "GET", url, params=params)
             data = body.get("data")
             if not isinstance(data, list):
                 raise KlaviyoResponseError("GET /api/segments returned a page without a `data` array")
-            yield data
+            yield body
             links = body.get("links") or {}
             url = links.get("next") if isinstance(links, dict) else None
             params = None  # the next link already carries the cursor and the page size
@@ -387,6 +402,25 @@ class KlaviyoClient:
                     raise KlaviyoResponseError("GET /api/segments returned an item without an id")
                 segments[resource["id"]] = resource  # a page served twice must not duplicate a segment
         return list(segments.values())
+
+    def list_segments_with_tags(self) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """All segments with their tags (GET /api/segments?include=tags): the resources and tag id -> name.
+
+        Each resource's `relationships.tags.data` lists its tag ids. Needs the tags:read scope: without it
+        Klaviyo answers 403 and this raises KlaviyoAuthError naming the scope. Paced under the stricter limit
+        of requests with `include`.
+        """
+        segments: dict[str, dict] = {}
+        tag_names: dict[str, str] = {}
+        for body in self._segment_documents(SEGMENTS_WITH_TAGS, {"include": SEGMENTS_INCLUDE_TAGS}):
+            for resource in body["data"]:
+                if not isinstance(resource, dict) or "id" not in resource:
+                    raise KlaviyoResponseError("GET /api/segments returned an item without an id")
+                segments[resource["id"]] = resource
+            for included in body.get("included") or []:
+                if isinstance(included, dict) and included.get("type") == "tag" and "id" in included:
+                    tag_names[str(included["id"])] = (included.get("attributes") or {}).get("name")
+        return list(segments.values()), tag_names
 
     def _report_body(
         self,

@@ -5,6 +5,7 @@
   definition edits and deletions show. A segment the API no longer returns stays, flagged `is_deleted`.
 - `segment_definitions`: one row per distinct definition a segment has had, keyed by a hash of the
   definition and inserted only once, so the first time we saw a version is never overwritten.
+- `segment_tags`: each live segment's tags (see segment_tags.py), only when the tags were fetched.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import dlt
 
 from ..klaviyo import Account
 from ..klaviyo.errors import KlaviyoResponseError
-from ..tables import ACCOUNTS_TABLE, SEGMENT_DEFINITIONS_TABLE, SEGMENTS_TABLE
+from ..tables import ACCOUNTS_TABLE, SEGMENT_DEFINITIONS_TABLE, SEGMENT_TAGS_TABLE, SEGMENTS_TABLE
+from .segment_tags import SEGMENT_TAG_COLUMNS, segment_tag_rows
 
 # A type the API sends that does not match these fails the load instead of adding a variant column.
 FROZEN_TYPES = {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
@@ -128,6 +130,7 @@ def klaviyo_segments_source(
     segment_resources: list[dict],
     previous_segments: list[dict],
     loaded_at: dt.datetime,
+    tag_names: dict[str, str] | None = None,
 ):
     """The account, its segments and their definition versions, from data the caller already fetched.
 
@@ -136,8 +139,10 @@ def klaviyo_segments_source(
         segment_resources: every JSON:API segment resource from GET /api/segments.
         previous_segments: the rows stored for this account before this run, to notice deletions.
         loaded_at: the time of this load, stamped on every row.
+        tag_names: tag id -> name when the segments were listed with include=tags; None leaves the stored
+            tags as they are (the key lacks tags:read).
 
-    Returns resources: accounts, segments, segment_definitions.
+    Returns resources: accounts, segments, segment_definitions and, with tag_names, segment_tags.
     """
     current = segment_rows(segment_resources, account.id, loaded_at)
     current_ids = {row["id"] for row in current}
@@ -174,4 +179,16 @@ def klaviyo_segments_source(
             if row["definition_hash"] is not None
         ]
 
-    return accounts, segments, segment_definitions
+    if tag_names is None:
+        return accounts, segments, segment_definitions
+
+    @dlt.resource(
+        name=SEGMENT_TAGS_TABLE,
+        primary_key=["account_id", "segment_id"],
+        write_disposition="merge",
+        columns=SEGMENT_TAG_COLUMNS,
+    )
+    def segment_tags():
+        yield segment_tag_rows(segment_resources, tag_names, account.id, loaded_at)
+
+    return accounts, segments, segment_definitions, segment_tags

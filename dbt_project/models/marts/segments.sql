@@ -29,6 +29,17 @@ versions as (
 
 ),
 
+tags as (
+
+    select
+        account_id,
+        segment_id,
+        list_sort(list(tag_name)) as tags
+    from {{ ref('stg_klaviyo__segment_tags') }}
+    group by account_id, segment_id
+
+),
+
 summarised as (
 
     select
@@ -77,6 +88,8 @@ select
     array_to_string(summarised.condition_types, ', ') as condition_types_text,
     summarised.list_ids,
     summarised.metric_ids,
+    -- tag names as last loaded; an empty list when the segment has none or tags were never loaded
+    coalesce(tags.tags, []) as tags,
     summarised.definition,
     coalesce(versions.definition_version_count, 0) as definition_version_count,
     latest_size.latest_total_members,
@@ -88,3 +101,6 @@ left join latest_size
 left join versions
     on summarised.account_id = versions.account_id
     and summarised.segment_id = versions.segment_id
+left join tags
+    on summarised.account_id = tags.account_id
+    and summarised.segment_id = tags.segment_id

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from ... import reconciliation as rc
 from ... import warehouse as wh
 from ...klaviyo import (
     Account,
@@ -26,11 +27,13 @@ from ...klaviyo import (
 from ...sources import klaviyo_segments_source, klaviyo_series_source
 from ..partitions import daily_partitions
 from ..resources import DUCKDB_POOL, KlaviyoResource, WarehouseResource
+from .tags import list_segments_and_tags
 
 SEGMENTS_KEY = dg.AssetKey(["klaviyo", "segments"])
 SERIES_KEY = dg.AssetKey(["klaviyo", "segment_series_daily"])
 DEFINITIONS_KEY = dg.AssetKey(["klaviyo", "segment_definitions"])
 ACCOUNTS_KEY = dg.AssetKey(["klaviyo", "accounts"])
+SEGMENT_TAGS_KEY = dg.AssetKey(["klaviyo", "segment_tags"])
 GROUP = "klaviyo"
 
 
@@ -107,6 +110,15 @@ def check_account_timezone(account: Account, configured: str) -> None:
             kinds={"dlt", "duckdb"},
             description="The Klaviyo account and its timezone (raw table klaviyo.accounts).",
         ),
+        dg.AssetSpec(
+            SEGMENT_TAGS_KEY,
+            group_name=GROUP,
+            kinds={"dlt", "duckdb"},
+            description=(
+                "Each segment's Klaviyo tags (raw table klaviyo.segment_tags, one row per segment). Needs the "
+                "tags:read scope; see KLAVIYO_TAGS for what happens without it."
+            ),
+        ),
     ],
     name="klaviyo_segments",
     pool=DUCKDB_POOL,
@@ -122,12 +134,12 @@ def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, wareho
     with explained_failures(), klaviyo.client(warehouse) as client:
         account = client.get_account()
         check_account_timezone(account, daily_partitions.timezone)
-        resources = client.list_segments()
+        resources, tag_names = list_segments_and_tags(client, context.log)
         previous = wh.stored_segments(settings.warehouse_path, account.id)
         pipeline = warehouse.pipeline("klaviyo_segments")
         # a package left by a failed run would be loaded in place of this run's data: drop it
         pipeline.abort_packages()
-        pipeline.run(klaviyo_segments_source(account, resources, previous, loaded_at))
+        pipeline.run(klaviyo_segments_source(account, resources, previous, loaded_at, tag_names))
         requests_sent = sum(client.stats.sent.values())
         versions = wh.definition_version_count(settings.warehouse_path, account.id)
 
@@ -141,12 +153,18 @@ def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, wareho
         "deleted_segments": len(known_ids - live_ids),
         "inactive_segments": sum(1 for r in resources if not (r.get("attributes") or {}).get("is_active", True)),
         "requests_sent": requests_sent,
+        "tags_loaded": tag_names is not None,
+        "tags": len(tag_names or {}),
         "dagster/row_count": len(resources),
     }
     results = [
         dg.MaterializeResult(asset_key=SEGMENTS_KEY, metadata=segments_metadata),
         dg.MaterializeResult(asset_key=DEFINITIONS_KEY, metadata={"dagster/row_count": versions}),
         dg.MaterializeResult(asset_key=ACCOUNTS_KEY, metadata={"account_id": account.id, "timezone": account.timezone}),
+        dg.MaterializeResult(
+            asset_key=SEGMENT_TAGS_KEY,
+            metadata={"tags_loaded": tag_names is not None, "tags": len(tag_names or {})},
+        ),
     ]
     for result in results:
         if result.asset_key in context.selected_asset_keys:
@@ -207,7 +225,14 @@ def segment_series_daily(context: dg.AssetExecutionContext, klaviyo: KlaviyoReso
                 allow_retries=False,
             )
         plan = plan_series_requests(segment_ids, start_day, last_day, today)
-        client.budget.ensure_available(len(plan))
+        # the reconciliation check after this asset spends from the same budget: when the run includes it,
+        # make room for both up front
+        check = dg.AssetCheckKey(SERIES_KEY, rc.CHECK_NAME)
+        selected = context.run.asset_check_selection  # None: every check of the job
+        in_job = check in context.job_def.asset_layer.asset_graph.asset_check_keys
+        reconciling = in_job and (selected is None or check in selected)
+        reconciliation_requests = rc.request_count(len(segment_ids), rc.reconcile_days()) if reconciling else 0
+        client.budget.ensure_available(len(plan) + reconciliation_requests)
         context.log.info("%d segments, %s to %s: %d report requests", len(segment_ids), start_day, last_day, len(plan))
 
         def progress(request, table):
@@ -233,6 +258,7 @@ def segment_series_daily(context: dg.AssetExecutionContext, klaviyo: KlaviyoReso
             "dagster/row_count": rows_written,
             "report_requests_sent": report_requests,
             "report_requests_planned": len(plan),
+            "reconciliation_requests_planned": reconciliation_requests,
             "first_day": start_day.isoformat(),
             "last_day": last_day.isoformat(),
             "lookback_days_added": (first_day - start_day).days,

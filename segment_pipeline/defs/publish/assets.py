@@ -4,6 +4,8 @@ Analysts read a copy, never the live file: even a read-only DuckDB connection bl
 The copy is replaced atomically, so an analyst with it open keeps reading the previous version.
 """
 
+import base64
+
 import dagster as dg
 
 from ...charts import write_growth_charts
@@ -46,14 +48,21 @@ def analytics_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     description=(
-        "Total members and daily members added/removed for the largest segments, as a PNG and a "
-        "self-contained HTML page under CHARTS_DIR. Reads the analyst copy, so it never touches the live file."
+        "The growth report (CHARTS_DIR/segment_growth.html: every segment, interactive, works offline) and a "
+        "PNG of the largest segments for mail and chat. Reads the analyst copy, so it never touches the live file."
     ),
 )
 def growth_chart(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     settings = warehouse.settings()
     paths = write_growth_charts(settings.analytics_path, settings.charts_dir)
-    context.log.info("growth chart written to %s", paths["html"])
+    context.log.info("growth report written to %s", paths["html"])
+    # the UI shows Markdown metadata inline: a small preview as a data URI, so the chart is seen, not just named
+    preview = base64.b64encode(paths["preview"].read_bytes()).decode("ascii")
     return dg.MaterializeResult(
-        metadata={"png": dg.MetadataValue.path(str(paths["png"])), "html": dg.MetadataValue.path(str(paths["html"]))}
+        metadata={
+            "chart": dg.MetadataValue.md(f"![The largest segments' growth](data:image/png;base64,{preview})"),
+            "report": dg.MetadataValue.path(str(paths["html"])),
+            "png": dg.MetadataValue.path(str(paths["png"])),
+            "html": dg.MetadataValue.path(str(paths["html"])),
+        }
     )

@@ -1,0 +1,54 @@
+-- one row per account, tag and day: the growth of all segments carrying the tag, summed.
+-- members are segment memberships, not unique profiles: a profile in two segments with
+-- the same tag counts twice. tags are the segments' current tags, applied to all days.
+with daily as (
+
+    select * from {{ ref('segment_growth_daily') }}
+
+),
+
+tags as (
+
+    select account_id, segment_id, tag_id, tag_name
+    from {{ ref('stg_klaviyo__segment_tags') }}
+
+),
+
+by_tag as (
+
+    select
+        tags.account_id,
+        tags.tag_id,
+        any_value(tags.tag_name) as tag_name,
+        daily.date,
+        count(*) as segments_reporting,
+        sum(daily.total_members) as total_members,
+        sum(daily.members_at_start) as members_at_start,
+        sum(daily.members_added) as members_added,
+        sum(daily.members_removed) as members_removed,
+        sum(daily.net_members_changed) as net_members_changed,
+        bool_or(daily.definition_changed) as any_definition_changed
+    from daily
+    join tags
+        on daily.account_id = tags.account_id
+        and daily.segment_id = tags.segment_id
+    group by tags.account_id, tags.tag_id, daily.date
+
+)
+
+select
+    account_id,
+    tag_id,
+    tag_name,
+    date,
+    segments_reporting,
+    total_members,
+    members_at_start,
+    members_added,
+    members_removed,
+    net_members_changed,
+    {{ safe_rate('net_members_changed', 'members_at_start') }} as growth_rate,
+    {{ safe_rate('members_removed', 'members_at_start') }} as churn_rate,
+    {{ safe_rate('members_added', 'members_at_start') }} as add_rate,
+    any_definition_changed
+from by_tag

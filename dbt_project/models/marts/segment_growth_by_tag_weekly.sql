@@ -1,0 +1,54 @@
+-- one row per account, tag and iso week (monday start), from the weekly segment mart:
+-- stocks are summed per segment first (each segment's own start and end of the week),
+-- so a segment missing some days of the week never splits a stock across days.
+with weekly as (
+
+    select * from {{ ref('segment_growth_weekly') }}
+
+),
+
+tags as (
+
+    select account_id, segment_id, tag_id, tag_name
+    from {{ ref('stg_klaviyo__segment_tags') }}
+
+),
+
+by_tag as (
+
+    select
+        tags.account_id,
+        tags.tag_id,
+        any_value(tags.tag_name) as tag_name,
+        weekly.week_start,
+        count(*) as segments_reporting,
+        min(weekly.days_covered) as min_days_covered,
+        sum(weekly.members_at_start) as members_at_start,
+        sum(weekly.members_at_end) as members_at_end,
+        sum(weekly.members_added) as members_added,
+        sum(weekly.members_removed) as members_removed,
+        sum(weekly.net_members_changed) as net_members_changed
+    from weekly
+    join tags
+        on weekly.account_id = tags.account_id
+        and weekly.segment_id = tags.segment_id
+    group by tags.account_id, tags.tag_id, weekly.week_start
+
+)
+
+select
+    account_id,
+    tag_id,
+    tag_name,
+    week_start,
+    segments_reporting,
+    min_days_covered,
+    members_at_start,
+    members_at_end,
+    members_added,
+    members_removed,
+    net_members_changed,
+    {{ safe_rate('net_members_changed', 'members_at_start') }} as growth_rate,
+    {{ safe_rate('members_removed', 'members_at_start') }} as churn_rate,
+    {{ safe_rate('members_added', 'members_at_start') }} as add_rate
+from by_tag

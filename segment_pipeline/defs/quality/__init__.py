@@ -1,0 +1,1 @@
+"""Checks that compare the pipeline's numbers with Klaviyo's and point at days that need attention."""

@@ -1,0 +1,92 @@
+"""The daily reconciliation check: the loaded series against Klaviyo's segment values report.
+
+Its requests come out of the same daily report budget (the client's ledger) as the series; the series
+asset reserves them in its up-front budget check, and the check's metadata counts what it planned and
+sent. KLAVIYO_RECONCILE_DAYS=0 turns it off (it then sends nothing and says so).
+"""
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from ... import reconciliation as rc
+from ..ingest.assets import SERIES_KEY, check_account_timezone, explained_failures
+from ..partitions import daily_partitions
+from ..resources import DUCKDB_POOL, KlaviyoResource, WarehouseResource
+
+# how many mismatches the check's description lists (all of them are in the metadata table)
+_NAMED_IN_DESCRIPTION = 10
+
+
+def _mismatch_table(mismatches: list[rc.Mismatch]) -> str:
+    lines = ["| segment | statistic | loaded | Klaviyo | difference |", "|---|---|---:|---:|---:|"]
+    for m in mismatches:
+        name = (m.segment_name or "").replace("|", "\\|")
+        difference = "" if m.loaded is None or m.klaviyo is None else f"{m.loaded - m.klaviyo:+,}"
+        lines.append(f"| {name} ({m.segment_id}) | {m.statistic} | {m.loaded} | {m.klaviyo} | {difference} |")
+    return "\n".join(lines)
+
+
+@dg.asset_check(
+    asset=SERIES_KEY,
+    name=rc.CHECK_NAME,
+    pool=DUCKDB_POOL,
+    description=(
+        "The loaded series agrees with Klaviyo's segment values report over the last KLAVIYO_RECONCILE_DAYS "
+        "loaded days (members added and removed summed, total members on the last day), segment by segment. "
+        "Costs ceil(segments / 100) report requests from the daily budget; KLAVIYO_RECONCILE_DAYS=0 turns it off."
+    ),
+)
+def series_reconciles_with_klaviyo(klaviyo: KlaviyoResource, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    days = rc.reconcile_days()
+    if days == 0:
+        return dg.AssetCheckResult(
+            passed=True,
+            description=f"Reconciliation is off ({rc.RECONCILE_DAYS_SETTING}=0); nothing was compared or sent.",
+            metadata={"enabled": False, "report_requests_sent": 0},
+        )
+    settings = warehouse.settings()
+    timezone = daily_partitions.timezone
+    yesterday = dt.datetime.now(ZoneInfo(timezone)).date() - dt.timedelta(days=1)
+    with explained_failures(), klaviyo.client(warehouse) as client:
+        account = client.get_account()
+        check_account_timezone(account, timezone)
+        window = rc.latest_window(settings.warehouse_path, account.id, days, yesterday)
+        if window is None:
+            return dg.AssetCheckResult(
+                passed=True, description="No series is loaded yet; nothing to compare.", metadata={"enabled": True}
+            )
+        loaded = rc.loaded_values(settings.warehouse_path, account.id, window)
+        planned = rc.request_count(len(loaded), days)
+        client.budget.ensure_available(planned)
+        reported = rc.klaviyo_values(client, sorted(loaded), window, timezone)
+        sent = client.stats.sent_for("reports")
+        left = client.budget.remaining()
+    mismatches = rc.compare(loaded, reported, window)
+    bad_segments = sorted({m.segment_id for m in mismatches})
+    metadata = {
+        "enabled": True,
+        "first_day": window.start.isoformat(),
+        "last_day": window.end.isoformat(),
+        "segments_compared": len(set(loaded) & set(reported)),
+        "segments_disagreeing": len(bad_segments),
+        "report_requests_planned": planned,
+        "report_requests_sent": sent,
+        "report_requests_left_today": left,
+    }
+    if mismatches:
+        metadata["mismatches"] = dg.MetadataValue.md(_mismatch_table(mismatches))
+        named = "; ".join(m.describe() for m in mismatches[:_NAMED_IN_DESCRIPTION])
+        more = (
+            f"; and {len(mismatches) - _NAMED_IN_DESCRIPTION} more" if len(mismatches) > _NAMED_IN_DESCRIPTION else ""
+        )
+        description = (
+            f"{len(bad_segments)} segment(s) disagree with Klaviyo's values report for {window.start} to "
+            f"{window.end}: {named}{more}. Re-run the series for those days to reload them."
+        )
+    else:
+        description = (
+            f"All {metadata['segments_compared']} segments agree with Klaviyo for {window.start} to {window.end}."
+        )
+    return dg.AssetCheckResult(passed=not mismatches, description=description, metadata=metadata)

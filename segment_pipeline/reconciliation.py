@@ -1,0 +1,160 @@
+"""Reconciliation of the loaded series with Klaviyo's own segment values report. No Dagster here.
+
+For a recent window of days (the last KLAVIYO_RECONCILE_DAYS loaded days, 7 by default), Klaviyo's
+POST /api/segment-values-reports gives per segment the members added and removed summed over the window
+and the total members on its last day; both ends of the window are included, exactly as in the series
+requests. The same three numbers are computed from `klaviyo.segment_series_daily`; any difference (or a
+day missing from the loaded series) is a mismatch naming the segment. One request covers up to 100
+segments, so a check costs ceil(segments / 100) report requests from the same daily budget as the series.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import warehouse as wh
+from .config import ConfigError
+from .klaviyo import DayWindow, KlaviyoClient, KlaviyoResponseError
+from .klaviyo.limits import MAX_HISTORY_DAYS, MAX_SEGMENT_IDS_PER_REPORT
+from .tables import RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
+
+# the Dagster check's name, here so the series asset can see whether its run includes the check
+CHECK_NAME = "series_reconciles_with_klaviyo"
+RECONCILE_DAYS_SETTING = "KLAVIYO_RECONCILE_DAYS"
+DEFAULT_RECONCILE_DAYS = 7
+# the values report's statistics we compare; net follows from added and removed
+COMPARED = ("total_members", "members_added", "members_removed")
+
+
+def reconcile_days(env: dict | None = None) -> int:
+    """KLAVIYO_RECONCILE_DAYS: days compared with Klaviyo on each run; 0 turns the check off."""
+    env = os.environ if env is None else env
+    raw = env.get(RECONCILE_DAYS_SETTING) or str(DEFAULT_RECONCILE_DAYS)
+    try:
+        days = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{RECONCILE_DAYS_SETTING}={raw!r} is not a whole number of days") from exc
+    if not 0 <= days <= MAX_HISTORY_DAYS:
+        raise ConfigError(f"{RECONCILE_DAYS_SETTING} must be between 0 (off) and {MAX_HISTORY_DAYS}")
+    return days
+
+
+def request_count(segment_count: int, days: int) -> int:
+    """Report requests one reconciliation sends: one per 100 segments (a values report has no 60-day cap)."""
+    return 0 if days == 0 else math.ceil(segment_count / MAX_SEGMENT_IDS_PER_REPORT)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    segment_id: str
+    segment_name: str | None
+    statistic: str
+    loaded: int | None
+    klaviyo: int | None
+
+    def describe(self) -> str:
+        name = f"{self.segment_name!r} ({self.segment_id})" if self.segment_name else self.segment_id
+        if self.loaded is None or self.klaviyo is None:
+            return f"{name}: {self.statistic} loaded {self.loaded}, Klaviyo {self.klaviyo}"
+        return (
+            f"{name}: {self.statistic} loaded {self.loaded:,}, Klaviyo {self.klaviyo:,} "
+            f"(difference {self.loaded - self.klaviyo:+,})"
+        )
+
+
+@dataclass(frozen=True)
+class LoadedValues:
+    segment_name: str | None
+    days_present: int
+    total_members: int | None
+    members_added: int
+    members_removed: int
+
+
+def latest_window(warehouse_path: Path, account_id: str, days: int, last_day: dt.date) -> DayWindow | None:
+    """The `days` days ending on the newest loaded day not after `last_day`, never before the first loaded day
+    (a young warehouse is compared over what it has); None when nothing is loaded."""
+    with wh.read_connection(warehouse_path) as connection:
+        oldest, newest = connection.execute(
+            f"select min(date), max(date) from {RAW_DATASET}.{SEGMENT_SERIES_TABLE} where account_id = ? and date <= ?",
+            [account_id, last_day],
+        ).fetchone()
+    if newest is None:
+        return None
+    return DayWindow(max(oldest, newest - dt.timedelta(days=days - 1)), newest)
+
+
+def loaded_values(warehouse_path: Path, account_id: str, window: DayWindow) -> dict[str, LoadedValues]:
+    """Per live segment: the loaded series summed over the window, and its total on the window's last day."""
+    sql = f"""
+        select
+            segments.id,
+            segments.name,
+            count(series.date),
+            max(case when series.date = ? then series.total_members end),
+            coalesce(sum(series.members_added), 0),
+            coalesce(sum(series.members_removed), 0)
+        from {RAW_DATASET}.{SEGMENTS_TABLE} as segments
+        left join {RAW_DATASET}.{SEGMENT_SERIES_TABLE} as series
+            on series.account_id = segments.account_id
+            and series.segment_id = segments.id
+            and series.date between ? and ?
+        where segments.account_id = ? and not coalesce(segments.is_deleted, false)
+        group by segments.id, segments.name
+    """
+    with wh.read_connection(warehouse_path) as connection:
+        rows = connection.execute(sql, [window.end, window.start, window.end, account_id]).fetchall()
+    return {
+        segment_id: LoadedValues(name, days, total, int(added), int(removed))
+        for segment_id, name, days, total, added, removed in rows
+    }
+
+
+def _batches(ids: list[str]) -> Iterable[tuple[str, ...]]:
+    for start in range(0, len(ids), MAX_SEGMENT_IDS_PER_REPORT):
+        yield tuple(ids[start : start + MAX_SEGMENT_IDS_PER_REPORT])
+
+
+def klaviyo_values(
+    client: KlaviyoClient, segment_ids: list[str], window: DayWindow, timezone: str
+) -> dict[str, dict[str, int]]:
+    """Klaviyo's values report for the segments over the window: segment id -> statistic -> value."""
+    values: dict[str, dict[str, int]] = {}
+    for batch in _batches(segment_ids):
+        body = client.query_segment_values(batch, window, timezone, statistics=COMPARED)
+        try:
+            results = body["data"]["attributes"]["results"]
+        except (KeyError, TypeError) as exc:
+            raise KlaviyoResponseError("POST /api/segment-values-reports returned no data.attributes.results") from exc
+        for result in results:
+            segment_id = str((result.get("groupings") or {}).get("segment_id"))
+            statistics = result.get("statistics") or {}
+            for name in COMPARED:
+                if not isinstance(statistics.get(name), (int, float)) or isinstance(statistics.get(name), bool):
+                    raise KlaviyoResponseError(
+                        f"the values report for segment {segment_id} has {name}={statistics.get(name)!r}, not a number"
+                    )
+            values[segment_id] = {name: int(statistics[name]) for name in COMPARED}
+    return values
+
+
+def compare(loaded: dict[str, LoadedValues], klaviyo: dict[str, dict[str, int]], window: DayWindow) -> list[Mismatch]:
+    """Every way the loaded numbers disagree with Klaviyo's, segment by segment (sorted by segment id)."""
+    mismatches = []
+    for segment_id in sorted(loaded):
+        mine = loaded[segment_id]
+        theirs = klaviyo.get(segment_id)
+        if theirs is None:
+            continue  # Klaviyo no longer reports it (deleted since the last segments load)
+        if mine.days_present != window.days:
+            mismatches.append(Mismatch(segment_id, mine.segment_name, "days loaded", mine.days_present, window.days))
+        for name in COMPARED:
+            value = getattr(mine, name)
+            if value != theirs[name]:
+                mismatches.append(Mismatch(segment_id, mine.segment_name, name, value, theirs[name]))
+    return mismatches

@@ -1,0 +1,132 @@
+"""The growth report: one self-contained HTML page (Plotly and its JavaScript embedded, no network needed).
+
+A marketer picks any segment of any account (searchable), a range (7, 30, 90, 365 days or all) and daily or
+weekly bars, and sees total members as a line and members added/removed as bars, with markers on the days
+the definition changed (the version's summary on hover) and on anomalies. Below: the fastest-growing and
+fastest-shrinking segments over 30 days with trend lines, and the recent anomalies. Clicking a row shows
+that segment; "Download CSV" exports what the chart shows.
+
+Plotly draws everything; the page's own script only picks the data for the chosen segment, range and
+interval and hands it to Plotly.react. No Dagster here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from importlib import resources
+from pathlib import Path
+
+from .report_data import MOVERS_MIN_START, ReportData, read_report_data
+
+REPORT_TITLE = "Segment growth"
+CHART_ID = "growth-chart"
+
+# the page's stylesheet and script, kept as files beside this module so they read as CSS and JavaScript
+_ASSETS = resources.files("segment_pipeline") / "report_assets"
+
+
+def _asset(name: str) -> str:
+    return (_ASSETS / name).read_text(encoding="utf-8")
+
+
+def _figure_html() -> str:
+    """Plotly's own JavaScript and an empty figure in the chart's div; the page's script fills it."""
+    # plotly takes a second to import: only the report step pays for it, not every Dagster process
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    figure = go.Figure(layout={"margin": {"l": 70, "r": 20, "t": 30, "b": 40}})
+    return pio.to_html(
+        figure,
+        include_plotlyjs=True,
+        full_html=False,
+        div_id=CHART_ID,
+        config={"displaylogo": False, "responsive": True},
+        default_height="30em",
+    )
+
+
+def _json_for_script(value) -> str:
+    # inside <script type="application/json"> only "</" could end the element early
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+
+
+def render_report(data: ReportData, source_name: str, generated: dt.datetime | None = None) -> str:
+    """The whole page as a string."""
+    generated = generated or dt.datetime.now(dt.UTC)
+    span = (
+        f"{data.first_date} to {data.last_date}" if data.first_date and data.last_date else "no segment growth data yet"
+    )
+    segments = len(data.segments)
+    accounts = len(data.accounts)
+    empty = "" if segments else '<p class="note">no segment growth data yet</p>'
+    mover_head = (
+        "<tr><th>segment</th><th>members</th><th>net 30d</th><th>growth 30d</th><th>trend</th><th>anomalies</th></tr>"
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{REPORT_TITLE}</title>
+<style>{_asset("report.css")}</style>
+</head>
+<body>
+<header>
+<h1>{REPORT_TITLE}</h1>
+<p>{segments} segments in {accounts} account(s), {html.escape(span)} · {data.anomaly_count_30d} anomalies in the
+last 30 days · from {html.escape(source_name)}, generated {generated.strftime("%Y-%m-%d %H:%M UTC")}</p>
+</header>
+<main>
+<aside>
+<input id="segment-search" type="search" placeholder="Search segments, ids, accounts, tags"
+ aria-label="Search segments">
+<select id="segment-picker" size="20" aria-label="Segment"></select>
+</aside>
+<section>
+<div class="controls">
+<span>Range</span>
+<button data-range="7">7 days</button><button data-range="30">30 days</button>
+<button data-range="90" class="active">90 days</button><button data-range="365">365 days</button>
+<button data-range="all">All</button>
+<span class="spacer"></span>
+<button data-interval="daily" class="active">Daily</button><button data-interval="weekly">Weekly</button>
+<button id="download-csv">Download CSV</button>
+</div>
+<div id="segment-summary"></div>
+{empty}
+{_figure_html()}
+<p class="note">Bars: members added (up) and removed (down) per day or ISO week (Monday start). ◆ the definition
+changed that day (hover for the new version). ✕ an anomaly: churn or net change with a robust z-score of at least
+3.5 against the segment's previous 28 days.</p>
+</section>
+<div class="tables">
+<section>
+<h2>Fastest growing, last 30 days</h2>
+<table id="growing"><thead>{mover_head}</thead><tbody></tbody></table>
+</section>
+<section>
+<h2>Fastest shrinking, last 30 days</h2>
+<table id="shrinking"><thead>{mover_head}</thead><tbody></tbody></table>
+</section>
+<section class="wide">
+<h2>Anomalies, last 30 days</h2>
+<table id="anomalies"><thead><tr><th>segment</th><th>day</th><th>what</th><th>value</th><th>usual</th>
+<th>robust z</th></tr></thead><tbody></tbody></table>
+</section>
+<p class="note">Growth is net change over the last 30 complete days divided by the members 30 days ago; segments
+with fewer than {MOVERS_MIN_START} members then are left out. Click a row to chart the segment.</p>
+</div>
+</main>
+<script id="report-data" type="application/json">{_json_for_script({**data.as_json(), "chart_id": CHART_ID})}</script>
+<script>{_asset("report.js")}</script>
+</body>
+</html>
+"""
+
+
+def build_report(source: Path) -> str:
+    """Read the analyst copy (or any file with the marts) and render the page."""
+    return render_report(read_report_data(source), source.name)
