@@ -157,7 +157,9 @@ class KlaviyoClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
-        self.budget = budget or ReportBudget(settings.report_daily_limit, settings.budget_path)
+        self.budget = budget or ReportBudget(
+            settings.report_daily_limit, settings.budget_path, window_seconds=settings.report_budget_window_seconds
+        )
         self.stats = RequestStats()
         self._sleep = self._counting_sleep(sleep)
         self._pacers = {

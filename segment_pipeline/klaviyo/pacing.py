@@ -82,10 +82,16 @@ class ReportBudget:
     pipeline shares it; without, it lives in memory.
     """
 
-    def __init__(self, daily_limit: int, path: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self, daily_limit: int, path: str | os.PathLike | None = None, *, window_seconds: float = DAY_SECONDS
+    ) -> None:
         if daily_limit < 1:
             raise ValueError("the daily report limit must be at least 1")
+        if window_seconds <= 0:
+            raise ValueError("the budget window must be longer than 0 seconds")
         self.daily_limit = daily_limit
+        # 24 hours; tests shorten it (KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS) to live through several "days"
+        self.window_seconds = window_seconds
         self.path = Path(path) if path else None
         self._memory: dict = {"sent": [], "blocked_until": None, "last_done": None}
         self._lock = threading.Lock()
@@ -114,9 +120,8 @@ class ReportBudget:
                 handle.truncate()
                 json.dump(ledger, handle)
 
-    @staticmethod
-    def _prune(ledger: dict, now: float) -> None:
-        ledger["sent"] = [t for t in ledger["sent"] if t > now - DAY_SECONDS]
+    def _prune(self, ledger: dict, now: float) -> None:
+        ledger["sent"] = [t for t in ledger["sent"] if t > now - self.window_seconds]
 
     def remaining(self, now: float | None = None) -> int:
         """Report requests left in the rolling 24-hour budget."""
@@ -126,6 +131,20 @@ class ReportBudget:
             if ledger["blocked_until"] and ledger["blocked_until"] > now:
                 return 0
             return max(0, self.daily_limit - len(ledger["sent"]))
+
+    def next_request_at(self, now: float | None = None) -> float:
+        """The wall-clock moment the next report request is allowed (now, if the budget has room)."""
+        now = time.time() if now is None else now
+        with self._ledger() as ledger:
+            self._prune(ledger, now)
+            moment = now
+            if ledger["blocked_until"] and ledger["blocked_until"] > now:
+                moment = ledger["blocked_until"]
+            if len(ledger["sent"]) >= self.daily_limit:
+                # the oldest requests fall out of the window one by one; this one frees the first slot
+                oldest = sorted(ledger["sent"])[len(ledger["sent"]) - self.daily_limit]
+                moment = max(moment, oldest + self.window_seconds)
+            return moment
 
     def last_request_done(self) -> float | None:
         """Wall-clock end of the last report request any process recorded, if known."""
@@ -155,7 +174,7 @@ class ReportBudget:
                     retry_at=dt.datetime.fromtimestamp(blocked, dt.UTC),
                 )
             if len(ledger["sent"]) >= self.daily_limit:
-                free_at = min(ledger["sent"]) + DAY_SECONDS
+                free_at = min(ledger["sent"]) + self.window_seconds
                 raise KlaviyoQuotaExhausted(
                     path=path,
                     retry_after_seconds=free_at - now,

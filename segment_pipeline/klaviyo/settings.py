@@ -64,6 +64,8 @@ class KlaviyoSettings:
     max_attempts: int = 5
     timeout_seconds: float = 60.0
     budget_path: str | None = None
+    # the ledger's window: 24 hours, like Klaviyo's daily quota; tests shorten it
+    report_budget_window_seconds: float = 24 * 60 * 60
     # first backoff after a 5xx or a dropped connection; it doubles on each retry, with jitter
     backoff_base_seconds: float = 1.0
 
@@ -90,6 +92,7 @@ class KlaviyoSettings:
             max_attempts=_number(env, "KLAVIYO_MAX_ATTEMPTS", 5, int),
             timeout_seconds=_number(env, "KLAVIYO_TIMEOUT", 60.0),
             budget_path=env.get("KLAVIYO_BUDGET_PATH") or None,
+            report_budget_window_seconds=_number(env, "KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS", 24 * 60 * 60),
         )
         values.update(overrides)
         return cls(**values)
