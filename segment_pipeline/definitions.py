@@ -5,6 +5,7 @@ from dagster_dbt import DbtCliResource
 
 from .defs.ingest.assets import segment_series_daily, segments
 from .defs.ingest.checks import series_checks
+from .defs.ingest.resume_sensor import segment_growth_resume_sensor
 from .defs.publish.assets import analytics_copy, growth_chart
 from .defs.resources import KlaviyoResource, WarehouseResource
 from .defs.schedules import daily_schedule, segment_growth_job
@@ -16,6 +17,7 @@ defs = dg.Definitions(
     asset_checks=series_checks,
     jobs=[segment_growth_job],
     schedules=[daily_schedule],
+    sensors=[segment_growth_resume_sensor],
     # runs launched from the UI: steps share one DuckDB file, so run them one after another in one process
     executor=dg.in_process_executor,
     resources={
