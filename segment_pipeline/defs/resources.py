@@ -12,6 +12,8 @@ import dagster as dg
 
 from ..config import PipelineSettings
 from ..klaviyo import ApiKey, KlaviyoClient, KlaviyoSettings, ReportBudget
+from ..klaviyo.limits import REPORTS_RATE_LIMIT
+from ..klaviyo.pacing import min_interval
 from ..warehouse import dlt_pipeline, warehouse_lock
 
 
@@ -76,9 +78,6 @@ class KlaviyoResource(dg.ConfigurableResource):
 
     def report_interval_seconds(self) -> float:
         """Seconds between report requests at the configured pace (for finish-time estimates)."""
-        from ..klaviyo.limits import REPORTS_RATE_LIMIT
-        from ..klaviyo.pacing import min_interval
-
         settings = self._settings(api_key=ApiKey("not-used-for-pacing"))
         return min_interval(REPORTS_RATE_LIMIT, settings.report_rate_per_minute)
 

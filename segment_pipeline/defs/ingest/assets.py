@@ -336,7 +336,8 @@ def segment_series_daily(
         "report_requests_left_today": budget_left,
     }
     pending_path = settings.series_pending_path
-    if not unsent:
+    # requests left only for not-final days before the range do not make any of its days incomplete
+    if not left_days:
         finished = record_finished(pending_path, first_day, last_day)
         if finished:
             context.log.info("backfill complete: %s", ", ".join(finished))
