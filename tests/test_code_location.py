@@ -206,6 +206,12 @@ query Schedules($selector: RepositorySelector!) {
 def dagster_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    # create the instance's storage once: the webserver, its code server and `definitions validate` start
+    # together and would otherwise race to create the same SQLite tables
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     return home
 
 

@@ -75,3 +75,22 @@ def test_a_damaged_record_is_reported_not_guessed(tmp_path):
         result, _ = evaluate(instance, tmp_path)
     assert isinstance(result, dg.SkipReason)
     assert "is damaged" in result.skip_message and "Delete it and re-run" in result.skip_message
+
+
+def test_a_year_of_10000_segments_finishes_over_four_days_of_quota():
+    from segment_pipeline.defs.ingest.assets import expected_finish
+    from segment_pipeline.klaviyo.planner import days_to_fetch, plan_needed_requests
+
+    today = dt.date(2026, 11, 26)
+    ids = [f"S{i:05d}" for i in range(10_000)]
+    plan = plan_needed_requests(
+        days_to_fetch(ids, today - dt.timedelta(days=365), today - dt.timedelta(days=1), [], 3, today)
+    )
+    assert len(plan) == 700
+    # windows outer, batches inner: the first 225 requests complete the oldest three windows of 60 days
+    assert {r.window for r in plan[:200]} == {plan[0].window, plan[100].window}
+    day = 24 * 60 * 60
+    first_run = dt.datetime(2026, 11, 26, 6, tzinfo=dt.UTC)
+    finish = expected_finish(first_run + dt.timedelta(days=1), 700 - 225, 225, day, 31.5)
+    # day 1 sends 225; days 2, 3 and 4 send the other 475 (225, 225, 25)
+    assert first_run + dt.timedelta(days=3) < finish < first_run + dt.timedelta(days=3, hours=1)
