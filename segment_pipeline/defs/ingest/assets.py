@@ -288,6 +288,7 @@ def segment_series_daily(
         failure: BaseException | None = None
         try:
             for request in plan[:budget_left]:
+                # stamped with the day the run started: a run that passes midnight errs towards "not final"
                 table = fetch_series_table(client, account, request, fetched_on=today)
                 if table.num_rows:
                     staging.put(table, request)
