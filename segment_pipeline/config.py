@@ -58,6 +58,16 @@ class PipelineSettings:
         return self.state_dir / "dlt"
 
     @property
+    def series_staging_dir(self) -> Path:
+        """Report responses fetched but not yet loaded: `<state dir>/staging/series/<account id>/*.parquet`."""
+        return self.state_dir / "staging" / "series"
+
+    @property
+    def series_pending_path(self) -> Path:
+        """The record of backfills left unfinished by the report budget, read by the resume sensor."""
+        return self.state_dir / "series_pending.json"
+
+    @property
     def report_ledger_dir(self) -> Path:
         """The report ledgers (one `<account id>.json` per Klaviyo account), shared by every run."""
         return self.state_dir / "report_ledgers"

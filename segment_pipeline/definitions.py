@@ -5,6 +5,7 @@ from dagster_dbt import DbtCliResource
 
 from .defs.ingest.assets import segment_series_daily, segments
 from .defs.ingest.checks import series_checks
+from .defs.ingest.resume_sensor import segment_growth_resume_sensor
 from .defs.publish.assets import analytics_copy, growth_chart
 from .defs.quality.anomalies import no_anomalies_on_the_newest_day
 from .defs.quality.reconciliation import series_reconciles_with_klaviyo
@@ -18,6 +19,7 @@ defs = dg.Definitions(
     asset_checks=[*series_checks, series_reconciles_with_klaviyo, no_anomalies_on_the_newest_day],
     jobs=[segment_growth_job],
     schedules=[daily_schedule],
+    sensors=[segment_growth_resume_sensor],
     # runs launched from the UI: steps share one DuckDB file, so run them one after another in one process
     executor=dg.in_process_executor,
     resources={

@@ -147,7 +147,7 @@ def publish_analytics_copy(
                 if is_lock_error(exc):
                     raise WarehouseLockedError(
                         f"the warehouse {warehouse} is locked by {lock_holder(exc)}. Wait for the running "
-                        "pipeline step to finish (all DuckDB steps share the duckdb_writer pool) or close that "
+                        "pipeline step to finish (DuckDB steps take turns on the warehouse lock) or close that "
                         "process's DuckDB session, then publish again. The analyst copy was not changed."
                     ) from exc
                 raise

@@ -1,16 +1,25 @@
-"""Small reads of the DuckDB warehouse that the load steps need, and the dlt pipelines that write it.
+"""Small reads of the DuckDB warehouse that the load steps need, the dlt pipelines that write it, and the
+lock that lets one pipeline step at a time use the file.
 
 DuckDB lets one process hold the file at a time, so every connection here is opened, used and closed at
 once, and a lock held by someone else becomes an error that says what to do.
+
+Steps take turns on the file through `warehouse_lock`: a kernel lock (`flock`) on a file next to the
+warehouse. The kernel releases it when its holder dies in any way (kill -9, OOM, reboot), so a crashed run
+never blocks the next one, on the command line as well as under the daemon.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +28,7 @@ import duckdb
 if TYPE_CHECKING:
     import dlt
 
-from .tables import RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENTS_TABLE
+from .tables import RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
 # dlt would otherwise try to send anonymous telemetry; this machine and many production hosts have no internet.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
@@ -63,6 +72,181 @@ def read_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         connection.close()
 
 
+# How long a step waits for another step's warehouse lock (a long backfill holds it for hours), and how long
+# it then waits for DuckDB's own file lock (a dbt child of a killed run may hold it for a few seconds more).
+LOCK_TIMEOUT_ENV = "WAREHOUSE_LOCK_TIMEOUT_SECONDS"
+DEFAULT_LOCK_TIMEOUT_SECONDS = 6 * 60 * 60
+DUCKDB_WAIT_ENV = "WAREHOUSE_DUCKDB_WAIT_SECONDS"
+DEFAULT_DUCKDB_WAIT_SECONDS = 60
+_LOCK_POLL_SECONDS = 0.5
+_LOG_EVERY_SECONDS = 60
+
+# the lock is taken once per process: a step that already holds it (the same run) may enter again
+_held = threading.local()
+
+
+def lock_path(warehouse_path: Path) -> Path:
+    """The lock file next to the warehouse: `<warehouse>.lock`."""
+    return warehouse_path.with_name(warehouse_path.name + ".lock")
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not a number of seconds") from exc
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or more seconds, got {raw!r}")
+    return value
+
+
+def _describe_holder(text: str) -> str:
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return "another process (it wrote no details)"
+    if not isinstance(holder, dict):
+        return "another process (it wrote no details)"
+    parts = [f"PID {holder.get('pid')}"]
+    if holder.get("run_id"):
+        parts.append(f"run {holder['run_id']}")
+    if holder.get("step"):
+        parts.append(f"step {holder['step']}")
+    if holder.get("since"):
+        parts.append(f"since {holder['since']}")
+    return ", ".join(parts)
+
+
+def lock_holder_description(warehouse_path: Path) -> str | None:
+    """Who holds the warehouse lock now (PID, run, step, since when), or None when nobody does."""
+    path = lock_path(warehouse_path)
+    if not path.exists():
+        return None
+    with open(path, "r+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            return _describe_holder(handle.read())
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def wait_until_duckdb_opens(warehouse_path: Path, timeout: float, log: Callable[[str], None] | None = None) -> None:
+    """Wait (bounded) until no process holds DuckDB's own lock on the file.
+
+    The warehouse lock says no *step* uses the file; a dbt child process of a killed run can still hold it
+    for a few seconds until it finishes. Anyone else holding it (an analyst's session) gets a clear error.
+    """
+    if not warehouse_path.exists():
+        return
+    deadline = time.monotonic() + timeout
+    logged = False
+    while True:
+        try:
+            duckdb.connect(str(warehouse_path), read_only=True).close()
+            return
+        except duckdb.Error as exc:
+            if "different configuration" in str(exc):
+                return  # this very process has the file open (an earlier step of an in-process run)
+            if not is_lock_error(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseLockedError(
+                    f"the warehouse {warehouse_path} is locked by {lock_holder(exc)} (DuckDB's own lock, held "
+                    f"for more than {timeout:.0f} s). Close that DuckDB session (analysts should open the analyst "
+                    f"copy, ANALYTICS_PATH, instead) and run again; nothing was written. {DUCKDB_WAIT_ENV} sets "
+                    "how long to wait."
+                ) from exc
+            if log and not logged:
+                log(f"the warehouse file is still open in {lock_holder(exc)}; waiting up to {timeout:.0f} s")
+                logged = True
+            time.sleep(_LOCK_POLL_SECONDS)
+
+
+@contextlib.contextmanager
+def warehouse_lock(
+    warehouse_path: Path,
+    *,
+    run_id: str | None = None,
+    step: str | None = None,
+    log: Callable[[str], None] | None = None,
+    timeout: float | None = None,
+    duckdb_wait: float | None = None,
+) -> Iterator[None]:
+    """Hold the warehouse for one step: wait for the kernel lock, then for DuckDB's file lock.
+
+    Args:
+        warehouse_path: the DuckDB file.
+        run_id, step: written into the lock file so a waiting step can say who it waits for.
+        log: where to say that we wait, and for whom.
+        timeout: seconds to wait for the lock (default: WAREHOUSE_LOCK_TIMEOUT_SECONDS, 6 hours).
+        duckdb_wait: seconds to then wait for DuckDB's own lock (default: WAREHOUSE_DUCKDB_WAIT_SECONDS, 60).
+
+    Raises:
+        WarehouseLockedError: the lock (or the file) stayed taken for longer than allowed.
+    """
+    if getattr(_held, "depth", 0):
+        _held.depth += 1
+        try:
+            yield
+        finally:
+            _held.depth -= 1
+        return
+    timeout = _seconds_from_env(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT_SECONDS) if timeout is None else timeout
+    if duckdb_wait is None:
+        duckdb_wait = _seconds_from_env(DUCKDB_WAIT_ENV, DEFAULT_DUCKDB_WAIT_SECONDS)
+    path = lock_path(warehouse_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the whole step
+    try:
+        started = time.monotonic()
+        last_logged = None
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                handle.seek(0)
+                holder = _describe_holder(handle.read())
+                waited = time.monotonic() - started
+                if waited >= timeout:
+                    raise WarehouseLockedError(
+                        f"the warehouse {warehouse_path} is in use by another pipeline step ({holder}) for more "
+                        f"than {timeout:.0f} s; nothing was written. Wait for that run to finish and run again, "
+                        f"or raise {LOCK_TIMEOUT_ENV}."
+                    ) from None
+                if log and (last_logged is None or time.monotonic() - last_logged >= _LOG_EVERY_SECONDS):
+                    log(f"waiting for the warehouse lock {path}, held by {holder} (waited {waited:.0f} s)")
+                    last_logged = time.monotonic()
+                time.sleep(_LOCK_POLL_SECONDS)
+        holder = {
+            "pid": os.getpid(),
+            "run_id": run_id,
+            "step": step,
+            "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(holder))
+        handle.flush()
+        _held.depth = 1
+        try:
+            wait_until_duckdb_opens(warehouse_path, duckdb_wait, log)
+            yield
+        finally:
+            _held.depth = 0
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
 def _table_exists(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     found = connection.execute(
         "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
@@ -103,6 +287,45 @@ def live_segment_ids(path: Path, account_id: str) -> list[str]:
             [account_id],
         ).fetchall()
     return [row[0] for row in rows]
+
+
+def stored_series_islands(
+    path: Path, account_id: str, first: dt.date, last: dt.date
+) -> list[tuple[str, dt.date | None, dt.date, dt.date]]:
+    """The account's stored series cells from `first` to `last`, as runs of consecutive days.
+
+    Returns (segment_id, fetched_on, first_day, last_day) for each run of consecutive days of one segment
+    fetched on the same day: a few rows per request instead of one per cell, so a year of 10,000 segments
+    stays small. Whether those days are final is the planner's decision, not this query's.
+    """
+    if not path.exists():
+        return []
+    with read_connection(path) as connection:
+        if not _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
+            return []
+        columns = {
+            row[0]
+            for row in connection.execute(
+                "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+                [RAW_DATASET, SEGMENT_SERIES_TABLE],
+            ).fetchall()
+        }
+        # rows loaded before fetched_on existed have no fetch day: they count as never final
+        fetched_on = "fetched_on" if "fetched_on" in columns else "cast(null as date)"
+        return connection.execute(
+            f"""
+            select segment_id, fetched_on, min(date), max(date)
+            from (
+                select segment_id, {fetched_on} as fetched_on, date,
+                    date_diff('day', date '2000-01-01', date)
+                        - row_number() over (partition by segment_id, {fetched_on} order by date) as island
+                from {RAW_DATASET}.{SEGMENT_SERIES_TABLE}
+                where account_id = ? and date between ? and ?
+            )
+            group by segment_id, fetched_on, island
+            """,
+            [account_id, first, last],
+        ).fetchall()
 
 
 def definition_version_count(path: Path, account_id: str) -> int:

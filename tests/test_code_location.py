@@ -3,7 +3,7 @@
 `dagster definitions validate` and the real webserver run as subprocesses from the repository root, with
 KLAVIYO_API_KEY removed from their environment and DAGSTER_HOME pointing at a temporary copy of the project's
 instance settings; the webserver is then asked over GraphQL what the UI would show. An in-process test
-checks what GraphQL does not show directly: the pools of the asset checks and the shared partitions object.
+checks what GraphQL does not show directly: that no step queues on a Dagster pool and the shared partitions object.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ VENV_BIN = Path(sys.executable).parent
 TIMEZONE = "US/Eastern"
 LOCATION = "segment_pipeline.definitions"
 REPOSITORY = "__repository__"
-POOL = "duckdb_writer"
 JOB = "segment_growth_job"
 SCHEDULE = "segment_growth_daily_schedule"
 FIRST_PARTITION = "2023-06-01"
@@ -341,9 +340,10 @@ def test_asset_nodes(asset_nodes):
     assert not missing, f"missing assets {missing}; UI shows {sorted(asset_nodes)}"
     for key in EXPECTED_ASSETS:
         assert JOB in asset_nodes[key]["jobNames"], key
-    # every asset that opens the warehouse file queues on the DuckDB pool
+    # steps take turns on the warehouse through its kernel lock, never a Dagster pool (a killed run's pool
+    # slot is never given back on the command line)
     for key in [*KLAVIYO_ASSETS, *DBT_MARTS, ANALYTICS_COPY]:
-        assert asset_nodes[key]["pools"] == [POOL], (key, asset_nodes[key]["pools"])
+        assert asset_nodes[key]["pools"] == [], (key, asset_nodes[key]["pools"])
 
 
 def test_series_and_dbt_daily_partitions(webserver, asset_nodes):
@@ -431,27 +431,20 @@ def test_definitions_in_process():
     keys = {tuple(key.path) for key in graph.get_all_asset_keys()}
     assert set(EXPECTED_ASSETS) <= keys
 
-    # everything that opens the DuckDB file, checks included, runs in the one pool
+    # no op, check or dbt step queues on a pool: the warehouse lock (warehouse.warehouse_lock) serializes them
     dbt_keys = [dg.AssetKey(list(k)) for k in DBT_MARTS]
-    for key in [*(dg.AssetKey(list(k)) for k in [*KLAVIYO_ASSETS, ANALYTICS_COPY]), *dbt_keys]:
-        assets_def = graph.assets_def_for_key(key)
-        assert assets_def.op.pools == {POOL}, (key, assets_def.op.pools)
+    assert {op.name for op in job.graph.iterate_op_defs() if op.pool} == set()
     series_check_keys = {k for k in graph.asset_check_keys if tuple(k.asset_key.path) == SERIES}
     assert {k.name for k in series_check_keys} == SERIES_CHECKS
-    for check_key in series_check_keys:
-        assert graph.assets_def_for_key(check_key).op.pools == {POOL}, check_key
     for checks_def in series_checks:
-        assert checks_def.op.pool == POOL
-    # dbt tests run inside the dbt op, so they share its pool
-    dbt_check_keys = {k for k in graph.asset_check_keys if k.asset_key in dbt_keys}
-    assert dbt_check_keys
-    for check_key in dbt_check_keys:
-        assert graph.assets_def_for_key(check_key).op.pools == {POOL}, check_key
-    # every op of the job that touches the file is in the pool; only the chart reads the analyst copy
-    unpooled = {op.name for op in job.graph.iterate_op_defs() if op.pool != POOL}
-    assert unpooled == {"analytics__growth_chart"}, unpooled
+        assert checks_def.op.pool is None
     for assets_def in (analytics_copy, segment_series_daily, segment_growth_models):
-        assert assets_def.op.pool == POOL
+        assert assets_def.op.pool is None
+
+    # the resume sensor is on by default and starts the daily job
+    sensor = defs.get_sensor_def("segment_growth_resume_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.job_name == JOB
 
     # the series and the dbt models share one partitions definition object and backfill in a single run
     assert segment_series_daily.partitions_def is daily_partitions

@@ -12,7 +12,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from segment_pipeline.defs.ingest.assets import segment_series_daily, segments, series_range
+from segment_pipeline.defs.ingest.assets import SERIES_KEY as SERIES_ASSET_KEY
+from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
+from segment_pipeline.defs.partitions import daily_partitions
 from segment_pipeline.klaviyo.limits import (
     ACCOUNTS_PATH,
     MAX_DAYS_PER_DAILY_SERIES,
@@ -140,25 +142,25 @@ def test_an_account_in_another_timezone_is_refused_with_the_value_to_set(make_si
     assert sim.count(path=ACCOUNTS_PATH) == 1 and sim.count() == 1
 
 
-def test_lookback_reaches_back_only_for_recent_days():
-    today = dt.date(2026, 11, 26)
-    yesterday = today - dt.timedelta(days=1)
-    assert series_range(yesterday, yesterday, today, 3) == yesterday - dt.timedelta(days=3)
-    old = today - dt.timedelta(days=100)
-    assert series_range(old, old + dt.timedelta(days=9), today, 3) == old
-    assert series_range(yesterday, yesterday, today, 0) == yesterday
-
-
-def test_the_daily_run_repulls_the_lookback_in_the_same_request(make_simulator, tmp_path):
+def test_the_daily_run_refreshes_the_days_not_final_yet_in_the_same_request(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=5, speed=FAST)
     materialize([segments], sim, tmp_path)
-    yesterday = sim.account.today() - dt.timedelta(days=1)
+    today = sim.account.today()
+    yesterday = today - dt.timedelta(days=1)
+    # four days fetched today: only the oldest was already older than the 3-day lookback, so only it is final
+    materialize([segment_series_daily], sim, tmp_path, tags=range_tags(today - dt.timedelta(days=4), yesterday))
     sim.reset_log()
     result = materialize([segment_series_daily], sim, tmp_path, partition_key=yesterday.isoformat())
     assert sim.count(path=SEGMENT_SERIES_PATH) == 1
-    assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, yesterday - dt.timedelta(days=3), yesterday)
+    (request,) = [r for r in sim.requests if r.path == SEGMENT_SERIES_PATH]
+    timeframe = request.json["data"]["attributes"]["timeframe"]
+    assert timeframe["start"].startswith((today - dt.timedelta(days=3)).isoformat())
+    assert timeframe["end"].startswith(yesterday.isoformat())
+    assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, today - dt.timedelta(days=4), yesterday)
     metadata = result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
-    assert metadata["lookback_days_added"].value == 3
+    assert metadata["lookback_days_added"].value == 2
+    assert metadata["cells_final_already"].value == 0 and metadata["cells_still_missing"].value == 0
+    assert metadata["lookback_cells_refreshed"].value == 2 * 5
 
 
 def test_two_runs_started_at_once_both_succeed(make_simulator, tmp_path):
@@ -168,8 +170,8 @@ def test_two_runs_started_at_once_both_succeed(make_simulator, tmp_path):
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     # create the instance's storage once, so the two runs do not race to create it
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -252,8 +254,10 @@ def test_a_spent_quota_fails_fast_saying_when_and_keeps_everything(loaded, tmp_p
     assert stored_series(tmp_path / "warehouse.duckdb") == before
 
 
-def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tmp_path):
+def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tmp_path, monkeypatch):
     sim, before = loaded
+    # the step waits this long for DuckDB's own lock (a dbt child of a killed run lets go within seconds)
+    monkeypatch.setenv("WAREHOUSE_DUCKDB_WAIT_SECONDS", "1")
     warehouse = tmp_path / "warehouse.duckdb"
     holder = subprocess.Popen(
         [
@@ -314,7 +318,7 @@ def test_the_lookback_replaces_numbers_klaviyo_revised_after_a_day_ended(make_si
     yesterday = today - dt.timedelta(days=1)
     materialize([segment_series_daily], sim, tmp_path, partition_key=yesterday.isoformat())
     assert sim.count(path=SEGMENT_SERIES_PATH) == 1
-    assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, two_days_ago - dt.timedelta(days=3), yesterday)
+    assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, two_days_ago, yesterday)
 
 
 def test_a_lock_taken_during_the_load_is_explained_plainly(tmp_path):
@@ -332,13 +336,43 @@ def test_a_lock_taken_during_the_load_is_explained_plainly(tmp_path):
     assert caught.value.allow_retries
 
 
-def test_a_backfill_larger_than_the_days_budget_is_refused_before_sending(make_simulator, tmp_path, monkeypatch):
+def partition_status(instance, first, last):
+    """Dagster's status of each series partition from `first` to `last`, as the UI shows it."""
+    keys = [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    statuses = instance.get_status_by_partition(SERIES_ASSET_KEY, keys, daily_partitions) or {}
+    return {key: (status.value if status else None) for key, status in statuses.items()}
+
+
+def test_a_backfill_larger_than_the_budget_sends_what_fits_and_materializes_only_complete_days(
+    make_simulator, tmp_path, monkeypatch
+):
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
     materialize([segments], sim, tmp_path)
     monkeypatch.setenv("KLAVIYO_REPORT_DAILY_LIMIT", "1")
     last = sim.account.today() - dt.timedelta(days=30)
-    first = last - dt.timedelta(days=89)  # 90 days: 2 requests
-    result = materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last), raise_on_error=False)
-    assert not result.success
-    assert "needs 2 report requests but only 1" in failure_message(result)
-    assert sim.count(path=SEGMENT_SERIES_PATH) == 0
+    first = last - dt.timedelta(days=89)  # 90 days: 2 requests, the first covers the oldest 60 days
+    sim.reset_log()
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [segment_series_daily], sim, tmp_path, instance=instance, tags=range_tags(first, last), raise_on_error=False
+        )
+        assert not result.success
+        message = failure_message(result)
+        assert "1 of 2 requests done; the rest resumes at " in message
+        assert sim.count(path=SEGMENT_SERIES_PATH) == 1
+        status = partition_status(instance, first, last)
+        complete_until = first + dt.timedelta(days=59)
+        assert {k for k, v in status.items() if v == "MATERIALIZED"} == {
+            (first + dt.timedelta(days=i)).isoformat() for i in range(60)
+        }
+        assert {v for k, v in status.items() if k > complete_until.isoformat()} == {"FAILED"}
+    # the 60 days that came are in the warehouse, exactly
+    assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, first, complete_until)
+    pending = json.loads((tmp_path / "state" / "series_pending.json").read_text())
+    (entry,) = pending["ranges"].values()
+    assert (entry["start"], entry["end"], entry["requests_done"], entry["requests_total"]) == (
+        first.isoformat(),
+        last.isoformat(),
+        1,
+        2,
+    )

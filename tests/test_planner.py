@@ -117,3 +117,124 @@ def test_filter_quotes_ids_and_refuses_too_many():
         series_filter(tuple(str(i) for i in range(101)))
     with pytest.raises(ValueError):
         series_filter(())
+
+
+# -- planning only what is missing or not final ------------------------------------------------------------
+
+from segment_pipeline.klaviyo.planner import (  # noqa: E402
+    DayWindow,
+    days_left,
+    days_to_fetch,
+    is_final,
+    last_final_day,
+    plan_needed_requests,
+)
+
+
+def test_a_day_is_final_once_it_was_older_than_the_lookback_when_fetched():
+    fetched = dt.date(2026, 11, 26)
+    assert last_final_day(fetched, 3) == dt.date(2026, 11, 22)
+    assert is_final(dt.date(2026, 11, 22), fetched, 3)
+    assert not is_final(dt.date(2026, 11, 23), fetched, 3)
+    assert is_final(dt.date(2026, 11, 25), fetched, 0)
+    assert not is_final(dt.date(2026, 1, 1), None, 3)  # fetched before the pipeline recorded when
+
+
+@st.composite
+def stored_cells(draw):
+    """Random stored cells (segment, day) -> fetched_on around a 150-day range."""
+    today = dt.date(2026, 11, 26)
+    start = today - dt.timedelta(days=draw(st.integers(1, 300)))
+    end = min(today - dt.timedelta(days=1), start + dt.timedelta(days=draw(st.integers(0, 150))))
+    ids = [f"S{i}" for i in range(draw(st.integers(1, 230)))]
+    lookback = draw(st.integers(0, 5))
+    cells = {}
+    for sid in draw(st.lists(st.sampled_from(ids), max_size=12, unique=True)):
+        first = start - dt.timedelta(days=draw(st.integers(0, 8)))
+        length = draw(st.integers(0, 80))
+        age = draw(st.integers(0, 10))
+        for i in range(length):
+            day = first + dt.timedelta(days=i)
+            if day < today:
+                cells[(sid, day)] = min(today, day + dt.timedelta(days=age))
+    return today, start, end, ids, lookback, cells
+
+
+def islands(cells):
+    """The warehouse query's shape: runs of consecutive days per (segment, fetched_on)."""
+    rows = []
+    for (sid, day), fetched in sorted(cells.items()):
+        if rows and rows[-1][0] == sid and rows[-1][1] == fetched and rows[-1][3] == day - dt.timedelta(days=1):
+            rows[-1] = (sid, fetched, rows[-1][2], day)
+        else:
+            rows.append((sid, fetched, day, day))
+    return rows
+
+
+@settings(max_examples=200, deadline=None)
+@given(stored_cells())
+def test_the_plan_asks_for_exactly_the_cells_missing_or_not_final_in_few_requests(case):
+    today, start, end, ids, lookback, cells = case
+    needed = days_to_fetch(ids, start, end, islands(cells), lookback, today)
+    expected = set()
+    for sid in ids:
+        day = start
+        while day <= end:
+            if not is_final(day, cells.get((sid, day)), lookback):
+                expected.add((sid, day))
+            day += dt.timedelta(days=1)
+        # the lookback before the range: stored days not final yet are refreshed along
+        for back in range(1, lookback + 1):
+            day = start - dt.timedelta(days=back)
+            if (sid, day) in cells and not is_final(day, cells[(sid, day)], lookback):
+                expected.add((sid, day))
+    got = {(sid, d) for sid, days in needed.items() for w in days for d in w.dates()}
+    assert got == expected
+
+    plan = plan_needed_requests(needed)
+    covered = {}
+    for request in plan:
+        assert 1 <= len(request.segment_ids) <= MAX_SEGMENT_IDS_PER_REPORT
+        assert 1 <= request.window.days <= MAX_DAYS_PER_DAILY_SERIES
+        for sid in request.segment_ids:
+            for day in request.window.dates():
+                assert (sid, day) not in covered, "a cell asked for twice"
+                covered[(sid, day)] = True
+    assert expected <= set(covered)
+    assert [r.window.start for r in plan] == sorted(r.window.start for r in plan)  # oldest days first
+    # never more requests than asking for the whole range would take
+    if expected:
+        span = (max(d for _, d in expected) - min(d for _, d in expected)).days + 1
+        assert len(plan) <= minimal_request_count(len(ids), span) * max(1, len({needed[s] for s in needed}))
+
+
+@settings(max_examples=100, deadline=None)
+@given(ranges_and_segments(), st.integers(min_value=0, max_value=40))
+def test_a_run_cut_short_after_k_requests_resumes_with_exactly_the_rest(case, k):
+    today, start, end, ids = case
+    end = min(end, today - dt.timedelta(days=5))  # old days: once fetched today they are final
+    if end < start:
+        return
+    lookback = 3
+    plan = plan_needed_requests(days_to_fetch(ids, start, end, [], lookback, today))
+    assert len(plan) == minimal_request_count(len(ids), (end - start).days + 1)
+    sent = plan[:k]
+    cells = {(sid, day): today for r in sent for sid in r.segment_ids for day in r.window.dates()}
+    needed = days_to_fetch(ids, start, end, islands(cells), lookback, today)
+    rest = plan_needed_requests(needed)
+    assert len(rest) == len(plan) - len(sent)
+    # the days a cut-short run leaves incomplete are exactly those the unsent requests would have filled
+    assert days_left(plan[len(sent) :], needed) == {d for days in needed.values() for w in days for d in w.dates()}
+
+
+def test_segments_needing_different_days_are_planned_apart():
+    today = dt.date(2026, 11, 26)
+    start, end = dt.date(2026, 6, 1), dt.date(2026, 7, 30)  # 60 days
+    old = [f"O{i}" for i in range(150)]
+    new = [f"N{i}" for i in range(30)]
+    cells = {(sid, start + dt.timedelta(days=i)): today for sid in old for i in range(60)}
+    cells.update({(sid, start + dt.timedelta(days=i)): today for sid in old[:100] for i in range(60)})
+    needed = days_to_fetch(old + new, start, end, islands(cells), 3, today)
+    assert set(needed) == set(new)
+    plan = plan_needed_requests(needed)
+    assert len(plan) == 1 and set(plan[0].segment_ids) == set(new) and plan[0].window == DayWindow(start, end)

@@ -4,18 +4,18 @@ Nothing here reads a secret at import: the API key is read from KLAVIYO_API_KEY 
 straight into the client, and never into Dagster config, logs or metadata.
 """
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 
 from ..config import PipelineSettings
-from ..klaviyo import KlaviyoClient, KlaviyoSettings, ReportLedgers
-from ..warehouse import dlt_pipeline
-
-# Every step that opens the DuckDB file runs in this pool; dagster_home/dagster.yaml limits pools to 1,
-# so parallel runs and backfills queue for the file instead of failing on DuckDB's single-writer lock.
-DUCKDB_POOL = "duckdb_writer"
+from ..klaviyo import ApiKey, KlaviyoClient, KlaviyoSettings, ReportBudget, ReportLedgers
+from ..klaviyo.limits import REPORTS_RATE_LIMIT
+from ..klaviyo.pacing import min_interval
+from ..warehouse import dlt_pipeline, warehouse_lock
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -40,6 +40,22 @@ class WarehouseResource(dg.ConfigurableResource):
         settings = self.settings()
         return dlt_pipeline(name, settings.warehouse_path, settings.dlt_pipelines_dir)
 
+    @contextlib.contextmanager
+    def lock(self, context: dg.OpExecutionContext | dg.AssetExecutionContext) -> Iterator[None]:
+        """Hold the warehouse file for this step (see `warehouse.warehouse_lock`); logs whom it waits for.
+
+        Every step that opens the DuckDB file runs inside this. The lock is the kernel's: it dies with its
+        process, so a killed run never blocks the next one.
+        """
+        step = getattr(context, "op_def", None)
+        with warehouse_lock(
+            self.settings().warehouse_path,
+            run_id=context.run.run_id,
+            step=step.name if step is not None else None,
+            log=context.log.info,
+        ):
+            yield
+
 
 class KlaviyoResource(dg.ConfigurableResource):
     """Builds a KlaviyoClient from the KLAVIYO_* environment; fields set here override it (tests, demos)."""
@@ -47,20 +63,36 @@ class KlaviyoResource(dg.ConfigurableResource):
     base_url: str | None = None
     report_rate_per_minute: float | None = None
 
-    def client(self, warehouse: WarehouseResource) -> KlaviyoClient:
-        overrides = {}
+    def _settings(self, **overrides) -> KlaviyoSettings:
         if self.base_url:
             overrides["base_url"] = self.base_url.rstrip("/")
         if self.report_rate_per_minute:
             overrides["report_rate_per_minute"] = self.report_rate_per_minute
-        settings = KlaviyoSettings.from_env(**overrides)
+        return KlaviyoSettings.from_env(**overrides)
+
+    def ledgers(self, warehouse: WarehouseResource, settings: KlaviyoSettings | None = None) -> ReportLedgers:
+        """The report ledgers, one per Klaviyo account (KLAVIYO_REPORT_LEDGER_DIR, or the state dir's)."""
+        # reading a ledger needs no key (the resume sensor has none to give): a placeholder fills the field
+        settings = settings or self._settings(api_key=ApiKey("not-used-to-read-the-ledger"))
         paths = warehouse.settings()
-        if settings.ledger_dir is None:
-            settings = dataclasses.replace(settings, ledger_dir=str(paths.report_ledger_dir))
-        ledgers = ReportLedgers(
+        return ReportLedgers(
             settings.report_daily_limit,
-            settings.ledger_dir,
+            settings.ledger_dir or str(paths.report_ledger_dir),
             window_seconds=settings.report_budget_window_seconds,
             legacy_file=paths.legacy_report_ledger_path,
         )
-        return KlaviyoClient(settings, ledgers=ledgers)
+
+    def budget(self, warehouse: WarehouseResource, account_id: str) -> ReportBudget:
+        """One account's report budget, read without a key (for the resume sensor)."""
+        return self.ledgers(warehouse).for_account(account_id)
+
+    def report_interval_seconds(self) -> float:
+        """Seconds between report requests at the configured pace (for finish-time estimates)."""
+        settings = self._settings(api_key=ApiKey("not-used-for-pacing"))
+        return min_interval(REPORTS_RATE_LIMIT, settings.report_rate_per_minute)
+
+    def client(self, warehouse: WarehouseResource) -> KlaviyoClient:
+        settings = self._settings()
+        if settings.ledger_dir is None:
+            settings = dataclasses.replace(settings, ledger_dir=str(warehouse.settings().report_ledger_dir))
+        return KlaviyoClient(settings, ledgers=self.ledgers(warehouse, settings))

@@ -152,3 +152,174 @@ def series_filter(segment_ids: tuple[str, ...]) -> str:
         raise ValueError(f"at most {MAX_SEGMENT_IDS_PER_REPORT} segment ids fit in one report request")
     quoted = ",".join('"' + sid.replace("\\", "\\\\").replace('"', '\\"') + '"' for sid in segment_ids)
     return f"any(segment_id,[{quoted}])"
+
+
+# -- what is still worth asking for --------------------------------------------------------------------------
+#
+# Klaviyo may revise a day's numbers for a few days after it ends (the late-data lookback). A (segment, day)
+# cell fetched when the day was already older than the lookback is final: asking again returns the same
+# numbers. Anything else (never fetched, or fetched while still recent) is worth a request. This is the one
+# place that rule is written; ingestion plans with it and nothing else decides it.
+
+Days = tuple[DayWindow, ...]  # sorted, disjoint, non-adjacent inclusive day ranges
+
+
+def last_final_day(fetched_on: dt.date, lookback_days: int) -> dt.date:
+    """The newest day whose numbers are final when fetched on `fetched_on` (account-local days).
+
+    A day is final once it was more than `lookback_days` days old when it was fetched: the daily run of
+    day t re-pulls the `lookback_days` days before yesterday, so each day is fetched a last time at age
+    lookback_days + 1 and never again.
+    """
+    return fetched_on - dt.timedelta(days=lookback_days + 1)
+
+
+def is_final(day: dt.date, fetched_on: dt.date | None, lookback_days: int) -> bool:
+    """Whether a cell of `day` fetched on `fetched_on` (None: unknown) needs no new request."""
+    return fetched_on is not None and day <= last_final_day(fetched_on, lookback_days)
+
+
+def _normalize(windows) -> Days:
+    """Sort and merge overlapping or adjacent windows."""
+    merged: list[DayWindow] = []
+    for window in sorted(windows):
+        if merged and window.start <= merged[-1].end + dt.timedelta(days=1):
+            if window.end > merged[-1].end:
+                merged[-1] = DayWindow(merged[-1].start, window.end)
+        else:
+            merged.append(window)
+    return tuple(merged)
+
+
+def _subtract(window: DayWindow, removed: Days) -> Days:
+    """The days of `window` outside `removed`."""
+    left: list[DayWindow] = []
+    cursor = window.start
+    for gap in removed:
+        if gap.end < cursor or gap.start > window.end:
+            continue
+        if gap.start > cursor:
+            left.append(DayWindow(cursor, gap.start - dt.timedelta(days=1)))
+        cursor = max(cursor, gap.end + dt.timedelta(days=1))
+    if cursor <= window.end:
+        left.append(DayWindow(cursor, window.end))
+    return tuple(left)
+
+
+def days_in(days: Days, window: DayWindow) -> Days:
+    """The part of `days` inside `window`."""
+    return _intersect(days, window)
+
+
+def _intersect(days: Days, window: DayWindow) -> Days:
+    return tuple(
+        DayWindow(max(d.start, window.start), min(d.end, window.end))
+        for d in days
+        if d.end >= window.start and d.start <= window.end
+    )
+
+
+def day_count(days: Days) -> int:
+    """How many days a set of day ranges holds."""
+    return sum(d.days for d in days)
+
+
+def days_to_fetch(
+    segment_ids: list[str] | tuple[str, ...],
+    start: dt.date,
+    end: dt.date,
+    stored: list[tuple[str, dt.date | None, dt.date, dt.date]],
+    lookback_days: int,
+    today: dt.date,
+    *,
+    refetch: bool = False,
+) -> dict[str, Days]:
+    """The days each segment still needs from Klaviyo for a run of `start`..`end`.
+
+    Args:
+        segment_ids: the live segments.
+        start, end: the run's days (inclusive, account-local).
+        stored: what the warehouse holds, as (segment_id, fetched_on, first_day, last_day) runs of days.
+        lookback_days: the late-data lookback (SERIES_LOOKBACK_DAYS).
+        today: the account-local date now.
+        refetch: ask for every day of the range again, final or not.
+
+    Returns:
+        segment id -> days to request: every day of the range that is missing or not final (all of them
+        with `refetch`), plus the stored days of the `lookback_days` before the range that are not final yet
+        (so the daily run keeps refreshing the last few days, in the same request). Segments that need
+        nothing are left out.
+    """
+    final: dict[str, list[DayWindow]] = {}
+    not_final: dict[str, list[DayWindow]] = {}
+    for segment_id, fetched_on, first, last in stored:
+        through = last_final_day(fetched_on, lookback_days) if fetched_on is not None else None
+        if through is not None and first <= through:
+            final.setdefault(segment_id, []).append(DayWindow(first, min(last, through)))
+        recent_from = first if through is None else max(first, through + dt.timedelta(days=1))
+        if recent_from <= last:
+            not_final.setdefault(segment_id, []).append(DayWindow(recent_from, last))
+
+    wanted = DayWindow(start, end)
+    before_start = max(earliest_reportable_day(today), start - dt.timedelta(days=lookback_days))
+    before = DayWindow(before_start, start - dt.timedelta(days=1)) if before_start < start else None
+    needed: dict[str, Days] = {}
+    interned: dict[Days, Days] = {}  # 10,000 segments usually share a handful of shapes: keep one copy each
+    for segment_id in dict.fromkeys(segment_ids):
+        days = (wanted,) if refetch else _subtract(wanted, _normalize(final.get(segment_id, [])))
+        if before is not None:
+            days = _normalize([*days, *_intersect(_normalize(not_final.get(segment_id, [])), before)])
+        if days:
+            needed[segment_id] = interned.setdefault(days, days)
+    return needed
+
+
+def cover_days(days: Days, max_days: int = MAX_DAYS_PER_DAILY_SERIES) -> list[DayWindow]:
+    """The fewest windows of at most `max_days` days covering `days`.
+
+    Greedy from the oldest uncovered day, each window trimmed to the last needed day it reaches: for points
+    on a line and windows of one length, that is optimal.
+    """
+    windows: list[DayWindow] = []
+    pending = list(days)
+    while pending:
+        start = pending[0].start
+        reached = _intersect(tuple(pending), DayWindow(start, start + dt.timedelta(days=max_days - 1)))
+        end = reached[-1].end
+        windows.append(DayWindow(start, end))
+        pending = [DayWindow(max(d.start, end + dt.timedelta(days=1)), d.end) for d in pending if d.end > end]
+    return windows
+
+
+def plan_needed_requests(needed: dict[str, Days]) -> list[SeriesRequest]:
+    """The requests for exactly the needed cells, in few requests, oldest days first.
+
+    Segments needing the same days are grouped; each group's days are covered by the fewest windows of at
+    most 60 days and its ids batched by 100. The requests are ordered by window (then batch), so a run
+    cut short by the budget has finished whole days rather than a few segments of every day.
+    """
+    groups: dict[Days, list[str]] = {}
+    for segment_id, days in needed.items():
+        groups.setdefault(days, []).append(segment_id)
+    requests = [
+        SeriesRequest(batch, window)
+        for days, ids in groups.items()
+        for window in cover_days(days)
+        for batch in batch_ids(sorted(ids))
+    ]
+    return sorted(requests, key=lambda r: (r.window.start, r.window.end))
+
+
+def cells_in(requests: list[SeriesRequest], needed: dict[str, Days]) -> int:
+    """How many needed (segment, day) cells the requests cover."""
+    return sum(day_count(_intersect(needed[sid], r.window)) for r in requests for sid in r.segment_ids if sid in needed)
+
+
+def days_left(requests: list[SeriesRequest], needed: dict[str, Days]) -> set[dt.date]:
+    """The days with needed cells that these (unsent) requests would have fetched."""
+    days: set[dt.date] = set()
+    for request in requests:
+        parts = [part for sid in request.segment_ids for part in _intersect(needed.get(sid, ()), request.window)]
+        for window in _normalize(parts):
+            days.update(window.dates())
+    return days

@@ -1,19 +1,21 @@
 """dlt source `klaviyo_series`: daily segment series, one row per (account_id, segment_id, date).
 
-Rows reach dlt as Arrow tables, one per report response: dlt merges millions of Arrow rows in seconds where
-the same rows as Python dicts take minutes. The table is merged on its natural key, so re-running any range
-replaces those days and never duplicates one.
+Rows reach dlt as Arrow tables, one per staged report response: dlt merges millions of Arrow rows in
+seconds where the same rows as Python dicts take minutes. The table is merged on its natural key, so
+loading any response again replaces those days and never duplicates one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 
 import dlt
 import pyarrow as pa
 
-from ..klaviyo import Account, KlaviyoClient, SeriesRequest, fetch_series
+from ..klaviyo import Account, KlaviyoClient, SeriesRequest, SeriesResponse, fetch_series
 from ..klaviyo.limits import SERIES_STATISTICS
 from ..tables import SEGMENT_SERIES_TABLE
 from .segments import FROZEN_TYPES
@@ -24,25 +26,39 @@ SERIES_COLUMNS = {
     "date": {"data_type": "date", "nullable": False},
     **{name: {"data_type": "bigint"} for name in SERIES_STATISTICS},
     "_loaded_at": {"data_type": "timestamp"},
+    # the account-local day the numbers were fetched: decides whether the day is final (planner.is_final)
+    "fetched_on": {"data_type": "date"},
 }
+
+
+def fetch_series_table(
+    client: KlaviyoClient, account: Account, request: SeriesRequest, fetched_on: dt.date
+) -> SeriesResponse:
+    """One report request as rows, stamped with the day it was fetched; a bad response raises, keeping none.
+
+    Segments deleted since the listing are left out of the rows and named in `deleted_segment_ids`.
+    """
+    response = fetch_series(client, request, account, today=fetched_on)
+    table = response.table.append_column(
+        pa.field("fetched_on", pa.date32()), pa.array([fetched_on] * response.table.num_rows, pa.date32())
+    )
+    return dataclasses.replace(response, table=table)
 
 
 @dlt.source(name="klaviyo_series", max_table_nesting=0, schema_contract=FROZEN_TYPES)
 def klaviyo_series_source(
-    client: KlaviyoClient,
-    account: Account,
-    requests: list[SeriesRequest],
+    files: list[Path],
+    read: Callable[[Path], pa.Table],
     loaded_at: dt.datetime,
-    on_response: Callable[[SeriesRequest, pa.Table], None] | None = None,
+    on_file: Callable[[Path, pa.Table], None] | None = None,
 ):
-    """Daily series for the planned requests, fetched while dlt extracts.
+    """The staged responses, read one file at a time.
 
     Args:
-        client: the Klaviyo client (paced, retrying).
-        account: the account, for account_id and its timezone.
-        requests: the plan from `plan_series_requests`.
+        files: staged response files (`SeriesStaging.files()`).
+        read: reads one file into an Arrow table.
         loaded_at: the time of this load, stamped on every row.
-        on_response: called with each request and its rows, for progress reporting.
+        on_file: called with each file and its rows, for progress reporting.
 
     Returns resources: segment_series_daily.
     """
@@ -54,14 +70,14 @@ def klaviyo_series_source(
         columns=SERIES_COLUMNS,
     )
     def segment_series_daily():
-        for request in requests:
-            table = fetch_series(client, request, account).table
+        stamp = pa.scalar(loaded_at, type=pa.timestamp("us", tz="UTC"))
+        for path in files:
+            table = read(path)
             table = table.append_column(
-                pa.field("_loaded_at", pa.timestamp("us", tz="UTC")),
-                pa.array([loaded_at] * table.num_rows, type=pa.timestamp("us", tz="UTC")),
+                pa.field("_loaded_at", pa.timestamp("us", tz="UTC")), pa.array([stamp] * table.num_rows)
             )
-            if on_response:
-                on_response(request, table)
+            if on_file:
+                on_file(path, table)
             if table.num_rows:
                 yield table
 

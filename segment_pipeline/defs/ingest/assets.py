@@ -11,22 +11,26 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 from dlt.pipeline.exceptions import PipelineStepFailed
+from pydantic import Field
 
 from ... import reconciliation as rc
 from ... import warehouse as wh
 from ...klaviyo import (
     Account,
+    DayWindow,
     KlaviyoError,
     KlaviyoQuotaExhausted,
     KlaviyoServerError,
     ReportWindowError,
     check_reporting_window,
-    earliest_reportable_day,
-    plan_series_requests,
 )
+from ...klaviyo.planner import cells_in, day_count, days_in, days_left, days_to_fetch, plan_needed_requests
 from ...sources import klaviyo_segments_source, klaviyo_series_source
+from ...sources.series import fetch_series_table
+from ...sources.series_staging import SeriesStaging
 from ..partitions import daily_partitions
-from ..resources import DUCKDB_POOL, KlaviyoResource, WarehouseResource
+from ..resources import KlaviyoResource, WarehouseResource
+from .pending import PendingRange, previous_total, record_finished, record_unfinished
 from .tags import list_segments_and_tags
 
 SEGMENTS_KEY = dg.AssetKey(["klaviyo", "segments"])
@@ -121,7 +125,6 @@ def check_account_timezone(account: Account, configured: str) -> None:
         ),
     ],
     name="klaviyo_segments",
-    pool=DUCKDB_POOL,
     # the three tables come from one listing and are always loaded together; selecting one is allowed
     can_subset=True,
     # not partitioned (each run refreshes every segment), but allowed into a single-run backfill range
@@ -131,7 +134,7 @@ def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, wareho
     """Segments, their definition history and the account, loaded together from one segments listing."""
     settings = warehouse.settings()
     loaded_at = dt.datetime.now(dt.UTC)
-    with explained_failures(), klaviyo.client(warehouse) as client:
+    with explained_failures(), warehouse.lock(context), klaviyo.client(warehouse) as client:
         account = client.get_account()
         check_account_timezone(account, daily_partitions.timezone)
         resources, tag_names = list_segments_and_tags(client, context.log)
@@ -171,34 +174,86 @@ def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, wareho
             yield result
 
 
-def series_range(window_start: dt.date, window_last: dt.date, today: dt.date, lookback_days: int) -> dt.date:
-    """First day to request: the partition start, or earlier by the lookback when the run reaches recent days.
+class SeriesConfig(dg.Config):
+    """Run options of the series asset (Launchpad: `ops: {klaviyo__segment_series_daily: {config: ...}}`)."""
 
-    Klaviyo may still revise the last few days after they end, so a run that touches them re-pulls a
-    trailing lookback within the same requests. A backfill of old days has nothing late to re-pull, so it
-    keeps its minimal request count.
+    refetch: bool = Field(
+        default=False,
+        description=(
+            "Ask Klaviyo again for every day of the selected partitions, even days already final. Off by "
+            "default: a run asks only for the (segment, day) cells that are missing or not final yet."
+        ),
+    )
+
+
+def expected_finish(
+    resume_at: dt.datetime, requests_left: int, per_window: int, window_seconds: float, seconds_per_request: float
+) -> dt.datetime:
+    """When the last of `requests_left` requests should be done, sending `per_window` per budget window."""
+    if requests_left <= 0:
+        return resume_at
+    full_windows = (requests_left - 1) // per_window
+    in_last_window = requests_left - full_windows * per_window
+    return resume_at + dt.timedelta(seconds=full_windows * window_seconds + in_last_window * seconds_per_request)
+
+
+def _utc(moment: float | dt.datetime) -> dt.datetime:
+    if isinstance(moment, dt.datetime):
+        return moment.astimezone(dt.UTC)
+    return dt.datetime.fromtimestamp(moment, dt.UTC)
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+def load_staged(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, staging: SeriesStaging
+) -> tuple[int, int]:
+    """Load every staged response into the warehouse, then delete the files; returns (files, rows).
+
+    The files are deleted only after dlt committed the load: a crash in between loads them again next
+    time, which the merge on (account_id, segment_id, date) makes harmless.
     """
-    if lookback_days <= 0 or window_last < today - dt.timedelta(days=lookback_days + 1):
-        return window_start
-    return max(earliest_reportable_day(today), min(window_start, window_last - dt.timedelta(days=lookback_days)))
+    files = staging.files()
+    if not files:
+        staging.remove([])
+        return 0, 0
+    rows = 0
+
+    def counted(path, table):
+        nonlocal rows
+        rows += table.num_rows
+
+    context.log.info("loading %d staged report responses into the warehouse", len(files))
+    pipeline = warehouse.pipeline("klaviyo_series")
+    # a package left by a crashed load is dropped: its rows come again from the staged files
+    pipeline.abort_packages()
+    pipeline.run(klaviyo_series_source(files, staging.read, dt.datetime.now(dt.UTC), on_file=counted))
+    staging.remove(files)
+    context.log.info("loaded %d rows from %d staged responses", rows, len(files))
+    return len(files), rows
 
 
 @dg.asset(
     key=SERIES_KEY,
     group_name=GROUP,
-    pool=DUCKDB_POOL,
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[SEGMENTS_KEY],
     kinds={"dlt", "duckdb"},
     description=(
         "Klaviyo's daily segment series (raw table klaviyo.segment_series_daily): one row per segment and "
-        "account-local day with total_members, members_added, members_removed and net_members_changed. "
-        "A backfill of any range runs as one run and sends the fewest report requests Klaviyo allows "
-        "(ceil(segments/100) x ceil(days/60)); days more than a year back are refused before any request."
+        "account-local day with total_members, members_added, members_removed and net_members_changed, and "
+        "fetched_on, the day the numbers were fetched. A run asks only for the (segment, day) cells that are "
+        "missing or not final yet (fetched within the late-data lookback), in the fewest requests; each "
+        "response is kept on disk before the next request is sent. A range larger than the report budget "
+        "sends what fits, materializes the days it completed, and segment_growth_resume_sensor finishes it."
     ),
 )
-def segment_series_daily(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource):
+def segment_series_daily(
+    context: dg.AssetExecutionContext, config: SeriesConfig, klaviyo: KlaviyoResource, warehouse: WarehouseResource
+):
     settings = warehouse.settings()
     window = context.partition_time_window
     first_day = window.start.date()
@@ -210,59 +265,162 @@ def segment_series_daily(context: dg.AssetExecutionContext, klaviyo: KlaviyoReso
         check_reporting_window(first_day, last_day, today)
     except ReportWindowError as exc:
         raise dg.Failure(description=f"{exc}. No request was sent.", allow_retries=False) from exc
-    start_day = series_range(first_day, last_day, today, settings.lookback_days)
+    lookback = settings.lookback_days
 
-    loaded_at = dt.datetime.now(dt.UTC)
-    rows_written = 0
-
-    with explained_failures(), klaviyo.client(warehouse) as client:
+    with explained_failures(), warehouse.lock(context), klaviyo.client(warehouse) as client:
         account = client.get_account()
         check_account_timezone(account, timezone)
+        staging = SeriesStaging(settings.series_staging_dir, account.id)
+        # responses a crashed or stopped run paid for come first: they are never asked for again
+        leftover_files, leftover_rows = load_staged(context, warehouse, staging)
+
         segment_ids = wh.live_segment_ids(settings.warehouse_path, account.id)
         if not segment_ids:
             raise dg.Failure(
                 description="No segments are stored yet: materialize klaviyo/segments first (the daily job does).",
                 allow_retries=False,
             )
-        plan = plan_series_requests(segment_ids, start_day, last_day, today)
-        # the reconciliation check after this asset spends from the same budget: when the run includes it,
-        # make room for both up front
+        stored = wh.stored_series_islands(
+            settings.warehouse_path, account.id, first_day - dt.timedelta(days=lookback), last_day
+        )
+        needed = days_to_fetch(segment_ids, first_day, last_day, stored, lookback, today, refetch=config.refetch)
+        plan = plan_needed_requests(needed)
+        partition = DayWindow(first_day, last_day)
+        cells_in_range = len(segment_ids) * partition.days
+        needed_in_range = {sid: days_in(days, partition) for sid, days in needed.items()}
+        cells_needed = sum(day_count(days) for days in needed_in_range.values())
+        # the reconciliation check after this asset spends from the same budget: when the run includes it
+        # and everything fits, keep room for it; a range larger than the budget gets every request first
         check = dg.AssetCheckKey(SERIES_KEY, rc.CHECK_NAME)
         selected = context.run.asset_check_selection  # None: every check of the job
         in_job = check in context.job_def.asset_layer.asset_graph.asset_check_keys
         reconciling = in_job and (selected is None or check in selected)
         reconciliation_requests = rc.request_count(len(segment_ids), rc.reconcile_days()) if reconciling else 0
-        client.budget.ensure_available(len(plan) + reconciliation_requests)
-        context.log.info("%d segments, %s to %s: %d report requests", len(segment_ids), start_day, last_day, len(plan))
 
-        def progress(request, table):
-            nonlocal rows_written
-            rows_written += table.num_rows
-            context.log.info(
-                "report %s..%s for %d segments: %d rows",
-                request.window.start,
-                request.window.end,
-                len(request.segment_ids),
-                table.num_rows,
-            )
-
-        pipeline = warehouse.pipeline("klaviyo_series")
-        pipeline.abort_packages()
-        pipeline.run(klaviyo_series_source(client, account, plan, loaded_at, on_response=progress))
-        report_requests = client.stats.sent_for("reports")
         budget_left = client.budget.remaining()
+        fits = len(plan) if len(plan) + reconciliation_requests <= budget_left else budget_left
+        context.log.info(
+            "%d segments, %s to %s: %d of %d cells final already; %d report requests planned, %d fit the budget",
+            len(segment_ids),
+            first_day,
+            last_day,
+            cells_in_range - cells_needed,
+            cells_in_range,
+            len(plan),
+            min(fits, len(plan)),
+        )
+        sent: list = []
+        deleted_meanwhile: set[str] = set()
+        stopped_by: KlaviyoQuotaExhausted | None = None
+        failure: BaseException | None = None
+        try:
+            for request in plan[:fits]:
+                # stamped with the day the run started: a run that passes midnight errs towards "not final"
+                response = fetch_series_table(client, account, request, fetched_on=today)
+                table = response.table
+                if response.deleted_segment_ids:
+                    deleted_meanwhile.update(response.deleted_segment_ids)
+                    context.log.warning(
+                        "segments deleted in Klaviyo since the listing, left out: %s",
+                        ", ".join(response.deleted_segment_ids),
+                    )
+                if table.num_rows:
+                    staging.put(table, request)
+                sent.append(request)
+                context.log.info(
+                    "report %d/%d: %s..%s for %d segments, %d rows kept",
+                    len(sent),
+                    len(plan),
+                    request.window.start,
+                    request.window.end,
+                    len(request.segment_ids),
+                    table.num_rows,
+                )
+        except KlaviyoQuotaExhausted as exc:
+            stopped_by = exc
+        except Exception as exc:  # noqa: BLE001 - loaded below, then raised as it was
+            failure = exc
+        # whatever stopped the requests, the responses already paid for go into the warehouse now
+        _, rows_written = load_staged(context, warehouse, staging)
+        if failure is not None:
+            raise failure
+        report_requests = client.stats.sent_for("reports")
+        budget = client.budget
+        budget_left = budget.remaining()
 
-    return dg.MaterializeResult(
-        metadata={
-            "rows_written": rows_written,
-            "dagster/row_count": rows_written,
-            "report_requests_sent": report_requests,
-            "report_requests_planned": len(plan),
-            "reconciliation_requests_planned": reconciliation_requests,
-            "first_day": start_day.isoformat(),
-            "last_day": last_day.isoformat(),
-            "lookback_days_added": (first_day - start_day).days,
-            "segments_covered": len(segment_ids),
-            "report_requests_left_today": budget_left,
-        }
+    unsent = plan[len(sent) :]
+    left_days = days_left(unsent, needed_in_range)
+    cells_missing = cells_in(unsent, needed_in_range)
+    metadata = {
+        "rows_written": rows_written,
+        "dagster/row_count": rows_written,
+        "report_requests_sent": report_requests,
+        "report_requests_planned": len(plan),
+        "reconciliation_requests_planned": reconciliation_requests,
+        "cells_final_already": cells_in_range - cells_needed,
+        "cells_requested_now": cells_needed - cells_missing,
+        "cells_still_missing": cells_missing,
+        "refetch": config.refetch,
+        "first_day": first_day.isoformat(),
+        "last_day": last_day.isoformat(),
+        # not-final days before the range refreshed in the same requests (the late-data lookback)
+        "lookback_days_added": max((first_day - days[0].start).days for days in needed.values()) if needed else 0,
+        "lookback_cells_refreshed": sum(day_count(days) for days in needed.values()) - cells_needed,
+        "segments_covered": len(segment_ids),
+        "segments_deleted_meanwhile": len(deleted_meanwhile),
+        "staged_responses_from_earlier_runs": leftover_files,
+        "staged_rows_from_earlier_runs": leftover_rows,
+        "report_requests_left_today": budget_left,
+    }
+    pending_path = settings.series_pending_path
+    # requests left only for not-final days before the range do not make any of its days incomplete
+    if not left_days:
+        finished = record_finished(pending_path, first_day, last_day)
+        if finished:
+            context.log.info("backfill complete: %s", ", ".join(finished))
+        return dg.MaterializeResult(metadata=metadata)
+
+    # cut short by the budget: keep what came, show the days that are complete, and leave the rest to resume
+    total = max(previous_total(pending_path, first_day, last_day) or 0, len(plan))
+    done = total - len(unsent)
+    resume_at = (
+        _utc(stopped_by.retry_at) if stopped_by is not None else _utc(budget.available_at(1) or dt.datetime.now(dt.UTC))
+    )
+    finish = expected_finish(
+        resume_at, len(unsent), budget.daily_limit, budget.window_seconds, klaviyo.report_interval_seconds()
+    )
+    entry = PendingRange(
+        account_id=account.id,
+        start=first_day.isoformat(),
+        end=last_day.isoformat(),
+        requests_total=total,
+        requests_done=done,
+        resume_at=_iso(resume_at),
+        expected_finish=_iso(finish),
+        updated_at=_iso(dt.datetime.now(dt.UTC)),
+        run_id=context.run_id,
+    )
+    record_unfinished(pending_path, entry)
+    progress = {
+        "backfill_requests_done": done,
+        "backfill_requests_left": len(unsent),
+        "backfill_resumes_at": entry.resume_at,
+        "backfill_expected_finish": entry.expected_finish,
+    }
+    complete = [key for key in context.partition_keys if dt.date.fromisoformat(key) not in left_days]
+    for key in complete:
+        context.log_event(
+            dg.AssetMaterialization(asset_key=SERIES_KEY, partition=key, metadata={**metadata, **progress})
+        )
+    why = str(stopped_by) if stopped_by is not None else "the report budget is spent"
+    raise dg.Failure(
+        description=(
+            f"{done} of {total} requests done; the rest resumes at {entry.resume_at} ({why}). Every response "
+            f"received is loaded: {len(complete)} of {len(context.partition_keys)} days are complete and "
+            f"materialized, the other {len(context.partition_keys) - len(complete)} show as failed until "
+            "segment_growth_resume_sensor (or a re-run of the same range) finishes them, expected at "
+            f"{entry.expected_finish}."
+        ),
+        metadata={**metadata, **progress},
+        allow_retries=False,
     )

@@ -4,15 +4,17 @@ import dagster as dg
 
 from ... import warehouse as wh
 from ...tables import RAW_DATASET, SEGMENT_SERIES_TABLE
-from ..resources import DUCKDB_POOL, WarehouseResource
+from ..resources import WarehouseResource
 from .assets import SERIES_KEY
 
 _SERIES = f"{RAW_DATASET}.{SEGMENT_SERIES_TABLE}"
 
 
-@dg.asset_check(asset=SERIES_KEY, pool=DUCKDB_POOL, description="No (account, segment, day) is stored twice.")
-def series_has_one_row_per_segment_day(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with wh.read_connection(warehouse.settings().warehouse_path) as connection:
+@dg.asset_check(asset=SERIES_KEY, description="No (account, segment, day) is stored twice.")
+def series_has_one_row_per_segment_day(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    with warehouse.lock(context), wh.read_connection(warehouse.settings().warehouse_path) as connection:
         duplicates = connection.execute(
             f"select count(*) from (select 1 from {_SERIES} group by account_id, segment_id, date having count(*) > 1)"
         ).fetchone()[0]
@@ -21,11 +23,12 @@ def series_has_one_row_per_segment_day(warehouse: WarehouseResource) -> dg.Asset
 
 @dg.asset_check(
     asset=SERIES_KEY,
-    pool=DUCKDB_POOL,
     description="Klaviyo's numbers agree with themselves: net = added - removed (a warning, not an error).",
 )
-def series_net_equals_added_minus_removed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with wh.read_connection(warehouse.settings().warehouse_path) as connection:
+def series_net_equals_added_minus_removed(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    with warehouse.lock(context), wh.read_connection(warehouse.settings().warehouse_path) as connection:
         mismatches = connection.execute(
             f"select count(*) from {_SERIES} where net_members_changed <> members_added - members_removed"
         ).fetchone()[0]

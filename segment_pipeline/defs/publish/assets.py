@@ -11,7 +11,7 @@ import dagster as dg
 from ...charts import write_growth_charts
 from ...publish import publish_analytics_copy
 from ..partitions import daily_partitions
-from ..resources import DUCKDB_POOL, WarehouseResource
+from ..resources import WarehouseResource
 from ..transform.assets import segment_growth_models
 
 ANALYTICS_COPY_KEY = dg.AssetKey(["analytics", "warehouse_copy"])
@@ -21,7 +21,6 @@ GROWTH_CHART_KEY = dg.AssetKey(["analytics", "growth_chart"])
 @dg.asset(
     key=ANALYTICS_COPY_KEY,
     group_name="analytics",
-    pool=DUCKDB_POOL,
     deps=list(segment_growth_models.keys),
     kinds={"duckdb"},
     # partitioned like the models it follows, so that a backfill (from the UI or the command line) publishes
@@ -35,7 +34,8 @@ GROWTH_CHART_KEY = dg.AssetKey(["analytics", "growth_chart"])
 )
 def analytics_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     settings = warehouse.settings()
-    stats = publish_analytics_copy(settings.warehouse_path, settings.analytics_path)
+    with warehouse.lock(context):
+        stats = publish_analytics_copy(settings.warehouse_path, settings.analytics_path)
     context.log.info("published the analyst copy at %s", settings.analytics_path)
     return dg.MaterializeResult(metadata={k: v for k, v in stats.items() if isinstance(v, (int, float, str))})
 

@@ -8,7 +8,7 @@ import dagster as dg
 
 from ... import warehouse as wh
 from ...tables import MARTS_SCHEMA
-from ..resources import DUCKDB_POOL, WarehouseResource
+from ..resources import WarehouseResource
 
 ANOMALIES_KEY = dg.AssetKey([MARTS_SCHEMA, "segment_anomalies"])
 
@@ -26,14 +26,15 @@ order by anomalies.is_anomaly desc, abs(anomalies.robust_z) desc, anomalies.segm
 
 @dg.asset_check(
     asset=ANOMALIES_KEY,
-    pool=DUCKDB_POOL,
     description=(
         "Warns when segments stand out on the newest loaded day (churn or net change with a robust z-score of "
         "at least 3.5 against their previous 28 days); days whose definition changed are listed, not counted."
     ),
 )
-def no_anomalies_on_the_newest_day(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with wh.read_connection(warehouse.settings().warehouse_path) as connection:
+def no_anomalies_on_the_newest_day(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    with warehouse.lock(context), wh.read_connection(warehouse.settings().warehouse_path) as connection:
         rows = connection.execute(_NEWEST_DAY_SQL).fetchall()
     anomalies = [row for row in rows if row[-1]]
     lines = ["| segment | day | metric | value | usual | robust z | reason |", "|---|---|---|---:|---:|---:|---|"]

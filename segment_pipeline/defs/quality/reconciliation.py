@@ -13,7 +13,7 @@ import dagster as dg
 from ... import reconciliation as rc
 from ..ingest.assets import SERIES_KEY, check_account_timezone, explained_failures
 from ..partitions import daily_partitions
-from ..resources import DUCKDB_POOL, KlaviyoResource, WarehouseResource
+from ..resources import KlaviyoResource, WarehouseResource
 
 # how many mismatches the check's description lists (all of them are in the metadata table)
 _NAMED_IN_DESCRIPTION = 10
@@ -31,14 +31,15 @@ def _mismatch_table(mismatches: list[rc.Mismatch]) -> str:
 @dg.asset_check(
     asset=SERIES_KEY,
     name=rc.CHECK_NAME,
-    pool=DUCKDB_POOL,
     description=(
         "The loaded series agrees with Klaviyo's segment values report over the last KLAVIYO_RECONCILE_DAYS "
         "loaded days (members added and removed summed, total members on the last day), segment by segment. "
         "Costs ceil(segments / 100) report requests from the daily budget; KLAVIYO_RECONCILE_DAYS=0 turns it off."
     ),
 )
-def series_reconciles_with_klaviyo(klaviyo: KlaviyoResource, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def series_reconciles_with_klaviyo(
+    context: dg.AssetCheckExecutionContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
     days = rc.reconcile_days()
     if days == 0:
         return dg.AssetCheckResult(
@@ -52,12 +53,14 @@ def series_reconciles_with_klaviyo(klaviyo: KlaviyoResource, warehouse: Warehous
     with explained_failures(), klaviyo.client(warehouse) as client:
         account = client.get_account()
         check_account_timezone(account, timezone)
-        window = rc.latest_window(settings.warehouse_path, account.id, days, yesterday)
+        # the warehouse lock only while reading the warehouse, not while Klaviyo answers
+        with warehouse.lock(context):
+            window = rc.latest_window(settings.warehouse_path, account.id, days, yesterday)
+            loaded = rc.loaded_values(settings.warehouse_path, account.id, window) if window is not None else {}
         if window is None:
             return dg.AssetCheckResult(
                 passed=True, description="No series is loaded yet; nothing to compare.", metadata={"enabled": True}
             )
-        loaded = rc.loaded_values(settings.warehouse_path, account.id, window)
         planned = rc.request_count(len(loaded), days)
         client.budget.ensure_available(planned)
         reported = rc.klaviyo_values(client, sorted(loaded), window, timezone)

@@ -16,7 +16,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from ..partitions import daily_partitions
-from ..resources import DUCKDB_POOL, WarehouseResource
+from ..resources import WarehouseResource
 from .project import dbt_project
 
 
@@ -56,7 +56,6 @@ def dbt_build_args(config: DbtConfig, window: dg.TimeWindow | None) -> list[str]
     project=dbt_project,
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=DUCKDB_POOL,
     dagster_dbt_translator=SegmentGrowthTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
 )
 def segment_growth_models(
@@ -70,10 +69,12 @@ def segment_growth_models(
     # the lookback days re-pulled by the series asset changed too: rebuild them along with the window
     if window is not None and settings.lookback_days:
         window = dg.TimeWindow(window.start - dt.timedelta(days=settings.lookback_days), window.end)
-    with warehouse_env(settings.warehouse_path):
-        # the dbt subprocess copies the environment when it starts, inside this block
-        invocation = dbt.cli(dbt_build_args(config, window), context=context, raise_on_error=True)
-    yield from invocation.stream()
+    # dbt (a child process) uses the file until it exits: hold the warehouse lock for the whole build
+    with warehouse.lock(context):
+        with warehouse_env(settings.warehouse_path):
+            # the dbt subprocess copies the environment when it starts, inside this block
+            invocation = dbt.cli(dbt_build_args(config, window), context=context, raise_on_error=True)
+        yield from invocation.stream()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,274 @@
+"""Reliability through real processes: kill -9 at any point, a quota spent mid-backfill, a backfill larger than
+the report budget finished by the resume sensor under a real daemon. Everything is compared with the
+simulator's truth, read from the real DuckDB file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from segment_pipeline.defs.ingest.assets import SERIES_KEY, segment_series_daily, segments
+from segment_pipeline.defs.partitions import daily_partitions
+from segment_pipeline.klaviyo import minimal_request_count
+from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
+from segment_pipeline.warehouse import lock_holder_description, warehouse_lock
+
+from .dagster_processes import SERIES_TO_COPY, DagsterProcess, asset_materialize, job_execute, pipeline_env
+from .pipeline_helpers import API_KEY, FAST, materialize, range_tags
+
+STATS = ("total_members", "members_added", "members_removed", "net_members_changed")
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
+
+
+def truth(sim, first, last):
+    return {
+        (s.id, row["date"]): tuple(row[k] for k in STATS)
+        for s in sim.account.segments
+        for row in sim.account.series(s.id, first, last)
+    }
+
+
+def stored(path: Path) -> dict:
+    """The raw series as {(segment, day): stats}, read under the warehouse lock (a run may be going on)."""
+    with warehouse_lock(path, run_id="test", duckdb_wait=60), duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute(f"select segment_id, date, {', '.join(STATS)} from klaviyo.segment_series_daily").fetchall()
+        duplicates = con.execute(
+            "select count(*) from (select 1 from klaviyo.segment_series_daily "
+            "group by account_id, segment_id, date having count(*) > 1)"
+        ).fetchone()[0]
+    assert duplicates == 0
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+def series_requests(sim) -> list[tuple[str, str, tuple]]:
+    """(start, end, segment filter) of every series request the simulator answered with 200."""
+    found = []
+    for entry in sim.requests:
+        if entry.path == SEGMENT_SERIES_PATH and entry.status == 200:
+            attributes = entry.json["data"]["attributes"]
+            found.append(
+                (attributes["timeframe"]["start"][:10], attributes["timeframe"]["end"][:10], attributes["filter"])
+            )
+    return found
+
+
+def staged_files(work: Path) -> list[Path]:
+    return sorted((work / "state" / "staging").rglob("*.parquet"))
+
+
+# ------------------------------------------------------------------------------------------ kill -9
+
+
+def test_a_run_killed_at_any_point_is_finished_by_the_same_command(make_simulator, tmp_path):
+    # 201 segments: 3 batches of ids, so 3 report requests about a second apart; few days keep dbt quick
+    sim = make_simulator(api_key=API_KEY, segment_count=201, speed=FAST)
+    env = pipeline_env(sim, tmp_path)
+    materialize([segments], sim, tmp_path)  # the listing once, in process; the runs below are the CLI's
+    last = sim.account.today() - dt.timedelta(days=10)
+    first = last - dt.timedelta(days=4)
+    planned = minimal_request_count(201, 5)
+    warehouse = tmp_path / "warehouse.duckdb"
+
+    # 1. killed during the report requests: the second request has reached Klaviyo
+    run = asset_materialize(env, SERIES_TO_COPY, first, last)
+    run.wait_until(lambda: sim.count(path=SEGMENT_SERIES_PATH) >= 2, what="the second report request")
+    run.kill()
+    kept = staged_files(tmp_path)
+    assert kept, "the first response was paid for: it must be on disk"
+
+    # 2. killed while dlt loads the staged responses
+    run = asset_materialize(env, SERIES_TO_COPY, first, last)
+    run.wait_until(lambda: run.saw("staged report responses into the warehouse"), what="the load")
+    run.kill()
+
+    # 3. killed while dbt builds (dbt, a child process, may outlive the kill by a few seconds)
+    run = asset_materialize(env, SERIES_TO_COPY, first, last)
+    run.wait_until(lambda: run.saw("Running dbt command"), what="dbt")
+    run.kill()
+
+    # 4. killed while publishing the analyst copy
+    run = asset_materialize(env, SERIES_TO_COPY, first, last)
+    run.wait_until(lambda: run.saw('"analytics__warehouse_copy"'), what="the publish step")
+    run.kill()
+
+    # 5. the same command again finishes: no lock or slot of a dead run stands in its way
+    run = asset_materialize(env, SERIES_TO_COPY, first, last)
+    assert run.finish() == 0, run.output[-4000:]
+    assert "RUN_SUCCESS" in run.output
+
+    assert stored(warehouse) == truth(sim, first, last)
+    assert staged_files(tmp_path) == []
+    assert lock_holder_description(warehouse) is None
+    # nothing paid for was asked again, except the one request the first kill interrupted
+    requests = series_requests(sim)
+    assert planned <= len(requests) <= planned + 1, requests
+    assert requests.count(requests[0]) == 1, "the first response was kept and never asked for again"
+    with duckdb.connect(str(tmp_path / "analytics.duckdb"), read_only=True) as con:
+        marts = con.execute(
+            "select count(*), count(distinct (segment_id, date)) from marts.segment_growth_daily"
+        ).fetchone()
+        raw = con.execute("select count(*) from klaviyo.segment_series_daily").fetchone()[0]
+    assert marts == (201 * 5, 201 * 5) and raw == 201 * 5
+
+
+# ------------------------------------------------------------------------------- quota mid-backfill
+
+
+def test_a_quota_spent_mid_backfill_keeps_what_came_and_the_rerun_sends_only_the_rest(
+    make_simulator, tmp_path, monkeypatch
+):
+    # a simulated day of 6 s, and every wait for the quota counts as "spent" rather than being slept through
+    sim = make_simulator(api_key=API_KEY, segment_count=3, speed=14_400)
+    monkeypatch.setenv("KLAVIYO_MAX_RETRY_AFTER", "0.5")
+    materialize([segments], sim, tmp_path)
+    last = sim.account.today() - dt.timedelta(days=20)
+    first = last - dt.timedelta(days=179)
+    planned = minimal_request_count(3, 180)
+    sim.reset_log()
+
+    # another integration spends the account's quota right after our first response
+    def spend_the_quota(body):
+        sim.exhaust_report_quota()
+        return body
+
+    sim.faults.add(path=SEGMENT_SERIES_PATH, mutate=spend_the_quota, times=1)
+    result = materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last), raise_on_error=False)
+    assert not result.success
+    message = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
+    assert f"1 of {planned} requests done; the rest resumes at" in message and "quota" in message
+    assert len(series_requests(sim)) == 1
+    assert stored(tmp_path / "warehouse.duckdb") == truth(sim, first, first + dt.timedelta(days=59))
+
+    # the quota is back: the same range again sends only what is missing
+    pending = json.loads((tmp_path / "state" / "series_pending.json").read_text())
+    (entry,) = pending["ranges"].values()
+    time.sleep(max(0.0, (dt.datetime.fromisoformat(entry["resume_at"]) - dt.datetime.now(dt.UTC)).total_seconds()))
+    result = materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last))
+    assert len(series_requests(sim)) == planned
+    assert stored(tmp_path / "warehouse.duckdb") == truth(sim, first, last)
+    metadata = result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
+    assert metadata["cells_final_already"].value == 3 * 60
+    assert metadata["cells_requested_now"].value == 3 * 120 and metadata["cells_still_missing"].value == 0
+    assert not (tmp_path / "state" / "series_pending.json").exists()
+
+    # a third run of the same old range has nothing to ask
+    result = materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last))
+    assert len(series_requests(sim)) == planned
+    metadata = result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
+    assert metadata["cells_final_already"].value == 3 * 180 and metadata["report_requests_sent"].value == 0
+
+    # unless asked to: refetch sends the whole plan again
+    materialize(
+        [segment_series_daily],
+        sim,
+        tmp_path,
+        tags=range_tags(first, last),
+        run_config={"ops": {"klaviyo__segment_series_daily": {"config": {"refetch": True}}}},
+    )
+    assert len(series_requests(sim)) == 2 * planned
+    assert stored(tmp_path / "warehouse.duckdb") == truth(sim, first, last)
+
+
+def test_segments_created_since_get_their_history_and_nothing_else_is_asked(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
+    materialize([segments], sim, tmp_path)
+    last = sim.account.today() - dt.timedelta(days=20)
+    first = last - dt.timedelta(days=29)
+    materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last))
+    # two more segments appear in the account (the same seed: the first three stay as they were)
+    from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
+
+    with KlaviyoSimulator(SimulatorConfig(api_key=API_KEY, segment_count=5, speed=FAST, seed=sim.config.seed)) as more:
+        materialize([segments], more, tmp_path)
+        result = materialize([segment_series_daily], more, tmp_path, tags=range_tags(first, last))
+        requests = series_requests(more)
+        assert len(requests) == 1
+        new_ids = {s.id for s in more.account.segments} - {s.id for s in sim.account.segments}
+        assert all(sid in requests[0][2] for sid in new_ids)
+        assert not any(s.id in requests[0][2] for s in sim.account.segments)
+        assert stored(tmp_path / "warehouse.duckdb") == truth(more, first, last)
+        metadata = result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
+        assert metadata["cells_final_already"].value == 3 * 30 and metadata["cells_requested_now"].value == 2 * 30
+
+
+# ------------------------------------------------------------------- larger than the budget, unattended
+
+
+def partition_status(instance, first, last) -> dict[str, str | None]:
+    """Each series partition's status as the UI shows it (materialized, failed, in progress, or none)."""
+    keys = [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    statuses = instance.get_status_by_partition(SERIES_KEY, keys, daily_partitions) or {}
+    return {key: (status.value if status else None) for key, status in statuses.items()}
+
+
+def test_a_backfill_larger_than_the_budget_finishes_by_itself_under_the_daemon(make_simulator, tmp_path):
+    from segment_pipeline.defs.ingest.resume_sensor import RESUME_TAG
+
+    sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
+    # a "day" of report budget lasts 10 s and holds one request; the sensor looks every second
+    env = pipeline_env(
+        sim,
+        tmp_path,
+        KLAVIYO_REPORT_DAILY_LIMIT="1",
+        KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS="10",
+        SERIES_RESUME_INTERVAL_SECONDS="1",
+    )
+    last = sim.account.today() - dt.timedelta(days=10)
+    first = last - dt.timedelta(days=120)  # 121 days: windows of 60, 60 and 1 day, one request each
+    planned = minimal_request_count(3, 121)
+    assert planned == 3
+    warehouse = tmp_path / "warehouse.duckdb"
+    pending_path = tmp_path / "state" / "series_pending.json"
+
+    # the engineer starts the backfill from the command line; it sends what today's budget allows
+    run = job_execute(env, first, last)
+    assert run.finish() != 0
+    assert f"1 of {planned} requests done; the rest resumes at" in run.output
+    assert len(series_requests(sim)) == 1
+
+    seen: list[tuple[int, int]] = []  # (materialized days, requests done) at each change
+    daemon = DagsterProcess(["dagster._daemon", "run", "-m", "segment_pipeline.definitions"], env)
+    try:
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            deadline = time.monotonic() + 420
+            checked: set[str] = set()
+            while True:
+                status = partition_status(instance, first, last)
+                materialized = {k for k, v in status.items() if v == "MATERIALIZED"}
+                # the UI never shows a day as materialized before every segment's row of it is loaded
+                if materialized - checked:
+                    rows = stored(warehouse)
+                    for key in materialized - checked:
+                        day = dt.date.fromisoformat(key)
+                        assert {k: v for k, v in rows.items() if k[1] == day} == truth(sim, day, day), key
+                    checked |= materialized
+                    done = json.loads(pending_path.read_text())["ranges"] if pending_path.exists() else {}
+                    seen.append((len(materialized), sum(e["requests_done"] for e in done.values())))
+                if len(materialized) == 121 and not pending_path.exists():
+                    break
+                assert time.monotonic() < deadline, f"not finished: {status}\n{daemon.output[-3000:]}"
+                assert daemon.process.poll() is None, daemon.output[-3000:]
+                time.sleep(0.5)
+            resumed = instance.get_runs(dg.RunsFilter(tags={RESUME_TAG: f"{first}...{last}"}))
+    finally:
+        daemon.kill_group()
+
+    # three quota "days": the command line's run, then two runs the sensor started, one request each
+    assert len(series_requests(sim)) == planned
+    assert len(resumed) == 2 and all(r.tags.get("dagster/sensor_name") for r in resumed)
+    assert stored(warehouse) == truth(sim, first, last)
+    # days became materialized window by window, oldest first: 60, then 120, then all 121
+    assert [count for count, _ in seen][:1] == [60] and seen[-1][0] == 121
