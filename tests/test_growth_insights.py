@@ -242,7 +242,9 @@ def test_the_reconciled_window_never_reaches_before_the_first_loaded_day(run: Ru
 
 def invoke_check(run: Run) -> dg.AssetCheckResult:
     res = resources(run.sim, run.work)
-    return series_reconciles_with_klaviyo(klaviyo=res["klaviyo"], warehouse=res["warehouse"])
+    return series_reconciles_with_klaviyo(
+        dg.build_asset_check_context(), klaviyo=res["klaviyo"], warehouse=res["warehouse"]
+    )
 
 
 def test_reconciliation_can_be_turned_off(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:

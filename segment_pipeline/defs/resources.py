@@ -47,14 +47,21 @@ class WarehouseResource(dg.ConfigurableResource):
         Every step that opens the DuckDB file runs inside this. The lock is the kernel's: it dies with its
         process, so a killed run never blocks the next one.
         """
-        step = getattr(context, "op_def", None)
         with warehouse_lock(
             self.settings().warehouse_path,
-            run_id=context.run.run_id,
-            step=step.name if step is not None else None,
+            run_id=_context_property(context, lambda c: c.run.run_id),
+            step=_context_property(context, lambda c: c.op_def.name),
             log=context.log.info,
         ):
             yield
+
+
+def _context_property(context, read):
+    """A run id or step name for the lock file; a directly invoked asset or check (tests) has neither."""
+    try:
+        return read(context)
+    except (AttributeError, dg.DagsterError):
+        return None
 
 
 class KlaviyoResource(dg.ConfigurableResource):
