@@ -204,7 +204,11 @@ def _utc(moment: float | dt.datetime) -> dt.datetime:
 
 
 def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
+    # rounded up to the second: a "resumes at T" read back must never be earlier than the real moment
+    moment = moment.astimezone(dt.UTC)
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + dt.timedelta(seconds=1)
+    return moment.isoformat(timespec="seconds")
 
 
 def load_staged(
