@@ -3,8 +3,11 @@
 - `accounts`: one row per account (id, timezone), merged on account_id.
 - `segments`: one row per segment, merged on (account_id, id) and refreshed every run so renames,
   definition edits and deletions show. A segment the API no longer returns stays, flagged `is_deleted`.
-- `segment_definitions`: one row per distinct definition a segment has had, keyed by a hash of the
-  definition and inserted only once, so the first time we saw a version is never overwritten.
+- `segment_definitions`: one row per observed state of a segment's definition, keyed by
+  (account_id, segment_id, segment_updated, definition_hash) and inserted only once, so the first time we
+  saw it is never overwritten. Keying on Klaviyo's `updated` as well as the hash keeps a return to an
+  earlier definition (A -> B -> A) as a row of its own; dbt turns consecutive rows with the same hash (a
+  rename also bumps `updated`) into one version.
 """
 
 from __future__ import annotations
@@ -50,9 +53,13 @@ DEFINITION_COLUMNS = {
     "segment_id": {"data_type": "text", "nullable": False},
     "definition_hash": {"data_type": "text", "nullable": False},
     "definition": {"data_type": "json"},
+    # part of the key: Klaviyo's `updated`, or the load time when Klaviyo sends none (never NULL)
     "segment_updated": {"data_type": "timestamp"},
     "first_seen_at": {"data_type": "timestamp"},
 }
+# One row per observed definition state. Warehouses made before `segment_updated` joined the key need no
+# migration: their rows stay valid under the wider key (see the README's upgrade note).
+DEFINITION_KEY = ["account_id", "segment_id", "segment_updated", "definition_hash"]
 
 
 def definition_hash(definition: Any) -> str:
@@ -155,8 +162,8 @@ def klaviyo_segments_source(
 
     @dlt.resource(
         name=SEGMENT_DEFINITIONS_TABLE,
-        primary_key=["account_id", "segment_id", "definition_hash"],
-        # insert-only: a version seen again must keep the moment it was first seen
+        primary_key=DEFINITION_KEY,
+        # insert-only: a state seen again must keep the moment it was first seen
         write_disposition={"disposition": "merge", "strategy": "insert-only"},
         columns=DEFINITION_COLUMNS,
     )
@@ -167,7 +174,7 @@ def klaviyo_segments_source(
                 "segment_id": row["id"],
                 "definition_hash": row["definition_hash"],
                 "definition": row["definition"],
-                "segment_updated": row["updated"],
+                "segment_updated": row["updated"] or loaded_at,
                 "first_seen_at": loaded_at,
             }
             for row in current

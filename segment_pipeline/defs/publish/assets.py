@@ -8,7 +8,6 @@ import dagster as dg
 
 from ...charts import write_growth_charts
 from ...publish import publish_analytics_copy
-from ..partitions import daily_partitions
 from ..resources import DUCKDB_POOL, WarehouseResource
 from ..transform.assets import segment_growth_models
 
@@ -22,9 +21,8 @@ GROWTH_CHART_KEY = dg.AssetKey(["analytics", "growth_chart"])
     pool=DUCKDB_POOL,
     deps=list(segment_growth_models.keys),
     kinds={"duckdb"},
-    # partitioned like the models it follows, so that a backfill (from the UI or the command line) publishes
-    # after the models of its days are built, in the same single run; the copy itself is always whole
-    partitions_def=daily_partitions,
+    # unpartitioned like the models it follows (the copy is always whole); the single-run policy lets a
+    # backfill of everything (UI or `--partition-range`) publish once, after the models, in the same run
     backfill_policy=dg.BackfillPolicy.single_run(),
     description=(
         "A copy of the whole warehouse for SQL analysts at ANALYTICS_PATH, published atomically after the "
@@ -43,7 +41,6 @@ def analytics_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     group_name="analytics",
     deps=[ANALYTICS_COPY_KEY],
     kinds={"html"},
-    partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     description=(
         "Total members and daily members added/removed for the largest segments, as a PNG and a "
