@@ -705,7 +705,8 @@ RAW_CHANGES = f"""
     where account_id = '{REVISED[0]}' and segment_id = '{REVISED[1]}' and date = date '{REVISED[2]}';
     delete from klaviyo.segment_series_daily
     where account_id = '{REMOVED[0]}' and segment_id = '{REMOVED[1]}' and date = date '{REMOVED[2]}';
-    update klaviyo.segments set name = 'Renamed "new" signups' where account_id = '{RENAMED[0]}' and id = '{RENAMED[1]}';
+    update klaviyo.segments set name = 'Renamed "new" signups'
+    where account_id = '{RENAMED[0]}' and id = '{RENAMED[1]}';
 """
 
 
