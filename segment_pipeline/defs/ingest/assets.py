@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-from dlt.pipeline.exceptions import PipelineStepFailed
 
 from ... import warehouse as wh
 from ...klaviyo import (
@@ -23,7 +22,6 @@ from ...klaviyo import (
     earliest_reportable_day,
     plan_series_requests,
 )
-from ...sources import klaviyo_segments_source, klaviyo_series_source
 from ..partitions import daily_partitions
 from ..resources import DUCKDB_POOL, KlaviyoResource, WarehouseResource
 
@@ -58,6 +56,9 @@ def explained_failures() -> Iterator[None]:
     Transient trouble (5xx after retries, a spent quota, a locked file) may be retried by a run retry
     policy; anything else (a bad key, a refused window, a malformed response) will fail the same way again.
     """
+    # dlt costs half a second to import: loading the code (webserver, `definitions validate`) need not pay
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
     try:
         yield
     except dg.Failure:
@@ -117,6 +118,8 @@ def check_account_timezone(account: Account, configured: str) -> None:
 )
 def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource):
     """Segments, their definition history and the account, loaded together from one segments listing."""
+    from ...sources import klaviyo_segments_source  # dlt: imported by runs, not by loading the code
+
     settings = warehouse.settings()
     loaded_at = dt.datetime.now(dt.UTC)
     with explained_failures(), klaviyo.client(warehouse) as client:
@@ -181,6 +184,8 @@ def series_range(window_start: dt.date, window_last: dt.date, today: dt.date, lo
     ),
 )
 def segment_series_daily(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource):
+    from ...sources import klaviyo_series_source  # dlt: imported by runs, not by loading the code
+
     settings = warehouse.settings()
     window = context.partition_time_window
     first_day = window.start.date()

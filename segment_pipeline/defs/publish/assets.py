@@ -6,8 +6,6 @@ The copy is replaced atomically, so an analyst with it open keeps reading the pr
 
 import dagster as dg
 
-from ...charts import write_growth_charts
-from ...publish import publish_analytics_copy
 from ..resources import DUCKDB_POOL, WarehouseResource
 from ..transform.assets import segment_growth_models
 
@@ -30,6 +28,8 @@ GROWTH_CHART_KEY = dg.AssetKey(["analytics", "growth_chart"])
     ),
 )
 def analytics_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    from ...publish import publish_analytics_copy  # imported when a run needs it: loading the code stays fast
+
     settings = warehouse.settings()
     stats = publish_analytics_copy(settings.warehouse_path, settings.analytics_path)
     context.log.info("published the analyst copy at %s", settings.analytics_path)
@@ -48,6 +48,9 @@ def analytics_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     ),
 )
 def growth_chart(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    # pandas and matplotlib cost a second to import: only runs that draw the chart pay for them
+    from ...charts import write_growth_charts
+
     settings = warehouse.settings()
     paths = write_growth_charts(settings.analytics_path, settings.charts_dir)
     context.log.info("growth chart written to %s", paths["html"])
