@@ -348,34 +348,49 @@ def memory_child(base_url: str, work: str) -> None:
 
     root = Path(work)
     first, last = year_range()
+    resources = {
+        "klaviyo": KlaviyoResource(base_url=base_url, report_rate_per_minute=100000),
+        "warehouse": WarehouseResource(
+            warehouse_path=str(root / "warehouse.duckdb"),
+            analytics_path=str(root / "analytics.duckdb"),
+            state_dir=str(root / "state"),
+            charts_dir=str(root / "charts"),
+        ),
+        "dbt": DbtCliResource(project_dir=dbt_project),
+    }
+    tags = {
+        "dagster/asset_partition_range_start": first.isoformat(),
+        "dagster/asset_partition_range_end": last.isoformat(),
+    }
+    # the steps one after another in this one process, as the job runs them; the peak after each says which
+    # step raised it (ru_maxrss only grows)
+    steps = {"segments": [segments], "series": [segment_series_daily], "models": [segment_growth_models]}
+    steps |= {"analyst copy": [analytics_copy], "chart": [growth_chart]}
+    figures = {"steps": {}}
     started = time.perf_counter()
-    result = dg.materialize(
-        [segments, segment_series_daily, segment_growth_models, analytics_copy, growth_chart],
-        resources={
-            "klaviyo": KlaviyoResource(base_url=base_url, report_rate_per_minute=100000),
-            "warehouse": WarehouseResource(
-                warehouse_path=str(root / "warehouse.duckdb"),
-                analytics_path=str(root / "analytics.duckdb"),
-                state_dir=str(root / "state"),
-                charts_dir=str(root / "charts"),
-            ),
-            "dbt": DbtCliResource(project_dir=dbt_project),
-        },
-        tags={
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-        },
-    )
-    seconds = time.perf_counter() - started
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"success": result.success, "seconds": seconds, "own_mb": own, "children_mb": children}))
+    for name, assets in steps.items():
+        step_started = time.perf_counter()
+        result = dg.materialize(assets, resources=resources, tags=tags if name == "series" else {})
+        if not result.success:
+            raise SystemExit(f"the {name} step failed")
+        figures["steps"][name] = {
+            "seconds": time.perf_counter() - step_started,
+            "own_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    figures["seconds"] = time.perf_counter() - started
+    figures["own_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["children_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps(figures))
 
 
-def bench_memory(segments: int) -> None:
+def bench_memory(segments: int, keep: Path | None) -> None:
     print(f"a year of {segments:,} segments in one process (pacing lifted)", flush=True)
-    with tempfile.TemporaryDirectory() as tmp, simulator(segments, speed=100000) as base_url:
-        work = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if keep:
+            shutil.rmtree(keep, ignore_errors=True)
+            keep.mkdir(parents=True)
+        work = keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        base_url = stack.enter_context(simulator(segments, speed=100000))
         env = pipeline_env(work, base_url)
         env.pop("DAGSTER_HOME")
         result = subprocess.run(
@@ -394,6 +409,8 @@ def bench_memory(segments: int) -> None:
         insert_seconds, rows = plain_insert_seconds(work / "warehouse.duckdb", work)
     report("rows loaded", f"{rows:,}", "", None)
     report("wall time, in process", f"{figures['seconds']:.1f} s", "", None)
+    for name, step in figures["steps"].items():
+        report(f"  {name}: seconds, peak so far", f"{step['seconds']:.1f} s {step['own_mb']:,.0f} MB", "", None)
     for label, key in (("peak memory, pipeline process", "own_mb"), ("peak memory, dbt process", "children_mb")):
         value = figures[key]
         report(label, f"{value:,.0f} MB", f"< {MEMORY_TARGET_MB} MB", value < MEMORY_TARGET_MB)
@@ -406,6 +423,7 @@ def main() -> None:
     parser.add_argument("--memory-segments", type=int, default=10000, help="segments of the memory run")
     parser.add_argument("--speed", type=float, default=60, help="simulator speed of the end-to-end run")
     parser.add_argument("--only", choices=["validate", "end-to-end", "memory"], help="run one benchmark")
+    parser.add_argument("--keep", type=Path, help="keep the memory run's files in this directory")
     parser.add_argument("--memory-child", nargs=2, metavar=("BASE_URL", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -417,7 +435,7 @@ def main() -> None:
     if args.only in (None, "end-to-end"):
         bench_end_to_end(args.segments, args.speed)
     if args.only in (None, "memory"):
-        bench_memory(args.memory_segments)
+        bench_memory(args.memory_segments, args.keep)
 
 
 if __name__ == "__main__":

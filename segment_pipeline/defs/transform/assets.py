@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
+from ...config import duckdb_memory_limit
 from ..resources import DUCKDB_POOL, WarehouseResource
 from .project import dbt_project
 
@@ -56,21 +57,23 @@ def segment_growth_models(
 ):
     # dbt reads WAREHOUSE_PATH through profiles.yml; hand it the same absolute path dlt wrote to
     settings = warehouse.settings()
-    with warehouse_env(settings.warehouse_path):
+    with warehouse_env(settings.warehouse_path, duckdb_memory_limit()):
         # the dbt subprocess copies the environment when it starts, inside this block
         invocation = dbt.cli(dbt_build_args(config), context=context, raise_on_error=True)
     yield from invocation.stream()
 
 
 @contextlib.contextmanager
-def warehouse_env(path: Path) -> Iterator[None]:
-    """Point profiles.yml's env_var('WAREHOUSE_PATH') at `path` while dbt starts, then restore the old value."""
-    previous = os.environ.get("WAREHOUSE_PATH")
-    os.environ["WAREHOUSE_PATH"] = str(path)
+def warehouse_env(path: Path, memory_limit: str) -> Iterator[None]:
+    """Set profiles.yml's env vars (WAREHOUSE_PATH, DUCKDB_MEMORY_LIMIT) while dbt starts, then restore them."""
+    values = {"WAREHOUSE_PATH": str(path), "DUCKDB_MEMORY_LIMIT": memory_limit}
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("WAREHOUSE_PATH", None)
-        else:
-            os.environ["WAREHOUSE_PATH"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
