@@ -15,10 +15,13 @@ SIM_SEGMENTS ?= 150
 install: $(VENV)/.installed
 
 # Re-install whenever pyproject.toml changes. uv installs the same version ranges as pip, much faster.
+# --compile-bytecode writes the .pyc files up front: where PYTHONDONTWRITEBYTECODE is set (as in many
+# containers) Python would otherwise compile Dagster, dbt and dlt from source in every process it starts,
+# several seconds for each run, each dbt command and `dagster definitions validate`.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[test]'
 	touch $@
 
 # dbt's manifest.json, which Dagster reads to build the model assets. Never committed.

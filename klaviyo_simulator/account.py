@@ -198,6 +198,26 @@ class SimulatedAccount:
             segment.updated = self._bumped(segment.updated)
             return copy.deepcopy(segment.definition)
 
+    def set_definition(self, segment_id: str, definition: dict[str, Any]) -> dict[str, Any]:
+        """Give a segment exactly this definition (e.g. revert an edit) and bump `updated` to now.
+
+        Args:
+            segment_id: The segment to edit.
+            definition: The new definition.
+
+        Returns:
+            A copy of the new definition.
+
+        Raises:
+            KeyError: If no live segment has that id.
+        """
+        with self._lock:
+            segment = self._segments[segment_id]
+            segment.edits += 1
+            segment.definition = copy.deepcopy(definition)
+            segment.updated = self._bumped(segment.updated)
+            return copy.deepcopy(segment.definition)
+
     def rename(self, segment_id: str, new_name: str) -> None:
         """Rename a segment and bump `updated` to now.
 

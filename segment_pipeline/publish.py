@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from .config import duckdb_memory_limit
 from .warehouse import WarehouseLockedError, is_lock_error, lock_holder
 
 __all__ = [
@@ -139,8 +140,9 @@ def publish_analytics_copy(
 
     started = time.monotonic()
     try:
-        # an in-memory database attaches both files, so the warehouse is only ever opened read-only
-        with duckdb.connect() as connection:
+        # an in-memory database attaches both files, so the warehouse is only ever opened read-only; within
+        # the pipeline's memory limit (the copy of a large warehouse took 1 GB more without one)
+        with duckdb.connect(config={"memory_limit": duckdb_memory_limit()}) as connection:
             try:
                 connection.execute(f"attach {_sql_string(warehouse)} as publish_src (read_only)")
             except duckdb.Error as exc:

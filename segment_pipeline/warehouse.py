@@ -341,12 +341,16 @@ def definition_version_count(path: Path, account_id: str) -> int:
 def dlt_pipeline(pipeline_name: str, warehouse_path: Path, pipelines_dir: Path) -> dlt.Pipeline:
     """A dlt pipeline writing the RAW_DATASET schema of the warehouse; its working dir stays in the project."""
     import dlt  # here, not at the top: the publish step and the demo need this module but not dlt
+    from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+    from .config import duckdb_memory_limit
 
     warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     pipelines_dir.mkdir(parents=True, exist_ok=True)
+    credentials = DuckDbCredentials(str(warehouse_path), global_config={"memory_limit": duckdb_memory_limit()})
     return dlt.pipeline(
         pipeline_name=pipeline_name,
         pipelines_dir=str(pipelines_dir),
-        destination=dlt.destinations.duckdb(str(warehouse_path)),
+        destination=dlt.destinations.duckdb(credentials),
         dataset_name=RAW_DATASET,
     )

@@ -346,7 +346,7 @@ def test_asset_nodes(asset_nodes):
         assert asset_nodes[key]["pools"] == [], (key, asset_nodes[key]["pools"])
 
 
-def test_series_and_dbt_daily_partitions(webserver, asset_nodes):
+def test_series_daily_partitions_and_unpartitioned_models(webserver, asset_nodes):
     yesterday, today = _yesterday_and_today()
     data = webserver.graphql(SERIES_PARTITIONS_QUERY, {"key": {"path": list(SERIES)}})
     yesterday_after, today_after = _yesterday_and_today()
@@ -368,15 +368,12 @@ def test_series_and_dbt_daily_partitions(webserver, asset_nodes):
 
     series_node = asset_nodes[SERIES]
     assert series_node["backfillPolicy"] == {"policyType": "SINGLE_RUN", "maxPartitionsPerRun": None}
-    for key in DBT_MARTS:
+    # the models and the publishing steps are not partitioned (the daily mart finds what changed by itself)
+    # but allowed into single-run ranges, so a backfill of everything builds and publishes once, in its run
+    for key in [*DBT_MARTS, ANALYTICS_COPY, GROWTH_CHART]:
         node = asset_nodes[key]
-        assert node["isPartitioned"], key
-        assert node["partitionDefinition"] == series_node["partitionDefinition"], key
+        assert not node["isPartitioned"], key
         assert node["backfillPolicy"] == series_node["backfillPolicy"], key
-    # the publishing steps share the partitions so a backfill publishes after its models, in the same run
-    for key in [ANALYTICS_COPY, GROWTH_CHART]:
-        assert asset_nodes[key]["partitionDefinition"] == series_node["partitionDefinition"], key
-        assert asset_nodes[key]["backfillPolicy"] == series_node["backfillPolicy"], key
     # the segments listing is not partitioned: every run refreshes all segments
     assert not asset_nodes[("klaviyo", "segments")]["isPartitioned"]
 
@@ -446,12 +443,13 @@ def test_definitions_in_process():
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.job_name == JOB
 
-    # the series and the dbt models share one partitions definition object and backfill in a single run
+    # the series are daily partitions; the models after them are one table each, not partitioned; all of
+    # them backfill in a single run
     assert segment_series_daily.partitions_def is daily_partitions
-    assert segment_growth_models.partitions_def is daily_partitions
+    assert segment_growth_models.partitions_def is None
     for key in [dg.AssetKey(list(SERIES)), *dbt_keys]:
         node = graph.get(key)
-        assert node.partitions_def is daily_partitions, key
+        assert node.partitions_def is (daily_partitions if key == dg.AssetKey(list(SERIES)) else None), key
         assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
     assert daily_partitions.timezone == TIMEZONE
     assert daily_partitions.start.date() == dt.date.fromisoformat(FIRST_PARTITION)

@@ -1,8 +1,8 @@
 """The dbt project against a synthetic warehouse, checked against values computed here with pandas.
 
 The module builds one DuckDB file with the four raw Klaviyo tables (as dlt writes them), runs `dbt build`
-once, and compares every mart with an independent pandas computation. A second, copied warehouse checks
-that a partitioned (min_date/max_date) run rewrites only its days and reproduces the full build. The worked
+once, and compares every mart with an independent pandas computation. Copies of it whose raw tables then
+change check that an incremental build rewrites exactly the rows that changed and equals a full rebuild. The worked
 queries of docs/for-sql-analysts.md run against the built models so they cannot rot.
 """
 
@@ -33,10 +33,6 @@ ANALYST_DOCS = REPO / "docs" / "for-sql-analysts.md"
 FIRST_DAY = dt.date(2024, 1, 1)
 LAST_DAY = dt.date(2024, 3, 31)
 LOADED_AT = dt.datetime(2024, 4, 1, 6, 0, tzinfo=dt.UTC)
-
-# the partition window of the incremental test: mid-February, so its 30-day look-back reaches January
-INCREMENTAL_MIN_DATE = dt.date(2024, 2, 20)
-INCREMENTAL_MAX_DATE = dt.date(2024, 2, 27)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -705,7 +701,7 @@ def test_segments_summary_matches(built: BuiltWarehouse) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# a partitioned (incremental) run
+# an incremental build after the raw tables changed
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -716,79 +712,78 @@ def _copy_warehouse(source: Path, target: Path) -> None:
         shutil.copyfile(wal, target.with_name(target.name + ".wal"))
 
 
+# a day revised after the build, and a day whose raw row goes away
+REVISED = ("acct_ny", "EngA1", dt.date(2024, 2, 20))
+REMOVED = ("acct_tokyo", "EngA1", dt.date(2024, 3, 1))
+RENAMED = ("acct_ny", "NewZ0")
+# growth_rate is never compared by the change detection: a sentinel there shows which rows were rewritten
+UNTOUCHED = 123.25  # within the column's accepted range, so the build's tests pass
+
+RAW_CHANGES = f"""
+    update klaviyo.segment_series_daily
+    set members_added = members_added + 7, net_members_changed = net_members_changed + 7,
+        total_members = total_members + 7
+    where account_id = '{REVISED[0]}' and segment_id = '{REVISED[1]}' and date = date '{REVISED[2]}';
+    delete from klaviyo.segment_series_daily
+    where account_id = '{REMOVED[0]}' and segment_id = '{REMOVED[1]}' and date = date '{REMOVED[2]}';
+    update klaviyo.segments set name = 'Renamed "new" signups'
+    where account_id = '{RENAMED[0]}' and id = '{RENAMED[1]}';
+"""
+
+
 @pytest.fixture(scope="module")
 def incremental(built: BuiltWarehouse, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A copy of the built warehouse after a min_date/max_date run; every old row was marked 'stale' first."""
+    """A copy of the built warehouse whose raw tables changed, after an incremental `dbt build`, and a
+    copy with the same raw changes rebuilt with --full-refresh."""
     work = tmp_path_factory.mktemp("dbt_incremental")
-    warehouse = work / "warehouse.duckdb"
-    _copy_warehouse(built.path, warehouse)
-    with duckdb.connect(str(warehouse)) as connection:
-        connection.execute("update marts.segment_growth_daily set segment_name = 'stale'")
-        # a day of the window that is missing from the mart must come back
-        connection.execute("""
-            delete from marts.segment_growth_daily
-            where account_id = 'acct_ny' and segment_id = 'EngA1' and date = date '2024-02-22'
-        """)
-    variables = json.dumps({"min_date": INCREMENTAL_MIN_DATE.isoformat(), "max_date": INCREMENTAL_MAX_DATE.isoformat()})
-    run_dbt(["build", "--select", "segment_growth_daily", "--vars", variables], warehouse, work)
-    return warehouse, work
+    warehouse, rebuilt = work / "warehouse.duckdb", work / "rebuilt.duckdb"
+    for path in (warehouse, rebuilt):
+        _copy_warehouse(built.path, path)
+        with duckdb.connect(str(path)) as connection:
+            connection.execute(RAW_CHANGES)
+            connection.execute(f"update marts.segment_growth_daily set growth_rate = {UNTOUCHED}")
+    run_dbt(["build"], warehouse, work)
+    run_dbt(["run", "--full-refresh"], rebuilt, work)
+    return warehouse, rebuilt
 
 
-def test_incremental_run_rewrites_only_its_window(built: BuiltWarehouse, incremental: tuple[Path, Path]) -> None:
+def test_an_incremental_build_rewrites_exactly_the_rows_that_changed(incremental: tuple[Path, Path]) -> None:
     warehouse, _ = incremental
-    rows = query(warehouse, "select date, segment_name from marts.segment_growth_daily")
-    dates = pd.to_datetime(rows["date"]).dt.date
-    inside = (dates >= INCREMENTAL_MIN_DATE) & (dates < INCREMENTAL_MAX_DATE)
-    assert inside.sum() == 6 * 7  # six reporting segments, seven days
-    assert (rows.loc[inside, "segment_name"] != "stale").all()
-    assert (rows.loc[~inside, "segment_name"] == "stale").all()
+    rows = query(warehouse, "select account_id, segment_id, date, growth_rate from marts.segment_growth_daily")
+    rows["date"] = pd.to_datetime(rows["date"]).dt.date
+    rewritten = set(map(tuple, rows.loc[rows.growth_rate != UNTOUCHED, ["account_id", "segment_id", "date"]].values))
+    series = query(warehouse, "select account_id, segment_id, date from klaviyo.segment_series_daily")
+    series["date"] = pd.to_datetime(series["date"]).dt.date
+    present = set(map(tuple, series.values))
+
+    def following(key: tuple, first: int) -> set[tuple]:
+        account, segment, day = key
+        days = {(account, segment, day + dt.timedelta(days=n)) for n in range(first, 30)}
+        return days & present
+
+    renamed = {key for key in present if key[:2] == RENAMED}
+    # the revised day and the 29 after it; the 29 after the removed day; every day of the renamed segment
+    assert rewritten == following(REVISED, 0) | following(REMOVED, 1) | renamed
+    assert REMOVED not in set(map(tuple, rows[["account_id", "segment_id", "date"]].values))
 
 
-def test_incremental_run_reproduces_the_full_build(built: BuiltWarehouse, incremental: tuple[Path, Path]) -> None:
-    warehouse, _ = incremental
-    full = query(built.path, "select * from marts.segment_growth_daily")
-    partial = query(warehouse, "select * from marts.segment_growth_daily")
-    full["segment_name"] = partial["segment_name"] = None
-    assert_same_rows(partial, full, DAILY_KEYS)
-
-
-def test_full_refresh_ignores_the_window(built: BuiltWarehouse, incremental: tuple[Path, Path]) -> None:
-    warehouse, work = incremental
-    variables = json.dumps({"min_date": INCREMENTAL_MIN_DATE.isoformat(), "max_date": INCREMENTAL_MAX_DATE.isoformat()})
-    run_dbt(["run", "--select", "segment_growth_daily", "--full-refresh", "--vars", variables], warehouse, work)
-    assert_same_rows(
-        query(warehouse, "select * from marts.segment_growth_daily"),
-        query(built.path, "select * from marts.segment_growth_daily"),
-        DAILY_KEYS,
-    )
-
-
-def test_a_malformed_date_var_is_refused(built: BuiltWarehouse, tmp_path: Path) -> None:
-    dbt = Path(sys.executable).with_name("dbt")
-    result = subprocess.run(
-        [
-            str(dbt),
-            "compile",
-            "--select",
-            "segment_growth_daily",
-            "--vars",
-            '{"min_date": "20/02/2024"}',
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-            "--target-path",
-            str(tmp_path / "target"),
-            "--log-path",
-            str(tmp_path / "logs"),
-        ],
-        env={**os.environ, "WAREHOUSE_PATH": str(built.path), "DO_NOT_TRACK": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode != 0
-    assert "must look like YYYY-MM-DD" in result.stdout
+def test_an_incremental_build_equals_a_full_rebuild(incremental: tuple[Path, Path]) -> None:
+    warehouse, rebuilt = incremental
+    for mart, keys in (
+        ("segment_growth_daily", DAILY_KEYS),
+        ("segment_growth_weekly", ["account_id", "segment_id", "week_start"]),
+        ("segment_growth_monthly", ["account_id", "segment_id", "month_start"]),
+        ("segments", ["account_id", "segment_id"]),
+    ):
+        # only the sentinel column of the rows nothing changed may differ
+        columns = "* exclude (growth_rate)" if mart == "segment_growth_daily" else "*"
+        sql = f"select {columns} from marts.{mart} order by {', '.join(keys)}"
+        with duckdb.connect(str(warehouse), read_only=True) as a, duckdb.connect(str(rebuilt), read_only=True) as b:
+            assert a.execute(sql).fetchall() == b.execute(sql).fetchall(), mart
+    # and a build with nothing new rewrites nothing
+    before = query(warehouse, "select * from marts.segment_growth_daily")
+    run_dbt(["run", "--select", "segment_growth_daily"], warehouse, warehouse.parent)
+    assert_same_rows(query(warehouse, "select * from marts.segment_growth_daily"), before, DAILY_KEYS)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ import pytest
 from dagster_dbt import DbtCliResource
 
 from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
-from segment_pipeline.config import PipelineSettings
 from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
 from segment_pipeline.defs.publish.assets import analytics_copy, growth_chart
 from segment_pipeline.defs.transform.assets import segment_growth_models
@@ -186,10 +185,6 @@ def dbt_vars(command: str) -> dict | None:
     """The --vars a dbt command was given, or None."""
     found = re.search(r"--vars (\{.*?\})", command)
     return json.loads(found.group(1)) if found else None
-
-
-def lookback_days() -> int:
-    return PipelineSettings.from_env().lookback_days
 
 
 def rate(numerator: int, denominator: int | None) -> float | None:
@@ -537,19 +532,16 @@ def daily_snapshot(pipeline: Pipeline) -> list[tuple]:
 
 def test_a_partitioned_rerun_of_three_days_leaves_the_daily_mart_identical(pipeline: Pipeline) -> None:
     before = daily_snapshot(pipeline)
-    # mid-range, so the incremental build's look-back (3 lookback days + 30 window days) reads loaded days
+    # mid-range: the re-pulled days have the same numbers, so nothing changes
     first = pipeline.last - dt.timedelta(days=20)
     last = first + dt.timedelta(days=2)
     reports_before, calls_before = pipeline.sim.count(path=SEGMENT_SERIES_PATH), len(pipeline.dbt_calls)
     pipeline.run([segment_series_daily, segment_growth_models, analytics_copy], tags=range_tags(first, last))
     # those days were fetched when already older than the lookback: they are final, nothing is asked again
     assert pipeline.sim.count(path=SEGMENT_SERIES_PATH) == reports_before
-    # the incremental path really ran: dbt got the window, widened by the lookback days the series re-pulls
+    # dbt is told nothing about the run's days: the daily mart finds what changed by itself
     [(_, command)] = pipeline.dbt_calls[calls_before:]
-    assert dbt_vars(command) == {
-        "min_date": (first - dt.timedelta(days=lookback_days())).isoformat(),
-        "max_date": (last + dt.timedelta(days=1)).isoformat(),
-    }
+    assert dbt_vars(command) is None
     after = daily_snapshot(pipeline)
     assert len(after) == len(before) == SEGMENT_COUNT * DAYS
     assert pipeline.rows(
@@ -578,8 +570,8 @@ def test_definition_edits_add_a_version_dated_in_the_account_timezone(pipeline: 
     pipeline.definition_changes.add((edited_yesterday.id, pipeline.last))
 
     pipeline.run([segments])
-    # the daily run's models: yesterday's partition (plus the lookback days)
-    pipeline.run([segment_growth_models, analytics_copy], partition_key=pipeline.last.isoformat())
+    # the daily run's models
+    pipeline.run([segment_growth_models, analytics_copy])
 
     for segment in (edited_yesterday, edited_today):
         history = pipeline.rows(
@@ -694,19 +686,14 @@ def test_a_full_run_succeeds_while_an_analyst_holds_the_copy_open(pipeline: Pipe
     assert not [p.name for p in pipeline.analytics.parent.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_a_single_partition_run_passes_its_day_to_dbt(pipeline: Pipeline) -> None:
-    # the single-partition runs above (the edit test's models run, the full run) are the daily schedule's
-    # shape; run one here if none was made (e.g. when this test runs alone)
+def test_no_run_passes_days_to_dbt(pipeline: Pipeline) -> None:
+    # the single-partition runs above (the edit test, the full run) are the daily schedule's shape; whatever
+    # the run, dbt builds with no --vars, so its partial parsing stays valid from run to run
     if not any(key is not None for key, _ in pipeline.dbt_calls):
-        pipeline.run([segment_growth_models], partition_key=pipeline.last.isoformat())
-    single = [(key, command) for key, command in pipeline.dbt_calls if key is not None]
-    assert single
-    for key, command in single:
-        day = dt.date.fromisoformat(key)
-        assert dbt_vars(command) == {
-            "min_date": (day - dt.timedelta(days=lookback_days())).isoformat(),
-            "max_date": (day + dt.timedelta(days=1)).isoformat(),
-        }, command
+        pipeline.run([segment_growth_models])
+    assert pipeline.dbt_calls
+    for _, command in pipeline.dbt_calls:
+        assert dbt_vars(command) is None and "--full-refresh" not in command, command
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,9 +1,6 @@
 """dlt sources for Klaviyo: segment definitions (with their history) and daily segment series.
 
-Two sources with two names and two pipelines, so that neither overwrites the other's dlt schema.
+Two sources with two names and two pipelines, so that neither overwrites the other's dlt schema. Import the
+submodules (`sources.segments`, `sources.series`) where they are used: they import dlt, which costs every
+process that merely loads the Dagster code half a second.
 """
-
-from .segments import klaviyo_segments_source, segment_rows
-from .series import klaviyo_series_source
-
-__all__ = ["klaviyo_segments_source", "klaviyo_series_source", "segment_rows"]

@@ -3,8 +3,11 @@
 - `accounts`: one row per account (id, timezone), merged on account_id.
 - `segments`: one row per segment, merged on (account_id, id) and refreshed every run so renames,
   definition edits and deletions show. A segment the API no longer returns stays, flagged `is_deleted`.
-- `segment_definitions`: one row per distinct definition a segment has had, keyed by a hash of the
-  definition and inserted only once, so the first time we saw a version is never overwritten.
+- `segment_definitions`: one row per observed state of a segment's definition, keyed by
+  (account_id, segment_id, segment_updated, definition_hash) and inserted only once, so the first time we
+  saw it is never overwritten. Keying on Klaviyo's `updated` as well as the hash keeps a return to an
+  earlier definition (A -> B -> A) as a row of its own; dbt turns consecutive rows with the same hash (a
+  rename also bumps `updated`) into one version.
 - `segment_tags`: each live segment's tags (see segment_tags.py), only when the tags were fetched.
 """
 
@@ -22,6 +25,11 @@ from ..klaviyo import Account
 from ..klaviyo.errors import KlaviyoResponseError
 from ..tables import ACCOUNTS_TABLE, SEGMENT_DEFINITIONS_TABLE, SEGMENT_TAGS_TABLE, SEGMENTS_TABLE
 from .segment_tags import SEGMENT_TAG_COLUMNS, segment_tag_rows
+
+# dlt's default for rows given as dicts on DuckDB is one INSERT ... VALUES statement per file: with 10,000
+# definitions DuckDB parses a statement of tens of megabytes and the load took 750 MB. Parquet files load in a
+# few. (Not jsonl: DuckDB's JSON reader unifies the definitions' keys and adds nulls to each.)
+LOADER_FILE_FORMAT = "parquet"
 
 # A type the API sends that does not match these fails the load instead of adding a variant column.
 FROZEN_TYPES = {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
@@ -52,9 +60,13 @@ DEFINITION_COLUMNS = {
     "segment_id": {"data_type": "text", "nullable": False},
     "definition_hash": {"data_type": "text", "nullable": False},
     "definition": {"data_type": "json"},
+    # part of the key: Klaviyo's `updated`, or the load time when Klaviyo sends none (never NULL)
     "segment_updated": {"data_type": "timestamp"},
     "first_seen_at": {"data_type": "timestamp"},
 }
+# One row per observed definition state. Warehouses made before `segment_updated` joined the key need no
+# migration: their rows stay valid under the wider key (see the README's upgrade note).
+DEFINITION_KEY = ["account_id", "segment_id", "segment_updated", "definition_hash"]
 
 
 def definition_hash(definition: Any) -> str:
@@ -153,17 +165,26 @@ def klaviyo_segments_source(
         yield {"account_id": account.id, "timezone": account.timezone, "name": account.name, "_loaded_at": loaded_at}
 
     @dlt.resource(
-        name=SEGMENTS_TABLE, primary_key=["account_id", "id"], write_disposition="merge", columns=SEGMENT_COLUMNS
+        name=SEGMENTS_TABLE,
+        primary_key=["account_id", "id"],
+        write_disposition="merge",
+        columns=SEGMENT_COLUMNS,
+        file_format=LOADER_FILE_FORMAT,
     )
     def segments():
         yield all_segments
 
     @dlt.resource(
         name=SEGMENT_DEFINITIONS_TABLE,
-        primary_key=["account_id", "segment_id", "definition_hash"],
-        # insert-only: a version seen again must keep the moment it was first seen
+        primary_key=DEFINITION_KEY,
+        # insert-only: a state seen again must keep the moment it was first seen
         write_disposition={"disposition": "merge", "strategy": "insert-only"},
         columns=DEFINITION_COLUMNS,
+        file_format=LOADER_FILE_FORMAT,
+        # a warehouse made before segment_updated joined the key stores that column without the key hint;
+        # a frozen data_type contract would refuse to add it. The rows are built here, not taken from the
+        # API as they come, so letting this table's hints evolve admits no stray column types
+        schema_contract={"tables": "evolve", "columns": "freeze", "data_type": "evolve"},
     )
     def segment_definitions():
         yield [
@@ -172,7 +193,7 @@ def klaviyo_segments_source(
                 "segment_id": row["id"],
                 "definition_hash": row["definition_hash"],
                 "definition": row["definition"],
-                "segment_updated": row["updated"],
+                "segment_updated": row["updated"] or loaded_at,
                 "first_seen_at": loaded_at,
             }
             for row in current
@@ -187,6 +208,7 @@ def klaviyo_segments_source(
         primary_key=["account_id", "segment_id"],
         write_disposition="merge",
         columns=SEGMENT_TAG_COLUMNS,
+        file_format=LOADER_FILE_FORMAT,
     )
     def segment_tags():
         yield segment_tag_rows(segment_resources, tag_names, account.id, loaded_at)

@@ -1,4 +1,9 @@
--- one row per definition version of a segment, numbered and given a validity interval
+-- one row per definition version of a segment, numbered and given a validity interval.
+--
+-- the raw table holds one row per observed state (segment_updated, definition_hash), so a
+-- return to an earlier definition is a row of its own. consecutive states with the same
+-- definition (a rename also bumps `updated`) are one version: a version starts wherever
+-- the hash differs from the previous state's, so A -> B -> A is three versions.
 with definitions as (
 
     select * from {{ ref('stg_klaviyo__segment_definitions') }}
@@ -12,29 +17,61 @@ segments as (
 
 ),
 
+ordered as (
+
+    select
+        *,
+        -- order by when the state took effect in klaviyo; load time and the hash only
+        -- break ties, so the order is deterministic
+        lag(definition_hash) over by_time as previous_hash,
+        row_number() over by_time as state_number
+    from definitions
+    window by_time as (
+        partition by account_id, segment_id
+        order by coalesce(segment_updated_at, first_seen_at), first_seen_at, definition_hash
+    )
+
+),
+
+starts as (
+
+    select
+        *,
+        previous_hash is null or previous_hash <> definition_hash as starts_version
+    from ordered
+
+),
+
 numbered as (
 
     select
-        definitions.account_id,
-        definitions.segment_id,
-        definitions.definition_hash,
-        definitions.definition,
-        definitions.segment_updated_at,
-        definitions.first_seen_at,
-        segments.created_at as segment_created_at,
-        -- order by when the version took effect in klaviyo; load time and the hash
-        -- only break ties, so the numbering is deterministic
-        row_number() over (
-            partition by definitions.account_id, definitions.segment_id
-            order by
-                coalesce(definitions.segment_updated_at, definitions.first_seen_at),
-                definitions.first_seen_at,
-                definitions.definition_hash
+        *,
+        sum(case when starts_version then 1 else 0 end) over (
+            partition by account_id, segment_id
+            order by state_number
+            rows between unbounded preceding and current row
         ) as version_number
-    from definitions
+    from starts
+
+),
+
+versions as (
+
+    -- the first state of each version says when it took effect and when it was seen
+    select
+        numbered.account_id,
+        numbered.segment_id,
+        numbered.version_number,
+        numbered.definition_hash,
+        numbered.definition,
+        numbered.segment_updated_at,
+        numbered.first_seen_at,
+        segments.created_at as segment_created_at
+    from numbered
     left join segments
-        on definitions.account_id = segments.account_id
-        and definitions.segment_id = segments.segment_id
+        on numbered.account_id = segments.account_id
+        and numbered.segment_id = segments.segment_id
+    where numbered.starts_version
 
 ),
 
@@ -49,7 +86,7 @@ valid_from as (
                 then coalesce(segment_created_at, segment_updated_at, first_seen_at)
             else coalesce(segment_updated_at, first_seen_at)
         end as valid_from
-    from numbered
+    from versions
 
 )
 

@@ -4,34 +4,168 @@
         incremental_strategy='delete+insert',
         unique_key=['account_id', 'segment_id', 'date'],
         on_schema_change='fail',
+        post_hook=[
+            "{{ delete_rows_missing_from_source(this, ref('stg_klaviyo__segment_series_daily'), ['account_id', 'segment_id', 'date']) }}"
+        ],
     )
 }}
 
 {#-
-    Partitioned runs pass the half-open window [min_date, max_date) as vars. Only then,
-    and only when the table already exists, is the build restricted; the first build,
-    --full-refresh and runs without vars rebuild every day.
--#}
-{%- set min_date = date_var('min_date') -%}
-{%- set max_date = date_var('max_date') -%}
-{%- set windowed = is_incremental() and (min_date is not none or max_date is not none) -%}
-{#- the 30-day window of min_date starts 29 days earlier, and identity_holds needs the day before that -#}
-{%- set lookback_days = 30 -%}
+    Incremental by what changed, whatever run, range or order caused the change.
 
-with series as (
+    A row depends on the raw series of its segment over its own day and the 29 before
+    it (the 30-day window; identity_holds reads only the previous day), on the
+    segment's current name, and on whether a definition version started that day. So
+    an incremental run rebuilds:
+      - every day whose raw numbers differ from the ones the mart was built from (the
+        mart keeps the raw numbers, so this is a full compare by value, not a load
+        watermark: a load of older days after newer ones, or a re-run that revised an
+        old day, is found the same way), plus the 29 days after each, whose windows
+        include it (identity_holds of the next day is among them);
+      - days whose raw row is new, and the 29 days after them; days whose raw row is
+        gone (the post_hook deletes their mart rows) make their 29 successors rebuild;
+      - every row of a segment whose name changed;
+      - every row whose definition_changed flag differs from the definition history.
+    The first build and --full-refresh build every day. Equal results to a full
+    rebuild after any sequence of loads is what tests/test_incremental_marts.py checks.
+-#}
+{%- set incremental = is_incremental() -%}
+{#- the 30-day window of a day starts 29 days earlier -#}
+{%- set window_days = 30 -%}
+
+with source_series as (
 
     select * from {{ ref('stg_klaviyo__segment_series_daily') }}
-    {%- if windowed %}
-    where true
-        {%- if min_date is not none %}
-        and date >= date '{{ min_date }}' - {{ lookback_days }}
-        {%- endif %}
-        {%- if max_date is not none %}
-        and date < date '{{ max_date }}'
-        {%- endif %}
-    {%- endif %}
 
 ),
+
+{%- if incremental %}
+
+-- raw rows whose numbers differ from what the mart holds, new raw rows, and mart rows
+-- whose raw row is gone: compared by value, so the order of loads never matters
+changed_days as (
+
+    select
+        coalesce(source.account_id, mart.account_id) as account_id,
+        coalesce(source.segment_id, mart.segment_id) as segment_id,
+        coalesce(source.date, mart.date) as date
+    from source_series as source
+    full outer join {{ this }} as mart
+        on source.account_id = mart.account_id
+        and source.segment_id = mart.segment_id
+        and source.date = mart.date
+    where source.date is null
+        or mart.date is null
+        or source.total_members is distinct from mart.total_members
+        or source.members_added is distinct from mart.members_added
+        or source.members_removed is distinct from mart.members_removed
+        or source.net_members_changed is distinct from mart.net_members_changed
+
+),
+
+-- each changed day, and the window_days - 1 days after it, for every present raw row:
+-- one pass of a range window instead of a join that multiplies rows by 30
+changed_windows as (
+
+    select account_id, segment_id, date
+    from (
+        select
+            account_id,
+            segment_id,
+            date,
+            max(is_present) as is_present,
+            max(is_changed) as is_changed
+        from (
+            select account_id, segment_id, date, 1 as is_present, 0 as is_changed from source_series
+            union all
+            select account_id, segment_id, date, 0 as is_present, 1 as is_changed from changed_days
+        ) as marks
+        group by account_id, segment_id, date
+    ) as days
+    qualify is_present = 1
+        and max(is_changed) over (
+            partition by account_id, segment_id order by date
+            range between interval {{ window_days - 1 }} days preceding and current row
+        ) = 1
+
+),
+
+renamed_segments as (
+
+    select mart.account_id, mart.segment_id
+    from (select distinct account_id, segment_id, segment_name from {{ this }}) as mart
+    left join {{ ref('stg_klaviyo__segments') }} as segments
+        on mart.account_id = segments.account_id
+        and mart.segment_id = segments.segment_id
+    where mart.segment_name is distinct from segments.segment_name
+
+),
+
+reflagged_days as (
+
+    -- a day the mart flags that the history no longer has, or the other way round
+    select
+        coalesce(mart.account_id, changes.account_id) as account_id,
+        coalesce(mart.segment_id, changes.segment_id) as segment_id,
+        coalesce(mart.date, changes.date) as date
+    from (select account_id, segment_id, date from {{ this }} where definition_changed) as mart
+    full outer join {{ ref('int_segment_definition_changes_daily') }} as changes
+        on mart.account_id = changes.account_id
+        and mart.segment_id = changes.segment_id
+        and mart.date = changes.date
+    where mart.date is null or changes.date is null
+
+),
+
+rebuild_keys as (
+
+    select account_id, segment_id, date from changed_windows
+    union
+    select source.account_id, source.segment_id, source.date
+    from source_series as source
+    inner join renamed_segments
+        on source.account_id = renamed_segments.account_id
+        and source.segment_id = renamed_segments.segment_id
+    union
+    select source.account_id, source.segment_id, source.date
+    from source_series as source
+    inner join reflagged_days
+        on source.account_id = reflagged_days.account_id
+        and source.segment_id = reflagged_days.segment_id
+        and source.date = reflagged_days.date
+
+),
+
+-- the raw days the rebuilt rows need: from window_days before each segment's first
+-- rebuilt day on (the previous day for identity_holds is inside that too)
+rebuild_from as (
+
+    select account_id, segment_id, min(date) - {{ window_days }} as first_needed
+    from rebuild_keys
+    group by account_id, segment_id
+
+),
+
+series as (
+
+    select source.*
+    from source_series as source
+    inner join rebuild_from
+        on source.account_id = rebuild_from.account_id
+        and source.segment_id = rebuild_from.segment_id
+        and source.date >= rebuild_from.first_needed
+
+),
+
+{%- else %}
+
+series as (
+
+    select * from source_series
+
+),
+
+{%- endif %}
 
 segments as (
 
@@ -173,14 +307,14 @@ final as (
 
 )
 
+{%- if incremental %}
+-- the earlier days only fed the windows: write back just the rows to rebuild
+select final.*
+from final
+inner join rebuild_keys
+    on final.account_id = rebuild_keys.account_id
+    and final.segment_id = rebuild_keys.segment_id
+    and final.date = rebuild_keys.date
+{%- else %}
 select * from final
-{%- if windowed %}
--- the look-back rows only fed the windows; write back just the requested days
-where true
-    {%- if min_date is not none %}
-    and date >= date '{{ min_date }}'
-    {%- endif %}
-    {%- if max_date is not none %}
-    and date < date '{{ max_date }}'
-    {%- endif %}
 {%- endif %}

@@ -7,10 +7,10 @@ happened; fetching, planning and loading live in the client, the planner and the
 import contextlib
 import datetime as dt
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-from dlt.pipeline.exceptions import PipelineStepFailed
 from pydantic import Field
 
 from ... import reconciliation as rc
@@ -25,13 +25,13 @@ from ...klaviyo import (
     check_reporting_window,
 )
 from ...klaviyo.planner import cells_in, day_count, days_in, days_left, days_to_fetch, plan_needed_requests
-from ...sources import klaviyo_segments_source, klaviyo_series_source
-from ...sources.series import fetch_series_table
-from ...sources.series_staging import SeriesStaging
 from ..partitions import daily_partitions
 from ..resources import KlaviyoResource, WarehouseResource
 from .pending import PendingRange, previous_total, record_finished, record_unfinished
 from .tags import list_segments_and_tags
+
+if TYPE_CHECKING:
+    from ...sources.series_staging import SeriesStaging
 
 SEGMENTS_KEY = dg.AssetKey(["klaviyo", "segments"])
 SERIES_KEY = dg.AssetKey(["klaviyo", "segment_series_daily"])
@@ -65,6 +65,9 @@ def explained_failures() -> Iterator[None]:
     Transient trouble (5xx after retries, a spent quota, a locked file) may be retried by a run retry
     policy; anything else (a bad key, a refused window, a malformed response) will fail the same way again.
     """
+    # dlt costs half a second to import: loading the code (webserver, `definitions validate`) need not pay
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
     try:
         yield
     except dg.Failure:
@@ -132,6 +135,8 @@ def check_account_timezone(account: Account, configured: str) -> None:
 )
 def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource):
     """Segments, their definition history and the account, loaded together from one segments listing."""
+    from ...sources.segments import klaviyo_segments_source  # dlt: imported by runs, not by loading the code
+
     settings = warehouse.settings()
     loaded_at = dt.datetime.now(dt.UTC)
     with explained_failures(), warehouse.lock(context), klaviyo.client(warehouse) as client:
@@ -212,13 +217,15 @@ def _iso(moment: dt.datetime) -> str:
 
 
 def load_staged(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, staging: SeriesStaging
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, staging: "SeriesStaging"
 ) -> tuple[int, int]:
     """Load every staged response into the warehouse, then delete the files; returns (files, rows).
 
     The files are deleted only after dlt committed the load: a crash in between loads them again next
     time, which the merge on (account_id, segment_id, date) makes harmless.
     """
+    from ...sources.series import klaviyo_series_source  # dlt: imported by runs, not by loading the code
+
     files = staging.files()
     if not files:
         staging.remove([])
@@ -258,6 +265,10 @@ def load_staged(
 def segment_series_daily(
     context: dg.AssetExecutionContext, config: SeriesConfig, klaviyo: KlaviyoResource, warehouse: WarehouseResource
 ):
+    # dlt: imported by runs, not by loading the code
+    from ...sources.series import fetch_series_table
+    from ...sources.series_staging import SeriesStaging
+
     settings = warehouse.settings()
     window = context.partition_time_window
     first_day = window.start.date()

@@ -8,9 +8,6 @@ import base64
 
 import dagster as dg
 
-from ...charts import write_growth_charts
-from ...publish import publish_analytics_copy
-from ..partitions import daily_partitions
 from ..resources import WarehouseResource
 from ..transform.assets import segment_growth_models
 
@@ -23,9 +20,8 @@ GROWTH_CHART_KEY = dg.AssetKey(["analytics", "growth_chart"])
     group_name="analytics",
     deps=list(segment_growth_models.keys),
     kinds={"duckdb"},
-    # partitioned like the models it follows, so that a backfill (from the UI or the command line) publishes
-    # after the models of its days are built, in the same single run; the copy itself is always whole
-    partitions_def=daily_partitions,
+    # unpartitioned like the models it follows (the copy is always whole); the single-run policy lets a
+    # backfill of everything (UI or `--partition-range`) publish once, after the models, in the same run
     backfill_policy=dg.BackfillPolicy.single_run(),
     description=(
         "A copy of the whole warehouse for SQL analysts at ANALYTICS_PATH, published atomically after the "
@@ -33,6 +29,8 @@ GROWTH_CHART_KEY = dg.AssetKey(["analytics", "growth_chart"])
     ),
 )
 def analytics_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    from ...publish import publish_analytics_copy  # imported when a run needs it: loading the code stays fast
+
     settings = warehouse.settings()
     with warehouse.lock(context):
         stats = publish_analytics_copy(settings.warehouse_path, settings.analytics_path)
@@ -45,7 +43,6 @@ def analytics_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     group_name="analytics",
     deps=[ANALYTICS_COPY_KEY],
     kinds={"html"},
-    partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     description=(
         "The growth report (CHARTS_DIR/segment_growth.html: every segment, interactive, works offline) and a "
@@ -53,6 +50,9 @@ def analytics_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     ),
 )
 def growth_chart(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    # pandas and matplotlib cost a second to import: only runs that draw the chart pay for them
+    from ...charts import write_growth_charts
+
     settings = warehouse.settings()
     paths = write_growth_charts(settings.analytics_path, settings.charts_dir)
     context.log.info("growth report written to %s", paths["html"])

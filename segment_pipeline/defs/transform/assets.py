@@ -1,12 +1,14 @@
-"""dbt models as Dagster assets, downstream of the Klaviyo assets and sharing the series' daily partitions.
+"""dbt models as Dagster assets, downstream of the Klaviyo assets. dbt tests surface as asset checks.
 
-A partitioned run passes its days to dbt as `min_date`/`max_date`; the incremental daily mart rebuilds just
-those days (reading 30 days before them for the rolling windows). dbt tests surface as asset checks.
+The models are not partitioned. The daily mart finds by itself which days changed (it compares the raw
+series with the numbers it holds), so a run never has to tell dbt which days it loaded, and no run-specific
+`--vars` invalidate dbt's partial parsing. One materialization per model per run, instead of one per model
+per day of a backfill, keeps the UI truthful (a model is one table, rebuilt as a whole from what changed)
+and the run fast. They carry a single-run backfill policy so that `--partition-range` runs and UI backfills
+of everything still build them once, after the series.
 """
 
 import contextlib
-import datetime as dt
-import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from ..partitions import daily_partitions
+from ...config import duckdb_memory_limit
 from ..resources import WarehouseResource
 from .project import dbt_project
 
@@ -37,24 +39,15 @@ class SegmentGrowthTranslator(DagsterDbtTranslator):
         return super().get_group_name(dbt_resource_props)
 
 
-def dbt_build_args(config: DbtConfig, window: dg.TimeWindow | None) -> list[str]:
-    """The `dbt build` arguments for a run: the partition window as vars, or a full refresh."""
-    args = ["build"]
-    if config.full_refresh:
-        return [*args, "--full-refresh"]
-    if window is not None:
-        variables = {
-            "min_date": window.start.date().isoformat(),
-            "max_date": window.end.date().isoformat(),  # exclusive, like the partition window
-        }
-        args += ["--vars", json.dumps(variables)]
-    return args
+def dbt_build_args(config: DbtConfig) -> list[str]:
+    """The `dbt build` arguments for a run: incremental by default, or a full refresh."""
+    return ["build", "--full-refresh"] if config.full_refresh else ["build"]
 
 
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
-    partitions_def=daily_partitions,
+    # unpartitioned, but allowed into a single-run range (a backfill of everything, the daily job)
     backfill_policy=dg.BackfillPolicy.single_run(),
     dagster_dbt_translator=SegmentGrowthTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
 )
@@ -63,29 +56,25 @@ def segment_growth_models(
 ):
     # dbt reads WAREHOUSE_PATH through profiles.yml; hand it the same absolute path dlt wrote to
     settings = warehouse.settings()
-    # a single partition (the daily schedule) and a range (a backfill) both pass their days to dbt
-    partitioned = context.has_partition_key or context.has_partition_key_range
-    window = context.partition_time_window if partitioned else None
-    # the lookback days re-pulled by the series asset changed too: rebuild them along with the window
-    if window is not None and settings.lookback_days:
-        window = dg.TimeWindow(window.start - dt.timedelta(days=settings.lookback_days), window.end)
     # dbt (a child process) uses the file until it exits: hold the warehouse lock for the whole build
     with warehouse.lock(context):
-        with warehouse_env(settings.warehouse_path):
+        with warehouse_env(settings.warehouse_path, duckdb_memory_limit()):
             # the dbt subprocess copies the environment when it starts, inside this block
-            invocation = dbt.cli(dbt_build_args(config, window), context=context, raise_on_error=True)
+            invocation = dbt.cli(dbt_build_args(config), context=context, raise_on_error=True)
         yield from invocation.stream()
 
 
 @contextlib.contextmanager
-def warehouse_env(path: Path) -> Iterator[None]:
-    """Point profiles.yml's env_var('WAREHOUSE_PATH') at `path` while dbt starts, then restore the old value."""
-    previous = os.environ.get("WAREHOUSE_PATH")
-    os.environ["WAREHOUSE_PATH"] = str(path)
+def warehouse_env(path: Path, memory_limit: str) -> Iterator[None]:
+    """Set profiles.yml's env vars (WAREHOUSE_PATH, DUCKDB_MEMORY_LIMIT) while dbt starts, then restore them."""
+    values = {"WAREHOUSE_PATH": str(path), "DUCKDB_MEMORY_LIMIT": memory_limit}
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("WAREHOUSE_PATH", None)
-        else:
-            os.environ["WAREHOUSE_PATH"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,4 +1,4 @@
--- one row per distinct definition version observed for a segment
+-- one row per observed state (klaviyo `updated`, definition) of a segment's definition
 with source as (
 
     select * from {{ source('klaviyo', 'segment_definitions') }}
