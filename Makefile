@@ -41,8 +41,11 @@ CHROMIUM ?= /usr/bin/chromium
 browser:
 	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# two workers (this project's machines have 2 cores); a test file's tests stay together on one worker, so
+# module-scoped fixtures (a built warehouse, a running webserver, one demo run) are made once
+PYTEST_WORKERS ?= 2
 test: manifest browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # ruff (rules in pyproject.toml): lint and formatting of the Python code
 lint: install

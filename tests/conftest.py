@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 # The Dagster code reads these when it is imported: fix them before any test imports it, so the
 # partitions are the simulator's days and nothing is written outside the temporary directories.
 os.environ["KLAVIYO_TIMEZONE"] = "US/Eastern"
@@ -26,8 +28,15 @@ DBT_PROJECT = REPO / "dbt_project"
 pytest_plugins = ["tests.simulator_fixtures"]
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session):
-    """Build dbt's manifest once per run (the Dagster definitions read it when imported)."""
+    """Build dbt's manifest once per run (the Dagster definitions read it when imported).
+
+    Under pytest-xdist only the controlling process builds it, before the workers start: two dbt parses
+    writing one target directory at once could leave a half-written manifest.
+    """
+    if hasattr(session.config, "workerinput"):
+        return
     env = {**os.environ, "WAREHOUSE_PATH": str(REPO / "data" / "parse-only.duckdb")}
     subprocess.run(
         [str(Path(sys.executable).parent / "dbt"), "parse", "--profiles-dir", str(DBT_PROJECT), "--quiet"],
