@@ -348,14 +348,15 @@ def memory_child(base_url: str, work: str) -> None:
 
     root = Path(work)
     first, last = year_range()
+    warehouse = WarehouseResource.from_env(
+        warehouse_path=str(root / "warehouse.duckdb"),
+        analytics_path=str(root / "analytics.duckdb"),
+        state_dir=str(root / "state"),
+        charts_dir=str(root / "charts"),
+    )
     resources = {
-        "klaviyo": KlaviyoResource(base_url=base_url, report_rate_per_minute=100000),
-        "warehouse": WarehouseResource(
-            warehouse_path=str(root / "warehouse.duckdb"),
-            analytics_path=str(root / "analytics.duckdb"),
-            state_dir=str(root / "state"),
-            charts_dir=str(root / "charts"),
-        ),
+        "klaviyo": KlaviyoResource.from_env(warehouse, base_url=base_url, report_rate_per_minute=100000),
+        "warehouse": warehouse,
         "dbt": DbtCliResource(project_dir=dbt_project),
     }
     tags = {
