@@ -24,7 +24,7 @@ from ..klaviyo.limits import REPORTS_RATE_LIMIT
 from ..klaviyo.pacing import min_interval
 from ..klaviyo.settings import checked_api_key, options_from_env
 from ..reconciliation import DEFAULT_RECONCILE_DAYS, RECONCILE_DAYS_SETTING, reconcile_days
-from ..warehouse import dlt_pipeline, warehouse_lock
+from ..warehouse import dlt_pipeline, read_connection, warehouse_lock
 from .ingest.tags import TAGS_SETTING, tags_mode
 
 API_KEY_ENV = "KLAVIYO_API_KEY"
@@ -98,6 +98,12 @@ class WarehouseResource(dg.ConfigurableResource):
             log=context.log.info,
         ):
             yield
+
+    @contextlib.contextmanager
+    def read(self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> Iterator:
+        """A short read-only connection to the warehouse, under the lock (for the checks)."""
+        with self.lock(context), read_connection(self.settings.warehouse_path) as connection:
+            yield connection
 
 
 def _context_property(context, read):
