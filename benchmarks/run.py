@@ -161,11 +161,12 @@ def plain_insert_seconds(warehouse: Path, work: Path) -> tuple[float, int]:
     """A plain DuckDB insert of the series rows (read back as Arrow) into an empty table of a new file."""
     import duckdb
 
+    from segment_pipeline.klaviyo import SERIES_ROW_SCHEMA
+    from segment_pipeline.tables import RAW_DATASET, SEGMENT_SERIES_TABLE
+
+    columns = ", ".join([*SERIES_ROW_SCHEMA.names, "_loaded_at"])
     with duckdb.connect(str(warehouse), read_only=True) as source:
-        rows = source.sql(
-            "select account_id, segment_id, date, total_members, members_added, members_removed, "
-            "net_members_changed, _loaded_at from klaviyo.segment_series_daily"
-        ).to_arrow_table()
+        rows = source.sql(f"select {columns} from {RAW_DATASET}.{SEGMENT_SERIES_TABLE}").to_arrow_table()
     target = work / "plain_insert.duckdb"
     with duckdb.connect(str(target)) as connection:
         connection.execute("create table series as select * from rows limit 0")
@@ -348,14 +349,15 @@ def memory_child(base_url: str, work: str) -> None:
 
     root = Path(work)
     first, last = year_range()
+    warehouse = WarehouseResource.from_env(
+        warehouse_path=str(root / "warehouse.duckdb"),
+        analytics_path=str(root / "analytics.duckdb"),
+        state_dir=str(root / "state"),
+        charts_dir=str(root / "charts"),
+    )
     resources = {
-        "klaviyo": KlaviyoResource(base_url=base_url, report_rate_per_minute=100000),
-        "warehouse": WarehouseResource(
-            warehouse_path=str(root / "warehouse.duckdb"),
-            analytics_path=str(root / "analytics.duckdb"),
-            state_dir=str(root / "state"),
-            charts_dir=str(root / "charts"),
-        ),
+        "klaviyo": KlaviyoResource.from_env(warehouse, base_url=base_url, report_rate_per_minute=100000),
+        "warehouse": warehouse,
         "dbt": DbtCliResource(project_dir=dbt_project),
     }
     tags = {

@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from .report import build_report
-from .report_data import GROWTH_DAILY_TABLE
+from .report_data import GROWTH_DAILY_TABLE, SEGMENT_SUMMARY_SQL
 from .tables import MARTS_SCHEMA
 
 __all__ = ["GROWTH_DAILY_TABLE", "write_growth_charts"]
@@ -28,27 +28,8 @@ PNG_NAME = "segment_growth.png"
 PREVIEW_NAME = "segment_growth_preview.png"
 HTML_NAME = "segment_growth.html"
 
-# the largest segments by total_members on their own latest day, with that day's 30-day figures:
-# arg_max_null keeps them NULL when the latest window is incomplete (arg_max would skip to an older day)
-_TOP_SEGMENTS_SQL = f"""
-with latest as (
-    select
-        account_id,
-        segment_id,
-        arg_max(segment_name, date) as segment_name,
-        max(date) as latest_date,
-        arg_max(total_members, date) as latest_total_members,
-        arg_max_null(net_change_30d, date) as net_change_30d,
-        arg_max_null(growth_rate_30d, date) as growth_rate_30d,
-        arg_max_null(churn_rate_30d, date) as churn_rate_30d
-    from {GROWTH_DAILY_TABLE}
-    group by account_id, segment_id
-)
-select *
-from latest
-order by latest_total_members desc nulls last, account_id, segment_id
-limit ?
-"""
+# the top_n largest segments by total_members on their own latest day, with that day's 30-day figures
+_TOP_SEGMENTS_SQL = f"{SEGMENT_SUMMARY_SQL} limit ?"
 
 _SERIES_SQL = f"""
 with top_segments as ({_TOP_SEGMENTS_SQL})

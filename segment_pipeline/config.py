@@ -1,7 +1,9 @@
-"""Pipeline settings read from the environment: where the warehouse lives, the account timezone, the lookback.
+"""Pipeline settings: where the warehouse lives, the account timezone, the lookback, DuckDB's memory.
 
-Every relative path is resolved against the working directory once, here, and the absolute result is what dlt,
-dbt (which runs with its own working directory) and the analyst copy all use.
+`PipelineSettings.from_env` is the one reader of these variables; the Dagster resource
+(`defs/resources.WarehouseResource`) takes its field defaults from it when the definitions load, and the demo
+reads the same object. Every relative path is resolved against the working directory once, here, and the
+absolute result is what dlt, dbt (which runs with its own working directory) and the analyst copy all use.
 """
 
 from __future__ import annotations
@@ -36,12 +38,6 @@ def _path(env: dict, name: str, default: str) -> Path:
 DEFAULT_DUCKDB_MEMORY_LIMIT = "256MB"
 
 
-def duckdb_memory_limit(env: dict | None = None) -> str:
-    """DUCKDB_MEMORY_LIMIT: the memory each DuckDB connection of the pipeline (dlt's load, dbt) may use."""
-    env = os.environ if env is None else env
-    return env.get("DUCKDB_MEMORY_LIMIT") or DEFAULT_DUCKDB_MEMORY_LIMIT
-
-
 def configured_timezone(env: dict | None = None) -> str:
     """KLAVIYO_TIMEZONE, checked to be a real IANA name (the account's timezone in Klaviyo)."""
     env = os.environ if env is None else env
@@ -61,7 +57,12 @@ class PipelineSettings:
     analytics_path: Path
     state_dir: Path
     charts_dir: Path
-    lookback_days: int
+    lookback_days: int = DEFAULT_LOOKBACK_DAYS
+    # DUCKDB_MEMORY_LIMIT: the memory each DuckDB connection of the pipeline (dlt's load, dbt, the copy) may use
+    duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+
+    def __post_init__(self) -> None:
+        check_lookback_days(self.lookback_days)
 
     @property
     def dlt_pipelines_dir(self) -> Path:
@@ -96,14 +97,20 @@ class PipelineSettings:
             lookback = int(raw_lookback)
         except ValueError as exc:
             raise ConfigError(f"SERIES_LOOKBACK_DAYS={raw_lookback!r} is not a whole number of days") from exc
-        if not 0 <= lookback <= MAX_LOOKBACK_DAYS:
-            raise ConfigError(
-                f"SERIES_LOOKBACK_DAYS must be between 0 and {MAX_LOOKBACK_DAYS} so a daily run stays one request"
-            )
         return cls(
             warehouse_path=_path(env, "WAREHOUSE_PATH", DEFAULT_WAREHOUSE_PATH),
             analytics_path=_path(env, "ANALYTICS_PATH", DEFAULT_ANALYTICS_PATH),
             state_dir=_path(env, "PIPELINE_STATE_DIR", DEFAULT_STATE_DIR),
             charts_dir=_path(env, "CHARTS_DIR", DEFAULT_CHARTS_DIR),
             lookback_days=lookback,
+            duckdb_memory_limit=env.get("DUCKDB_MEMORY_LIMIT") or DEFAULT_DUCKDB_MEMORY_LIMIT,
         )
+
+
+def check_lookback_days(days: int) -> int:
+    """SERIES_LOOKBACK_DAYS, checked: the lookback rides along in the daily run's one request."""
+    if not 0 <= days <= MAX_LOOKBACK_DAYS:
+        raise ConfigError(
+            f"SERIES_LOOKBACK_DAYS must be between 0 and {MAX_LOOKBACK_DAYS} so a daily run stays one request"
+        )
+    return days

@@ -14,17 +14,22 @@ from .defs.schedules import daily_schedule, segment_growth_job
 from .defs.transform.assets import segment_growth_models
 from .defs.transform.project import dbt_project
 
+# read once, when the code loads: the UI shows these values under Deployment > Resources
+warehouse = WarehouseResource.from_env()
+
 defs = dg.Definitions(
     assets=[segments, segment_series_daily, segment_growth_models, analytics_copy, growth_chart],
     asset_checks=[*series_checks, series_reconciles_with_klaviyo, no_anomalies_on_the_newest_day],
     jobs=[segment_growth_job],
     schedules=[daily_schedule],
     sensors=[segment_growth_resume_sensor],
-    # runs launched from the UI: steps share one DuckDB file, so run them one after another in one process
+    # every step uses the one DuckDB file in turn, so there is nothing to run in parallel; one process also
+    # saves loading the code again for each step. The daily job and runs launched from the UI use it.
     executor=dg.in_process_executor,
     resources={
-        "klaviyo": KlaviyoResource(),
-        "warehouse": WarehouseResource(),
+        # the key is dg.EnvVar("KLAVIYO_API_KEY"): the UI shows the variable's name, never its value
+        "klaviyo": KlaviyoResource.from_env(warehouse),
+        "warehouse": warehouse,
         "dbt": DbtCliResource(project_dir=dbt_project),
     },
 )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from .config import duckdb_memory_limit
+from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
 from .warehouse import WarehouseLockedError, is_lock_error, lock_holder
 
 __all__ = [
@@ -98,6 +98,7 @@ def publish_analytics_copy(
     analytics_path: str | os.PathLike[str],
     *,
     storage_version: str | None = None,
+    memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT,
 ) -> dict:
     """Copy the whole warehouse to the analyst copy, replacing it atomically.
 
@@ -106,6 +107,7 @@ def publish_analytics_copy(
         analytics_path: the analyst copy to create or replace (e.g. data/analytics.duckdb).
         storage_version: optional DuckDB storage version of the copy, e.g. "v1.4.0" so analysts on
             DuckDB < 2.0 can open it. By default the copy uses the running DuckDB's format.
+        memory_limit: DuckDB's memory limit for the copy (the pipeline's DUCKDB_MEMORY_LIMIT).
 
     Returns:
         Stats: ``path`` (str), ``tables_copied`` and ``views_copied`` (int), ``size_bytes`` (int),
@@ -142,7 +144,7 @@ def publish_analytics_copy(
     try:
         # an in-memory database attaches both files, so the warehouse is only ever opened read-only; within
         # the pipeline's memory limit (the copy of a large warehouse took 1 GB more without one)
-        with duckdb.connect(config={"memory_limit": duckdb_memory_limit()}) as connection:
+        with duckdb.connect(config={"memory_limit": memory_limit}) as connection:
             try:
                 connection.execute(f"attach {_sql_string(warehouse)} as publish_src (read_only)")
             except duckdb.Error as exc:

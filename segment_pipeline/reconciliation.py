@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,9 @@ DEFAULT_RECONCILE_DAYS = 7
 COMPARED = ("total_members", "members_added", "members_removed")
 
 
-def reconcile_days(env: dict | None = None) -> int:
-    """KLAVIYO_RECONCILE_DAYS: days compared with Klaviyo on each run; 0 turns the check off."""
-    env = os.environ if env is None else env
-    raw = env.get(RECONCILE_DAYS_SETTING) or str(DEFAULT_RECONCILE_DAYS)
+def reconcile_days(raw: str | None) -> int:
+    """KLAVIYO_RECONCILE_DAYS, checked: days compared with Klaviyo on each run; 0 turns the check off."""
+    raw = raw or str(DEFAULT_RECONCILE_DAYS)
     try:
         days = int(raw)
     except ValueError as exc:

@@ -21,7 +21,9 @@ GROWTH_DAILY_TABLE = f"{MARTS_SCHEMA}.segment_growth_daily"
 MOVERS_MIN_START = 100
 MOVERS_PER_SIDE = 10
 
-_SEGMENTS_SQL = f"""
+# each segment on its own latest day, largest first (the report's table and the chart's top segments):
+# arg_max_null keeps the 30-day figures NULL when the latest window is incomplete (arg_max would skip back)
+SEGMENT_SUMMARY_SQL = f"""
 select
     account_id,
     segment_id,
@@ -123,7 +125,7 @@ def read_report_data(path: Path) -> ReportData:
     with duckdb.connect(str(path), read_only=True) as connection:
         if not _has_table(connection, MARTS_SCHEMA, "segment_growth_daily"):
             raise LookupError(f"{path} has no {GROWTH_DAILY_TABLE}: build the dbt models (and publish) first")
-        segments = connection.execute(_SEGMENTS_SQL).fetchall()
+        segments = connection.execute(SEGMENT_SUMMARY_SQL).fetchall()
         series = connection.execute(_SERIES_SQL).fetchall()
         versions = _optional(connection, _VERSIONS_SQL, MARTS_SCHEMA, "segment_definition_history")
         anomalies = _optional(connection, _ANOMALIES_SQL, MARTS_SCHEMA, "segment_anomalies")

@@ -28,6 +28,7 @@ import duckdb
 if TYPE_CHECKING:
     import dlt
 
+from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
 from .tables import RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
 # dlt would otherwise try to send anonymous telemetry; this machine and many production hosts have no internet.
@@ -338,16 +339,16 @@ def definition_version_count(path: Path, account_id: str) -> int:
         ).fetchone()[0]
 
 
-def dlt_pipeline(pipeline_name: str, warehouse_path: Path, pipelines_dir: Path) -> dlt.Pipeline:
+def dlt_pipeline(
+    pipeline_name: str, warehouse_path: Path, pipelines_dir: Path, memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+) -> dlt.Pipeline:
     """A dlt pipeline writing the RAW_DATASET schema of the warehouse; its working dir stays in the project."""
     import dlt  # here, not at the top: the publish step and the demo need this module but not dlt
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-    from .config import duckdb_memory_limit
-
     warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     pipelines_dir.mkdir(parents=True, exist_ok=True)
-    credentials = DuckDbCredentials(str(warehouse_path), global_config={"memory_limit": duckdb_memory_limit()})
+    credentials = DuckDbCredentials(str(warehouse_path), global_config={"memory_limit": memory_limit})
     return dlt.pipeline(
         pipeline_name=pipeline_name,
         pipelines_dir=str(pipelines_dir),

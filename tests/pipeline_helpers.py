@@ -13,16 +13,15 @@ API_KEY = "pk_test_4d1b7e9a2c5f8e0b3a6d"
 
 
 def resources(sim, tmp_path: Path, **extra) -> dict:
-    return {
-        "klaviyo": KlaviyoResource(base_url=sim.base_url, report_rate_per_minute=2 * sim.config.speed),
-        "warehouse": WarehouseResource(
-            warehouse_path=str(tmp_path / "warehouse.duckdb"),
-            analytics_path=str(tmp_path / "analytics.duckdb"),
-            state_dir=str(tmp_path / "state"),
-            charts_dir=str(tmp_path / "charts"),
-        ),
-        **extra,
-    }
+    """The code location's resources over `tmp_path` and the simulator; other settings from the environment now."""
+    warehouse = WarehouseResource.from_env(
+        warehouse_path=str(tmp_path / "warehouse.duckdb"),
+        analytics_path=str(tmp_path / "analytics.duckdb"),
+        state_dir=str(tmp_path / "state"),
+        charts_dir=str(tmp_path / "charts"),
+    )
+    klaviyo = KlaviyoResource.from_env(warehouse, base_url=sim.base_url, report_rate_per_minute=2 * sim.config.speed)
+    return {"klaviyo": klaviyo, "warehouse": warehouse, **extra}
 
 
 def range_tags(first: dt.date, last: dt.date) -> dict:

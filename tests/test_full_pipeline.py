@@ -181,6 +181,10 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 # ---------------------------------------------------------------------------------------------------------
 
 
+# what dbt's profile reads from --vars; constant for a deployment
+PROFILE_VARS = {"warehouse_path", "duckdb_memory_limit"}
+
+
 def dbt_vars(command: str) -> dict | None:
     """The --vars a dbt command was given, or None."""
     found = re.search(r"--vars (\{.*?\})", command)
@@ -539,9 +543,9 @@ def test_a_partitioned_rerun_of_three_days_leaves_the_daily_mart_identical(pipel
     pipeline.run([segment_series_daily, segment_growth_models, analytics_copy], tags=range_tags(first, last))
     # those days were fetched when already older than the lookback: they are final, nothing is asked again
     assert pipeline.sim.count(path=SEGMENT_SERIES_PATH) == reports_before
-    # dbt is told nothing about the run's days: the daily mart finds what changed by itself
+    # dbt is told nothing about the run's days (only the warehouse, as every run): the mart finds what changed
     [(_, command)] = pipeline.dbt_calls[calls_before:]
-    assert dbt_vars(command) is None
+    assert set(dbt_vars(command)) == PROFILE_VARS
     after = daily_snapshot(pipeline)
     assert len(after) == len(before) == SEGMENT_COUNT * DAYS
     assert pipeline.rows(
@@ -688,12 +692,15 @@ def test_a_full_run_succeeds_while_an_analyst_holds_the_copy_open(pipeline: Pipe
 
 def test_no_run_passes_days_to_dbt(pipeline: Pipeline) -> None:
     # the single-partition runs above (the edit test, the full run) are the daily schedule's shape; whatever
-    # the run, dbt builds with no --vars, so its partial parsing stays valid from run to run
+    # the run, dbt gets the same --vars (the profile's warehouse and memory limit, no days), so its partial
+    # parsing stays valid from run to run
     if not any(key is not None for key, _ in pipeline.dbt_calls):
         pipeline.run([segment_growth_models])
     assert pipeline.dbt_calls
+    first = dbt_vars(pipeline.dbt_calls[0][1])
+    assert set(first) == PROFILE_VARS and first["warehouse_path"] == str((pipeline.work / "warehouse.duckdb").resolve())
     for _, command in pipeline.dbt_calls:
-        assert dbt_vars(command) is None and "--full-refresh" not in command, command
+        assert dbt_vars(command) == first and "--full-refresh" not in command, command
 
 
 # ---------------------------------------------------------------------------------------------------------

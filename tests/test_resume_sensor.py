@@ -27,17 +27,14 @@ def entry(resume_at: dt.datetime) -> PendingRange:
 
 
 def evaluate(instance, tmp_path, cursor=None):
-    context = dg.build_sensor_context(
+    warehouse = WarehouseResource(warehouse_path=str(tmp_path / "warehouse.duckdb"), state_dir=str(tmp_path / "state"))
+    # the klaviyo resource nests the warehouse one, so the resources are opened (and closed) as a block
+    with dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
-        resources={
-            "klaviyo": KlaviyoResource(),
-            "warehouse": WarehouseResource(
-                warehouse_path=str(tmp_path / "warehouse.duckdb"), state_dir=str(tmp_path / "state")
-            ),
-        },
-    )
-    return segment_growth_resume_sensor(context), context
+        resources={"klaviyo": KlaviyoResource.from_env(warehouse), "warehouse": warehouse},
+    ) as context:
+        return segment_growth_resume_sensor(context), context
 
 
 def test_the_sensor_waits_for_the_resume_time_then_asks_for_one_run_of_the_range(tmp_path, monkeypatch):

@@ -1,44 +1,88 @@
-"""Dagster resources: thin wrappers that build the Klaviyo client and name the warehouse paths at run time.
+"""Dagster resources: the pipeline's configuration as typed fields, shown in the UI (Deployment > Resources).
 
-Nothing here reads a secret at import: the API key is read from KLAVIYO_API_KEY when a run starts, goes
-straight into the client, and never into Dagster config, logs or metadata.
+`definitions.py` builds them with `from_env()`: the documented variables are read there once, when the code
+loads, by the same readers the demo uses (`config.PipelineSettings.from_env`, `klaviyo.settings.options_from_env`).
+The API key is Dagster's `EnvVar`: the UI and the run config hold only the variable's name, and the value is
+read when a run starts, goes straight into the client, and never into logs or metadata.
 """
 
+from __future__ import annotations
+
 import contextlib
-import dataclasses
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
+from functools import cached_property
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
+from .. import config
 from ..config import PipelineSettings
-from ..klaviyo import ApiKey, KlaviyoClient, KlaviyoSettings, ReportBudget, ReportLedgers
+from ..klaviyo import KlaviyoClient, KlaviyoSettings, ReportBudget, ReportLedgers
 from ..klaviyo.limits import REPORTS_RATE_LIMIT
 from ..klaviyo.pacing import min_interval
-from ..warehouse import dlt_pipeline, warehouse_lock
+from ..klaviyo.settings import checked_api_key, options_from_env
+from ..reconciliation import DEFAULT_RECONCILE_DAYS, RECONCILE_DAYS_SETTING, reconcile_days
+from ..warehouse import dlt_pipeline, read_connection, warehouse_lock
+from .ingest.tags import TAGS_SETTING, tags_mode
+
+API_KEY_ENV = "KLAVIYO_API_KEY"
+
+
+def api_key_variable(env: Mapping[str, str] | None = None) -> str:
+    """`dg.EnvVar("KLAVIYO_API_KEY")` when the variable is set, else "" (the code loads without a key).
+
+    An unset `EnvVar` would stop a run with Dagster's "environment variable ... is not set", which does not
+    say how to get a key; an empty key lets the client stop it with its own message (KlaviyoConfigError).
+    """
+    env = os.environ if env is None else env
+    return dg.EnvVar(API_KEY_ENV) if env.get(API_KEY_ENV) else ""
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """Paths of the warehouse and of the pipeline's state. Unset fields come from the environment."""
+    """Where the warehouse, the analyst copy, the charts and the pipeline's state live; lookback and memory."""
 
-    warehouse_path: str | None = None
-    analytics_path: str | None = None
-    state_dir: str | None = None
-    charts_dir: str | None = None
+    warehouse_path: str = Field(default=config.DEFAULT_WAREHOUSE_PATH, description="WAREHOUSE_PATH")
+    analytics_path: str = Field(default=config.DEFAULT_ANALYTICS_PATH, description="ANALYTICS_PATH")
+    state_dir: str = Field(default=config.DEFAULT_STATE_DIR, description="PIPELINE_STATE_DIR")
+    charts_dir: str = Field(default=config.DEFAULT_CHARTS_DIR, description="CHARTS_DIR")
+    lookback_days: int = Field(default=config.DEFAULT_LOOKBACK_DAYS, description="SERIES_LOOKBACK_DAYS")
+    duckdb_memory_limit: str = Field(default=config.DEFAULT_DUCKDB_MEMORY_LIMIT, description="DUCKDB_MEMORY_LIMIT")
 
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **fields) -> WarehouseResource:
+        """The resource the documented variables describe (absolute paths); keyword fields win."""
+        settings = PipelineSettings.from_env(env)
+        values = {
+            "warehouse_path": str(settings.warehouse_path),
+            "analytics_path": str(settings.analytics_path),
+            "state_dir": str(settings.state_dir),
+            "charts_dir": str(settings.charts_dir),
+            "lookback_days": settings.lookback_days,
+            "duckdb_memory_limit": settings.duckdb_memory_limit,
+        }
+        return cls(**{**values, **fields})
+
+    @cached_property
     def settings(self) -> PipelineSettings:
-        base = PipelineSettings.from_env()
+        """The fields as checked, absolute settings (worked out once per run)."""
+
+        def resolved(path: str) -> Path:
+            return Path(path).expanduser().resolve()
+
         return PipelineSettings(
-            warehouse_path=Path(self.warehouse_path).resolve() if self.warehouse_path else base.warehouse_path,
-            analytics_path=Path(self.analytics_path).resolve() if self.analytics_path else base.analytics_path,
-            state_dir=Path(self.state_dir).resolve() if self.state_dir else base.state_dir,
-            charts_dir=Path(self.charts_dir).resolve() if self.charts_dir else base.charts_dir,
-            lookback_days=base.lookback_days,
+            warehouse_path=resolved(self.warehouse_path),
+            analytics_path=resolved(self.analytics_path),
+            state_dir=resolved(self.state_dir),
+            charts_dir=resolved(self.charts_dir),
+            lookback_days=self.lookback_days,
+            duckdb_memory_limit=self.duckdb_memory_limit,
         )
 
     def pipeline(self, name: str):
-        settings = self.settings()
-        return dlt_pipeline(name, settings.warehouse_path, settings.dlt_pipelines_dir)
+        settings = self.settings
+        return dlt_pipeline(name, settings.warehouse_path, settings.dlt_pipelines_dir, settings.duckdb_memory_limit)
 
     @contextlib.contextmanager
     def lock(self, context: dg.OpExecutionContext | dg.AssetExecutionContext) -> Iterator[None]:
@@ -48,12 +92,18 @@ class WarehouseResource(dg.ConfigurableResource):
         process, so a killed run never blocks the next one.
         """
         with warehouse_lock(
-            self.settings().warehouse_path,
+            self.settings.warehouse_path,
             run_id=_context_property(context, lambda c: c.run.run_id),
             step=_context_property(context, lambda c: c.op_def.name),
             log=context.log.info,
         ):
             yield
+
+    @contextlib.contextmanager
+    def read(self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> Iterator:
+        """A short read-only connection to the warehouse, under the lock (for the checks)."""
+        with self.lock(context), read_connection(self.settings.warehouse_path) as connection:
+            yield connection
 
 
 def _context_property(context, read):
@@ -65,41 +115,79 @@ def _context_property(context, read):
 
 
 class KlaviyoResource(dg.ConfigurableResource):
-    """Builds a KlaviyoClient from the KLAVIYO_* environment; fields set here override it (tests, demos)."""
+    """The Klaviyo client's settings; the report ledgers live in the warehouse resource's state directory."""
 
-    base_url: str | None = None
-    report_rate_per_minute: float | None = None
+    warehouse: WarehouseResource
+    api_key: str = Field(default="", description=API_KEY_ENV)
+    base_url: str = Field(default=KlaviyoSettings.base_url, description="KLAVIYO_BASE_URL")
+    report_rate_per_minute: float = Field(
+        default=KlaviyoSettings.report_rate_per_minute, description="KLAVIYO_REPORT_RATE_PER_MINUTE"
+    )
+    report_daily_limit: int = Field(
+        default=KlaviyoSettings.report_daily_limit, description="KLAVIYO_REPORT_DAILY_LIMIT"
+    )
+    report_budget_window_seconds: float = Field(
+        default=KlaviyoSettings.report_budget_window_seconds, description="KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS"
+    )
+    steady_window_seconds: float = Field(
+        default=KlaviyoSettings.steady_window_seconds, description="KLAVIYO_STEADY_WINDOW_SECONDS"
+    )
+    max_retry_after_seconds: float = Field(
+        default=KlaviyoSettings.max_retry_after_seconds, description="KLAVIYO_MAX_RETRY_AFTER"
+    )
+    max_attempts: int = Field(default=KlaviyoSettings.max_attempts, description="KLAVIYO_MAX_ATTEMPTS")
+    timeout_seconds: float = Field(default=KlaviyoSettings.timeout_seconds, description="KLAVIYO_TIMEOUT")
+    ledger_dir: str | None = Field(
+        default=None, description="KLAVIYO_REPORT_LEDGER_DIR (unset: PIPELINE_STATE_DIR/report_ledgers)"
+    )
+    tags: str = Field(default="auto", description=TAGS_SETTING)
+    reconcile_days: int = Field(default=DEFAULT_RECONCILE_DAYS, description=RECONCILE_DAYS_SETTING)
 
-    def _settings(self, **overrides) -> KlaviyoSettings:
-        if self.base_url:
-            overrides["base_url"] = self.base_url.rstrip("/")
-        if self.report_rate_per_minute:
-            overrides["report_rate_per_minute"] = self.report_rate_per_minute
-        return KlaviyoSettings.from_env(**overrides)
+    @classmethod
+    def from_env(cls, warehouse: WarehouseResource, env: Mapping[str, str] | None = None, **fields) -> KlaviyoResource:
+        """The resource the KLAVIYO_* variables describe, the key as `EnvVar`; keyword fields win."""
+        env = os.environ if env is None else env
+        values = {
+            **options_from_env(dict(env)),
+            "api_key": api_key_variable(env),
+            "tags": tags_mode(env.get(TAGS_SETTING)),
+            "reconcile_days": reconcile_days(env.get(RECONCILE_DAYS_SETTING)),
+        }
+        return cls(warehouse=warehouse, **{**values, **fields})
 
-    def ledgers(self, warehouse: WarehouseResource, settings: KlaviyoSettings | None = None) -> ReportLedgers:
-        """The report ledgers, one per Klaviyo account (KLAVIYO_REPORT_LEDGER_DIR, or the state dir's)."""
-        # reading a ledger needs no key (the resume sensor has none to give): a placeholder fills the field
-        settings = settings or self._settings(api_key=ApiKey("not-used-to-read-the-ledger"))
-        paths = warehouse.settings()
+    @cached_property
+    def ledger_directory(self) -> str:
+        return self.ledger_dir or str(self.warehouse.settings.report_ledger_dir)
+
+    def ledgers(self) -> ReportLedgers:
+        """The report ledgers, one per Klaviyo account; reading them needs no key (the resume sensor has none)."""
         return ReportLedgers(
-            settings.report_daily_limit,
-            settings.ledger_dir or str(paths.report_ledger_dir),
-            window_seconds=settings.report_budget_window_seconds,
-            legacy_file=paths.legacy_report_ledger_path,
+            self.report_daily_limit,
+            self.ledger_directory,
+            window_seconds=self.report_budget_window_seconds,
+            legacy_file=self.warehouse.settings.legacy_report_ledger_path,
         )
 
-    def budget(self, warehouse: WarehouseResource, account_id: str) -> ReportBudget:
+    def budget(self, account_id: str) -> ReportBudget:
         """One account's report budget, read without a key (for the resume sensor)."""
-        return self.ledgers(warehouse).for_account(account_id)
+        return self.ledgers().for_account(account_id)
 
     def report_interval_seconds(self) -> float:
         """Seconds between report requests at the configured pace (for finish-time estimates)."""
-        settings = self._settings(api_key=ApiKey("not-used-for-pacing"))
-        return min_interval(REPORTS_RATE_LIMIT, settings.report_rate_per_minute)
+        return min_interval(REPORTS_RATE_LIMIT, self.report_rate_per_minute)
 
-    def client(self, warehouse: WarehouseResource) -> KlaviyoClient:
-        settings = self._settings()
-        if settings.ledger_dir is None:
-            settings = dataclasses.replace(settings, ledger_dir=str(warehouse.settings().report_ledger_dir))
-        return KlaviyoClient(settings, ledgers=self.ledgers(warehouse, settings))
+    def client(self) -> KlaviyoClient:
+        """A client for this run; without a key it fails with what to do (KlaviyoConfigError)."""
+        settings = KlaviyoSettings(
+            api_key=checked_api_key(self.api_key),
+            base_url=self.base_url.rstrip("/"),
+            report_rate_per_minute=self.report_rate_per_minute,
+            report_daily_limit=self.report_daily_limit,
+            report_budget_window_seconds=self.report_budget_window_seconds,
+            steady_window_seconds=self.steady_window_seconds,
+            max_retry_after_seconds=self.max_retry_after_seconds,
+            max_attempts=self.max_attempts,
+            timeout_seconds=self.timeout_seconds,
+            ledger_dir=self.ledger_directory,
+        )
+        return KlaviyoClient(settings, ledgers=self.ledgers())

@@ -83,37 +83,44 @@ class KlaviyoSettings:
     def from_env(cls, env: dict | None = None, **overrides) -> KlaviyoSettings:
         """Read KLAVIYO_* variables (see the README's configuration table); keyword overrides win."""
         env = dict(os.environ if env is None else env)
-        if env.get("KLAVIYO_BUDGET_PATH"):
-            # silently ignoring it would move the ledger and forget the requests it counted
-            raise KlaviyoConfigError(
-                "KLAVIYO_BUDGET_PATH is no longer read: the report ledger is now one file per Klaviyo account. "
-                "Unset KLAVIYO_BUDGET_PATH (set KLAVIYO_REPORT_LEDGER_DIR if the ledgers must live elsewhere than "
-                "$PIPELINE_STATE_DIR/report_ledgers) and, to keep the old counts, move the old file to "
-                "$PIPELINE_STATE_DIR/klaviyo_report_budget.json: the next run adopts them into the account's ledger"
-            )
+        values = options_from_env(env)
         key = overrides.pop("api_key", None)
-        if key is None:
-            key = env.get("KLAVIYO_API_KEY", "")
-        if isinstance(key, str):
-            key = ApiKey(key.strip())
-        if not key:
-            raise KlaviyoConfigError(
-                "KLAVIYO_API_KEY is not set: create a private API key in Klaviyo (Settings > API keys) with the "
-                "read scopes segments:read and accounts:read, and export it as KLAVIYO_API_KEY"
-            )
-        values = dict(
-            api_key=key,
-            base_url=(env.get("KLAVIYO_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
-            report_rate_per_minute=_number(env, "KLAVIYO_REPORT_RATE_PER_MINUTE", REPORTS_RATE_LIMIT.per_minute),
-            report_daily_limit=_number(env, "KLAVIYO_REPORT_DAILY_LIMIT", REPORTS_DAILY_LIMIT, int),
-            report_budget_window_seconds=_number(
-                env, "KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS", REPORT_QUOTA_WINDOW_SECONDS
-            ),
-            steady_window_seconds=_number(env, "KLAVIYO_STEADY_WINDOW_SECONDS", STEADY_WINDOW_SECONDS),
-            max_retry_after_seconds=_number(env, "KLAVIYO_MAX_RETRY_AFTER", DEFAULT_MAX_RETRY_AFTER_SECONDS),
-            max_attempts=_number(env, "KLAVIYO_MAX_ATTEMPTS", 5, int),
-            timeout_seconds=_number(env, "KLAVIYO_TIMEOUT", 60.0),
-            ledger_dir=env.get("KLAVIYO_REPORT_LEDGER_DIR") or None,
-        )
+        values["api_key"] = checked_api_key(env.get("KLAVIYO_API_KEY", "") if key is None else key)
         values.update(overrides)
         return cls(**values)
+
+
+def checked_api_key(key: str | ApiKey) -> ApiKey:
+    """The key as an ApiKey; an empty one fails with what to do."""
+    if isinstance(key, str):
+        key = ApiKey(key.strip())
+    if not key:
+        raise KlaviyoConfigError(
+            "KLAVIYO_API_KEY is not set: create a private API key in Klaviyo (Settings > API keys) with the "
+            "read scopes segments:read and accounts:read, and export it as KLAVIYO_API_KEY"
+        )
+    return key
+
+
+def options_from_env(env: dict | None = None) -> dict:
+    """Every KlaviyoSettings field but the key, from the KLAVIYO_* variables (unset ones keep their defaults)."""
+    env = dict(os.environ if env is None else env)
+    if env.get("KLAVIYO_BUDGET_PATH"):
+        # silently ignoring it would move the ledger and forget the requests it counted
+        raise KlaviyoConfigError(
+            "KLAVIYO_BUDGET_PATH is no longer read: the report ledger is now one file per Klaviyo account. "
+            "Unset KLAVIYO_BUDGET_PATH (set KLAVIYO_REPORT_LEDGER_DIR if the ledgers must live elsewhere than "
+            "$PIPELINE_STATE_DIR/report_ledgers) and, to keep the old counts, move the old file to "
+            "$PIPELINE_STATE_DIR/klaviyo_report_budget.json: the next run adopts them into the account's ledger"
+        )
+    return dict(
+        base_url=(env.get("KLAVIYO_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
+        report_rate_per_minute=_number(env, "KLAVIYO_REPORT_RATE_PER_MINUTE", REPORTS_RATE_LIMIT.per_minute),
+        report_daily_limit=_number(env, "KLAVIYO_REPORT_DAILY_LIMIT", REPORTS_DAILY_LIMIT, int),
+        report_budget_window_seconds=_number(env, "KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS", REPORT_QUOTA_WINDOW_SECONDS),
+        steady_window_seconds=_number(env, "KLAVIYO_STEADY_WINDOW_SECONDS", STEADY_WINDOW_SECONDS),
+        max_retry_after_seconds=_number(env, "KLAVIYO_MAX_RETRY_AFTER", DEFAULT_MAX_RETRY_AFTER_SECONDS),
+        max_attempts=_number(env, "KLAVIYO_MAX_ATTEMPTS", KlaviyoSettings.max_attempts, int),
+        timeout_seconds=_number(env, "KLAVIYO_TIMEOUT", KlaviyoSettings.timeout_seconds),
+        ledger_dir=env.get("KLAVIYO_REPORT_LEDGER_DIR") or None,
+    )

@@ -15,16 +15,17 @@ from pathlib import Path
 import dlt
 import pyarrow as pa
 
-from ..klaviyo import Account, KlaviyoClient, SeriesRequest, SeriesResponse, fetch_series
-from ..klaviyo.limits import SERIES_STATISTICS
+from ..klaviyo import SERIES_ROW_SCHEMA, Account, KlaviyoClient, SeriesRequest, SeriesResponse, fetch_series
 from ..tables import SEGMENT_SERIES_TABLE
 from .segments import FROZEN_TYPES
 
+# dlt's column hints, written from the parsed rows' Arrow schema (klaviyo/series.py), plus the load's own columns
+_DLT_TYPES = {pa.string(): "text", pa.date32(): "date", pa.int64(): "bigint"}
 SERIES_COLUMNS = {
-    "account_id": {"data_type": "text", "nullable": False},
-    "segment_id": {"data_type": "text", "nullable": False},
-    "date": {"data_type": "date", "nullable": False},
-    **{name: {"data_type": "bigint"} for name in SERIES_STATISTICS},
+    **{
+        field.name: {"data_type": _DLT_TYPES[field.type], **({} if field.nullable else {"nullable": False})}
+        for field in SERIES_ROW_SCHEMA
+    },
     "_loaded_at": {"data_type": "timestamp"},
     # the account-local day the numbers were fetched: decides whether the day is final (planner.is_final)
     "fetched_on": {"data_type": "date"},

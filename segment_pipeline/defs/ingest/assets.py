@@ -137,12 +137,12 @@ def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, wareho
     """Segments, their definition history and the account, loaded together from one segments listing."""
     from ...sources.segments import klaviyo_segments_source  # dlt: imported by runs, not by loading the code
 
-    settings = warehouse.settings()
+    settings = warehouse.settings
     loaded_at = dt.datetime.now(dt.UTC)
-    with explained_failures(), warehouse.lock(context), klaviyo.client(warehouse) as client:
+    with explained_failures(), warehouse.lock(context), klaviyo.client() as client:
         account = client.get_account()
         check_account_timezone(account, daily_partitions.timezone)
-        resources, tag_names = list_segments_and_tags(client, context.log)
+        resources, tag_names = list_segments_and_tags(client, context.log, klaviyo.tags)
         previous = wh.stored_segments(settings.warehouse_path, account.id)
         pipeline = warehouse.pipeline("klaviyo_segments")
         # a package left by a failed run would be loaded in place of this run's data: drop it
@@ -269,7 +269,7 @@ def segment_series_daily(
     from ...sources.series import fetch_series_table
     from ...sources.series_staging import SeriesStaging
 
-    settings = warehouse.settings()
+    settings = warehouse.settings
     window = context.partition_time_window
     first_day = window.start.date()
     last_day = (window.end - dt.timedelta(days=1)).date()
@@ -282,7 +282,7 @@ def segment_series_daily(
         raise dg.Failure(description=f"{exc}. No request was sent.", allow_retries=False) from exc
     lookback = settings.lookback_days
 
-    with explained_failures(), warehouse.lock(context), klaviyo.client(warehouse) as client:
+    with explained_failures(), warehouse.lock(context), klaviyo.client() as client:
         account = client.get_account()
         check_account_timezone(account, timezone)
         staging = SeriesStaging(settings.series_staging_dir, account.id)
@@ -310,7 +310,7 @@ def segment_series_daily(
         selected = context.run.asset_check_selection  # None: every check of the job
         in_job = check in context.job_def.asset_layer.asset_graph.asset_check_keys
         reconciling = in_job and (selected is None or check in selected)
-        reconciliation_requests = rc.request_count(len(segment_ids), rc.reconcile_days()) if reconciling else 0
+        reconciliation_requests = rc.request_count(len(segment_ids), klaviyo.reconcile_days) if reconciling else 0
 
         budget_left = client.budget.remaining()
         fits = len(plan) if len(plan) + reconciliation_requests <= budget_left else budget_left

@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from ... import warehouse as wh
 from ...tables import RAW_DATASET, SEGMENT_SERIES_TABLE
 from ..resources import WarehouseResource
 from .assets import SERIES_KEY
@@ -14,7 +13,7 @@ _SERIES = f"{RAW_DATASET}.{SEGMENT_SERIES_TABLE}"
 def series_has_one_row_per_segment_day(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
-    with warehouse.lock(context), wh.read_connection(warehouse.settings().warehouse_path) as connection:
+    with warehouse.read(context) as connection:
         duplicates = connection.execute(
             f"select count(*) from (select 1 from {_SERIES} group by account_id, segment_id, date having count(*) > 1)"
         ).fetchone()[0]
@@ -28,7 +27,7 @@ def series_has_one_row_per_segment_day(
 def series_net_equals_added_minus_removed(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
-    with warehouse.lock(context), wh.read_connection(warehouse.settings().warehouse_path) as connection:
+    with warehouse.read(context) as connection:
         mismatches = connection.execute(
             f"select count(*) from {_SERIES} where net_members_changed <> members_added - members_removed"
         ).fetchone()[0]

@@ -58,7 +58,7 @@ def segment_growth_resume_sensor(
     context: dg.SensorEvaluationContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource
 ):
     try:
-        pending = read_pending(warehouse.settings().series_pending_path)
+        pending = read_pending(warehouse.settings.series_pending_path)
     except PendingRecordError as exc:
         return dg.SkipReason(str(exc))
     context.update_cursor(
@@ -87,7 +87,7 @@ def segment_growth_resume_sensor(
         if dt.datetime.fromisoformat(entry.resume_at) > now:
             notes.append(entry.describe())
             continue
-        if klaviyo.budget(warehouse, entry.account_id).remaining() <= 0:
+        if klaviyo.budget(entry.account_id).remaining() <= 0:
             notes.append(f"{entry.describe()}; waiting for room in the report budget")
             continue
         ended = context.instance.get_runs(

@@ -9,7 +9,6 @@ left as they were (with the time they were loaded), and the materialization says
 from __future__ import annotations
 
 import logging
-import os
 
 from ...config import ConfigError
 from ...klaviyo import KlaviyoAuthError, KlaviyoClient
@@ -19,17 +18,18 @@ TAGS_SETTING = "KLAVIYO_TAGS"
 TAG_MODES = ("auto", "required", "off")
 
 
-def tags_mode(env: dict | None = None) -> str:
-    env = os.environ if env is None else env
-    mode = (env.get(TAGS_SETTING) or "auto").strip().lower()
+def tags_mode(value: str | None) -> str:
+    """KLAVIYO_TAGS, checked (unset or empty is `auto`)."""
+    mode = (value or "auto").strip().lower()
     if mode not in TAG_MODES:
         raise ConfigError(f"{TAGS_SETTING}={mode!r} must be one of {', '.join(TAG_MODES)}")
     return mode
 
 
-def list_segments_and_tags(client: KlaviyoClient, log: logging.Logger) -> tuple[list[dict], dict[str, str] | None]:
+def list_segments_and_tags(
+    client: KlaviyoClient, log: logging.Logger, mode: str
+) -> tuple[list[dict], dict[str, str] | None]:
     """Every segment resource, and tag id -> name (None when tags were not loaded this run)."""
-    mode = tags_mode()
     if mode == "off":
         return client.list_segments(), None
     try:

@@ -31,9 +31,11 @@ GROWTH_CHART_KEY = dg.AssetKey(["analytics", "growth_chart"])
 def analytics_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     from ...publish import publish_analytics_copy  # imported when a run needs it: loading the code stays fast
 
-    settings = warehouse.settings()
+    settings = warehouse.settings
     with warehouse.lock(context):
-        stats = publish_analytics_copy(settings.warehouse_path, settings.analytics_path)
+        stats = publish_analytics_copy(
+            settings.warehouse_path, settings.analytics_path, memory_limit=settings.duckdb_memory_limit
+        )
     context.log.info("published the analyst copy at %s", settings.analytics_path)
     return dg.MaterializeResult(metadata={k: v for k, v in stats.items() if isinstance(v, (int, float, str))})
 
@@ -53,7 +55,7 @@ def growth_chart(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     # pandas and matplotlib cost a second to import: only runs that draw the chart pay for them
     from ...charts import write_growth_charts
 
-    settings = warehouse.settings()
+    settings = warehouse.settings
     paths = write_growth_charts(settings.analytics_path, settings.charts_dir)
     context.log.info("growth report written to %s", paths["html"])
     # the UI shows Markdown metadata inline: a small preview as a data URI, so the chart is seen, not just named

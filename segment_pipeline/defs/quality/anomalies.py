@@ -6,7 +6,6 @@ daily run tells someone without them opening the report. A warning never stops t
 
 import dagster as dg
 
-from ... import warehouse as wh
 from ...tables import MARTS_SCHEMA
 from ..resources import WarehouseResource
 
@@ -34,7 +33,7 @@ order by anomalies.is_anomaly desc, abs(anomalies.robust_z) desc, anomalies.segm
 def no_anomalies_on_the_newest_day(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
-    with warehouse.lock(context), wh.read_connection(warehouse.settings().warehouse_path) as connection:
+    with warehouse.read(context) as connection:
         rows = connection.execute(_NEWEST_DAY_SQL).fetchall()
     anomalies = [row for row in rows if row[-1]]
     lines = ["| segment | day | metric | value | usual | robust z | reason |", "|---|---|---|---:|---:|---:|---|"]

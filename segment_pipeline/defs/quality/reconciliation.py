@@ -40,17 +40,17 @@ def _mismatch_table(mismatches: list[rc.Mismatch]) -> str:
 def series_reconciles_with_klaviyo(
     context: dg.AssetCheckExecutionContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
-    days = rc.reconcile_days()
+    days = klaviyo.reconcile_days
     if days == 0:
         return dg.AssetCheckResult(
             passed=True,
             description=f"Reconciliation is off ({rc.RECONCILE_DAYS_SETTING}=0); nothing was compared or sent.",
             metadata={"enabled": False, "report_requests_sent": 0},
         )
-    settings = warehouse.settings()
+    settings = warehouse.settings
     timezone = daily_partitions.timezone
     yesterday = dt.datetime.now(ZoneInfo(timezone)).date() - dt.timedelta(days=1)
-    with explained_failures(), klaviyo.client(warehouse) as client:
+    with explained_failures(), klaviyo.client() as client:
         account = client.get_account()
         check_account_timezone(account, timezone)
         # the warehouse lock only while reading the warehouse, not while Klaviyo answers

@@ -8,16 +8,14 @@ and the run fast. They carry a single-run backfill policy so that `--partition-r
 of everything still build them once, after the series.
 """
 
-import contextlib
-import os
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+import json
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from ...config import duckdb_memory_limit
+from ...config import PipelineSettings
 from ..resources import WarehouseResource
 from .project import dbt_project
 
@@ -39,9 +37,16 @@ class SegmentGrowthTranslator(DagsterDbtTranslator):
         return super().get_group_name(dbt_resource_props)
 
 
-def dbt_build_args(config: DbtConfig) -> list[str]:
-    """The `dbt build` arguments for a run: incremental by default, or a full refresh."""
-    return ["build", "--full-refresh"] if config.full_refresh else ["build"]
+def dbt_build_args(config: DbtConfig, settings: PipelineSettings) -> list[str]:
+    """The `dbt build` arguments for a run: incremental by default, or a full refresh.
+
+    profiles.yml reads the warehouse path and the memory limit from these `--vars` (their defaults there are
+    for dbt run by hand). They are the warehouse resource's, the same on every run of a deployment, so dbt's
+    partial parsing (which starts over when the vars change) keeps working.
+    """
+    profile_vars = {"warehouse_path": str(settings.warehouse_path), "duckdb_memory_limit": settings.duckdb_memory_limit}
+    args = ["build", "--vars", json.dumps(profile_vars, sort_keys=True)]
+    return [*args, "--full-refresh"] if config.full_refresh else args
 
 
 @dbt_assets(
@@ -54,27 +59,6 @@ def dbt_build_args(config: DbtConfig) -> list[str]:
 def segment_growth_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, config: DbtConfig
 ):
-    # dbt reads WAREHOUSE_PATH through profiles.yml; hand it the same absolute path dlt wrote to
-    settings = warehouse.settings()
     # dbt (a child process) uses the file until it exits: hold the warehouse lock for the whole build
     with warehouse.lock(context):
-        with warehouse_env(settings.warehouse_path, duckdb_memory_limit()):
-            # the dbt subprocess copies the environment when it starts, inside this block
-            invocation = dbt.cli(dbt_build_args(config), context=context, raise_on_error=True)
-        yield from invocation.stream()
-
-
-@contextlib.contextmanager
-def warehouse_env(path: Path, memory_limit: str) -> Iterator[None]:
-    """Set profiles.yml's env vars (WAREHOUSE_PATH, DUCKDB_MEMORY_LIMIT) while dbt starts, then restore them."""
-    values = {"WAREHOUSE_PATH": str(path), "DUCKDB_MEMORY_LIMIT": memory_limit}
-    previous = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        yield from dbt.cli(dbt_build_args(config, warehouse.settings), context=context, raise_on_error=True).stream()
