@@ -29,7 +29,7 @@ import duckdb
 import yaml
 
 from segment_pipeline.accounts import ACCOUNTS_FILE_ENV, load_accounts
-from segment_pipeline.backfill import DEFAULT_PARALLEL, backfill, default_log_dir, plan_ranges
+from segment_pipeline.backfill import DEFAULT_PARALLEL, backfill, default_log_dir, plan_ranges, prepare_instance
 from segment_pipeline.charts import HTML_NAME, PNG_NAME
 from segment_pipeline.config import PipelineSettings
 from segment_pipeline.klaviyo.limits import (
@@ -171,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         # every account through the pipeline's own backfill: its last N days in its own timezone, in parallel
         accounts = load_accounts(env)
         ranges = plan_ranges(accounts, days=args.days)
+        prepare_instance(env)
         log_dir = default_log_dir(env, dt.datetime.now(dt.UTC))
         outcomes = backfill(ranges, accounts, env, log_dir, parallel=max(DEFAULT_PARALLEL, len(ranges)))
         if not all(outcome.ok for outcome in outcomes):

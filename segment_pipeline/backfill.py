@@ -181,6 +181,32 @@ def job_command(account_range: AccountRange, backfill_id: str, config_file: Path
 # -- running ---------------------------------------------------------------------------------------------------
 
 
+def prepare_instance(env: Mapping[str, str]) -> Path:
+    """The Dagster instance of DAGSTER_HOME, its storage created once before the accounts' processes start.
+
+    Raises:
+        BackfillRefused: DAGSTER_HOME is not set or is not a directory. Without it each `dagster job execute`
+            would record its run in a temporary instance of its own, deleted on exit: no run would show in the UI.
+    """
+    raw = (env.get("DAGSTER_HOME") or "").strip()
+    if not raw:
+        raise BackfillRefused(
+            "DAGSTER_HOME is not set, so the runs would go to temporary instances and show nowhere; set it to the "
+            "directory of the Dagster instance your UI and daemon use (it holds dagster.yaml)"
+        )
+    home = Path(raw).expanduser().resolve()
+    if not home.is_dir():
+        raise BackfillRefused(
+            f"DAGSTER_HOME={raw} is not a directory; create it with a copy of dagster_home/dagster.yaml"
+        )
+    import dagster as dg
+
+    # processes started together on a new instance would race to create its SQLite storage
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
+    return home
+
+
 class _Redactor:
     """Replaces every account key (read from the environment) by `***` in what the children print."""
 
@@ -453,6 +479,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         accounts = load_accounts(env)
         ranges = plan_ranges(accounts, args.account, args.days, args.start, args.end)
+        prepare_instance(env)
     except (ConfigError, BackfillRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
