@@ -23,6 +23,7 @@ import json
 import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -346,7 +347,7 @@ def run_ranges(
         # Ctrl-C reached the children too (same process group); make sure they stop, and let them record it
         for process in running.values():
             if process.poll() is None:
-                process.send_signal(2)
+                process.send_signal(signal.SIGINT)
         for process in running.values():
             try:
                 process.wait(timeout=60)
