@@ -23,7 +23,7 @@ from segment_pipeline.backfill import (
     plan_ranges,
 )
 from segment_pipeline.defs.account_names import job_name
-from segment_pipeline.klaviyo.limits import REPORT_QUOTA_WINDOW_SECONDS, STEADY_WINDOW_SECONDS
+from segment_pipeline.klaviyo.limits import REPORT_QUOTA_WINDOW_SECONDS, SEGMENT_SERIES_PATH, STEADY_WINDOW_SECONDS
 from tests.dagster_processes import REPO, pipeline_env
 
 SPEED = 60.0
@@ -182,10 +182,11 @@ def test_every_account_in_parallel_and_a_revoked_key_fails_only_its_account(thre
     logs = "".join(path.read_text() for path in log.rglob("*.log"))
     assert all(key not in out + finished.stderr + logs for key in keys.values())
 
-    # with the key back, the same command for that account alone completes it
+    # with the key back, the failed account again, and one asked again in full with --refetch, in parallel
     sim.restore_key("pacific")
+    reports_before = {name: sim.count(path=SEGMENT_SERIES_PATH, account=name) for name in TIMEZONES}
     again = subprocess.run(
-        backfill_command("--days", str(DAYS), "--account", "pacific"),
+        backfill_command("--days", str(DAYS), "--account", "pacific", "--account", "kolkata", "--refetch"),
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -193,6 +194,11 @@ def test_every_account_in_parallel_and_a_revoked_key_fails_only_its_account(thre
         timeout=300,
     )
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "1 of 1 accounts ok." in again.stdout
-    pacific = sim.accounts["pacific"]
-    assert warehouse_series(warehouse, pacific.account_id) == truth_series(pacific, DAYS)
+    assert "2 of 2 accounts ok." in again.stdout
+    for name in ("pacific", "kolkata"):
+        served = sim.accounts[name]
+        assert warehouse_series(warehouse, served.account_id) == truth_series(served, DAYS), name
+    # kolkata's days were all loaded already: only --refetch made it ask again; sydney was not run
+    reports_after = {name: sim.count(path=SEGMENT_SERIES_PATH, account=name) for name in TIMEZONES}
+    assert reports_after["kolkata"] > reports_before["kolkata"]
+    assert reports_after["sydney"] == reports_before["sydney"]
