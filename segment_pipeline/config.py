@@ -20,6 +20,8 @@ DEFAULT_ANALYTICS_PATH = "data/analytics.duckdb"
 DEFAULT_STATE_DIR = "data/state"
 DEFAULT_CHARTS_DIR = "data/charts"
 DEFAULT_TIMEZONE = "UTC"
+# the one account of a deployment without an accounts file (see segment_pipeline.accounts)
+DEFAULT_ACCOUNT_NAME = "default"
 DEFAULT_LOOKBACK_DAYS = 3
 # the lookback rides along in the daily run's one request, which covers at most 60 days
 MAX_LOOKBACK_DAYS = MAX_DAYS_PER_DAILY_SERIES - 1
@@ -78,6 +80,21 @@ class PipelineSettings:
     def series_pending_path(self) -> Path:
         """The record of backfills left unfinished by the report budget, read by the resume sensor."""
         return self.state_dir / "series_pending.json"
+
+    def series_pending_path_for(self, account_name: str) -> Path:
+        """An account's record of unfinished backfills: the single account keeps `series_pending.json`, a named
+        account has `series_pending/<name>.json` (one file each, so accounts fetching at once never race)."""
+        if account_name == DEFAULT_ACCOUNT_NAME:
+            return self.series_pending_path
+        return self.series_pending_dir / f"{account_name}.json"
+
+    @property
+    def series_pending_dir(self) -> Path:
+        return self.state_dir / "series_pending"
+
+    def fetch_lock_path(self, account_name: str) -> Path:
+        """The kernel lock one account's Klaviyo requests are made under (`locks/fetch_<name>.lock`)."""
+        return self.state_dir / "locks" / f"fetch_{account_name}.lock"
 
     @property
     def report_ledger_dir(self) -> Path:

@@ -1,35 +1,30 @@
-"""The Dagster code location: `dagster dev` (via workspace.yaml) and `dagster ... -m segment_pipeline.definitions`."""
+"""The Dagster code location: `dagster dev` (via workspace.yaml) and `dagster ... -m segment_pipeline.definitions`.
+
+The accounts come from KLAVIYO_ACCOUNTS_FILE, or are the one account of the KLAVIYO_* variables; each gets
+its assets, job, schedule and Klaviyo resource (`defs/deployment.py`). A bad accounts file stops the load
+with one line per problem.
+"""
 
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from .defs.ingest.assets import segment_series_daily, segments
-from .defs.ingest.checks import series_checks
-from .defs.ingest.resume_sensor import segment_growth_resume_sensor
-from .defs.publish.assets import analytics_copy, growth_chart
-from .defs.quality.anomalies import no_anomalies_on_the_newest_day
-from .defs.quality.reconciliation import series_reconciles_with_klaviyo
-from .defs.resources import KlaviyoResource, WarehouseResource
-from .defs.schedules import daily_schedule, segment_growth_job
-from .defs.transform.assets import segment_growth_models
+from .defs.deployment import build_deployment
+from .defs.resources import WarehouseResource
 from .defs.transform.project import dbt_project
 
 # read once, when the code loads: the UI shows these values under Deployment > Resources
 warehouse = WarehouseResource.from_env()
+deployment = build_deployment(warehouse)
 
 defs = dg.Definitions(
-    assets=[segments, segment_series_daily, segment_growth_models, analytics_copy, growth_chart],
-    asset_checks=[*series_checks, series_reconciles_with_klaviyo, no_anomalies_on_the_newest_day],
-    jobs=[segment_growth_job],
-    schedules=[daily_schedule],
-    sensors=[segment_growth_resume_sensor],
-    # every step uses the one DuckDB file in turn, so there is nothing to run in parallel; one process also
-    # saves loading the code again for each step. The daily job and runs launched from the UI use it.
+    assets=deployment.assets,
+    asset_checks=deployment.asset_checks,
+    jobs=deployment.jobs,
+    schedules=deployment.schedules,
+    sensors=deployment.sensors,
+    # every step of a run uses the one DuckDB file in turn, so there is nothing to run in parallel inside a
+    # run (accounts run in parallel as runs of their own jobs); one process also saves loading the code again
+    # for each step. The daily jobs and runs launched from the UI use it.
     executor=dg.in_process_executor,
-    resources={
-        # the key is dg.EnvVar("KLAVIYO_API_KEY"): the UI shows the variable's name, never its value
-        "klaviyo": KlaviyoResource.from_env(warehouse),
-        "warehouse": warehouse,
-        "dbt": DbtCliResource(project_dir=dbt_project),
-    },
+    resources={**deployment.resources, "warehouse": warehouse, "dbt": DbtCliResource(project_dir=dbt_project)},
 )

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import dlt
 
 from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
-from .tables import RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
+from .tables import ACCOUNTS_TABLE, RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
 # dlt would otherwise try to send anonymous telemetry; this machine and many production hosts have no internet.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
@@ -169,6 +169,71 @@ def wait_until_duckdb_opens(warehouse_path: Path, timeout: float, log: Callable[
 
 
 @contextlib.contextmanager
+def _kernel_lock(
+    path: Path,
+    held: threading.local,
+    *,
+    run_id: str | None,
+    step: str | None,
+    log: Callable[[str], None] | None,
+    timeout: float,
+    timed_out: Callable[[str], str],
+) -> Iterator[bool]:
+    """Hold an exclusive `flock` on `path`, waiting up to `timeout` s; yields False when this thread held it already.
+
+    The holder (PID, run, step, since) is written into the file so that whoever waits can say for whom.
+    `timed_out(holder)` is the message of the WarehouseLockedError raised when the wait runs out.
+    """
+    if getattr(held, "depth", 0):
+        held.depth += 1
+        try:
+            yield False
+        finally:
+            held.depth -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the whole step
+    try:
+        started = time.monotonic()
+        last_logged = None
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                handle.seek(0)
+                holder = _describe_holder(handle.read())
+                waited = time.monotonic() - started
+                if waited >= timeout:
+                    raise WarehouseLockedError(timed_out(holder)) from None
+                if log and (last_logged is None or time.monotonic() - last_logged >= _LOG_EVERY_SECONDS):
+                    log(f"waiting for the lock {path}, held by {holder} (waited {waited:.0f} s)")
+                    last_logged = time.monotonic()
+                time.sleep(_LOCK_POLL_SECONDS)
+        holder = {
+            "pid": os.getpid(),
+            "run_id": run_id,
+            "step": step,
+            "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(holder))
+        handle.flush()
+        held.depth = 1
+        try:
+            yield True
+        finally:
+            held.depth = 0
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+@contextlib.contextmanager
 def warehouse_lock(
     warehouse_path: Path,
     *,
@@ -185,67 +250,59 @@ def warehouse_lock(
         run_id, step: written into the lock file so a waiting step can say who it waits for.
         log: where to say that we wait, and for whom.
         timeout: seconds to wait for the lock (default: WAREHOUSE_LOCK_TIMEOUT_SECONDS, 6 hours).
-        duckdb_wait: seconds to then wait for DuckDB's own lock (default: WAREHOUSE_DUCKDB_WAIT_SECONDS, 60).
+        duckdb_wait: seconds to then wait for DuckDB's own file lock (default: WAREHOUSE_DUCKDB_WAIT_SECONDS, 60).
 
     Raises:
         WarehouseLockedError: the lock (or the file) stayed taken for longer than allowed.
     """
-    if getattr(_held, "depth", 0):
-        _held.depth += 1
-        try:
-            yield
-        finally:
-            _held.depth -= 1
-        return
     timeout = _seconds_from_env(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT_SECONDS) if timeout is None else timeout
     if duckdb_wait is None:
         duckdb_wait = _seconds_from_env(DUCKDB_WAIT_ENV, DEFAULT_DUCKDB_WAIT_SECONDS)
-    path = lock_path(warehouse_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the whole step
-    try:
-        started = time.monotonic()
-        last_logged = None
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                handle.seek(0)
-                holder = _describe_holder(handle.read())
-                waited = time.monotonic() - started
-                if waited >= timeout:
-                    raise WarehouseLockedError(
-                        f"the warehouse {warehouse_path} is in use by another pipeline step ({holder}) for more "
-                        f"than {timeout:.0f} s; nothing was written. Wait for that run to finish and run again, "
-                        f"or raise {LOCK_TIMEOUT_ENV}."
-                    ) from None
-                if log and (last_logged is None or time.monotonic() - last_logged >= _LOG_EVERY_SECONDS):
-                    log(f"waiting for the warehouse lock {path}, held by {holder} (waited {waited:.0f} s)")
-                    last_logged = time.monotonic()
-                time.sleep(_LOCK_POLL_SECONDS)
-        holder = {
-            "pid": os.getpid(),
-            "run_id": run_id,
-            "step": step,
-            "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps(holder))
-        handle.flush()
-        _held.depth = 1
-        try:
+
+    def timed_out(holder: str) -> str:
+        return (
+            f"the warehouse {warehouse_path} is in use by another pipeline step ({holder}) for more "
+            f"than {timeout:.0f} s; nothing was written. Wait for that run to finish and run again, "
+            f"or raise {LOCK_TIMEOUT_ENV}."
+        )
+
+    with _kernel_lock(
+        lock_path(warehouse_path), _held, run_id=run_id, step=step, log=log, timeout=timeout, timed_out=timed_out
+    ) as first:
+        if first:
             wait_until_duckdb_opens(warehouse_path, duckdb_wait, log)
-            yield
-        finally:
-            _held.depth = 0
-            handle.seek(0)
-            handle.truncate()
-            handle.flush()
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    finally:
-        handle.close()
+        yield
+
+
+# one Klaviyo conversation per account at a time: its pacing and its budget are counted by one process
+_fetching = threading.local()
+
+
+@contextlib.contextmanager
+def account_fetch_lock(
+    lock_file: Path,
+    account_name: str,
+    *,
+    run_id: str | None = None,
+    step: str | None = None,
+    log: Callable[[str], None] | None = None,
+    timeout: float | None = None,
+) -> Iterator[None]:
+    """Hold one account's Klaviyo requests for one step (a kernel lock, like the warehouse's).
+
+    Runs of different accounts fetch at the same time; two runs of the same account would share its rate
+    limits and budget from two processes, so the second waits (up to WAREHOUSE_LOCK_TIMEOUT_SECONDS).
+    """
+    timeout = _seconds_from_env(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT_SECONDS) if timeout is None else timeout
+
+    def timed_out(holder: str) -> str:
+        return (
+            f"account {account_name!r} is being fetched by another run ({holder}) for more than {timeout:.0f} s; "
+            f"nothing was sent. Wait for that run to finish and run again, or raise {LOCK_TIMEOUT_ENV}."
+        )
+
+    with _kernel_lock(lock_file, _fetching, run_id=run_id, step=step, log=log, timeout=timeout, timed_out=timed_out):
+        yield
 
 
 def _table_exists(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -327,6 +384,45 @@ def stored_series_islands(
             """,
             [account_id, first, last],
         ).fetchall()
+
+
+def live_segments(path: Path, account_id: str) -> list[dict]:
+    """The account's live segments (id, name, is_active, is_starred), by id: what a segment filter looks at."""
+    if not path.exists():
+        return []
+    with read_connection(path) as connection:
+        if not _table_exists(connection, RAW_DATASET, SEGMENTS_TABLE):
+            return []
+        rows = connection.execute(
+            f"select id, name, is_active, is_starred from {RAW_DATASET}.{SEGMENTS_TABLE} "
+            "where account_id = ? and not coalesce(is_deleted, false) order by id",
+            [account_id],
+        ).fetchall()
+    return [{"id": i, "name": n, "is_active": a, "is_starred": s} for i, n, a, s in rows]
+
+
+def account_names_of(path: Path, account_id: str) -> list[str]:
+    """The short names stored for a Klaviyo account id (klaviyo.accounts.account_name), other than NULL."""
+    if not path.exists():
+        return []
+    with read_connection(path) as connection:
+        if not _table_exists(connection, RAW_DATASET, ACCOUNTS_TABLE):
+            return []
+        columns = {
+            row[0]
+            for row in connection.execute(
+                "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+                [RAW_DATASET, ACCOUNTS_TABLE],
+            ).fetchall()
+        }
+        if "account_name" not in columns:
+            return []
+        rows = connection.execute(
+            f"select distinct account_name from {RAW_DATASET}.{ACCOUNTS_TABLE} "
+            "where account_id = ? and account_name is not null",
+            [account_id],
+        ).fetchall()
+    return [row[0] for row in rows]
 
 
 def definition_version_count(path: Path, account_id: str) -> int:

@@ -113,8 +113,8 @@ class DagsterProcess:
         return code
 
 
-def job_execute(env: dict[str, str], first, last) -> DagsterProcess:
-    """`dagster job execute` of the daily job for a range of days, as the README shows it."""
+def job_execute(env: dict[str, str], first, last, job: str = JOB) -> DagsterProcess:
+    """`dagster job execute` of a daily job (default the single account's) for a range of days, as the README shows."""
     return DagsterProcess(
         [
             "dagster",
@@ -123,7 +123,7 @@ def job_execute(env: dict[str, str], first, last) -> DagsterProcess:
             "-m",
             "segment_pipeline.definitions",
             "-j",
-            JOB,
+            job,
             "--tags",
             range_tags_json(first, last),
         ],

@@ -26,7 +26,8 @@ from segment_pipeline import reconciliation as rc
 from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
 from segment_pipeline.defs.publish.assets import analytics_copy, growth_chart
 from segment_pipeline.defs.quality.anomalies import no_anomalies_on_the_newest_day
-from segment_pipeline.defs.quality.reconciliation import series_reconciles_with_klaviyo
+from segment_pipeline.defs.quality.reconciliation import reconcile, series_reconciles_with_klaviyo
+from segment_pipeline.defs.resources import KlaviyoResource
 from segment_pipeline.defs.transform.assets import segment_growth_models
 from segment_pipeline.defs.transform.project import dbt_project
 from segment_pipeline.klaviyo import DayWindow
@@ -242,9 +243,12 @@ def test_the_reconciled_window_never_reaches_before_the_first_loaded_day(run: Ru
 
 def invoke_check(run: Run) -> dg.AssetCheckResult:
     res = resources(run.sim, run.work)
-    return series_reconciles_with_klaviyo(
-        dg.build_asset_check_context(), klaviyo=res["klaviyo"], warehouse=res["warehouse"]
+    # the check's body, called directly with its resources (the check itself reads them from its context)
+    # the key itself, where a run would resolve it from the EnvVar
+    klaviyo = KlaviyoResource.from_env(
+        res["warehouse"], base_url=run.sim.base_url, report_rate_per_minute=2 * run.sim.config.speed, api_key=API_KEY
     )
+    return reconcile(dg.build_asset_check_context(), klaviyo, res["warehouse"], klaviyo.timezone)
 
 
 def test_reconciliation_can_be_turned_off(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:

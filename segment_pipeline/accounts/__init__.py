@@ -17,11 +17,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..config import DEFAULT_ACCOUNT_NAME
 from .environment import single_account_from_env
 from .file import AccountsFileError, FileProblem, read_accounts_file
 from .settings import (
     ACCOUNTS_FILE_ENV,
-    DEFAULT_ACCOUNT_NAME,
     REPORTS_DAILY_QUOTA,
     SINGLE_ACCOUNT_KEY_ENV,
     Accounts,

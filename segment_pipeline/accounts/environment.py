@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..config import ConfigError, configured_timezone
-from .settings import DEFAULT_ACCOUNT_NAME, FIELD_HINTS, SINGLE_ACCOUNT_KEY_ENV, Accounts, AccountSettings
+from ..config import DEFAULT_ACCOUNT_NAME, ConfigError, configured_timezone
+from .settings import FIELD_HINTS, SINGLE_ACCOUNT_KEY_ENV, Accounts, AccountSettings
 
 
 def single_account_from_env(env: Mapping[str, str] | None = None) -> Accounts:

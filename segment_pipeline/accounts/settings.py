@@ -23,7 +23,6 @@ from ..klaviyo.limits import REPORTS_RATE_LIMIT
 from ..klaviyo.settings import ApiKey, KlaviyoSettings
 
 ACCOUNTS_FILE_ENV = "KLAVIYO_ACCOUNTS_FILE"
-DEFAULT_ACCOUNT_NAME = "default"
 SINGLE_ACCOUNT_KEY_ENV = "KLAVIYO_API_KEY"
 
 # Klaviyo's reporting quota per account: an account's budget is a share of it, never more.

@@ -18,26 +18,27 @@ import dagster as dg
 from pydantic import Field
 
 from .. import config
-from ..config import PipelineSettings
+from ..accounts import Accounts, AccountSettings, SegmentFilter
+from ..config import DEFAULT_ACCOUNT_NAME, PipelineSettings
 from ..klaviyo import KlaviyoClient, KlaviyoSettings, ReportBudget, ReportLedgers
 from ..klaviyo.limits import REPORTS_RATE_LIMIT
 from ..klaviyo.pacing import min_interval
 from ..klaviyo.settings import checked_api_key, options_from_env
 from ..reconciliation import DEFAULT_RECONCILE_DAYS, RECONCILE_DAYS_SETTING, reconcile_days
-from ..warehouse import dlt_pipeline, read_connection, warehouse_lock
+from ..warehouse import account_fetch_lock, dlt_pipeline, read_connection, warehouse_lock
 from .ingest.tags import TAGS_SETTING, tags_mode
 
 API_KEY_ENV = "KLAVIYO_API_KEY"
 
 
-def api_key_variable(env: Mapping[str, str] | None = None) -> str:
-    """`dg.EnvVar("KLAVIYO_API_KEY")` when the variable is set, else "" (the code loads without a key).
+def api_key_variable(env: Mapping[str, str] | None = None, name: str = API_KEY_ENV) -> str:
+    """`dg.EnvVar(name)` (default KLAVIYO_API_KEY) when the variable is set, else "" (the code loads without a key).
 
     An unset `EnvVar` would stop a run with Dagster's "environment variable ... is not set", which does not
     say how to get a key; an empty key lets the client stop it with its own message (KlaviyoConfigError).
     """
     env = os.environ if env is None else env
-    return dg.EnvVar(API_KEY_ENV) if env.get(API_KEY_ENV) else ""
+    return dg.EnvVar(name) if env.get(name) else ""
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -106,6 +107,15 @@ class WarehouseResource(dg.ConfigurableResource):
             yield connection
 
 
+def _shared_options(env: Mapping[str, str]) -> dict:
+    """The client settings every account shares, from the KLAVIYO_* variables."""
+    return {
+        **options_from_env(dict(env)),
+        "tags": tags_mode(env.get(TAGS_SETTING)),
+        "reconcile_days": reconcile_days(env.get(RECONCILE_DAYS_SETTING)),
+    }
+
+
 def _context_property(context, read):
     """A run id or step name for the lock file; a directly invoked asset or check (tests) has neither."""
     try:
@@ -115,9 +125,23 @@ def _context_property(context, read):
 
 
 class KlaviyoResource(dg.ConfigurableResource):
-    """The Klaviyo client's settings; the report ledgers live in the warehouse resource's state directory."""
+    """One Klaviyo account: its key's variable, pace, budget, timezone and segment filter, and the client's settings.
+
+    A deployment without an accounts file has one, `klaviyo`, from the KLAVIYO_* variables (`from_env`); with
+    the file, each account has its own, `klaviyo_<name>` (`for_account`). The report ledgers live in the
+    warehouse resource's state directory, one per Klaviyo account id.
+    """
 
     warehouse: WarehouseResource
+    account_name: str = Field(default=DEFAULT_ACCOUNT_NAME, description="the account's short name (accounts file)")
+    timezone: str = Field(default=config.DEFAULT_TIMEZONE, description="KLAVIYO_TIMEZONE, or the account's timezone")
+    accounts_file: str | None = Field(default=None, description="KLAVIYO_ACCOUNTS_FILE (unset: one account)")
+    # the deployment's other accounts: a second name for the same Klaviyo account is refused, not merged
+    other_account_names: list[str] = Field(default_factory=list, description="the other accounts of the file")
+    lookback_days: int | None = Field(default=None, description="the account's lookback (unset: SERIES_LOOKBACK_DAYS)")
+    track_is_active: bool | None = Field(default=None, description="segments: is_active (unset: any)")
+    track_is_starred: bool | None = Field(default=None, description="segments: is_starred (unset: any)")
+    track_name_matches: list[str] = Field(default_factory=list, description="segments: name_matches (empty: any)")
     api_key: str = Field(default="", description=API_KEY_ENV)
     base_url: str = Field(default=KlaviyoSettings.base_url, description="KLAVIYO_BASE_URL")
     report_rate_per_minute: float = Field(
@@ -148,12 +172,80 @@ class KlaviyoResource(dg.ConfigurableResource):
         """The resource the KLAVIYO_* variables describe, the key as `EnvVar`; keyword fields win."""
         env = os.environ if env is None else env
         values = {
-            **options_from_env(dict(env)),
+            **_shared_options(env),
             "api_key": api_key_variable(env),
-            "tags": tags_mode(env.get(TAGS_SETTING)),
-            "reconcile_days": reconcile_days(env.get(RECONCILE_DAYS_SETTING)),
+            "timezone": config.configured_timezone(dict(env)),
         }
         return cls(warehouse=warehouse, **{**values, **fields})
+
+    @classmethod
+    def for_account(
+        cls,
+        account: AccountSettings,
+        warehouse: WarehouseResource,
+        accounts: Accounts,
+        env: Mapping[str, str] | None = None,
+        **fields,
+    ) -> KlaviyoResource:
+        """One account of the accounts file: its own key variable, pace, budget, lookback, timezone and filter;
+        the rest (base URL, windows, retries, tags, reconciliation) from the shared KLAVIYO_* variables."""
+        env = os.environ if env is None else env
+        values = {
+            **_shared_options(env),
+            "account_name": account.name,
+            "timezone": account.timezone,
+            "accounts_file": str(accounts.source) if accounts.source else None,
+            "other_account_names": [name for name in accounts.names if name != account.name],
+            "api_key": api_key_variable(env, account.api_key_env),
+            "report_rate_per_minute": account.report_rate_per_minute,
+            "report_daily_limit": account.report_daily_limit,
+            "lookback_days": account.lookback_days,
+            "track_is_active": account.segments.is_active,
+            "track_is_starred": account.segments.is_starred,
+            "track_name_matches": list(account.segments.name_matches),
+        }
+        return cls(warehouse=warehouse, **{**values, **fields})
+
+    @property
+    def segment_filter(self) -> SegmentFilter:
+        """Which of the account's segments get series (all unless the accounts file says otherwise)."""
+        # only the conditions that are set: the model refuses an empty one, as the file's loader wants
+        given = {
+            "is_active": self.track_is_active,
+            "is_starred": self.track_is_starred,
+            "name_matches": tuple(self.track_name_matches) or None,
+        }
+        return SegmentFilter.model_validate({key: value for key, value in given.items() if value is not None})
+
+    @property
+    def lookback(self) -> int:
+        """Days before the newest requested day a recent run pulls again: the account's, else SERIES_LOOKBACK_DAYS."""
+        return self.warehouse.settings.lookback_days if self.lookback_days is None else self.lookback_days
+
+    @property
+    def where_configured(self) -> str:
+        """Where this account's settings are written, for messages that say what to change."""
+        if self.accounts_file:
+            return f"account {self.account_name!r} in {self.accounts_file}"
+        return "the KLAVIYO_* variables"
+
+    @contextlib.contextmanager
+    def fetch_lock(self, context) -> Iterator[None]:
+        """Hold this account's Klaviyo requests for a step: runs of other accounts fetch meanwhile, the warehouse
+        lock is taken only to read and to load (see `warehouse.account_fetch_lock`)."""
+        with account_fetch_lock(
+            self.warehouse.settings.fetch_lock_path(self.account_name),
+            self.account_name,
+            run_id=_context_property(context, lambda c: c.run.run_id),
+            step=_context_property(context, lambda c: c.op_def.name),
+            log=context.log.info,
+        ):
+            yield
+
+    @property
+    def pending_path(self) -> Path:
+        """This account's record of backfills the report budget cut short (read by the resume sensor)."""
+        return self.warehouse.settings.series_pending_path_for(self.account_name)
 
     @cached_property
     def ledger_directory(self) -> str:

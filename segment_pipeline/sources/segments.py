@@ -21,6 +21,7 @@ from typing import Any
 
 import dlt
 
+from ..config import DEFAULT_ACCOUNT_NAME
 from ..klaviyo import Account
 from ..klaviyo.errors import KlaviyoResponseError
 from ..tables import ACCOUNTS_TABLE, SEGMENT_DEFINITIONS_TABLE, SEGMENT_TAGS_TABLE, SEGMENTS_TABLE
@@ -38,6 +39,8 @@ ACCOUNT_COLUMNS = {
     "account_id": {"data_type": "text", "nullable": False},
     "timezone": {"data_type": "text"},
     "name": {"data_type": "text"},
+    # the account's short name in the accounts file (`default` without one)
+    "account_name": {"data_type": "text"},
     "_loaded_at": {"data_type": "timestamp"},
 }
 SEGMENT_COLUMNS = {
@@ -143,6 +146,8 @@ def klaviyo_segments_source(
     previous_segments: list[dict],
     loaded_at: dt.datetime,
     tag_names: dict[str, str] | None = None,
+    *,
+    account_name: str = DEFAULT_ACCOUNT_NAME,
 ):
     """The account, its segments and their definition versions, from data the caller already fetched.
 
@@ -162,7 +167,13 @@ def klaviyo_segments_source(
 
     @dlt.resource(name=ACCOUNTS_TABLE, primary_key="account_id", write_disposition="merge", columns=ACCOUNT_COLUMNS)
     def accounts():
-        yield {"account_id": account.id, "timezone": account.timezone, "name": account.name, "_loaded_at": loaded_at}
+        yield {
+            "account_id": account.id,
+            "timezone": account.timezone,
+            "name": account.name,
+            "account_name": account_name,
+            "_loaded_at": loaded_at,
+        }
 
     @dlt.resource(
         name=SEGMENTS_TABLE,

@@ -1,12 +1,19 @@
-"""Ingestion assets: Klaviyo segments (unpartitioned) and the daily segment series (daily partitions).
+"""Ingestion assets of one Klaviyo account: its segments (unpartitioned) and its daily series (its own days).
 
-The asset bodies only decide *what* to load (partition window, lookback, segment ids) and report what
-happened; fetching, planning and loading live in the client, the planner and the dlt sources.
+`build_ingest_assets` makes them for an account (the code location calls it once per account of the
+accounts file, see `defs/accounts.py`); `segments` and `segment_series_daily` are the single account's, with
+the keys they always had. The bodies only decide *what* to load (partition window, lookback, tracked segment
+ids) and report what happened; fetching, planning and loading live in the client, the planner and the dlt
+sources.
+
+Klaviyo is asked outside the warehouse lock, under the account's own fetch lock: accounts fetch at the same
+time, and the DuckDB file is held only to read what is stored and to load what came.
 """
 
 import contextlib
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -15,6 +22,8 @@ from pydantic import Field
 
 from ... import reconciliation as rc
 from ... import warehouse as wh
+from ...accounts import select_segments
+from ...config import DEFAULT_ACCOUNT_NAME
 from ...klaviyo import (
     Account,
     DayWindow,
@@ -25,6 +34,7 @@ from ...klaviyo import (
     check_reporting_window,
 )
 from ...klaviyo.planner import cells_in, day_count, days_in, days_left, days_to_fetch, plan_needed_requests
+from ..account_names import asset_key, group_name, resource_key
 from ..partitions import daily_partitions
 from ..resources import KlaviyoResource, WarehouseResource
 from .pending import PendingRange, previous_total, record_finished, record_unfinished
@@ -33,12 +43,35 @@ from .tags import list_segments_and_tags
 if TYPE_CHECKING:
     from ...sources.series_staging import SeriesStaging
 
-SEGMENTS_KEY = dg.AssetKey(["klaviyo", "segments"])
-SERIES_KEY = dg.AssetKey(["klaviyo", "segment_series_daily"])
-DEFINITIONS_KEY = dg.AssetKey(["klaviyo", "segment_definitions"])
-ACCOUNTS_KEY = dg.AssetKey(["klaviyo", "accounts"])
-SEGMENT_TAGS_KEY = dg.AssetKey(["klaviyo", "segment_tags"])
-GROUP = "klaviyo"
+
+@dataclass(frozen=True)
+class IngestKeys:
+    """The asset keys of one account's ingestion (see `account_names.asset_key`)."""
+
+    segments: dg.AssetKey
+    series: dg.AssetKey
+    definitions: dg.AssetKey
+    accounts: dg.AssetKey
+    segment_tags: dg.AssetKey
+
+    @classmethod
+    def of(cls, account_name: str) -> "IngestKeys":
+        return cls(
+            segments=asset_key(account_name, "segments"),
+            series=asset_key(account_name, "segment_series_daily"),
+            definitions=asset_key(account_name, "segment_definitions"),
+            accounts=asset_key(account_name, "accounts"),
+            segment_tags=asset_key(account_name, "segment_tags"),
+        )
+
+
+# the single account's keys (a deployment without an accounts file), as they always were
+_DEFAULT_KEYS = IngestKeys.of(DEFAULT_ACCOUNT_NAME)
+SEGMENTS_KEY = _DEFAULT_KEYS.segments
+SERIES_KEY = _DEFAULT_KEYS.series
+DEFINITIONS_KEY = _DEFAULT_KEYS.definitions
+ACCOUNTS_KEY = _DEFAULT_KEYS.accounts
+SEGMENT_TAGS_KEY = _DEFAULT_KEYS.segment_tags
 
 
 def _klaviyo_cause(exc: BaseException) -> BaseException | None:
@@ -59,11 +92,12 @@ def _klaviyo_cause(exc: BaseException) -> BaseException | None:
 
 
 @contextlib.contextmanager
-def explained_failures() -> Iterator[None]:
+def explained_failures(account_label: str | None = None) -> Iterator[None]:
     """Turn client, planner and lock errors into a Dagster Failure that says what happened and what to do.
 
     Transient trouble (5xx after retries, a spent quota, a locked file) may be retried by a run retry
     policy; anything else (a bad key, a refused window, a malformed response) will fail the same way again.
+    `account_label` (e.g. "account 'brand_a'") starts the message when the deployment has several accounts.
     """
     # dlt costs half a second to import: loading the code (webserver, `definitions validate`) need not pay
     from dlt.pipeline.exceptions import PipelineStepFailed
@@ -75,86 +109,127 @@ def explained_failures() -> Iterator[None]:
     except (KlaviyoError, wh.WarehouseLockedError, PipelineStepFailed) as exc:
         cause = _klaviyo_cause(exc) or exc
         retryable = isinstance(cause, (KlaviyoServerError, KlaviyoQuotaExhausted, wh.WarehouseLockedError))
-        raise dg.Failure(description=str(cause), allow_retries=retryable) from exc
+        description = f"{account_label}: {cause}" if account_label else str(cause)
+        raise dg.Failure(description=description, allow_retries=retryable) from exc
 
 
-def check_account_timezone(account: Account, configured: str) -> None:
-    """The partitions are days in KLAVIYO_TIMEZONE (read when the code loads); they must be the account's days."""
-    if account.timezone != configured:
+def account_label(klaviyo: KlaviyoResource) -> str | None:
+    """How failures name the account: by its short name when the accounts file has several; else not at all."""
+    return f"account {klaviyo.account_name!r}" if klaviyo.accounts_file else None
+
+
+def check_account_timezone(account: Account, configured: str, klaviyo: "KlaviyoResource | None" = None) -> None:
+    """The partitions are days in the configured timezone (read when the code loads); they must be the account's."""
+    if account.timezone == configured:
+        return
+    if klaviyo is not None and klaviyo.accounts_file:
         raise dg.Failure(
             description=(
-                f"KLAVIYO_TIMEZONE is {configured!r} but Klaviyo account {account.id} reports in "
-                f"{account.timezone!r}. Set KLAVIYO_TIMEZONE={account.timezone} and restart Dagster so the "
-                "daily partitions are the account's days."
+                f"account {klaviyo.account_name!r}: the accounts file {klaviyo.accounts_file} gives it timezone "
+                f"{configured!r} but Klaviyo account {account.id} reports in {account.timezone!r}. Write "
+                f"`timezone: {account.timezone}` for {klaviyo.account_name} there and reload the code location so "
+                "its daily partitions are the account's days. No request for its series was sent."
+            ),
+            allow_retries=False,
+        )
+    raise dg.Failure(
+        description=(
+            f"KLAVIYO_TIMEZONE is {configured!r} but Klaviyo account {account.id} reports in "
+            f"{account.timezone!r}. Set KLAVIYO_TIMEZONE={account.timezone} and restart Dagster so the "
+            "daily partitions are the account's days."
+        ),
+        allow_retries=False,
+    )
+
+
+def _segment_specs(keys: IngestKeys, group: str, label: str) -> list[dg.AssetSpec]:
+    return [
+        dg.AssetSpec(
+            keys.segments,
+            group_name=group,
+            kinds={"dlt", "duckdb"},
+            description=(
+                f"Every Klaviyo segment of {label} with its whole definition (raw table klaviyo.segments, one row "
+                "per segment). Refreshed in full on each run: renames, definition edits and deletions show."
+            ),
+        ),
+        dg.AssetSpec(
+            keys.definitions,
+            group_name=group,
+            kinds={"dlt", "duckdb"},
+            description=(
+                f"Every version of each segment definition of {label} ever seen (raw table "
+                "klaviyo.segment_definitions), with when it was first seen; versions are only ever added."
+            ),
+        ),
+        dg.AssetSpec(
+            keys.accounts,
+            group_name=group,
+            kinds={"dlt", "duckdb"},
+            description=f"The Klaviyo account of {label}, its timezone and short name (raw table klaviyo.accounts).",
+        ),
+        dg.AssetSpec(
+            keys.segment_tags,
+            group_name=group,
+            kinds={"dlt", "duckdb"},
+            description=(
+                f"Each segment's Klaviyo tags, {label} (raw table klaviyo.segment_tags, one row per segment). Needs "
+                "the tags:read scope; see KLAVIYO_TAGS for what happens without it."
+            ),
+        ),
+    ]
+
+
+def check_one_name_per_account(klaviyo: KlaviyoResource, account: Account, stored_names: list[str]) -> None:
+    """Two accounts of the file with keys of the same Klaviyo account would load its rows under two names."""
+    clashing = sorted(set(stored_names) & set(klaviyo.other_account_names))
+    if clashing:
+        raise dg.Failure(
+            description=(
+                f"account {klaviyo.account_name!r}: its key belongs to Klaviyo account {account.id}, which is already "
+                f"loaded as account {clashing[0]!r} of {klaviyo.accounts_file}. Keep one entry for that Klaviyo "
+                "account in the file (each entry needs a key of a different account); nothing was loaded."
             ),
             allow_retries=False,
         )
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            SEGMENTS_KEY,
-            group_name=GROUP,
-            kinds={"dlt", "duckdb"},
-            description=(
-                "Every Klaviyo segment with its whole definition (raw table klaviyo.segments, one row per "
-                "segment). Refreshed in full on each run: renames, definition edits and deletions show."
-            ),
-        ),
-        dg.AssetSpec(
-            DEFINITIONS_KEY,
-            group_name=GROUP,
-            kinds={"dlt", "duckdb"},
-            description=(
-                "Every version of each segment definition ever seen (raw table klaviyo.segment_definitions), "
-                "with when it was first seen; versions are only ever added."
-            ),
-        ),
-        dg.AssetSpec(
-            ACCOUNTS_KEY,
-            group_name=GROUP,
-            kinds={"dlt", "duckdb"},
-            description="The Klaviyo account and its timezone (raw table klaviyo.accounts).",
-        ),
-        dg.AssetSpec(
-            SEGMENT_TAGS_KEY,
-            group_name=GROUP,
-            kinds={"dlt", "duckdb"},
-            description=(
-                "Each segment's Klaviyo tags (raw table klaviyo.segment_tags, one row per segment). Needs the "
-                "tags:read scope; see KLAVIYO_TAGS for what happens without it."
-            ),
-        ),
-    ],
-    name="klaviyo_segments",
-    # the three tables come from one listing and are always loaded together; selecting one is allowed
-    can_subset=True,
-    # not partitioned (each run refreshes every segment), but allowed into a single-run backfill range
-    backfill_policy=dg.BackfillPolicy.single_run(),
-)
-def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource):
+def materialize_segments(
+    context: dg.AssetExecutionContext,
+    klaviyo: KlaviyoResource,
+    warehouse: WarehouseResource,
+    keys: IngestKeys,
+    timezone: str,
+):
     """Segments, their definition history and the account, loaded together from one segments listing."""
     from ...sources.segments import klaviyo_segments_source  # dlt: imported by runs, not by loading the code
 
     settings = warehouse.settings
     loaded_at = dt.datetime.now(dt.UTC)
-    with explained_failures(), warehouse.lock(context), klaviyo.client() as client:
+    with explained_failures(account_label(klaviyo)), klaviyo.fetch_lock(context), klaviyo.client() as client:
         account = client.get_account()
-        check_account_timezone(account, daily_partitions.timezone)
+        check_account_timezone(account, timezone, klaviyo)
+        # Klaviyo answers outside the warehouse lock: other accounts load meanwhile
         resources, tag_names = list_segments_and_tags(client, context.log, klaviyo.tags)
-        previous = wh.stored_segments(settings.warehouse_path, account.id)
-        pipeline = warehouse.pipeline("klaviyo_segments")
-        # a package left by a failed run would be loaded in place of this run's data: drop it
-        pipeline.abort_packages()
-        pipeline.run(klaviyo_segments_source(account, resources, previous, loaded_at, tag_names))
         requests_sent = sum(client.stats.sent.values())
-        versions = wh.definition_version_count(settings.warehouse_path, account.id)
+        with warehouse.lock(context):
+            check_one_name_per_account(klaviyo, account, wh.account_names_of(settings.warehouse_path, account.id))
+            previous = wh.stored_segments(settings.warehouse_path, account.id)
+            pipeline = warehouse.pipeline("klaviyo_segments")
+            # a package left by a failed run would be loaded in place of this run's data: drop it
+            pipeline.abort_packages()
+            pipeline.run(
+                klaviyo_segments_source(
+                    account, resources, previous, loaded_at, tag_names, account_name=klaviyo.account_name
+                )
+            )
+            versions = wh.definition_version_count(settings.warehouse_path, account.id)
 
     live_ids = {resource["id"] for resource in resources}
     known_ids = {row["id"] for row in previous if not row.get("is_deleted")}
-    context.log.info("loaded %d segments of account %s", len(resources), account.id)
+    context.log.info("loaded %d segments of account %s (%s)", len(resources), klaviyo.account_name, account.id)
     segments_metadata = {
+        "account": klaviyo.account_name,
         "account_id": account.id,
         "segments": len(resources),
         "new_segments": len(live_ids - known_ids),
@@ -166,11 +241,14 @@ def segments(context: dg.AssetExecutionContext, klaviyo: KlaviyoResource, wareho
         "dagster/row_count": len(resources),
     }
     results = [
-        dg.MaterializeResult(asset_key=SEGMENTS_KEY, metadata=segments_metadata),
-        dg.MaterializeResult(asset_key=DEFINITIONS_KEY, metadata={"dagster/row_count": versions}),
-        dg.MaterializeResult(asset_key=ACCOUNTS_KEY, metadata={"account_id": account.id, "timezone": account.timezone}),
+        dg.MaterializeResult(asset_key=keys.segments, metadata=segments_metadata),
+        dg.MaterializeResult(asset_key=keys.definitions, metadata={"dagster/row_count": versions}),
         dg.MaterializeResult(
-            asset_key=SEGMENT_TAGS_KEY,
+            asset_key=keys.accounts,
+            metadata={"account": klaviyo.account_name, "account_id": account.id, "timezone": account.timezone},
+        ),
+        dg.MaterializeResult(
+            asset_key=keys.segment_tags,
             metadata={"tags_loaded": tag_names is not None, "tags": len(tag_names or {})},
         ),
     ]
@@ -246,25 +324,15 @@ def load_staged(
     return len(files), rows
 
 
-@dg.asset(
-    key=SERIES_KEY,
-    group_name=GROUP,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[SEGMENTS_KEY],
-    kinds={"dlt", "duckdb"},
-    description=(
-        "Klaviyo's daily segment series (raw table klaviyo.segment_series_daily): one row per segment and "
-        "account-local day with total_members, members_added, members_removed and net_members_changed, and "
-        "fetched_on, the day the numbers were fetched. A run asks only for the (segment, day) cells that are "
-        "missing or not final yet (fetched within the late-data lookback), in the fewest requests; each "
-        "response is kept on disk before the next request is sent. A range larger than the report budget "
-        "sends what fits, materializes the days it completed, and segment_growth_resume_sensor finishes it."
-    ),
-)
-def segment_series_daily(
-    context: dg.AssetExecutionContext, config: SeriesConfig, klaviyo: KlaviyoResource, warehouse: WarehouseResource
+def materialize_series(
+    context: dg.AssetExecutionContext,
+    config: SeriesConfig,
+    klaviyo: KlaviyoResource,
+    warehouse: WarehouseResource,
+    keys: IngestKeys,
+    timezone: str,
 ):
+    """The account's series for the run's days: what is missing or not final, in the fewest requests."""
     # dlt: imported by runs, not by loading the code
     from ...sources.series import fetch_series_table
     from ...sources.series_staging import SeriesStaging
@@ -273,31 +341,44 @@ def segment_series_daily(
     window = context.partition_time_window
     first_day = window.start.date()
     last_day = (window.end - dt.timedelta(days=1)).date()
-    # the partitions' timezone, fixed when the code loaded, is the one whose days we are filling
-    timezone = daily_partitions.timezone
+    # `timezone` is the partitions' (fixed when the code loaded): the days we are filling
     today = dt.datetime.now(ZoneInfo(timezone)).date()
     try:
         check_reporting_window(first_day, last_day, today)
     except ReportWindowError as exc:
         raise dg.Failure(description=f"{exc}. No request was sent.", allow_retries=False) from exc
-    lookback = settings.lookback_days
+    lookback = klaviyo.lookback
+    label = account_label(klaviyo)
 
-    with explained_failures(), warehouse.lock(context), klaviyo.client() as client:
+    with explained_failures(label), klaviyo.fetch_lock(context), klaviyo.client() as client:
         account = client.get_account()
-        check_account_timezone(account, timezone)
+        check_account_timezone(account, timezone, klaviyo)
         staging = SeriesStaging(settings.series_staging_dir, account.id)
-        # responses a crashed or stopped run paid for come first: they are never asked for again
-        leftover_files, leftover_rows = load_staged(context, warehouse, staging)
-
-        segment_ids = wh.live_segment_ids(settings.warehouse_path, account.id)
-        if not segment_ids:
+        with warehouse.lock(context):
+            # responses a crashed or stopped run paid for come first: they are never asked for again
+            leftover_files, leftover_rows = load_staged(context, warehouse, staging)
+            live = wh.live_segments(settings.warehouse_path, account.id)
+            stored = wh.stored_series_islands(
+                settings.warehouse_path, account.id, first_day - dt.timedelta(days=lookback), last_day
+            )
+        if not live:
             raise dg.Failure(
-                description="No segments are stored yet: materialize klaviyo/segments first (the daily job does).",
+                description=(
+                    f"{label + ': ' if label else ''}No segments are stored yet: materialize "
+                    f"{keys.segments.to_user_string()} first (the daily job does)."
+                ),
                 allow_retries=False,
             )
-        stored = wh.stored_series_islands(
-            settings.warehouse_path, account.id, first_day - dt.timedelta(days=lookback), last_day
-        )
+        segment_ids = sorted(row["id"] for row in select_segments(live, klaviyo.segment_filter))
+        if not segment_ids:
+            raise dg.Failure(
+                description=(
+                    f"{label + ': ' if label else ''}none of the account's {len(live)} segments passes its segment "
+                    f"filter ({klaviyo.where_configured}), so there is no series to fetch; no request was sent. "
+                    "Loosen `segments:` there (or write `segments: all`)."
+                ),
+                allow_retries=False,
+            )
         needed = days_to_fetch(segment_ids, first_day, last_day, stored, lookback, today, refetch=config.refetch)
         plan = plan_needed_requests(needed)
         partition = DayWindow(first_day, last_day)
@@ -306,7 +387,7 @@ def segment_series_daily(
         cells_needed = sum(day_count(days) for days in needed_in_range.values())
         # the reconciliation check after this asset spends from the same budget: when the run includes it
         # and everything fits, keep room for it; a range larger than the budget gets every request first
-        check = dg.AssetCheckKey(SERIES_KEY, rc.CHECK_NAME)
+        check = dg.AssetCheckKey(keys.series, rc.CHECK_NAME)
         selected = context.run.asset_check_selection  # None: every check of the job
         in_job = check in context.job_def.asset_layer.asset_graph.asset_check_keys
         reconciling = in_job and (selected is None or check in selected)
@@ -315,8 +396,11 @@ def segment_series_daily(
         budget_left = client.budget.remaining()
         fits = len(plan) if len(plan) + reconciliation_requests <= budget_left else budget_left
         context.log.info(
-            "%d segments, %s to %s: %d of %d cells final already; %d report requests planned, %d fit the budget",
+            "%s: %d of %d segments tracked, %s to %s: %d of %d cells final already; %d report requests planned, "
+            "%d fit the budget",
+            klaviyo.account_name,
             len(segment_ids),
+            len(live),
             first_day,
             last_day,
             cells_in_range - cells_needed,
@@ -356,7 +440,8 @@ def segment_series_daily(
         except Exception as exc:  # noqa: BLE001 - loaded below, then raised as it was
             failure = exc
         # whatever stopped the requests, the responses already paid for go into the warehouse now
-        _, rows_written = load_staged(context, warehouse, staging)
+        with warehouse.lock(context):
+            _, rows_written = load_staged(context, warehouse, staging)
         if failure is not None:
             raise failure
         report_requests = client.stats.sent_for("reports")
@@ -381,13 +466,15 @@ def segment_series_daily(
         # not-final days before the range refreshed in the same requests (the late-data lookback)
         "lookback_days_added": max((first_day - days[0].start).days for days in needed.values()) if needed else 0,
         "lookback_cells_refreshed": sum(day_count(days) for days in needed.values()) - cells_needed,
+        "account": klaviyo.account_name,
         "segments_covered": len(segment_ids),
+        "segments_not_tracked": len(live) - len(segment_ids),
         "segments_deleted_meanwhile": len(deleted_meanwhile),
         "staged_responses_from_earlier_runs": leftover_files,
         "staged_rows_from_earlier_runs": leftover_rows,
         "report_requests_left_today": budget_left,
     }
-    pending_path = settings.series_pending_path
+    pending_path = klaviyo.pending_path
     # requests left only for not-final days before the range do not make any of its days incomplete
     if not left_days:
         finished = record_finished(pending_path, first_day, last_day)
@@ -406,6 +493,7 @@ def segment_series_daily(
     )
     entry = PendingRange(
         account_id=account.id,
+        account_name=klaviyo.account_name,
         start=first_day.isoformat(),
         end=last_day.isoformat(),
         requests_total=total,
@@ -425,12 +513,13 @@ def segment_series_daily(
     complete = [key for key in context.partition_keys if dt.date.fromisoformat(key) not in left_days]
     for key in complete:
         context.log_event(
-            dg.AssetMaterialization(asset_key=SERIES_KEY, partition=key, metadata={**metadata, **progress})
+            dg.AssetMaterialization(asset_key=keys.series, partition=key, metadata={**metadata, **progress})
         )
     why = str(stopped_by) if stopped_by is not None else "the report budget is spent"
     raise dg.Failure(
         description=(
-            f"{done} of {total} requests done; the rest resumes at {entry.resume_at} ({why}). Every response "
+            f"{label + ': ' if label else ''}{done} of {total} requests done; the rest resumes at "
+            f"{entry.resume_at} ({why}). Every response "
             f"received is loaded: {len(complete)} of {len(context.partition_keys)} days are complete and "
             f"materialized, the other {len(context.partition_keys) - len(complete)} show as failed until "
             "segment_growth_resume_sensor (or a re-run of the same range) finishes them, expected at "
@@ -439,3 +528,58 @@ def segment_series_daily(
         metadata={**metadata, **progress},
         allow_retries=False,
     )
+
+
+def build_ingest_assets(
+    account_name: str, partitions: dg.DailyPartitionsDefinition
+) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
+    """One account's `segments` multi-asset and its `segment_series_daily` asset, partitioned by its own days.
+
+    They read the account's Klaviyo resource (`account_names.resource_key`) and the shared warehouse.
+    """
+    keys = IngestKeys.of(account_name)
+    group = group_name(account_name)
+    klaviyo_key = resource_key(account_name)
+    label = "the account" if account_name == DEFAULT_ACCOUNT_NAME else f"account {account_name}"
+    timezone = partitions.timezone
+
+    @dg.multi_asset(
+        specs=_segment_specs(keys, group, label),
+        name=f"{'_'.join(keys.segments.path[:-1])}_segments",
+        # the four tables come from one listing and are always loaded together; selecting one is allowed
+        can_subset=True,
+        # not partitioned (each run refreshes every segment), but allowed into a single-run backfill range
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        required_resource_keys={klaviyo_key, "warehouse"},
+    )
+    def account_segments(context: dg.AssetExecutionContext):
+        resources = context.resources
+        yield from materialize_segments(context, getattr(resources, klaviyo_key), resources.warehouse, keys, timezone)
+
+    @dg.asset(
+        key=keys.series,
+        group_name=group,
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[keys.segments],
+        kinds={"dlt", "duckdb"},
+        required_resource_keys={klaviyo_key, "warehouse"},
+        description=(
+            f"Klaviyo's daily segment series of {label} (raw table klaviyo.segment_series_daily), partitioned by "
+            f"days in {timezone}: one row per tracked segment and account-local day with total_members, "
+            "members_added, members_removed and net_members_changed, and fetched_on, the day the numbers were "
+            "fetched. A run asks only for the (segment, day) cells that are missing or not final yet (fetched "
+            "within the late-data lookback), in the fewest requests; each response is kept on disk before the "
+            "next request is sent. A range larger than the report budget sends what fits, materializes the days "
+            "it completed, and segment_growth_resume_sensor finishes it."
+        ),
+    )
+    def account_series(context: dg.AssetExecutionContext, config: SeriesConfig):
+        resources = context.resources
+        return materialize_series(context, config, getattr(resources, klaviyo_key), resources.warehouse, keys, timezone)
+
+    return account_segments, account_series
+
+
+# the single account's (a deployment without an accounts file); tests and scripts import these
+segments, segment_series_daily = build_ingest_assets(DEFAULT_ACCOUNT_NAME, daily_partitions)

@@ -1,39 +1,62 @@
-"""Checks on the raw series, next to the asset they check. dbt's tests check the models."""
+"""Checks on the raw series of one account, next to the asset they check. dbt's tests check the models."""
 
 import dagster as dg
 
-from ...tables import RAW_DATASET, SEGMENT_SERIES_TABLE
+from ...config import DEFAULT_ACCOUNT_NAME
+from ...tables import ACCOUNTS_TABLE, RAW_DATASET, SEGMENT_SERIES_TABLE
 from ..resources import WarehouseResource
 from .assets import SERIES_KEY
 
 _SERIES = f"{RAW_DATASET}.{SEGMENT_SERIES_TABLE}"
 
 
-@dg.asset_check(asset=SERIES_KEY, description="No (account, segment, day) is stored twice.")
-def series_has_one_row_per_segment_day(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-) -> dg.AssetCheckResult:
-    with warehouse.read(context) as connection:
-        duplicates = connection.execute(
-            f"select count(*) from (select 1 from {_SERIES} group by account_id, segment_id, date having count(*) > 1)"
-        ).fetchone()[0]
-    return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicated_keys": duplicates})
+def _account_rows(account_name: str) -> tuple[str, list]:
+    """The rows of one account: the single account owns the whole table; a named one its Klaviyo account's rows."""
+    if account_name == DEFAULT_ACCOUNT_NAME:
+        return "true", []
+    return f"account_id in (select account_id from {RAW_DATASET}.{ACCOUNTS_TABLE} where account_name = ?)", [
+        account_name
+    ]
 
 
-@dg.asset_check(
-    asset=SERIES_KEY,
-    description="Klaviyo's numbers agree with themselves: net = added - removed (a warning, not an error).",
-)
-def series_net_equals_added_minus_removed(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-) -> dg.AssetCheckResult:
-    with warehouse.read(context) as connection:
-        mismatches = connection.execute(
-            f"select count(*) from {_SERIES} where net_members_changed <> members_added - members_removed"
-        ).fetchone()[0]
-    return dg.AssetCheckResult(
-        passed=mismatches == 0, severity=dg.AssetCheckSeverity.WARN, metadata={"rows_disagreeing": mismatches}
+def build_series_checks(account_name: str, series_key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
+    """The account's series checks: one row per (segment, day), and net = added - removed."""
+    rows, params = _account_rows(account_name)
+
+    @dg.asset_check(
+        asset=series_key, name="series_has_one_row_per_segment_day", description="No (segment, day) is stored twice."
     )
+    def series_has_one_row_per_segment_day(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
+        with warehouse.read(context) as connection:
+            duplicates = connection.execute(
+                f"select count(*) from (select 1 from {_SERIES} where {rows} "
+                "group by account_id, segment_id, date having count(*) > 1)",
+                params,
+            ).fetchone()[0]
+        return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicated_keys": duplicates})
+
+    @dg.asset_check(
+        asset=series_key,
+        name="series_net_equals_added_minus_removed",
+        description="Klaviyo's numbers agree with themselves: net = added - removed (a warning, not an error).",
+    )
+    def series_net_equals_added_minus_removed(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
+        with warehouse.read(context) as connection:
+            mismatches = connection.execute(
+                f"select count(*) from {_SERIES} where {rows} "
+                "and net_members_changed <> members_added - members_removed",
+                params,
+            ).fetchone()[0]
+        return dg.AssetCheckResult(
+            passed=mismatches == 0, severity=dg.AssetCheckSeverity.WARN, metadata={"rows_disagreeing": mismatches}
+        )
+
+    return [series_has_one_row_per_segment_day, series_net_equals_added_minus_removed]
 
 
-series_checks = [series_has_one_row_per_segment_day, series_net_equals_added_minus_removed]
+# the single account's (a deployment without an accounts file)
+series_checks = build_series_checks(DEFAULT_ACCOUNT_NAME, SERIES_KEY)

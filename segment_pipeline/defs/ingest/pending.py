@@ -14,6 +14,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ...config import DEFAULT_ACCOUNT_NAME
+
 FORMAT_VERSION = 1
 
 
@@ -30,6 +32,8 @@ class PendingRange:
     expected_finish: str  # ISO 8601, UTC: when the whole range should be loaded at this pace
     updated_at: str
     run_id: str | None = None
+    # the account's short name (records written before accounts existed have none: the single account)
+    account_name: str = DEFAULT_ACCOUNT_NAME
 
     @property
     def key(self) -> str:
@@ -40,8 +44,9 @@ class PendingRange:
         return self.requests_total - self.requests_done
 
     def describe(self) -> str:
+        account = "" if self.account_name == DEFAULT_ACCOUNT_NAME else f"{self.account_name} "
         return (
-            f"{self.key}: {self.requests_done} of {self.requests_total} report requests done, "
+            f"{account}{self.key}: {self.requests_done} of {self.requests_total} report requests done, "
             f"{self.requests_left} left; resumes at {self.resume_at}, expected to finish at {self.expected_finish}"
         )
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Mapping
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from ..resources import KlaviyoResource, WarehouseResource
-from ..schedules import segment_growth_job
-from .pending import PendingRecordError, read_pending
+from ...config import DEFAULT_ACCOUNT_NAME
+from ..account_names import resource_key
+from ..resources import KlaviyoResource
+from .pending import PendingRange, PendingRecordError, read_pending
 
 SENSOR_NAME = "segment_growth_resume_sensor"
 # runs the sensor starts carry the range they resume, so it can tell whether one is still going
@@ -43,24 +46,45 @@ def _interval() -> int:
     return int(raw) if raw and raw.isdigit() and int(raw) > 0 else DEFAULT_INTERVAL_SECONDS
 
 
-@dg.sensor(
-    name=SENSOR_NAME,
-    job=segment_growth_job,
-    minimum_interval_seconds=_interval(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Resumes series backfills the Klaviyo report budget cut short: when the budget has room again it "
-        "runs segment_growth_job for the unfinished range, until the range is complete. Reads the record "
-        "PIPELINE_STATE_DIR/series_pending.json, never the warehouse."
-    ),
-)
-def segment_growth_resume_sensor(
-    context: dg.SensorEvaluationContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource
-):
-    try:
-        pending = read_pending(warehouse.settings.series_pending_path)
-    except PendingRecordError as exc:
-        return dg.SkipReason(str(exc))
+def _resume_key(account_name: str, entry: PendingRange) -> str:
+    """The run tag of a resume: the range, and the account when the deployment has several."""
+    return entry.key if account_name == DEFAULT_ACCOUNT_NAME else f"{account_name}:{entry.key}"
+
+
+def build_resume_sensor(jobs: Mapping[str, UnresolvedAssetJobDefinition]) -> dg.SensorDefinition:
+    """One sensor for every account: `jobs` maps each account's name to its job."""
+    klaviyo_keys = {name: resource_key(name) for name in jobs}
+
+    @dg.sensor(
+        name=SENSOR_NAME,
+        jobs=list(jobs.values()),
+        minimum_interval_seconds=_interval(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys=set(klaviyo_keys.values()),
+        description=(
+            "Resumes series backfills the Klaviyo report budget cut short: when an account's budget has room "
+            "again it runs that account's job for the unfinished range, until the range is complete. Reads the "
+            "records PIPELINE_STATE_DIR/series_pending*.json, never the warehouse."
+        ),
+    )
+    def segment_growth_resume_sensor(context: dg.SensorEvaluationContext):
+        pending: dict[str, tuple[str, PendingRange]] = {}
+        problems = []
+        for name in jobs:
+            klaviyo: KlaviyoResource = getattr(context.resources, klaviyo_keys[name])
+            try:
+                entries = read_pending(klaviyo.pending_path)
+            except PendingRecordError as exc:
+                # one account's damaged record must not stop the others' resumes
+                problems.append(str(exc))
+                continue
+            pending.update({_resume_key(name, entry): (name, entry) for entry in entries.values()})
+        return _resume_requests(context, jobs, klaviyo_keys, pending, problems)
+
+    return segment_growth_resume_sensor
+
+
+def _resume_requests(context, jobs, klaviyo_keys, pending, problems):
     context.update_cursor(
         json.dumps(
             {
@@ -70,16 +94,16 @@ def segment_growth_resume_sensor(
                     "resume_at": e.resume_at,
                     "expected_finish": e.expected_finish,
                 }
-                for key, e in pending.items()
+                for key, (_, e) in pending.items()
             },
             sort_keys=True,
         )
     )
     if not pending:
-        return dg.SkipReason("no unfinished series backfill")
+        return dg.SkipReason("; ".join(problems) or "no unfinished series backfill")
     now = dt.datetime.now(dt.UTC)
-    requests, notes = [], []
-    for key, entry in sorted(pending.items()):
+    requests, notes = [], list(problems)
+    for key, (name, entry) in sorted(pending.items()):
         active = context.instance.get_runs(dg.RunsFilter(tags={RESUME_TAG: key}, statuses=_ACTIVE), limit=1)
         if active:
             notes.append(f"{entry.describe()}; run {active[0].run_id} is resuming it")
@@ -87,6 +111,7 @@ def segment_growth_resume_sensor(
         if dt.datetime.fromisoformat(entry.resume_at) > now:
             notes.append(entry.describe())
             continue
+        klaviyo: KlaviyoResource = getattr(context.resources, klaviyo_keys[name])
         if klaviyo.budget(entry.account_id).remaining() <= 0:
             notes.append(f"{entry.describe()}; waiting for room in the report budget")
             continue
@@ -102,6 +127,7 @@ def segment_growth_resume_sensor(
         requests.append(
             dg.RunRequest(
                 run_key=f"{key}@{entry.updated_at}#{len(ended)}",
+                job_name=jobs[name].name,
                 tags={
                     "dagster/asset_partition_range_start": entry.start,
                     "dagster/asset_partition_range_end": entry.end,
@@ -112,3 +138,13 @@ def segment_growth_resume_sensor(
     if requests:
         return requests
     return dg.SkipReason("; ".join(notes))
+
+
+def _single_account_sensor() -> dg.SensorDefinition:
+    from ..schedules import segment_growth_job
+
+    return build_resume_sensor({DEFAULT_ACCOUNT_NAME: segment_growth_job})
+
+
+# the single account's (a deployment without an accounts file)
+segment_growth_resume_sensor = _single_account_sensor()

@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from ... import reconciliation as rc
-from ..ingest.assets import SERIES_KEY, check_account_timezone, explained_failures
+from ...config import DEFAULT_ACCOUNT_NAME
+from ..account_names import resource_key
+from ..ingest.assets import SERIES_KEY, account_label, check_account_timezone, explained_failures
 from ..partitions import daily_partitions
 from ..resources import KlaviyoResource, WarehouseResource
 
@@ -28,18 +30,32 @@ def _mismatch_table(mismatches: list[rc.Mismatch]) -> str:
     return "\n".join(lines)
 
 
-@dg.asset_check(
-    asset=SERIES_KEY,
-    name=rc.CHECK_NAME,
-    description=(
-        "The loaded series agrees with Klaviyo's segment values report over the last KLAVIYO_RECONCILE_DAYS "
-        "loaded days (members added and removed summed, total members on the last day), segment by segment. "
-        "Costs ceil(segments / 100) report requests from the daily budget; KLAVIYO_RECONCILE_DAYS=0 turns it off."
-    ),
-)
-def series_reconciles_with_klaviyo(
-    context: dg.AssetCheckExecutionContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource
+def build_reconciliation_check(account_name: str, series_key: dg.AssetKey, timezone: str) -> dg.AssetChecksDefinition:
+    """The account's reconciliation check, on its series asset, with its Klaviyo resource."""
+    klaviyo_key = resource_key(account_name)
+
+    @dg.asset_check(
+        asset=series_key,
+        name=rc.CHECK_NAME,
+        required_resource_keys={klaviyo_key, "warehouse"},
+        description=(
+            "The loaded series agrees with Klaviyo's segment values report over the last KLAVIYO_RECONCILE_DAYS "
+            "loaded days (members added and removed summed, total members on the last day), segment by segment. "
+            "Costs ceil(segments / 100) report requests from the account's daily budget; KLAVIYO_RECONCILE_DAYS=0 "
+            "turns it off."
+        ),
+    )
+    def series_reconciles_with_klaviyo(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        resources = context.resources
+        return reconcile(context, getattr(resources, klaviyo_key), resources.warehouse, timezone)
+
+    return series_reconciles_with_klaviyo
+
+
+def reconcile(
+    context: dg.AssetCheckExecutionContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource, timezone: str
 ) -> dg.AssetCheckResult:
+    """Compare the account's last loaded days with Klaviyo's values report; a check result either way."""
     days = klaviyo.reconcile_days
     if days == 0:
         return dg.AssetCheckResult(
@@ -48,11 +64,10 @@ def series_reconciles_with_klaviyo(
             metadata={"enabled": False, "report_requests_sent": 0},
         )
     settings = warehouse.settings
-    timezone = daily_partitions.timezone
     yesterday = dt.datetime.now(ZoneInfo(timezone)).date() - dt.timedelta(days=1)
-    with explained_failures(), klaviyo.client() as client:
+    with explained_failures(account_label(klaviyo)), klaviyo.fetch_lock(context), klaviyo.client() as client:
         account = client.get_account()
-        check_account_timezone(account, timezone)
+        check_account_timezone(account, timezone, klaviyo)
         # the warehouse lock only while reading the warehouse, not while Klaviyo answers
         with warehouse.lock(context):
             window = rc.latest_window(settings.warehouse_path, account.id, days, yesterday)
@@ -93,3 +108,7 @@ def series_reconciles_with_klaviyo(
             f"All {metadata['segments_compared']} segments agree with Klaviyo for {window.start} to {window.end}."
         )
     return dg.AssetCheckResult(passed=not mismatches, description=description, metadata=metadata)
+
+
+# the single account's (a deployment without an accounts file)
+series_reconciles_with_klaviyo = build_reconciliation_check(DEFAULT_ACCOUNT_NAME, SERIES_KEY, daily_partitions.timezone)

@@ -9,13 +9,14 @@ of everything still build them once, after the series.
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from ...config import PipelineSettings
+from ...config import DEFAULT_ACCOUNT_NAME, PipelineSettings
+from ..account_names import GROUP, asset_key
 from ..resources import WarehouseResource
 from .project import dbt_project
 
@@ -27,7 +28,29 @@ class DbtConfig(dg.Config):
 
 
 class SegmentGrowthTranslator(DagsterDbtTranslator):
-    """Groups models by dbt layer so the UI shows staging, intermediate and marts apart."""
+    """Groups models by dbt layer so the UI shows staging, intermediate and marts apart, and makes each model
+    that reads a raw table depend on every account's asset of that table.
+
+    dbt sees one raw table `klaviyo.<table>` holding every account's rows; Dagster has one asset of it per
+    account (`klaviyo/<account>/<table>`). The single account's asset is the source's own key.
+    """
+
+    def __init__(self, account_names: Sequence[str] = (DEFAULT_ACCOUNT_NAME,), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._account_names = tuple(account_names)
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: Any) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if self._account_names == (DEFAULT_ACCOUNT_NAME,) or not unique_id.startswith("model."):
+            return spec
+        deps: list[dg.AssetDep] = []
+        for dep in spec.deps:
+            path = dep.asset_key.path
+            if len(path) == 2 and path[0] == GROUP:
+                deps.extend(dg.AssetDep(asset_key(name, path[1])) for name in self._account_names)
+            else:
+                deps.append(dep)
+        return spec.replace_attributes(deps=deps)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props.get("resource_type") == "model":
@@ -49,16 +72,29 @@ def dbt_build_args(config: DbtConfig, settings: PipelineSettings) -> list[str]:
     return [*args, "--full-refresh"] if config.full_refresh else args
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    # unpartitioned, but allowed into a single-run range (a backfill of everything, the daily job)
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    dagster_dbt_translator=SegmentGrowthTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
-)
-def segment_growth_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, config: DbtConfig
-):
-    # dbt (a child process) uses the file until it exits: hold the warehouse lock for the whole build
-    with warehouse.lock(context):
-        yield from dbt.cli(dbt_build_args(config, warehouse.settings), context=context, raise_on_error=True).stream()
+def build_dbt_assets(account_names: Sequence[str] = (DEFAULT_ACCOUNT_NAME,)) -> dg.AssetsDefinition:
+    """The dbt models, downstream of every account's raw-table assets (one build serves every account)."""
+
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        # unpartitioned, but allowed into a single-run range (a backfill of everything, the daily job)
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        dagster_dbt_translator=SegmentGrowthTranslator(
+            account_names, settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
+        ),
+    )
+    def segment_growth_models(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, config: DbtConfig
+    ):
+        # dbt (a child process) uses the file until it exits: hold the warehouse lock for the whole build
+        with warehouse.lock(context):
+            yield from dbt.cli(
+                dbt_build_args(config, warehouse.settings), context=context, raise_on_error=True
+            ).stream()
+
+    return segment_growth_models
+
+
+# the single account's (a deployment without an accounts file); the model keys are the same for any accounts
+segment_growth_models = build_dbt_assets()
