@@ -430,11 +430,11 @@ def print_summary(outcomes: Sequence[AccountOutcome], seconds: float, out: IO[st
         file=out,
     )
     for outcome in failed:
-        print(f"  {outcome.range.account}: {outcome.failures[0] if outcome.failures else 'see the log'}", file=out)
-        print(
-            f"    why, in full: {outcome.log_path}; the run in the Dagster UI: {outcome.run_id or 'not started'}",
-            file=out,
-        )
+        print(f"  {outcome.range.account} failed (exit code {outcome.returncode}):", file=out)
+        for message in outcome.failures or ["Dagster reported no step failure"]:
+            print(f"    {message}", file=out)
+        run = f"run {outcome.run_id} in the Dagster UI" if outcome.run_id else "no run was started"
+        print(f"    in full: {outcome.log_path} ({run})", file=out)
     if failed:
         print(
             "Re-running the same command resumes the failed accounts: days already loaded and final are not asked "
