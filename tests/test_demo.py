@@ -74,7 +74,7 @@ def test_every_account_is_loaded_with_exact_rows_for_its_own_days(demo_run):
             ).fetchall()
         }
     assert len(stored) == ACCOUNTS
-    settings = read_accounts_file(data / "accounts.yaml", {f"KLAVIYO_API_KEY_{n.upper()}": "k" for n in truth})
+    settings = read_accounts_file(data / "accounts.yaml", {f"KLAVIYO_API_KEY_{n.upper()}": n for n in truth})
     total_rows = 0
     for name, account in truth.items():
         line = summary[name]
@@ -160,7 +160,12 @@ def test_the_report_works_in_a_real_browser_offline(demo_run, tmp_path):
             assert first["bars"] == DAYS and len(first["total"]) == DAYS
             # search, then pick another segment: the chart follows
             other = page.locator("#segment-picker option").nth(3)
-            name, key = other.text_content().removeprefix("⚠ ").split(" (")[0], other.get_attribute("value")
+            # "<name> · <account> (<latest>)": with several accounts each option names its account
+            label = other.text_content().removeprefix("⚠ ").split(" (")[0]
+            name, account = label.split(" · ")
+            key = other.get_attribute("value")
+            # the account's short name, or its Klaviyo account id where the marts carry no name
+            assert account in {text for a in simulated_accounts().items() for text in (a[0], a[1].account_id)}
             page.fill("#segment-search", name)
             assert page.locator("#segment-picker option").count() < ACCOUNTS * SEGMENTS
             page.select_option("#segment-picker", key)
