@@ -15,7 +15,7 @@ test suite, because a slow machine is not a defect. The figures:
    pipeline's process and of its dbt process (target < 500 MB each), and the series load's dlt merge against
    a plain DuckDB insert of the same rows (target within 5x).
 4. A backfill of 4 accounts against 1 (`--only accounts`): the simulator serving 4 accounts of the same size
-   (a year of 200 segments each, time x10 so that one account's report pacing takes most of a minute),
+   (a year of 200 segments each, time x5 so that report pacing, 16 requests at 10 a minute, dominates),
    `segment-pipeline backfill --days 365` for one account, then for all 4 (each on a fresh simulator and
    warehouse): the 4 accounts' wall time against the one's (target well under 2x, not 4x: Klaviyo's limits
    are per account, so the accounts' requests go out in parallel).
@@ -28,6 +28,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -465,6 +466,7 @@ def accounts_backfill(work: Path, segments: int, speed: float, accounts: int, ru
         )
         chosen = [argument for account in served[:run] for argument in ("--account", account["name"])]
         command = [str(BIN / "segment-pipeline"), "backfill", "--days", str(DAYS), "--parallel", str(run), *chosen]
+        command += ["--log-dir", str(work / "logs")]
         started = time.perf_counter()
         result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - started
@@ -482,7 +484,36 @@ def accounts_backfill(work: Path, segments: int, speed: float, accounts: int, ru
         "seconds": seconds,
         "own": own,
         "requests": {name: after[name]["report_requests_served"] for name in own},
+        "steps": {name: step_seconds(work / "logs" / f"{name}.log") for name in own},
     }
+
+
+# a Dagster event line: its time, then (after the job, the run id and maybe a pid) the step or event, the event
+_EVENT_LINE = re.compile(r"^(\S+ \S+) \+0000 - dagster - \w+ - \S+ - \S+ - (?:\d+ - )?(\S+) - (\w+)")
+
+
+def step_seconds(log: Path) -> dict[str, float]:
+    """Seconds of one account's steps by the kind of work they do, from its Dagster log (to the second)."""
+    starts: dict[str, float] = {}
+    phases = dict.fromkeys(("segments", "series", "dbt (and its wait)", "checks, publish"), 0.0)
+    for line in log.read_text(encoding="utf-8").splitlines():
+        match = _EVENT_LINE.match(line)
+        if match is None:
+            continue
+        moment = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").timestamp()
+        step, event = match.group(2), match.group(3)
+        if event == "STEP_START":
+            starts[step] = moment
+        elif event in ("STEP_SUCCESS", "STEP_FAILURE") and step in starts:
+            kind = "checks, publish"
+            if step.endswith("segment_series_daily"):
+                kind = "series"
+            elif step.endswith("segments"):
+                kind = "segments"
+            elif step == "segment_growth_models":
+                kind = "dbt (and its wait)"
+            phases[kind] += moment - starts.pop(step)
+    return phases
 
 
 def bench_accounts(segments: int, speed: float, accounts: int = 4) -> None:
@@ -501,6 +532,10 @@ def bench_accounts(segments: int, speed: float, accounts: int = 4) -> None:
             report(
                 f"  {name}: its process, report requests", f"{seconds:.1f} s {figure['requests'][name]:>4}", "", None
             )
+            phases = dict(figure["steps"][name])
+            # imports, loading the definitions, planning, exiting: the process's time outside its steps
+            phases["outside steps"] = seconds - sum(phases.values())
+            report(f"    {' / '.join(phases)}", " / ".join(f"{value:.0f}" for value in phases.values()), "", None)
     ratio = figures[accounts]["seconds"] / figures[1]["seconds"]
     report(
         f"{accounts} accounts / 1 account",
@@ -516,7 +551,7 @@ def main() -> None:
     parser.add_argument("--memory-segments", type=int, default=10000, help="segments of the memory run")
     parser.add_argument("--speed", type=float, default=60, help="simulator speed of the end-to-end run")
     parser.add_argument("--accounts-segments", type=int, default=200, help="segments of each account (accounts run)")
-    parser.add_argument("--accounts-speed", type=float, default=10, help="simulator speed of the accounts run")
+    parser.add_argument("--accounts-speed", type=float, default=5, help="simulator speed of the accounts run")
     parser.add_argument("--only", choices=["validate", "end-to-end", "memory", "accounts"], help="run one benchmark")
     parser.add_argument("--keep", type=Path, help="keep the memory run's files in this directory")
     parser.add_argument("--memory-child", nargs=2, metavar=("BASE_URL", "WORK"), help=argparse.SUPPRESS)

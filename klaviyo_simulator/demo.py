@@ -146,7 +146,8 @@ def demo_environment(
     # the demo's accounts are the simulator's: never the accounts file of the shell it was started from
     env.pop(ACCOUNTS_FILE_ENV, None)
     # the demo's own Dagster instance, so its runs never show in `make dev`'s UI (and the other way round)
-    env.setdefault("DAGSTER_HOME", str(prepare_dagster_home(data_dir / "dagster_home")))
+    if not env.get("DAGSTER_HOME"):  # unset or empty
+        env["DAGSTER_HOME"] = str(prepare_dagster_home(data_dir / "dagster_home"))
     return env
 
 
