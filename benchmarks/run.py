@@ -526,6 +526,7 @@ def bench_accounts(segments: int, speed: float, accounts: int = 4) -> None:
     for run in (1, accounts):
         with tempfile.TemporaryDirectory() as tmp:
             figures[run] = accounts_backfill(Path(tmp), segments, speed, accounts, run)
+    print("  by step: segments / series / dbt (and its wait for the warehouse) / checks, publish / outside steps")
     for run, figure in figures.items():
         report(f"{run} account(s): wall time, command start to exit", f"{figure['seconds']:.1f} s", "", None)
         for name, seconds in figure["own"].items():
@@ -535,7 +536,9 @@ def bench_accounts(segments: int, speed: float, accounts: int = 4) -> None:
             phases = dict(figure["steps"][name])
             # imports, loading the definitions, planning, exiting: the process's time outside its steps
             phases["outside steps"] = seconds - sum(phases.values())
-            report(f"    {' / '.join(phases)}", " / ".join(f"{value:.0f}" for value in phases.values()), "", None)
+            report(
+                "    by step (s, as in the heading)", "/".join(f"{value:.0f}" for value in phases.values()), "", None
+            )
     ratio = figures[accounts]["seconds"] / figures[1]["seconds"]
     report(
         f"{accounts} accounts / 1 account",
