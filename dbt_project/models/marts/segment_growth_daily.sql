@@ -3,8 +3,6 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['account_id', 'segment_id', 'date'],
-        -- a warehouse built before account_name existed gets the column added (NULL in its
-        -- old rows, which renamed_accounts then rebuilds); any other schema drift still fails
         on_schema_change='append_new_columns',
         post_hook=[
             "{{ delete_rows_missing_from_source(this, ref('stg_klaviyo__segment_series_daily'), ['account_id', 'segment_id', 'date']) }}"
@@ -13,6 +11,11 @@
 }}
 
 {#-
+    on_schema_change='append_new_columns': a table built before account_name existed gets
+    the column (NULL in its old rows, which renamed_accounts then rebuilds, so the first
+    build after the upgrade rewrites every row once) instead of failing or needing
+    --full-refresh. In such a table the column sits last; a full rebuild puts it second.
+
     Incremental by what changed, whatever run, range or order caused the change.
 
     A row depends on the raw series of its segment over its own day and the 29 before

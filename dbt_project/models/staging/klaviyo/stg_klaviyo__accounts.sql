@@ -2,7 +2,8 @@
 -- account_name is the deployment's short name for it (from the accounts file)
 {#- a warehouse made before account_name existed gets the column with its next segments
     load; until then (e.g. a series-only run comes first) this view must still build -#}
-{%- set has_account_name = relation_has_column(source('klaviyo', 'accounts'), 'account_name') -%}
+{%- set has_account_name = relation_has_column(source('klaviyo', 'accounts'), 'account_name') %}
+
 with source as (
 
     select * from {{ source('klaviyo', 'accounts') }}
