@@ -34,9 +34,9 @@ import pytest
 from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
 from segment_pipeline.accounts import DEFAULT_ACCOUNT_NAME
 from segment_pipeline.klaviyo import Account, ApiKey, DayWindow, KlaviyoClient, KlaviyoSettings, SeriesRequest
+from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
 from segment_pipeline.sources.segments import ACCOUNT_COLUMNS, klaviyo_segments_source
 from segment_pipeline.sources.series import fetch_series_table, klaviyo_series_source
-from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
 from segment_pipeline.tables import ACCOUNTS_TABLE, SEGMENT_DEFINITIONS_TABLE, SEGMENT_TAGS_TABLE, SEGMENTS_TABLE
 from segment_pipeline.warehouse import dlt_pipeline, stored_segments
 
@@ -348,3 +348,22 @@ def test_a_renamed_account_shows_its_new_name_on_every_row(agency: Agency) -> No
         after.sort_values(keys).reset_index(drop=True), before.sort_values(keys).reset_index(drop=True)
     )
     assert_equals_a_full_rebuild(agency)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the source's account_name argument
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_without_an_account_name_the_account_is_the_default_one_and_an_empty_name_is_refused(tmp_path) -> None:
+    account = Account(id="A1", timezone="UTC")
+    loaded_at = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+    warehouse = tmp_path / "warehouse.duckdb"
+    dlt_pipeline("klaviyo_segments", warehouse, tmp_path / "dlt").run(
+        klaviyo_segments_source(account, [], [], loaded_at)
+    )
+    assert rows(warehouse, "select account_name from klaviyo.accounts")["account_name"].tolist() == [
+        DEFAULT_ACCOUNT_NAME
+    ]
+    with pytest.raises(ValueError, match="account_name=' '.*short name from the accounts file"):
+        klaviyo_segments_source(account, [], [], loaded_at, account_name=" ")
