@@ -46,6 +46,7 @@ pytestmark = pytest.mark.timeout(600)
 
 TODAY = dt.date(2025, 6, 15)
 DAYS = 45
+SENTINEL = 123.25  # a growth_rate no real row has, within the column's accepted range
 FAST = 1_000_000.0
 # the simulator's accounts; the names in the accounts file are the pipeline's, chosen apart from these
 SIMULATED = {
@@ -160,16 +161,17 @@ def names_by_account(path: Path, mart: str) -> set[tuple[str, str]]:
     return set(found.itertuples(index=False, name=None))
 
 
-def assert_equals_a_full_rebuild(agency: Agency) -> None:
+def assert_equals_a_full_rebuild(agency: Agency, daily_ignore: tuple[str, ...] = ()) -> None:
     """Every mart equals `dbt run --full-refresh` on a copy, compared column by column by name (an
-    upgraded segment_growth_daily has account_name last, a rebuilt one second)."""
+    upgraded segment_growth_daily has account_name last, a rebuilt one second), but for `daily_ignore`."""
     work = agency.work / f"rebuild_{agency.builds}"
     work.mkdir()
     copy = work / "warehouse.duckdb"
     shutil.copyfile(agency.warehouse, copy)
     run_dbt(["run", "--full-refresh"], copy, work)
     for mart, keys in MARTS.items():
-        columns = sorted(rows(copy, f"select * from marts.{mart} limit 0").columns)
+        ignored = set(daily_ignore) if mart == "segment_growth_daily" else set()
+        columns = sorted(set(rows(copy, f"select * from marts.{mart} limit 0").columns) - ignored)
         sql = f"select {', '.join(columns)} from marts.{mart} order by {', '.join(keys)}"
         with duckdb.connect(str(agency.warehouse), read_only=True) as a, duckdb.connect(str(copy), read_only=True) as b:
             assert a.execute(sql).fetchall() == b.execute(sql).fetchall(), mart
@@ -333,21 +335,35 @@ def test_net_member_change_per_account(agency: Agency) -> None:
 
 def test_a_renamed_account_shows_its_new_name_on_every_row(agency: Agency) -> None:
     sydney, pacific = agency.account_ids["sydney"], agency.account_ids["pacific"]
-    before = rows(agency.warehouse, "select * exclude (account_name) from marts.segment_growth_daily")
+    unchanged = "select * exclude (account_name, growth_rate) from marts.segment_growth_daily"
+    before = rows(agency.warehouse, unchanged)
+    # nothing compares growth_rate to decide what to rebuild: a sentinel there shows which rows were rewritten
+    with duckdb.connect(str(agency.warehouse)) as connection:
+        connection.execute(f"update marts.segment_growth_daily set growth_rate = {SENTINEL}")
     # brand_b becomes brand_c in the accounts file; its next segments load writes the new name
     agency.load("pacific", account_name="brand_c", series=False)
     agency.build()
+    rewritten = rows(
+        agency.warehouse,
+        f"select account_id, count(*) filter (where growth_rate = {SENTINEL}) as kept, count(*) as n "
+        "from marts.segment_growth_daily group by 1",
+    )
+    # every row of the renamed account was rewritten, none of the other's
+    assert {r.account_id: (r.kept, r.n) for r in rewritten.itertuples()} == {
+        sydney: (4 * DAYS, 4 * DAYS),
+        pacific: (0, 4 * DAYS),
+    }
     for mart in MARTS:
         expected = {(sydney, "brand_a"), (pacific, "brand_c")}
         if mart == "segment_anomalies":
             expected = {(pacific, "brand_c")}
         assert names_by_account(agency.warehouse, mart) == expected, mart
-    after = rows(agency.warehouse, "select * exclude (account_name) from marts.segment_growth_daily")
+    after = rows(agency.warehouse, unchanged)
     keys = list(MARTS["segment_growth_daily"])
     pd.testing.assert_frame_equal(
         after.sort_values(keys).reset_index(drop=True), before.sort_values(keys).reset_index(drop=True)
     )
-    assert_equals_a_full_rebuild(agency)
+    assert_equals_a_full_rebuild(agency, daily_ignore=("growth_rate",))
 
 
 # ---------------------------------------------------------------------------------------------------------
