@@ -41,7 +41,7 @@ ACCOUNT_COLUMNS = {
     "account_id": {"data_type": "text", "nullable": False},
     "timezone": {"data_type": "text"},
     "name": {"data_type": "text"},
-    # the deployment's short name for the account (accounts file); NULL in rows loaded before it existed
+    # the account's short name in the accounts file (`default` without one)
     "account_name": {"data_type": "text"},
     "_loaded_at": {"data_type": "timestamp"},
 }
