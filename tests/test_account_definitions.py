@@ -4,6 +4,9 @@ dbt models downstream of every account, the sensor per account, and the failures
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 
 import dagster as dg
 import pytest
@@ -154,3 +157,21 @@ def test_two_entries_for_one_klaviyo_account_are_refused_not_merged(make_simulat
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data
     assert "already loaded as account 'brand_a'" in failure.description
+
+
+def test_a_bad_accounts_file_stops_the_code_location_naming_the_line(tmp_path):
+    path = tmp_path / "accounts.yaml"
+    path.write_text(
+        "accounts:\n  - name: brand_a\n    api_key_env: KEY_SYD\n    timezone: Australia/Sidney\n", encoding="utf-8"
+    )
+    env = {**os.environ, **ENV, "KLAVIYO_ACCOUNTS_FILE": str(path), "DAGSTER_HOME": str(tmp_path)}
+    finished = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "segment_pipeline.definitions"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode != 0
+    output = finished.stdout + finished.stderr
+    assert f"{path}:4:" in output and "'Australia/Sidney' is not an IANA timezone name" in output, output[-3000:]
