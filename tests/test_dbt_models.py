@@ -27,6 +27,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from segment_pipeline.accounts import DEFAULT_ACCOUNT_NAME
+
 REPO = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = REPO / "dbt_project"
 ANALYST_DOCS = REPO / "docs" / "for-sql-analysts.md"
@@ -94,6 +96,15 @@ def _days(first: dt.date, last: dt.date, skip: set[dt.date] = frozenset()) -> li
 
 
 ACCOUNTS = {"acct_ny": "US/Eastern", "acct_tokyo": "Asia/Tokyo"}
+# the short names of the accounts file; acct_ny's row was loaded before account_name existed (NULL), so
+# the marts call it by the name a deployment without the file gives its one account
+ACCOUNT_NAMES = {"acct_ny": None, "acct_tokyo": "tokyo_store"}
+
+
+def account_name(account_id: str) -> str:
+    """The name every mart row of the account must carry."""
+    return ACCOUNT_NAMES[account_id] or DEFAULT_ACCOUNT_NAME
+
 
 SEGMENTS = [
     SyntheticSegment(
@@ -243,7 +254,12 @@ def _series_rows(segment: SyntheticSegment, rng: random.Random) -> list[dict]:
 def synthetic_raw_tables() -> dict[str, pd.DataFrame]:
     """The four raw tables, with dlt's bookkeeping columns, as dlt would have loaded them."""
     rng = random.Random(20240101)
-    accounts = pd.DataFrame([{"account_id": a, "timezone": tz, "_loaded_at": LOADED_AT} for a, tz in ACCOUNTS.items()])
+    accounts = pd.DataFrame(
+        [
+            {"account_id": a, "timezone": tz, "account_name": ACCOUNT_NAMES[a], "_loaded_at": LOADED_AT}
+            for a, tz in ACCOUNTS.items()
+        ]
+    )
     segments, definitions, series = [], [], []
     for segment in SEGMENTS:
         current, updated, _ = segment.versions[-1]
@@ -297,7 +313,7 @@ def synthetic_raw_tables() -> dict[str, pd.DataFrame]:
 
 RAW_DDL = {
     "segment_tags": "account_id varchar, segment_id varchar, tags json, tag_count bigint, _loaded_at timestamptz",
-    "accounts": "account_id varchar, timezone varchar, _loaded_at timestamptz",
+    "accounts": "account_id varchar, timezone varchar, account_name varchar, _loaded_at timestamptz",
     "segments": (
         "account_id varchar, id varchar, name varchar, definition json, created timestamptz, updated timestamptz, "
         "is_active boolean, is_processing boolean, is_starred boolean, is_deleted boolean, _loaded_at timestamptz"
@@ -411,6 +427,7 @@ def expected_daily(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
             start = r.total_members - r.net_members_changed
             row = {
                 "account_id": account_id,
+                "account_name": account_name(account_id),
                 "segment_id": segment_id,
                 "segment_name": names[(account_id, segment_id)],
                 "date": day,
@@ -468,6 +485,7 @@ def expected_rollup(daily: pd.DataFrame, period_column: str) -> pd.DataFrame:
         rows.append(
             {
                 "account_id": account_id,
+                "account_name": account_name(account_id),
                 "segment_id": segment_id,
                 "segment_name": group["segment_name"].iloc[-1],
                 period_column: period,
@@ -500,7 +518,7 @@ def assert_same_rows(actual: pd.DataFrame, expected: pd.DataFrame, keys: list[st
                 frame[column] = pd.to_datetime(values).dt.date
             elif pd.api.types.is_bool_dtype(values) or column in ("definition_changed", "identity_holds"):
                 frame[column] = values.astype(bool)
-            elif column not in ("account_id", "segment_id", "segment_name"):
+            elif column not in ("account_id", "account_name", "segment_id", "segment_name"):
                 frame[column] = pd.to_numeric(values).astype("float64")
         return frame.sort_values(keys).reset_index(drop=True)
 
@@ -647,6 +665,7 @@ def test_segment_definition_history_matches(built: BuiltWarehouse) -> None:
             expected.append(
                 (
                     segment.account_id,
+                    account_name(segment.account_id),
                     segment.segment_id,
                     segment.name,
                     number,
@@ -658,10 +677,11 @@ def test_segment_definition_history_matches(built: BuiltWarehouse) -> None:
                     first_seen_at,
                 )
             )
-    expected.sort(key=lambda row: (row[0], row[1], row[3]))
+    expected.sort(key=lambda row: (row[0], row[2], row[4]))
     got = [
         (
             r.account_id,
+            r.account_name,
             r.segment_id,
             r.segment_name,
             r.version_number,
@@ -686,6 +706,7 @@ def test_segments_summary_matches(built: BuiltWarehouse) -> None:
         definition = segment.versions[-1][0]
         conditions = [c for group in definition["condition_groups"] for c in group["conditions"]]
         assert row.segment_name == segment.name
+        assert row.account_name == account_name(segment.account_id)
         assert row.created_at.to_pydatetime() == segment.created
         assert row.updated_at.to_pydatetime() == segment.versions[-1][1]
         assert bool(row.is_deleted) == segment.is_deleted and bool(row.is_active) == (not segment.is_deleted)
@@ -813,11 +834,20 @@ def test_worked_query_runs_and_returns_rows(built: BuiltWarehouse, index: int) -
 
 
 def test_every_mart_column_is_documented_for_analysts(built: BuiltWarehouse) -> None:
-    docs = ANALYST_DOCS.read_text()
+    # each table's columns in that table's own section (a "## `marts.x`" heading may name two tables)
+    sections = re.split(r"^## ", ANALYST_DOCS.read_text(), flags=re.MULTILINE)
     columns = query(
         built.path, "select table_name, column_name from information_schema.columns where table_schema = 'marts'"
     )
-    missing = [f"{r.table_name}.{r.column_name}" for r in columns.itertuples() if f"`{r.column_name}`" not in docs]
+
+    def section_of(table: str) -> str:
+        return "".join(s for s in sections if f"`marts.{table}`" in s.splitlines()[0])
+
+    missing = [
+        f"{r.table_name}.{r.column_name}"
+        for r in columns.itertuples()
+        if f"`{r.column_name}`" not in section_of(r.table_name)
+    ]
     assert not missing
 
 
@@ -842,6 +872,24 @@ def test_tags_reach_the_segments_mart_and_the_tag_rollups(built: BuiltWarehouse)
         "select sum(members_removed) as removed from marts.segment_growth_by_tag_weekly where tag_id = 'tag-life'",
     )
     assert weekly["removed"][0] == lifecycle["members_removed"].sum()
+
+
+def test_every_row_of_every_mart_names_its_account(built: BuiltWarehouse) -> None:
+    marts = query(built.path, "select table_name from information_schema.tables where table_schema = 'marts'")
+    assert len(marts) == 8
+    for mart in marts["table_name"]:
+        names = query(built.path, f"select account_id, account_name, count(*) as n from marts.{mart} group by all")
+        assert len(names) and {(r.account_id, r.account_name) for r in names.itertuples()} == {
+            (a, account_name(a)) for a in names["account_id"]
+        }, mart
+    # the old row without a name reads as the default account; the named one keeps its name
+    assert {
+        (r.account_id, r.account_name)
+        for r in query(built.path, "select * from staging.stg_klaviyo__accounts").itertuples()
+    } == {
+        ("acct_ny", DEFAULT_ACCOUNT_NAME),
+        ("acct_tokyo", "tokyo_store"),
+    }
 
 
 def test_the_churn_spike_is_an_anomaly(built: BuiltWarehouse) -> None:

@@ -20,6 +20,8 @@ periods as (
         account_id,
         segment_id,
         cast({{ period_start_sql }} as date) as {{ period_column }},
+        -- the daily mart holds the current account name on every row; any day's is the same
+        arg_max(account_name, date) as account_name,
         arg_max(segment_name, date) as segment_name,
         min(date) as first_date,
         max(date) as last_date,
@@ -36,6 +38,7 @@ periods as (
 
 select
     account_id,
+    account_name,
     segment_id,
     segment_name,
     {{ period_column }},

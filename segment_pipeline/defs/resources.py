@@ -133,15 +133,21 @@ class KlaviyoResource(dg.ConfigurableResource):
     """
 
     warehouse: WarehouseResource
-    account_name: str = Field(default=DEFAULT_ACCOUNT_NAME, description="the account's short name (accounts file)")
-    timezone: str = Field(default=config.DEFAULT_TIMEZONE, description="KLAVIYO_TIMEZONE, or the account's timezone")
+    account_name: str = Field(
+        default=DEFAULT_ACCOUNT_NAME, description="accounts file: name (`default` without the file)"
+    )
+    timezone: str = Field(default=config.DEFAULT_TIMEZONE, description="KLAVIYO_TIMEZONE, or accounts file: timezone")
     accounts_file: str | None = Field(default=None, description="KLAVIYO_ACCOUNTS_FILE (unset: one account)")
     # the deployment's other accounts: a second name for the same Klaviyo account is refused, not merged
-    other_account_names: list[str] = Field(default_factory=list, description="the other accounts of the file")
-    lookback_days: int | None = Field(default=None, description="the account's lookback (unset: SERIES_LOOKBACK_DAYS)")
-    track_is_active: bool | None = Field(default=None, description="segments: is_active (unset: any)")
-    track_is_starred: bool | None = Field(default=None, description="segments: is_starred (unset: any)")
-    track_name_matches: list[str] = Field(default_factory=list, description="segments: name_matches (empty: any)")
+    other_account_names: list[str] = Field(
+        default_factory=list, description="accounts file: name, of the other accounts"
+    )
+    lookback_days: int | None = Field(default=None, description="SERIES_LOOKBACK_DAYS, or accounts file: lookback_days")
+    track_is_active: bool | None = Field(default=None, description="accounts file: segments.is_active (unset: any)")
+    track_is_starred: bool | None = Field(default=None, description="accounts file: segments.is_starred (unset: any)")
+    track_name_matches: list[str] = Field(
+        default_factory=list, description="accounts file: segments.name_matches (empty: any)"
+    )
     api_key: str = Field(default="", description=API_KEY_ENV)
     base_url: str = Field(default=KlaviyoSettings.base_url, description="KLAVIYO_BASE_URL")
     report_rate_per_minute: float = Field(

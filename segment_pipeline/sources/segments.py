@@ -1,6 +1,8 @@
 """dlt source `klaviyo_segments`: the account, every segment, and every version of each definition.
 
-- `accounts`: one row per account (id, timezone), merged on account_id.
+- `accounts`: one row per account (id, timezone, Klaviyo's organization name, and `account_name`, the
+  account's short name in this deployment's accounts file), merged on account_id, so a renamed account
+  shows its new name after its next load.
 - `segments`: one row per segment, merged on (account_id, id) and refreshed every run so renames,
   definition edits and deletions show. A segment the API no longer returns stays, flagged `is_deleted`.
 - `segment_definitions`: one row per observed state of a segment's definition, keyed by
@@ -158,14 +160,32 @@ def klaviyo_segments_source(
         loaded_at: the time of this load, stamped on every row.
         tag_names: tag id -> name when the segments were listed with include=tags; None leaves the stored
             tags as they are (the key lacks tags:read).
+        account_name: the account's short name in the accounts file (`default` without the file); stored
+            in klaviyo.accounts.account_name, from where every mart row carries it.
+
+    Raises:
+        ValueError: account_name is empty, so no row could say which account it is.
 
     Returns resources: accounts, segments, segment_definitions and, with tag_names, segment_tags.
     """
+    if not isinstance(account_name, str) or not account_name.strip():
+        raise ValueError(
+            f"account_name={account_name!r}: every account needs its short name from the accounts file "
+            f"(or {DEFAULT_ACCOUNT_NAME!r} without one); pass the account's `name`"
+        )
     current = segment_rows(segment_resources, account.id, loaded_at)
     current_ids = {row["id"] for row in current}
     all_segments = current + deleted_rows(previous_segments, current_ids, loaded_at)
 
-    @dlt.resource(name=ACCOUNTS_TABLE, primary_key="account_id", write_disposition="merge", columns=ACCOUNT_COLUMNS)
+    @dlt.resource(
+        name=ACCOUNTS_TABLE,
+        primary_key="account_id",
+        write_disposition="merge",
+        columns=ACCOUNT_COLUMNS,
+        # a warehouse made before account_name existed has the table without it; frozen columns would refuse
+        # to add it. The row is built here from four known fields, so new columns can only be ours
+        schema_contract={"tables": "evolve", "columns": "evolve", "data_type": "freeze"},
+    )
     def accounts():
         yield {
             "account_id": account.id,

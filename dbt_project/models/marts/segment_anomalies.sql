@@ -28,12 +28,12 @@ with daily as (
 metrics as (
 
     select
-        account_id, segment_id, segment_name, date, total_members, members_at_start,
+        account_id, account_name, segment_id, segment_name, date, total_members, members_at_start,
         definition_changed, 'churn' as metric, members_removed as value
     from daily
     union all
     select
-        account_id, segment_id, segment_name, date, total_members, members_at_start,
+        account_id, account_name, segment_id, segment_name, date, total_members, members_at_start,
         definition_changed, 'net_change' as metric, net_members_changed as value
     from daily
 
@@ -87,6 +87,7 @@ candidates as (
 
 select
     account_id,
+    account_name,
     segment_id,
     segment_name,
     date,

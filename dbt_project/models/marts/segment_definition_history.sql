@@ -10,10 +10,18 @@ segments as (
     select account_id, segment_id, segment_name
     from {{ ref('stg_klaviyo__segments') }}
 
+),
+
+accounts as (
+
+    select account_id, account_name
+    from {{ ref('stg_klaviyo__accounts') }}
+
 )
 
 select
     versions.account_id,
+    accounts.account_name,
     versions.segment_id,
     segments.segment_name,
     versions.version_number,
@@ -24,6 +32,8 @@ select
     versions.valid_to is null as is_current,
     versions.first_seen_at
 from versions
+left join accounts
+    on versions.account_id = accounts.account_id
 left join segments
     on versions.account_id = segments.account_id
     and versions.segment_id = segments.segment_id

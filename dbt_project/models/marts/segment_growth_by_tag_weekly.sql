@@ -18,6 +18,8 @@ by_tag as (
 
     select
         tags.account_id,
+        -- one name per account on every row of the weekly mart
+        any_value(weekly.account_name) as account_name,
         tags.tag_id,
         any_value(tags.tag_name) as tag_name,
         weekly.week_start,
@@ -38,6 +40,7 @@ by_tag as (
 
 select
     account_id,
+    account_name,
     tag_id,
     tag_name,
     week_start,

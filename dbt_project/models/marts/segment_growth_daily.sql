@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['account_id', 'segment_id', 'date'],
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
         post_hook=[
             "{{ delete_rows_missing_from_source(this, ref('stg_klaviyo__segment_series_daily'), ['account_id', 'segment_id', 'date']) }}"
         ],
@@ -11,6 +11,11 @@
 }}
 
 {#-
+    on_schema_change='append_new_columns': a table built before account_name existed gets
+    the column (NULL in its old rows, which renamed_accounts then rebuilds, so the first
+    build after the upgrade rewrites every row once) instead of failing or needing
+    --full-refresh. In such a table the column sits last; a full rebuild puts it second.
+
     Incremental by what changed, whatever run, range or order caused the change.
 
     A row depends on the raw series of its segment over its own day and the 29 before
@@ -25,13 +30,22 @@
       - days whose raw row is new, and the 29 days after them; days whose raw row is
         gone (the post_hook deletes their mart rows) make their 29 successors rebuild;
       - every row of a segment whose name changed;
+      - every row of an account whose short name (account_name) changed, or that has
+        no account_name yet (a table built before the column existed);
       - every row whose definition_changed flag differs from the definition history.
     The first build and --full-refresh build every day. Equal results to a full
     rebuild after any sequence of loads is what tests/test_incremental_marts.py checks.
+
+    account_name is stored on every row and rewritten when it changes, rather than joined
+    in by a view on top: the mart stays one plain table (the analyst copy, BI catalogs and
+    the growth report read it as one), renames of an account are rare (a one-off rewrite
+    of its rows, as for a segment rename), and the compare below runs on every build, so
+    no row can keep a stale name (tests/test_account_names_in_marts.py renames one).
 -#}
 {%- set incremental = is_incremental() -%}
 {#- the 30-day window of a day starts 29 days earlier -#}
 {%- set window_days = 30 -%}
+{%- set mart_has_account_name = incremental and relation_has_column(this, 'account_name') -%}
 
 with source_series as (
 
@@ -101,6 +115,23 @@ renamed_segments as (
 
 ),
 
+renamed_accounts as (
+
+    -- every account some row of the mart names differently from the accounts table; all
+    -- of them when the mart has no account_name yet (NULL is distinct from every name)
+    select mart.account_id
+    from (
+        select distinct
+            account_id,
+            {{ 'account_name' if mart_has_account_name else 'cast(null as varchar) as account_name' }}
+        from {{ this }}
+    ) as mart
+    left join {{ ref('stg_klaviyo__accounts') }} as accounts
+        on mart.account_id = accounts.account_id
+    where mart.account_name is distinct from accounts.account_name
+
+),
+
 reflagged_days as (
 
     -- a day the mart flags that the history no longer has, or the other way round
@@ -126,6 +157,11 @@ rebuild_keys as (
     inner join renamed_segments
         on source.account_id = renamed_segments.account_id
         and source.segment_id = renamed_segments.segment_id
+    union
+    select source.account_id, source.segment_id, source.date
+    from source_series as source
+    inner join renamed_accounts
+        on source.account_id = renamed_accounts.account_id
     union
     select source.account_id, source.segment_id, source.date
     from source_series as source
@@ -171,6 +207,13 @@ segments as (
 
     select account_id, segment_id, segment_name
     from {{ ref('stg_klaviyo__segments') }}
+
+),
+
+accounts as (
+
+    select account_id, account_name
+    from {{ ref('stg_klaviyo__accounts') }}
 
 ),
 
@@ -254,6 +297,7 @@ final as (
 
     select
         measured.account_id,
+        accounts.account_name,
         measured.segment_id,
         segments.segment_name,
         measured.date,
@@ -297,6 +341,8 @@ final as (
             end
         ) as identity_holds
     from measured
+    left join accounts
+        on measured.account_id = accounts.account_id
     left join segments
         on measured.account_id = segments.account_id
         and measured.segment_id = segments.segment_id

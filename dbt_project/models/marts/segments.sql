@@ -6,6 +6,13 @@ with segments as (
 
 ),
 
+accounts as (
+
+    select account_id, account_name
+    from {{ ref('stg_klaviyo__accounts') }}
+
+),
+
 latest_size as (
 
     select
@@ -74,6 +81,7 @@ summarised as (
 
 select
     summarised.account_id,
+    accounts.account_name,
     summarised.segment_id,
     summarised.segment_name,
     summarised.created_at,
@@ -95,6 +103,8 @@ select
     latest_size.latest_total_members,
     latest_size.latest_date
 from summarised
+left join accounts
+    on summarised.account_id = accounts.account_id
 left join latest_size
     on summarised.account_id = latest_size.account_id
     and summarised.segment_id = latest_size.segment_id

@@ -67,7 +67,9 @@ def build_resume_sensor(jobs: Mapping[str, UnresolvedAssetJobDefinition]) -> dg.
             "records PIPELINE_STATE_DIR/series_pending*.json, never the warehouse."
         ),
     )
-    def segment_growth_resume_sensor(context: dg.SensorEvaluationContext):
+    # direct invocation (tests) also passes the required resources as keyword arguments; they are read
+    # from the context here, as the daemon's evaluation does
+    def segment_growth_resume_sensor(context: dg.SensorEvaluationContext, **_resources):
         pending: dict[str, tuple[str, PendingRange]] = {}
         problems = []
         for name in jobs:

@@ -1,0 +1,63 @@
+"""Segment filters: series requests only for the chosen segments (each account's ingestion, in-process)."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from segment_pipeline.accounts import load_accounts
+from segment_pipeline.defs.deployment import build_deployment
+from segment_pipeline.defs.resources import WarehouseResource
+from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
+
+from .many_accounts import ACCOUNTS, deployment_env, local_range, start_simulator
+from .pipeline_helpers import query, range_tags
+
+
+def backfill_in_process(env: dict[str, str], monkeypatch) -> None:
+    """Each account's segments and series for its range, one account after the other, in this process."""
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    warehouse = WarehouseResource.from_env(env)
+    deployment = build_deployment(warehouse, load_accounts(env), env)
+    resources = {**deployment.resources, "warehouse": warehouse}
+    for name in ACCOUNTS:
+        ingest = [a for a in deployment.assets if any(k.path[:2] == ["klaviyo", name] for k in a.keys)]
+        assert len(ingest) == 2, name
+        result = dg.materialize(ingest, resources=resources, tags=range_tags(*local_range(name)))
+        assert result.success, name
+
+
+def test_segment_filters_send_requests_only_for_the_chosen_segments(make_simulator, tmp_path, monkeypatch):
+    sim = start_simulator(make_simulator)
+    env = deployment_env(
+        sim,
+        tmp_path,
+        sydney={"segments": {"is_starred": False}},
+        los_angeles={"segments": {"name_matches": ["[a-m]*"]}},
+    )
+    backfill_in_process(env, monkeypatch)
+
+    chosen = {
+        "sydney": {s.id for s in sim.accounts["sydney"].account.segments if not s.is_starred},
+        "los_angeles": {
+            s.id for s in sim.accounts["los_angeles"].account.segments if s.name[:1].lower() in "abcdefghijklm"
+        },
+        "london": {s.id for s in sim.accounts["london"].account.segments},
+    }
+    assert chosen["sydney"] and chosen["los_angeles"]
+    for name, ids in chosen.items():
+        every_id = {s.id for s in sim.accounts[name].account.segments}
+        sent = set()
+        for entry in sim.requests:
+            if entry.path == SEGMENT_SERIES_PATH and entry.account == name:
+                body = json.dumps(entry.json)
+                sent |= {segment_id for segment_id in every_id if segment_id in body}
+        assert sent == ids, name
+        stored = query(
+            tmp_path / "warehouse.duckdb",
+            "select distinct segment_id from klaviyo.segment_series_daily where account_id = ?",
+            [sim.accounts[name].account_id],
+        )
+        assert {row[0] for row in stored} == ids, name
