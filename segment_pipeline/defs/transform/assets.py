@@ -18,6 +18,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from ...config import DEFAULT_ACCOUNT_NAME, PipelineSettings
 from ..account_names import GROUP, asset_key
 from ..resources import WarehouseResource
+from . import built_from
 from .project import dbt_project
 
 
@@ -87,12 +88,26 @@ def build_dbt_assets(account_names: Sequence[str] = (DEFAULT_ACCOUNT_NAME,)) -> 
     def segment_growth_models(
         context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, config: DbtConfig
     ):
+        settings = warehouse.settings
+        # (a subset run's assets_def is the subset: compare with every model of the definition)
+        every_model = set(context.selected_asset_keys) == every_key
         # dbt (a child process) uses the file until it exits: hold the warehouse lock for the whole build
         with warehouse.lock(context):
-            yield from dbt.cli(
-                dbt_build_args(config, warehouse.settings), context=context, raise_on_error=True
-            ).stream()
+            inputs = built_from.current_inputs(settings.warehouse_path, dbt_project.manifest_path)
+            record = built_from.last_built_from(settings.state_dir)
+            if every_model and not config.full_refresh and built_from.unchanged_since(record, inputs):
+                # another account's run built the marts after every load of this one: they are current
+                context.log.info(
+                    "the marts are already built from every load in the warehouse (by run %s, with this "
+                    "manifest); nothing to rebuild, so the models and the publishing after them are skipped",
+                    record.get("run_id"),
+                )
+                return
+            yield from dbt.cli(dbt_build_args(config, settings), context=context, raise_on_error=True).stream()
+            if every_model and inputs is not None:
+                built_from.record_built_from(settings.state_dir, inputs, context.run_id)
 
+    every_key = set(segment_growth_models.keys)
     return segment_growth_models
 
 

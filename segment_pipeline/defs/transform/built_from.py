@@ -1,0 +1,63 @@
+"""What the marts were last built from: the warehouse's committed loads and the dbt project's manifest.
+
+Accounts run their jobs at the same time, and every run ends with the same dbt build over every account's
+rows. When several runs finish together, the first build (under the warehouse lock) already includes every
+load committed before it; a later run whose loads were all in it would only rebuild the same tables. A run
+skips the build when nothing changed since a complete build: the same committed dlt loads (`_dlt_loads`)
+and the same manifest (a new version of the models always builds). Only a build of every model counts, and
+`full_refresh` never skips. The record is a small JSON file in the state dir, written after dbt succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from ...tables import RAW_DATASET
+from ...warehouse import read_connection
+
+RECORD_NAME = "models_built_from.json"
+
+
+def current_inputs(warehouse_path: Path, manifest_path: Path) -> dict | None:
+    """The loads committed to the warehouse and the manifest's digest; None when there is nothing to compare."""
+    if not warehouse_path.exists() or not manifest_path.exists():
+        return None
+    with read_connection(warehouse_path) as connection:
+        found = connection.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = '_dlt_loads'",
+            [RAW_DATASET],
+        ).fetchone()[0]
+        if not found:
+            return None
+        loads, newest = connection.execute(
+            f"select count(*), max(load_id) from {RAW_DATASET}._dlt_loads where status = 0"
+        ).fetchone()
+    manifest = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
+    return {"loads": loads, "newest_load_id": newest, "manifest_sha256": manifest}
+
+
+def last_built_from(state_dir: Path) -> dict | None:
+    """The inputs of the last complete build, or None (never built, or a record that cannot be read: build)."""
+    try:
+        record = json.loads((state_dir / RECORD_NAME).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def record_built_from(state_dir: Path, inputs: dict, run_id: str | None) -> None:
+    """Remember a complete build's inputs (temporary file and rename: a crash leaves the old record)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / RECORD_NAME
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps({**inputs, "run_id": run_id}), encoding="utf-8")
+    os.replace(temp, path)
+
+
+def unchanged_since(record: dict | None, inputs: dict | None) -> bool:
+    if record is None or inputs is None:
+        return False
+    return all(record.get(key) == value for key, value in inputs.items())
