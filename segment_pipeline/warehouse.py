@@ -332,21 +332,6 @@ def stored_segments(path: Path, account_id: str) -> list[dict]:
     return records
 
 
-def live_segment_ids(path: Path, account_id: str) -> list[str]:
-    """Ids of the account's stored segments that the API still returned on the last refresh, sorted."""
-    if not path.exists():
-        return []
-    with read_connection(path) as connection:
-        if not _table_exists(connection, RAW_DATASET, SEGMENTS_TABLE):
-            return []
-        rows = connection.execute(
-            f"select id from {RAW_DATASET}.{SEGMENTS_TABLE} where account_id = ? and not coalesce(is_deleted, false) "
-            "order by id",
-            [account_id],
-        ).fetchall()
-    return [row[0] for row in rows]
-
-
 def stored_series_islands(
     path: Path, account_id: str, first: dt.date, last: dt.date
 ) -> list[tuple[str, dt.date | None, dt.date, dt.date]]:

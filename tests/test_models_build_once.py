@@ -10,7 +10,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
-from segment_pipeline.defs.publish.assets import ANALYTICS_COPY_KEY, analytics_copy
+from segment_pipeline.defs.publish.assets import ANALYTICS_COPY_KEY, GROWTH_CHART_KEY, analytics_copy, growth_chart
 from segment_pipeline.defs.transform import built_from
 from segment_pipeline.defs.transform.assets import segment_growth_models
 from segment_pipeline.defs.transform.project import dbt_project
@@ -32,15 +32,23 @@ def test_the_models_build_only_when_something_changed(make_simulator, tmp_path, 
     first = last - dt.timedelta(days=9)
     assert dg.materialize([segments], resources=res).success
     built = dg.materialize(
-        [segment_series_daily, segment_growth_models, analytics_copy], resources=res, tags=range_tags(first, last)
+        [segment_series_daily, segment_growth_models, analytics_copy, growth_chart],
+        resources=res,
+        tags=range_tags(first, last),
     )
-    assert {DAILY, ANALYTICS_COPY_KEY} <= materialized(built)
-    record = json.loads((tmp_path / "state" / built_from.RECORD_NAME).read_text())
-    assert record["run_id"] == built.run_id
+    assert {DAILY, ANALYTICS_COPY_KEY, GROWTH_CHART_KEY} <= materialized(built)
+    for step in built_from.STEPS:
+        record = json.loads((tmp_path / "state" / "built_from" / f"{step}.json").read_text())
+        assert record["run_id"] == built.run_id, step
 
     # nothing loaded since: the build and the publishing after it are skipped, the run still succeeds
-    again = dg.materialize([segment_growth_models, analytics_copy], resources=res)
+    again = dg.materialize([segment_growth_models, analytics_copy, growth_chart], resources=res)
     assert again.success and materialized(again) == set()
+
+    # a run killed after the build, before the chart was drawn: the next run builds and publishes again
+    (tmp_path / "state" / "built_from" / "growth_chart.json").unlink()
+    after_crash = dg.materialize([segment_growth_models, analytics_copy, growth_chart], resources=res)
+    assert {DAILY, ANALYTICS_COPY_KEY, GROWTH_CHART_KEY} <= materialized(after_crash)
 
     # a full refresh always builds
     refresh = dg.materialize(
@@ -56,11 +64,11 @@ def test_the_models_build_only_when_something_changed(make_simulator, tmp_path, 
 
     # a new load (the segments refresh of an account's run): the next run builds
     assert dg.materialize([segments], resources=res).success
-    after_load = dg.materialize([segment_growth_models, analytics_copy], resources=res)
+    after_load = dg.materialize([segment_growth_models, analytics_copy, growth_chart], resources=res)
     assert {DAILY, ANALYTICS_COPY_KEY} <= materialized(after_load)
 
     # another manifest (a new version of the models) builds even without a new load
     record = built_from.last_built_from(tmp_path / "state")
     built_from.record_built_from(tmp_path / "state", {**record, "manifest_sha256": "an older manifest"}, "x")
-    upgraded = dg.materialize([segment_growth_models], resources=res)
+    upgraded = dg.materialize([segment_growth_models, analytics_copy, growth_chart], resources=res)
     assert DAILY in materialized(upgraded)

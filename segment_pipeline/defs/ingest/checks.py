@@ -19,6 +19,11 @@ def _account_rows(account_name: str) -> tuple[str, list]:
     ]
 
 
+def _count(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, sql: str, params: list) -> int:
+    with warehouse.read(context) as connection:
+        return connection.execute(sql, params).fetchone()[0]
+
+
 def build_series_checks(account_name: str, series_key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
     """The account's series checks: one row per (segment, day), and net = added - removed."""
     rows, params = _account_rows(account_name)
@@ -29,12 +34,13 @@ def build_series_checks(account_name: str, series_key: dg.AssetKey) -> list[dg.A
     def series_has_one_row_per_segment_day(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
     ) -> dg.AssetCheckResult:
-        with warehouse.read(context) as connection:
-            duplicates = connection.execute(
-                f"select count(*) from (select 1 from {_SERIES} where {rows} "
-                "group by account_id, segment_id, date having count(*) > 1)",
-                params,
-            ).fetchone()[0]
+        duplicates = _count(
+            context,
+            warehouse,
+            f"select count(*) from (select 1 from {_SERIES} where {rows} "
+            "group by account_id, segment_id, date having count(*) > 1)",
+            params,
+        )
         return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicated_keys": duplicates})
 
     @dg.asset_check(
@@ -45,12 +51,12 @@ def build_series_checks(account_name: str, series_key: dg.AssetKey) -> list[dg.A
     def series_net_equals_added_minus_removed(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
     ) -> dg.AssetCheckResult:
-        with warehouse.read(context) as connection:
-            mismatches = connection.execute(
-                f"select count(*) from {_SERIES} where {rows} "
-                "and net_members_changed <> members_added - members_removed",
-                params,
-            ).fetchone()[0]
+        mismatches = _count(
+            context,
+            warehouse,
+            f"select count(*) from {_SERIES} where {rows} and net_members_changed <> members_added - members_removed",
+            params,
+        )
         return dg.AssetCheckResult(
             passed=mismatches == 0, severity=dg.AssetCheckSeverity.WARN, metadata={"rows_disagreeing": mismatches}
         )

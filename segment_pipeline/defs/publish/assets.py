@@ -9,7 +9,9 @@ import base64
 import dagster as dg
 
 from ..resources import WarehouseResource
+from ..transform import built_from
 from ..transform.assets import segment_growth_models
+from ..transform.project import dbt_project
 
 ANALYTICS_COPY_KEY = dg.AssetKey(["analytics", "warehouse_copy"])
 GROWTH_CHART_KEY = dg.AssetKey(["analytics", "growth_chart"])
@@ -33,9 +35,12 @@ def analytics_copy(context: dg.AssetExecutionContext, warehouse: WarehouseResour
 
     settings = warehouse.settings
     with warehouse.lock(context):
+        inputs = built_from.current_inputs(settings.warehouse_path, dbt_project.manifest_path)
         stats = publish_analytics_copy(
             settings.warehouse_path, settings.analytics_path, memory_limit=settings.duckdb_memory_limit
         )
+    if inputs is not None:
+        built_from.record_built_from(settings.state_dir, inputs, context.run_id, step="analytics_copy")
     context.log.info("published the analyst copy at %s", settings.analytics_path)
     return dg.MaterializeResult(metadata={k: v for k, v in stats.items() if isinstance(v, (int, float, str))})
 
@@ -56,7 +61,11 @@ def growth_chart(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     from ...charts import write_growth_charts
 
     settings = warehouse.settings
+    # the copy this chart reads was published from these inputs
+    copied_from = built_from.inputs_only(built_from.last_built_from(settings.state_dir, "analytics_copy"))
     paths = write_growth_charts(settings.analytics_path, settings.charts_dir)
+    if copied_from is not None:
+        built_from.record_built_from(settings.state_dir, copied_from, context.run_id, step="growth_chart")
     context.log.info("growth report written to %s", paths["html"])
     # the UI shows Markdown metadata inline: a small preview as a data URI, so the chart is seen, not just named
     preview = base64.b64encode(paths["preview"].read_bytes()).decode("ascii")

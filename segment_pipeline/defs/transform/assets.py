@@ -95,11 +95,11 @@ def build_dbt_assets(account_names: Sequence[str] = (DEFAULT_ACCOUNT_NAME,)) -> 
         with warehouse.lock(context):
             inputs = built_from.current_inputs(settings.warehouse_path, dbt_project.manifest_path)
             record = built_from.last_built_from(settings.state_dir)
-            if every_model and not config.full_refresh and built_from.unchanged_since(record, inputs):
-                # another account's run built the marts after every load of this one: they are current
+            if every_model and not config.full_refresh and built_from.all_current(settings.state_dir, inputs):
+                # another account's run built and published after every load of this one: all is current
                 context.log.info(
-                    "the marts are already built from every load in the warehouse (by run %s, with this "
-                    "manifest); nothing to rebuild, so the models and the publishing after them are skipped",
+                    "the marts, the analyst copy and the chart are already made from every load in the warehouse "
+                    "(built by run %s, with this manifest); nothing to rebuild, so they are skipped in this run",
                     record.get("run_id"),
                 )
                 return

@@ -3,9 +3,11 @@
 Accounts run their jobs at the same time, and every run ends with the same dbt build over every account's
 rows. When several runs finish together, the first build (under the warehouse lock) already includes every
 load committed before it; a later run whose loads were all in it would only rebuild the same tables. A run
-skips the build when nothing changed since a complete build: the same committed dlt loads (`_dlt_loads`)
-and the same manifest (a new version of the models always builds). Only a build of every model counts, and
-`full_refresh` never skips. The record is a small JSON file in the state dir, written after dbt succeeded.
+skips the build when nothing changed since a complete build *and its publishing*: the same committed dlt
+loads (`_dlt_loads`) and the same manifest (a new version of the models always builds), recorded by the
+models, the analyst copy and the chart each after it succeeded. A run killed after the build but before
+the copy or the chart therefore leaves the next run to build and publish again. Only a build of every
+model counts, and `full_refresh` never skips. The records are small JSON files in `<state dir>/built_from/`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from pathlib import Path
 
 from ...tables import RAW_DATASET
 from ...warehouse import read_connection
-
-RECORD_NAME = "models_built_from.json"
 
 
 def current_inputs(warehouse_path: Path, manifest_path: Path) -> dict | None:
@@ -39,19 +39,27 @@ def current_inputs(warehouse_path: Path, manifest_path: Path) -> dict | None:
     return {"loads": loads, "newest_load_id": newest, "manifest_sha256": manifest}
 
 
-def last_built_from(state_dir: Path) -> dict | None:
-    """The inputs of the last complete build, or None (never built, or a record that cannot be read: build)."""
+# the steps that must all be current for a run to skip the build (each skipped step's successors are skipped)
+STEPS = ("models", "analytics_copy", "growth_chart")
+
+
+def _path(state_dir: Path, step: str) -> Path:
+    return state_dir / "built_from" / f"{step}.json"
+
+
+def last_built_from(state_dir: Path, step: str = "models") -> dict | None:
+    """The inputs of a step's last complete success, or None (never, or a record that cannot be read: build)."""
     try:
-        record = json.loads((state_dir / RECORD_NAME).read_text(encoding="utf-8"))
+        record = json.loads(_path(state_dir, step).read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         return None
     return record if isinstance(record, dict) else None
 
 
-def record_built_from(state_dir: Path, inputs: dict, run_id: str | None) -> None:
-    """Remember a complete build's inputs (temporary file and rename: a crash leaves the old record)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / RECORD_NAME
+def record_built_from(state_dir: Path, inputs: dict, run_id: str | None, step: str = "models") -> None:
+    """Remember a step's inputs after it succeeded (temporary file and rename: a crash leaves the old record)."""
+    path = _path(state_dir, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.write_text(json.dumps({**inputs, "run_id": run_id}), encoding="utf-8")
     os.replace(temp, path)
@@ -61,3 +69,13 @@ def unchanged_since(record: dict | None, inputs: dict | None) -> bool:
     if record is None or inputs is None:
         return False
     return all(record.get(key) == value for key, value in inputs.items())
+
+
+def all_current(state_dir: Path, inputs: dict | None) -> bool:
+    """Whether the models, the analyst copy and the chart were all last made from exactly these inputs."""
+    return all(unchanged_since(last_built_from(state_dir, step), inputs) for step in STEPS)
+
+
+def inputs_only(record: dict | None) -> dict | None:
+    """A record without its run id: the inputs it was made from."""
+    return None if record is None else {key: value for key, value in record.items() if key != "run_id"}
