@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 SIM_PORT ?= 8765
 SIM_SPEED ?= 60
 SIM_SEGMENTS ?= 150
+# several simulated accounts, in an accounts file (data/dev/accounts.yaml): make dev SIM_ACCOUNTS=3
+SIM_ACCOUNTS ?= 1
 
 .PHONY: install manifest demo dev test lint benchmark clean browser
 
@@ -34,7 +36,7 @@ demo: manifest
 
 # The Dagster UI on http://127.0.0.1:3000, with the simulator as Klaviyo (data under data/dev/).
 dev: manifest
-	$(BIN)/segment-pipeline dev --port $(SIM_PORT) --speed $(SIM_SPEED) --segments $(SIM_SEGMENTS)
+	$(BIN)/segment-pipeline dev --port $(SIM_PORT) --speed $(SIM_SPEED) --segments $(SIM_SEGMENTS) --accounts $(SIM_ACCOUNTS)
 
 # the report's browser test drives Debian's chromium through playwright (installed by the test extra)
 CHROMIUM ?= /usr/bin/chromium

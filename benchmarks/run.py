@@ -14,6 +14,11 @@ test suite, because a slow machine is not a defect. The figures:
    run in-process with the client's pacing lifted: memory does not depend on pacing): peak memory of the
    pipeline's process and of its dbt process (target < 500 MB each), and the series load's dlt merge against
    a plain DuckDB insert of the same rows (target within 5x).
+4. A backfill of 4 accounts against 1 (`--only accounts`): the simulator serving 4 accounts of the same size
+   (a year of 200 segments each, time x5 so that report pacing, 16 requests at 10 a minute, dominates),
+   `segment-pipeline backfill --days 365` for one account, then for all 4 (each on a fresh simulator and
+   warehouse): the 4 accounts' wall time against the one's (target well under 2x, not 4x: Klaviyo's limits
+   are per account, so the accounts' requests go out in parallel).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -46,6 +52,7 @@ FLOOR_FACTOR = 1.5
 DBT_FACTOR = 1.5
 MEMORY_TARGET_MB = 500
 MERGE_FACTOR = 5.0
+ACCOUNTS_FACTOR = 2.0
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -67,7 +74,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def simulator(segments: int, speed: float) -> Iterator[str]:
+def simulator(segments: int, speed: float, *extra: str) -> Iterator[str]:
     """The simulator as a separate process (its memory is not the pipeline's), stopped on the way out."""
     port = free_port()
     command = [
@@ -83,6 +90,7 @@ def simulator(segments: int, speed: float) -> Iterator[str]:
         str(speed),
         "--timezone",
         TIMEZONE,
+        *extra,
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
@@ -421,12 +429,133 @@ def bench_memory(segments: int, keep: Path | None) -> None:
     merge_figures(load_seconds, insert_seconds, rows)
 
 
+# ------------------------------------------------------------------------------ 4. accounts in parallel
+
+
+def served_accounts(base_url: str) -> list[dict]:
+    with urllib.request.urlopen(f"{base_url}/__simulator/accounts", timeout=10) as answer:
+        return json.load(answer)["accounts"]
+
+
+def accounts_backfill(work: Path, segments: int, speed: float, accounts: int, run: int) -> dict:
+    """`segment-pipeline backfill --days 365` of the first `run` of `accounts` simulated accounts, on a fresh
+    simulator and warehouse: wall time, each account's own time and report requests."""
+    from klaviyo_simulator.accounts import derived_key
+    from klaviyo_simulator.demo import key_variable, prepare_dagster_home
+    from segment_pipeline.klaviyo.limits import REPORT_QUOTA_WINDOW_SECONDS, REPORTS_RATE_LIMIT, STEADY_WINDOW_SECONDS
+
+    with simulator(segments, speed, "--accounts", str(accounts)) as base_url:
+        served = served_accounts(base_url)
+        prepare_dagster_home(work / "dagster_home")
+        entries = "".join(
+            f"  - name: {account['name']}\n    api_key_env: {key_variable(account['name'])}\n"
+            f"    timezone: {account['timezone']}\n"
+            # the simulator's windows run `speed` times faster: pace to match
+            f"    report_rate_per_minute: {REPORTS_RATE_LIMIT.per_minute * speed:g}\n"
+            for account in served
+        )
+        (work / "accounts.yaml").write_text(f"accounts:\n{entries}", encoding="utf-8")
+        keys = {key_variable(account["name"]): derived_key(API_KEY, i) for i, account in enumerate(served, start=1)}
+        env = pipeline_env(
+            work,
+            base_url,
+            KLAVIYO_ACCOUNTS_FILE=str(work / "accounts.yaml"),
+            KLAVIYO_STEADY_WINDOW_SECONDS=str(STEADY_WINDOW_SECONDS / speed),
+            KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS=str(REPORT_QUOTA_WINDOW_SECONDS / speed),
+            **keys,
+        )
+        chosen = [argument for account in served[:run] for argument in ("--account", account["name"])]
+        command = [str(BIN / "segment-pipeline"), "backfill", "--days", str(DAYS), "--parallel", str(run), *chosen]
+        command += ["--log-dir", str(work / "logs")]
+        started = time.perf_counter()
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        if result.returncode != 0:
+            print(result.stdout[-4000:], result.stderr[-3000:], sep="\n")
+            raise SystemExit("the accounts backfill failed")
+        after = {account["name"]: account for account in served_accounts(base_url)}
+    # the backfill's line per account as it finishes: "<name> ok <seconds> s ..."
+    own = {}
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) > 3 and parts[0] in after and parts[1] == "ok":
+            own[parts[0]] = float(parts[2])
+    return {
+        "seconds": seconds,
+        "own": own,
+        "requests": {name: after[name]["report_requests_served"] for name in own},
+        "steps": {name: step_seconds(work / "logs" / f"{name}.log") for name in own},
+    }
+
+
+# a Dagster event line: its time, then (after the job, the run id and maybe a pid) the step or event, the event
+_EVENT_LINE = re.compile(r"^(\S+ \S+) \+0000 - dagster - \w+ - \S+ - \S+ - (?:\d+ - )?(\S+) - (\w+)")
+
+
+def step_seconds(log: Path) -> dict[str, float]:
+    """Seconds of one account's steps by the kind of work they do, from its Dagster log (to the second)."""
+    starts: dict[str, float] = {}
+    phases = dict.fromkeys(("segments", "series", "dbt (and its wait)", "checks, publish"), 0.0)
+    for line in log.read_text(encoding="utf-8").splitlines():
+        match = _EVENT_LINE.match(line)
+        if match is None:
+            continue
+        moment = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").timestamp()
+        step, event = match.group(2), match.group(3)
+        if event == "STEP_START":
+            starts[step] = moment
+        elif event in ("STEP_SUCCESS", "STEP_FAILURE") and step in starts:
+            kind = "checks, publish"
+            if step.endswith("segment_series_daily"):
+                kind = "series"
+            elif step.endswith("segments"):
+                kind = "segments"
+            elif step == "segment_growth_models":
+                kind = "dbt (and its wait)"
+            phases[kind] += moment - starts.pop(step)
+    return phases
+
+
+def bench_accounts(segments: int, speed: float, accounts: int = 4) -> None:
+    print(
+        f"backfill of {accounts} accounts against 1: a year of {segments:,} segments each, "
+        f"{2 * speed:g} report requests a minute per account (time x{speed:g})",
+        flush=True,
+    )
+    figures = {}
+    for run in (1, accounts):
+        with tempfile.TemporaryDirectory() as tmp:
+            figures[run] = accounts_backfill(Path(tmp), segments, speed, accounts, run)
+    print("  by step: segments / series / dbt (and its wait for the warehouse) / checks, publish / outside steps")
+    for run, figure in figures.items():
+        report(f"{run} account(s): wall time, command start to exit", f"{figure['seconds']:.1f} s", "", None)
+        for name, seconds in figure["own"].items():
+            report(
+                f"  {name}: its process, report requests", f"{seconds:.1f} s {figure['requests'][name]:>4}", "", None
+            )
+            phases = dict(figure["steps"][name])
+            # imports, loading the definitions, planning, exiting: the process's time outside its steps
+            phases["outside steps"] = seconds - sum(phases.values())
+            report(
+                "    by step (s, as in the heading)", "/".join(f"{value:.0f}" for value in phases.values()), "", None
+            )
+    ratio = figures[accounts]["seconds"] / figures[1]["seconds"]
+    report(
+        f"{accounts} accounts / 1 account",
+        f"x{ratio:.2f}",
+        f"well under {ACCOUNTS_FACTOR:.0f}x (not {accounts}x)",
+        ratio < ACCOUNTS_FACTOR,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segments", type=int, default=1000, help="segments of the end-to-end run")
     parser.add_argument("--memory-segments", type=int, default=10000, help="segments of the memory run")
     parser.add_argument("--speed", type=float, default=60, help="simulator speed of the end-to-end run")
-    parser.add_argument("--only", choices=["validate", "end-to-end", "memory"], help="run one benchmark")
+    parser.add_argument("--accounts-segments", type=int, default=200, help="segments of each account (accounts run)")
+    parser.add_argument("--accounts-speed", type=float, default=5, help="simulator speed of the accounts run")
+    parser.add_argument("--only", choices=["validate", "end-to-end", "memory", "accounts"], help="run one benchmark")
     parser.add_argument("--keep", type=Path, help="keep the memory run's files in this directory")
     parser.add_argument("--memory-child", nargs=2, metavar=("BASE_URL", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -440,6 +569,8 @@ def main() -> None:
         bench_end_to_end(args.segments, args.speed)
     if args.only in (None, "memory"):
         bench_memory(args.memory_segments, args.keep)
+    if args.only in (None, "accounts"):
+        bench_accounts(args.accounts_segments, args.accounts_speed)
 
 
 if __name__ == "__main__":

@@ -2,14 +2,17 @@
 
 Neither needs a Klaviyo account, and both run on the environment `demo_environment` defines.
 
-`demo` (also `segment-pipeline demo`, `make demo`) starts the simulator, materializes the real Dagster job
-through the `dagster` command line for the last N days (one run, like a backfill from the UI), prints what
-was fetched and built, and stops the simulator. It writes only under data/demo/, with its own Dagster
-instance. `dev` (`make dev`) starts the simulator and `dagster dev` on it, everything under data/dev/.
+`demo` (also `segment-pipeline demo`, `make demo`) starts the simulator, runs the real Dagster job of each
+account through the `dagster` command line for the last N days (one run per account, as `segment-pipeline
+backfill` does), prints what was fetched and built, and stops the simulator. It writes only under
+data/demo/, with its own Dagster instance. `dev` (`make dev`) starts the simulator and `dagster dev` on it,
+everything under data/dev/.
 
-`demo --accounts N` serves N accounts in different timezones (see `accounts.numbered_configs`) and writes an
-accounts file for them (data/demo/accounts.yaml, checked by the pipeline's own loader). The Dagster layer
-does not handle several accounts yet, so the pipeline runs for the first account only, and says so.
+`demo --accounts N` serves N accounts in different timezones (see `accounts.numbered_configs`), writes an
+accounts file for them (data/demo/accounts.yaml, checked by the pipeline's own loader), and backfills every
+account's last N days, in its own timezone, in parallel, through the pipeline's own `segment-pipeline
+backfill` code; then it prints what the warehouse holds per account. `dev --accounts N` serves the same
+accounts to the Dagster UI.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import duckdb
 import yaml
 
 from segment_pipeline.accounts import ACCOUNTS_FILE_ENV, load_accounts
+from segment_pipeline.backfill import DEFAULT_PARALLEL, backfill, default_log_dir, plan_ranges, prepare_instance
 from segment_pipeline.charts import HTML_NAME, PNG_NAME
 from segment_pipeline.config import PipelineSettings
 from segment_pipeline.klaviyo.limits import (
@@ -39,7 +42,7 @@ from segment_pipeline.klaviyo.limits import (
 from segment_pipeline.tables import MARTS_SCHEMA, RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
 from .account_config import SimulatorConfig
-from .accounts import numbered_configs
+from .accounts import ServedAccount, numbered_configs
 from .simulator import KlaviyoSimulator
 
 DEMO_API_KEY = "pk_simulator_demo_key"
@@ -65,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="simulated accounts, each with its own timezone, segments and quota; writes an accounts file for "
-        "them, then runs the pipeline for the first only, until it handles several (default 1)",
+        "them and backfills them all in parallel (default 1)",
     )
 
 
@@ -75,6 +78,12 @@ def add_dev_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42, help="simulator seed (default 42)")
     parser.add_argument("--speed", type=float, default=60.0, help="simulator time factor (default 60)")
     parser.add_argument("--data-dir", default="data/dev", help="where the pipeline writes (default data/dev)")
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=1,
+        help="simulated accounts, each with its own timezone, segments and quota, in an accounts file (default 1)",
+    )
 
 
 def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
@@ -137,7 +146,8 @@ def demo_environment(
     # the demo's accounts are the simulator's: never the accounts file of the shell it was started from
     env.pop(ACCOUNTS_FILE_ENV, None)
     # the demo's own Dagster instance, so its runs never show in `make dev`'s UI (and the other way round)
-    env.setdefault("DAGSTER_HOME", str(prepare_dagster_home(data_dir / "dagster_home")))
+    if not env.get("DAGSTER_HOME"):  # unset or empty
+        env["DAGSTER_HOME"] = str(prepare_dagster_home(data_dir / "dagster_home"))
     return env
 
 
@@ -156,83 +166,92 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     with demo_simulator(args) as simulator:
-        if args.accounts == 1:
-            print(f"Klaviyo simulator on {simulator.base_url}: {args.segments} segments, time x{args.speed:g}")
-            env = demo_environment(simulator.base_url, data_dir, args.speed)
-        else:
-            env = several_accounts_environment(simulator, data_dir, args)
+        env = simulated_environment(simulator, data_dir, args)
         # each demo starts a fresh simulator, with a fresh daily quota: forget the requests earlier demos counted
         shutil.rmtree(PipelineSettings.from_env(env).report_ledger_dir, ignore_errors=True)
-        yesterday = dt.datetime.now(ZoneInfo(DEMO_TIMEZONE)).date() - dt.timedelta(days=1)
-        first = yesterday - dt.timedelta(days=args.days - 1)
-        command = [
-            sys.executable,
-            "-m",
-            "dagster",
-            "job",
-            "execute",
-            "-m",
-            "segment_pipeline.definitions",
-            "-j",
-            "segment_growth_job",
-            "--tags",
-            f'{{"dagster/asset_partition_range_start": "{first}", "dagster/asset_partition_range_end": "{yesterday}"}}',
-        ]
-        print(f"Running segment_growth_job for {first} to {yesterday} (one run)...")
-        finished = subprocess.run(command, env=env, capture_output=True, text=True)
-        if finished.returncode != 0:
-            sys.stdout.write(finished.stdout[-4000:])
-            sys.stderr.write(finished.stderr[-8000:])
-            print("The demo run failed; the Dagster output is above.", file=sys.stderr)
+        # every account through the pipeline's own backfill: its last N days in its own timezone, in parallel
+        accounts = load_accounts(env)
+        ranges = plan_ranges(accounts, days=args.days)
+        prepare_instance(env)
+        log_dir = default_log_dir(env, dt.datetime.now(dt.UTC))
+        outcomes = backfill(ranges, accounts, env, log_dir, parallel=max(DEFAULT_PARALLEL, len(ranges)))
+        if not all(outcome.ok for outcome in outcomes):
+            print("The demo run failed; why is above, the Dagster output in the logs named there.", file=sys.stderr)
             return 1
         report_requests = simulator.count(method="POST", path=SEGMENT_SERIES_PATH)
         values_requests = simulator.count(method="POST", path=SEGMENT_VALUES_PATH)
         all_requests = simulator.count()
-        per_account = [
-            (served.name, served.timezone, simulator.count(account=served.name)) for served in simulator.accounts
-        ]
+        served = [(account, simulator.count(account=account.name)) for account in simulator.accounts]
     print_summary(Path(env["ANALYTICS_PATH"]), Path(env["CHARTS_DIR"]), report_requests, all_requests, values_requests)
     if args.accounts > 1:
         print(f"  accounts file:          {data_dir / ACCOUNTS_FILE_NAME}")
-        for name, timezone, requests in per_account:
-            print(f"  {name + ':':<23} {timezone:<20} {requests} requests")
-        print(f"  (only {per_account[0][0]} was loaded: the Dagster layer for several accounts is not there yet)")
+        print_accounts_summary(Path(env["WAREHOUSE_PATH"]), served)
     return 0
+
+
+def print_accounts_summary(warehouse_path: Path, served: list[tuple[ServedAccount, int]]) -> None:
+    """Per account: its timezone, and what the warehouse's raw tables hold for its account id."""
+    with duckdb.connect(str(warehouse_path), read_only=True) as connection:
+        segments = dict(
+            connection.execute(f"select account_id, count(*) from {RAW_DATASET}.{SEGMENTS_TABLE} group by 1").fetchall()
+        )
+        per_account = f"select account_id, count(*), min(date), max(date) from {RAW_DATASET}.{SEGMENT_SERIES_TABLE}"
+        series = {row[0]: row[1:] for row in connection.execute(per_account + " group by 1").fetchall()}
+    print()
+    print(
+        f"  {'account':<12} {'timezone':<20} {'segments':>8} {'series rows':>11}  {'days (account-local)':<26} requests"
+    )
+    for account, requests in served:
+        rows, first, last = series.get(account.account_id, (0, None, None))
+        days = f"{first} to {last}" if first else "none"
+        print(
+            f"  {account.name:<12} {account.timezone:<20} {segments.get(account.account_id, 0):>8} {rows:>11}  "
+            f"{days:<26} {requests}"
+        )
+
+
+def simulated_environment(simulator: KlaviyoSimulator, data_dir: Path, args: argparse.Namespace) -> dict[str, str]:
+    """The pipeline's environment for the simulator: its one account, or an accounts file for several."""
+    if len(simulator.accounts) == 1:
+        print(f"Klaviyo simulator on {simulator.base_url}: {args.segments} segments, time x{args.speed:g}")
+        return demo_environment(simulator.base_url, data_dir, args.speed)
+    return several_accounts_environment(simulator, data_dir, args)
 
 
 def several_accounts_environment(
     simulator: KlaviyoSimulator, data_dir: Path, args: argparse.Namespace
 ) -> dict[str, str]:
-    """Write the accounts file, check it with the pipeline's loader, and point the run at the first account."""
-    first = simulator.accounts.first
+    """Write the accounts file for the simulator's accounts, check it with the pipeline's loader, point at it."""
     print(
         f"Klaviyo simulator on {simulator.base_url}: {len(simulator.accounts)} accounts of {args.segments} segments, "
         f"time x{args.speed:g}"
     )
-    env = demo_environment(simulator.base_url, data_dir, args.speed, first.config.api_key, first.timezone)
+    first = simulator.accounts.first
+    env = demo_environment(simulator.base_url, data_dir, args.speed, timezone=first.timezone)
+    # with an accounts file every account's key is in the variable the file names; no single-account key
+    env.pop("KLAVIYO_API_KEY", None)
     accounts_file = data_dir / ACCOUNTS_FILE_NAME
     env.update(write_accounts_file(accounts_file, simulator, args.speed))
-    checked = load_accounts({**env, ACCOUNTS_FILE_ENV: str(accounts_file)})
+    env[ACCOUNTS_FILE_ENV] = str(accounts_file)
+    checked = load_accounts(env)
     print(f"Accounts file {accounts_file} (checked: {len(checked)} accounts):")
     for served in simulator.accounts:
         print(
             f"  {served.name:<12} account {served.account_id}  {served.timezone:<20} key in {key_variable(served.name)}"
         )
-    print(
-        f"The pipeline's Dagster layer does not handle several accounts yet: running it for {first.name} "
-        f"({first.timezone}) only, with the single-account variables."
-    )
     return env
 
 
 def run_dev(args: argparse.Namespace) -> int:
     """The Dagster UI (`dagster dev -w workspace.yaml`) with the simulator as Klaviyo, until Ctrl-C."""
+    if args.accounts < 1:
+        print("error: --accounts must be at least 1", file=sys.stderr)
+        return 2
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    simulator = KlaviyoSimulator(simulator_config(args)).start(port=args.port)
+    simulator = demo_simulator(args).start(port=args.port)
     try:
-        print(f"Klaviyo simulator on {simulator.base_url}: {args.segments} segments, time x{args.speed:g}")
-        env = demo_environment(simulator.base_url, data_dir, args.speed)
+        env = simulated_environment(simulator, data_dir, args)
         command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"]
         process = subprocess.Popen(command, env=env)
         try:

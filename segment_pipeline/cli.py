@@ -1,7 +1,8 @@
-"""`segment-pipeline` command line: a front door to the bundled simulator's `demo` and `serve` commands.
+"""`segment-pipeline` command line: `backfill` (the pipeline's own), and a front door to the bundled simulator's
+`demo`, `dev` and `serve` commands.
 
-The product package never imports the simulator (it is test and demo tooling that ships beside it); these
-commands hand over to `python -m klaviyo_simulator` in a process of its own, with the same arguments.
+The product package never imports the simulator (it is test and demo tooling that ships beside it); the
+simulator's commands hand over to `python -m klaviyo_simulator` in a process of its own, with the same arguments.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import os
 import sys
 
 _FORWARDED = {"demo": "demo", "dev": "dev", "simulator": "serve"}
-_USAGE = """usage: segment-pipeline {demo,dev,simulator} [options]
+_USAGE = """usage: segment-pipeline {backfill,demo,dev,simulator} [options]
 
+  backfill    load a range of days for every account, accounts in parallel (segment-pipeline backfill --help)
   demo        run the whole pipeline on a fresh bundled Klaviyo simulator (klaviyo-simulator demo)
   dev         the Dagster UI with the bundled simulator as Klaviyo (klaviyo-simulator dev)
   simulator   serve the bundled Klaviyo simulator over HTTP (klaviyo-simulator serve)
@@ -22,6 +24,10 @@ The Dagster commands are in README.md; `segment-pipeline demo --help` lists the 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "backfill":
+        from .backfill import main as backfill_main
+
+        return backfill_main(args[1:])
     if not args or args[0] not in _FORWARDED:
         print(_USAGE, file=sys.stderr if args and args[0] not in ("-h", "--help") else sys.stdout)
         return 0 if args and args[0] in ("-h", "--help") else 2
