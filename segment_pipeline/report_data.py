@@ -28,6 +28,8 @@ select
     account_id,
     segment_id,
     arg_max(segment_name, date) as segment_name,
+    -- the account's short name (accounts file) labels it in the report; the id stays in the key
+    arg_max(account_name, date) as account_name,
     min(date) as first_date,
     max(date) as last_date,
     arg_max(total_members, date) as latest_total_members,
@@ -132,11 +134,11 @@ def read_report_data(path: Path) -> ReportData:
         tags = _optional(connection, _TAGS_SQL, MARTS_SCHEMA, "segments")
 
     by_key: dict[tuple[str, str], dict[str, Any]] = {}
-    for account_id, segment_id, name, first, last, total, net30, growth30, churn30, start30 in segments:
+    for account_id, segment_id, name, account_name, first, last, total, net30, growth30, churn30, start30 in segments:
         days = (last - first).days + 1
         by_key[(account_id, segment_id)] = {
             "key": f"{account_id}/{segment_id}",
-            "account": account_id,
+            "account": account_name or account_id,
             "id": segment_id,
             "name": name or segment_id,
             "tags": [],

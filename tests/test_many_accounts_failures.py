@@ -40,7 +40,9 @@ def test_a_key_revoked_mid_backfill_fails_only_that_account_naming_it(make_simul
     sim.revoke_key("london")
 
     assert london.finish(timeout=240) != 0
-    assert "account 'london'" in london.output and "API key" in london.output, london.output[-4000:]
+    assert "account 'london'" in london.output and "check that KLAVIYO_API_KEY_LONDON holds" in london.output, (
+        london.output[-4000:]
+    )
     assert key_of("london") not in london.output
     for run in others.values():
         assert run.finish(timeout=240) == 0, run.output[-4000:]

@@ -204,7 +204,8 @@ def make_growth_mart(path: Path, sizes: dict[str, int], days: int = 40) -> None:
         connection.execute("create schema if not exists marts")
         connection.execute("""
             create table marts.segment_growth_daily (
-                account_id varchar, segment_id varchar, segment_name varchar, date date, total_members bigint,
+                account_id varchar, account_name varchar, segment_id varchar, segment_name varchar, date date,
+                total_members bigint,
                 members_added bigint, members_removed bigint, net_change_30d bigint, growth_rate_30d double,
                 churn_rate_30d double, members_at_start_30d bigint, definition_changed boolean
             )
@@ -218,6 +219,7 @@ def make_growth_mart(path: Path, sizes: dict[str, int], days: int = 40) -> None:
                 rows.append(
                     (
                         "acct",
+                        "default",
                         f"seg{index}",
                         name,
                         first + dt.timedelta(days=day),
@@ -233,7 +235,7 @@ def make_growth_mart(path: Path, sizes: dict[str, int], days: int = 40) -> None:
                 )
         if rows:
             connection.executemany(
-                "insert into marts.segment_growth_daily values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                "insert into marts.segment_growth_daily values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
 
 
@@ -280,7 +282,7 @@ def test_the_30_day_figures_are_the_latest_days_even_when_incomplete(tmp_path: P
     with duckdb.connect(str(database)) as connection:
         connection.execute("""
             insert into marts.segment_growth_daily
-            values ('acct', 'seg0', 'A', date '2024-03-01', 1234, 5, 3, null, null, null, null, false)
+            values ('acct', 'default', 'seg0', 'A', date '2024-03-01', 1234, 5, 3, null, null, null, null, false)
         """)
     (segment,) = report_data(write_growth_charts(database, tmp_path / "charts")["html"].read_text())["segments"]
     assert segment["latest"] == 1234 and segment["net30"] is None and segment["growth30"] is None

@@ -149,6 +149,9 @@ class KlaviyoResource(dg.ConfigurableResource):
         default_factory=list, description="accounts file: segments.name_matches (empty: any)"
     )
     api_key: str = Field(default="", description=API_KEY_ENV)
+    api_key_env: str = Field(
+        default=API_KEY_ENV, description="accounts file: api_key_env (KLAVIYO_API_KEY without the file)"
+    )
     base_url: str = Field(default=KlaviyoSettings.base_url, description="KLAVIYO_BASE_URL")
     report_rate_per_minute: float = Field(
         default=KlaviyoSettings.report_rate_per_minute, description="KLAVIYO_REPORT_RATE_PER_MINUTE"
@@ -203,6 +206,7 @@ class KlaviyoResource(dg.ConfigurableResource):
             "accounts_file": str(accounts.source) if accounts.source else None,
             "other_account_names": [name for name in accounts.names if name != account.name],
             "api_key": api_key_variable(env, account.api_key_env),
+            "api_key_env": account.api_key_env,
             "report_rate_per_minute": account.report_rate_per_minute,
             "report_daily_limit": account.report_daily_limit,
             "lookback_days": account.lookback_days,
@@ -277,7 +281,8 @@ class KlaviyoResource(dg.ConfigurableResource):
     def client(self) -> KlaviyoClient:
         """A client for this run; without a key it fails with what to do (KlaviyoConfigError)."""
         settings = KlaviyoSettings(
-            api_key=checked_api_key(self.api_key),
+            api_key=checked_api_key(self.api_key, self.api_key_env),
+            api_key_variable=self.api_key_env,
             base_url=self.base_url.rstrip("/"),
             report_rate_per_minute=self.report_rate_per_minute,
             report_daily_limit=self.report_daily_limit,

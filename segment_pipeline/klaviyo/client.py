@@ -223,8 +223,8 @@ class KlaviyoClient:
                 method,
                 path,
                 details,
-                hint="The API key was not accepted: check that KLAVIYO_API_KEY holds a current private key of "
-                f"this account with the {scope} scope.",
+                hint=f"The API key was not accepted: check that {self.settings.api_key_variable} holds a current "
+                f"private key of this account with the {scope} scope.",
             )
         if status == 403:
             raise KlaviyoAuthError(

@@ -78,6 +78,8 @@ class KlaviyoSettings:
     ledger_dir: str | None = None
     # first backoff after a 5xx or a dropped connection; it doubles on each retry, with jitter
     backoff_base_seconds: float = 1.0
+    # the environment variable the key came from: messages about a refused key name it (never the key)
+    api_key_variable: str = "KLAVIYO_API_KEY"
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> KlaviyoSettings:
@@ -90,14 +92,14 @@ class KlaviyoSettings:
         return cls(**values)
 
 
-def checked_api_key(key: str | ApiKey) -> ApiKey:
-    """The key as an ApiKey; an empty one fails with what to do."""
+def checked_api_key(key: str | ApiKey, variable: str = "KLAVIYO_API_KEY") -> ApiKey:
+    """The key as an ApiKey; an empty one fails with what to do, naming the variable it should come from."""
     if isinstance(key, str):
         key = ApiKey(key.strip())
     if not key:
         raise KlaviyoConfigError(
-            "KLAVIYO_API_KEY is not set: create a private API key in Klaviyo (Settings > API keys) with the "
-            "read scopes segments:read and accounts:read, and export it as KLAVIYO_API_KEY"
+            f"{variable} is not set: create a private API key in Klaviyo (Settings > API keys) with the "
+            f"read scopes segments:read and accounts:read, and export it as {variable}"
         )
     return key
 
