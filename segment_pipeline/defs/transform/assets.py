@@ -95,7 +95,9 @@ def build_dbt_assets(account_names: Sequence[str] = (DEFAULT_ACCOUNT_NAME,)) -> 
         with warehouse.lock(context):
             inputs = built_from.current_inputs(settings.warehouse_path, dbt_project.manifest_path)
             record = built_from.last_built_from(settings.state_dir)
-            if every_model and not config.full_refresh and built_from.all_current(settings.state_dir, inputs):
+            if built_from.may_skip(
+                settings.state_dir, inputs, every_model=every_model, full_refresh=config.full_refresh
+            ):
                 # another account's run built and published after every load of this one: all is current
                 context.log.info(
                     "the marts, the analyst copy and the chart are already made from every load in the warehouse "

@@ -79,3 +79,9 @@ def all_current(state_dir: Path, inputs: dict | None) -> bool:
 def inputs_only(record: dict | None) -> dict | None:
     """A record without its run id: the inputs it was made from."""
     return None if record is None else {key: value for key, value in record.items() if key != "run_id"}
+
+
+def may_skip(state_dir: Path, inputs: dict | None, *, every_model: bool, full_refresh: bool) -> bool:
+    """Whether a dbt step may skip its build: all of the models selected, no full refresh, and the models,
+    the copy and the chart all made from exactly `inputs` (the loads committed now and this manifest)."""
+    return every_model and not full_refresh and all_current(state_dir, inputs)
