@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from textwrap import dedent
 
+import dagster as dg
 import pytest
 
 from segment_pipeline.accounts import (
@@ -20,6 +21,7 @@ from segment_pipeline.accounts import (
     single_account_from_env,
 )
 from segment_pipeline.config import MAX_LOOKBACK_DAYS, ConfigError
+from segment_pipeline.defs.resources import KlaviyoResource, WarehouseResource
 from segment_pipeline.klaviyo.errors import KlaviyoConfigError
 from segment_pipeline.klaviyo.limits import REPORTS_RATE_LIMIT
 
@@ -157,14 +159,19 @@ def test_yaml_anchors_and_merge_keys_share_settings_between_accounts(tmp_path):
     assert (b.timezone, b.report_daily_limit, c.api_key_env) == ("Pacific/Auckland", 100, "KEY_C")
 
 
-def test_client_settings_carry_the_accounts_key_rate_and_budget(tmp_path):
-    a = read_accounts_file(write(tmp_path, GOOD), KEYS)["brand_a"]
-    # the single-account variables must not leak into an account that sets its own values
-    env = {**KEYS, "KLAVIYO_REPORT_RATE_PER_MINUTE": "junk", "KLAVIYO_REPORT_DAILY_LIMIT": "9"}
-    settings = a.client_settings(env, timeout_seconds=12.5)
-    assert settings.api_key.reveal() == "key-of-a"
-    assert (settings.report_rate_per_minute, settings.report_daily_limit) == (1.5, 150)
-    assert settings.timeout_seconds == 12.5
+def test_an_accounts_resource_carries_its_key_variable_rate_and_budget(tmp_path):
+    accounts = read_accounts_file(write(tmp_path, GOOD), KEYS)
+    # the single-account variables must not leak into (or break) an account that sets its own values
+    env = {
+        **KEYS,
+        "KLAVIYO_REPORT_RATE_PER_MINUTE": "junk",
+        "KLAVIYO_REPORT_DAILY_LIMIT": "9",
+        "KLAVIYO_TIMEOUT": "12.5",
+    }
+    klaviyo = KlaviyoResource.for_account(accounts["brand_a"], WarehouseResource(), accounts, env)
+    assert klaviyo.api_key == dg.EnvVar("KEY_A") and klaviyo.api_key_env == "KEY_A"
+    assert (klaviyo.report_rate_per_minute, klaviyo.report_daily_limit) == (1.5, 150)
+    assert klaviyo.timeout_seconds == 12.5  # the shared settings still come from the environment
 
 
 # -- the segment filter ---------------------------------------------------------------------------------------

@@ -20,10 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..config import DEFAULT_LOOKBACK_DAYS, MAX_LOOKBACK_DAYS
 from ..klaviyo.errors import KlaviyoConfigError
 from ..klaviyo.limits import REPORTS_RATE_LIMIT
-from ..klaviyo.settings import ApiKey, KlaviyoSettings
+from ..klaviyo.settings import ApiKey
 
 ACCOUNTS_FILE_ENV = "KLAVIYO_ACCOUNTS_FILE"
 SINGLE_ACCOUNT_KEY_ENV = "KLAVIYO_API_KEY"
+# single-account variables an account of the file sets for itself: ignored with the file, whatever they hold
+PER_ACCOUNT_VARIABLES = ("KLAVIYO_REPORT_RATE_PER_MINUTE", "KLAVIYO_REPORT_DAILY_LIMIT")
 
 # Klaviyo's reporting quota per account: an account's budget is a share of it, never more.
 REPORTS_DAILY_QUOTA: int = REPORTS_RATE_LIMIT.per_day  # type: ignore[assignment]
@@ -228,24 +230,6 @@ class AccountSettings(BaseModel):
                 f"it as {self.api_key_env}"
             )
         return ApiKey(key)
-
-    def client_settings(self, env: Mapping[str, str] | None = None, **overrides: Any) -> KlaviyoSettings:
-        """The client settings for this account: its key, rate and daily limit, the rest from the environment.
-
-        Args:
-            env: The environment (default `os.environ`).
-            **overrides: Passed to `KlaviyoSettings.from_env`, e.g. `timeout_seconds`.
-        """
-        env = dict(os.environ if env is None else env)
-        values: dict[str, Any] = {
-            "api_key": self.api_key(env),
-            "report_rate_per_minute": self.report_rate_per_minute,
-            "report_daily_limit": self.report_daily_limit,
-        }
-        # the account's own values win over the single-account variables, which may hold anything
-        for name in ("KLAVIYO_REPORT_RATE_PER_MINUTE", "KLAVIYO_REPORT_DAILY_LIMIT"):
-            env.pop(name, None)
-        return KlaviyoSettings.from_env(env, **{**values, **overrides})
 
 
 class AccountsFileModel(BaseModel):

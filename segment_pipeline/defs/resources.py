@@ -19,6 +19,7 @@ from pydantic import Field
 
 from .. import config
 from ..accounts import Accounts, AccountSettings, SegmentFilter
+from ..accounts.settings import PER_ACCOUNT_VARIABLES
 from ..config import DEFAULT_ACCOUNT_NAME, PipelineSettings
 from ..klaviyo import KlaviyoClient, KlaviyoSettings, ReportBudget, ReportLedgers
 from ..klaviyo.limits import REPORTS_RATE_LIMIT
@@ -199,8 +200,10 @@ class KlaviyoResource(dg.ConfigurableResource):
         """One account of the accounts file: its own key variable, pace, budget, lookback, timezone and filter;
         the rest (base URL, windows, retries, tags, reconciliation) from the shared KLAVIYO_* variables."""
         env = os.environ if env is None else env
+        # the account's own rate and budget win: the single-account variables may hold anything meanwhile
+        shared = {name: value for name, value in env.items() if name not in PER_ACCOUNT_VARIABLES}
         values = {
-            **_shared_options(env),
+            **_shared_options(shared),
             "account_name": account.name,
             "timezone": account.timezone,
             "accounts_file": str(accounts.source) if accounts.source else None,

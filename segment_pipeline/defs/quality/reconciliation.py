@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from ... import reconciliation as rc
+from ... import warehouse as wh
+from ...accounts import select_segments
 from ...config import DEFAULT_ACCOUNT_NAME
 from ..account_names import resource_key
 from ..ingest.assets import SERIES_KEY, account_label, check_account_timezone, explained_failures
@@ -72,6 +74,11 @@ def reconcile(
         with warehouse.lock(context):
             window = rc.latest_window(settings.warehouse_path, account.id, days, yesterday)
             loaded = rc.loaded_values(settings.warehouse_path, account.id, window) if window is not None else {}
+            if not klaviyo.segment_filter.tracks_all:
+                # only the segments the account tracks now (the series asset reserved requests for those)
+                live = wh.live_segments(settings.warehouse_path, account.id)
+                tracked = {row["id"] for row in select_segments(live, klaviyo.segment_filter)}
+                loaded = {segment_id: values for segment_id, values in loaded.items() if segment_id in tracked}
         if window is None:
             return dg.AssetCheckResult(
                 passed=True, description="No series is loaded yet; nothing to compare.", metadata={"enabled": True}
