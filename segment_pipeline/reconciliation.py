@@ -17,29 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import warehouse as wh
-from .config import ConfigError
 from .klaviyo import DayWindow, KlaviyoClient, KlaviyoResponseError
-from .klaviyo.limits import MAX_HISTORY_DAYS, MAX_SEGMENT_IDS_PER_REPORT
+from .klaviyo.limits import MAX_SEGMENT_IDS_PER_REPORT
 from .tables import RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
 # the Dagster check's name, here so the series asset can see whether its run includes the check
 CHECK_NAME = "series_reconciles_with_klaviyo"
-RECONCILE_DAYS_SETTING = "KLAVIYO_RECONCILE_DAYS"
-DEFAULT_RECONCILE_DAYS = 7
 # the values report's statistics we compare; net follows from added and removed
 COMPARED = ("total_members", "members_added", "members_removed")
-
-
-def reconcile_days(raw: str | None) -> int:
-    """KLAVIYO_RECONCILE_DAYS, checked: days compared with Klaviyo on each run; 0 turns the check off."""
-    raw = raw or str(DEFAULT_RECONCILE_DAYS)
-    try:
-        days = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{RECONCILE_DAYS_SETTING}={raw!r} is not a whole number of days") from exc
-    if not 0 <= days <= MAX_HISTORY_DAYS:
-        raise ConfigError(f"{RECONCILE_DAYS_SETTING} must be between 0 (off) and {MAX_HISTORY_DAYS}")
-    return days
 
 
 def request_count(segment_count: int, days: int) -> int:
@@ -156,3 +141,59 @@ def compare(loaded: dict[str, LoadedValues], klaviyo: dict[str, dict[str, int]],
             if value != theirs[name]:
                 mismatches.append(Mismatch(segment_id, mine.segment_name, name, value, theirs[name]))
     return mismatches
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """What one reconciliation of an account compared and found."""
+
+    enabled: bool
+    window: DayWindow | None = None
+    segments_compared: int = 0
+    mismatches: tuple[Mismatch, ...] = ()
+    requests_planned: int = 0
+    requests_sent: int = 0
+    requests_left_today: int | None = None
+
+    @property
+    def segments_disagreeing(self) -> int:
+        return len({m.segment_id for m in self.mismatches})
+
+
+def reconcile_account(access, warehouse, holder, today: dt.date | None = None) -> Reconciliation:
+    """Compare the account's last loaded days with Klaviyo's values report (`KlaviyoAccess`, `Warehouse`)."""
+    from .accounts import select_segments
+
+    days = access.settings.klaviyo.reconcile_days
+    if days == 0:
+        return Reconciliation(enabled=False)
+    today = today or dt.datetime.now(access.account.zone).date()
+    yesterday = today - dt.timedelta(days=1)
+    with access.fetch_lock(holder), access.client() as client:
+        account = client.get_account()
+        access.check_timezone(account)
+        # the warehouse lock only while reading the warehouse, not while Klaviyo answers
+        with warehouse.lock(holder):
+            window = latest_window(warehouse.path, account.id, days, yesterday)
+            loaded = loaded_values(warehouse.path, account.id, window) if window is not None else {}
+            if not access.segment_filter.tracks_all:
+                # only the segments the account tracks now (the series step reserved requests for those)
+                live = wh.live_segments(warehouse.path, account.id)
+                tracked = {row["id"] for row in select_segments(live, access.segment_filter)}
+                loaded = {segment_id: values for segment_id, values in loaded.items() if segment_id in tracked}
+        if window is None:
+            return Reconciliation(enabled=True)
+        planned = request_count(len(loaded), days)
+        client.budget.ensure_available(planned)
+        reported = klaviyo_values(client, sorted(loaded), window, access.account.timezone)
+        sent = client.stats.sent_for("reports")
+        left = client.budget.remaining()
+    return Reconciliation(
+        enabled=True,
+        window=window,
+        segments_compared=len(set(loaded) & set(reported)),
+        mismatches=tuple(compare(loaded, reported, window)),
+        requests_planned=planned,
+        requests_sent=sent,
+        requests_left_today=left,
+    )

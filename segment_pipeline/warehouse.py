@@ -15,11 +15,13 @@ import contextlib
 import datetime as dt
 import fcntl
 import json
+import logging
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,11 +30,13 @@ import duckdb
 if TYPE_CHECKING:
     import dlt
 
-from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
+from .config import (
+    DEFAULT_DUCKDB_MEMORY_LIMIT,
+    DEFAULT_DUCKDB_WAIT_SECONDS,
+    DEFAULT_LOCK_TIMEOUT_SECONDS,
+    StorageSettings,
+)
 from .tables import ACCOUNTS_TABLE, RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
-
-# dlt would otherwise try to send anonymous telemetry; this machine and many production hosts have no internet.
-os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 
 class WarehouseLockedError(RuntimeError):
@@ -73,12 +77,9 @@ def read_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         connection.close()
 
 
-# How long a step waits for another step's warehouse lock (a long backfill holds it for hours), and how long
-# it then waits for DuckDB's own file lock (a dbt child of a killed run may hold it for a few seconds more).
+# the settings that bound the waits below, named in messages that say what to raise
 LOCK_TIMEOUT_ENV = "WAREHOUSE_LOCK_TIMEOUT_SECONDS"
-DEFAULT_LOCK_TIMEOUT_SECONDS = 6 * 60 * 60
 DUCKDB_WAIT_ENV = "WAREHOUSE_DUCKDB_WAIT_SECONDS"
-DEFAULT_DUCKDB_WAIT_SECONDS = 60
 _LOCK_POLL_SECONDS = 0.5
 _LOG_EVERY_SECONDS = 60
 
@@ -89,19 +90,6 @@ _held = threading.local()
 def lock_path(warehouse_path: Path) -> Path:
     """The lock file next to the warehouse: `<warehouse>.lock`."""
     return warehouse_path.with_name(warehouse_path.name + ".lock")
-
-
-def _seconds_from_env(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name}={raw!r} is not a number of seconds") from exc
-    if value < 0:
-        raise ValueError(f"{name} must be 0 or more seconds, got {raw!r}")
-    return value
 
 
 def _describe_holder(text: str) -> str:
@@ -240,8 +228,8 @@ def warehouse_lock(
     run_id: str | None = None,
     step: str | None = None,
     log: Callable[[str], None] | None = None,
-    timeout: float | None = None,
-    duckdb_wait: float | None = None,
+    timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+    duckdb_wait: float = DEFAULT_DUCKDB_WAIT_SECONDS,
 ) -> Iterator[None]:
     """Hold the warehouse for one step: wait for the kernel lock, then for DuckDB's file lock.
 
@@ -249,16 +237,12 @@ def warehouse_lock(
         warehouse_path: the DuckDB file.
         run_id, step: written into the lock file so a waiting step can say who it waits for.
         log: where to say that we wait, and for whom.
-        timeout: seconds to wait for the lock (default: WAREHOUSE_LOCK_TIMEOUT_SECONDS, 6 hours).
-        duckdb_wait: seconds to then wait for DuckDB's own file lock (default: WAREHOUSE_DUCKDB_WAIT_SECONDS, 60).
+        timeout: seconds to wait for the lock (the setting WAREHOUSE_LOCK_TIMEOUT_SECONDS).
+        duckdb_wait: seconds to then wait for DuckDB's own file lock (WAREHOUSE_DUCKDB_WAIT_SECONDS).
 
     Raises:
         WarehouseLockedError: the lock (or the file) stayed taken for longer than allowed.
     """
-    timeout = _seconds_from_env(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT_SECONDS) if timeout is None else timeout
-    if duckdb_wait is None:
-        duckdb_wait = _seconds_from_env(DUCKDB_WAIT_ENV, DEFAULT_DUCKDB_WAIT_SECONDS)
-
     def timed_out(holder: str) -> str:
         return (
             f"the warehouse {warehouse_path} is in use by another pipeline step ({holder}) for more "
@@ -286,15 +270,13 @@ def account_fetch_lock(
     run_id: str | None = None,
     step: str | None = None,
     log: Callable[[str], None] | None = None,
-    timeout: float | None = None,
+    timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
 ) -> Iterator[None]:
     """Hold one account's Klaviyo requests for one step (a kernel lock, like the warehouse's).
 
     Runs of different accounts fetch at the same time; two runs of the same account would share its rate
     limits and budget from two processes, so the second waits (up to WAREHOUSE_LOCK_TIMEOUT_SECONDS).
     """
-    timeout = _seconds_from_env(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT_SECONDS) if timeout is None else timeout
-
     def timed_out(holder: str) -> str:
         return (
             f"account {account_name!r} is being fetched by another run ({holder}) for more than {timeout:.0f} s; "
@@ -371,6 +353,21 @@ def stored_series_islands(
         ).fetchall()
 
 
+def series_rows_by_day(path: Path, account_id: str, first: dt.date, last: dt.date) -> dict[dt.date, int]:
+    """How many series rows the account has stored for each day from `first` to `last` (days with none left out)."""
+    if not path.exists():
+        return {}
+    with read_connection(path) as connection:
+        if not _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
+            return {}
+        rows = connection.execute(
+            f"select date, count(*) from {RAW_DATASET}.{SEGMENT_SERIES_TABLE} "
+            "where account_id = ? and date between ? and ? group by date",
+            [account_id, first, last],
+        ).fetchall()
+    return dict(rows)
+
+
 def live_segments(path: Path, account_id: str) -> list[dict]:
     """The account's live segments (id, name, is_active, is_starred), by id: what a segment filter looks at."""
     if not path.exists():
@@ -427,6 +424,8 @@ def dlt_pipeline(
     import dlt  # here, not at the top: the publish step and the demo need this module but not dlt
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
+    # dlt would otherwise send anonymous telemetry; this machine and many production hosts have no internet
+    dlt.config["runtime.dlthub_telemetry"] = False
     warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     pipelines_dir.mkdir(parents=True, exist_ok=True)
     credentials = DuckDbCredentials(str(warehouse_path), global_config={"memory_limit": memory_limit})
@@ -436,3 +435,54 @@ def dlt_pipeline(
         destination=dlt.destinations.duckdb(credentials),
         dataset_name=RAW_DATASET,
     )
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who takes a lock: written into the lock file so that whoever waits can say for whom, and where to say it."""
+
+    run_id: str | None = None
+    step: str | None = None
+    log: logging.Logger | None = None
+
+    def info(self, message: str) -> None:
+        if self.log is not None:
+            self.log.info(message)
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """The warehouse as the pipeline's steps use it: its lock, short reads, and the dlt pipelines that load it.
+
+    Built from the storage settings; every step that opens the file does so inside `lock()`.
+    """
+
+    storage: StorageSettings
+
+    @property
+    def path(self) -> Path:
+        return self.storage.warehouse_path
+
+    @contextlib.contextmanager
+    def lock(self, holder: Holder | None = None) -> Iterator[None]:
+        """Hold the file for one step (see `warehouse_lock`), logging whom it waits for."""
+        holder = holder or Holder()
+        with warehouse_lock(
+            self.path,
+            run_id=holder.run_id,
+            step=holder.step,
+            log=holder.info,
+            timeout=self.storage.lock_timeout_seconds,
+            duckdb_wait=self.storage.duckdb_wait_seconds,
+        ):
+            yield
+
+    @contextlib.contextmanager
+    def read(self, holder: Holder | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short read-only connection under the lock (the checks' reads)."""
+        with self.lock(holder), read_connection(self.path) as connection:
+            yield connection
+
+    def pipeline(self, name: str) -> dlt.Pipeline:
+        storage = self.storage
+        return dlt_pipeline(name, storage.warehouse_path, storage.dlt_pipelines_dir, storage.duckdb_memory_limit)

@@ -1,27 +1,20 @@
-"""The Klaviyo accounts a deployment pulls: read from an accounts file, or from the single-account variables.
+"""The Klaviyo accounts of a deployment: their settings, the accounts file, and which segments each tracks.
 
-The file is YAML, at the path in `KLAVIYO_ACCOUNTS_FILE` (see `accounts.yaml.example` and the README). Each
-account names the environment variable that holds its key, never the key itself. Without the variable, the
-single-account variables (`KLAVIYO_API_KEY`, `KLAVIYO_TIMEZONE`, `KLAVIYO_REPORT_RATE_PER_MINUTE`,
-`KLAVIYO_REPORT_DAILY_LIMIT`, `SERIES_LOOKBACK_DAYS`) make a one-account setup named `default`, as before.
+The file is YAML, at the path in `KLAVIYO_ACCOUNTS_FILE` (see `accounts.yaml.example` and
+docs/configuration.md). Each account names the environment variable that holds its key, never the key itself.
+`segment_pipeline.settings` reads the file (or, without one, makes the one account `default` of the
+single-account variables) through the models here.
 
 A file the pipeline cannot use fails when it is loaded, with one line per problem in the form
 `<file>:<line>: <where>: <what is wrong>. Fix: <what to write>`, so nothing runs on a half-understood setup.
 pydantic does the typed validation (`settings`); the YAML nodes' marks map its error locations back to lines
-(`yaml_lines`, `file`); `environment` is the single-account fallback. No Dagster here.
+(`yaml_lines`, `file`). No Dagster here.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from pathlib import Path
-
-from ..config import DEFAULT_ACCOUNT_NAME
-from .environment import single_account_from_env
 from .file import AccountsFileError, FileProblem, read_accounts_file
 from .settings import (
-    ACCOUNTS_FILE_ENV,
     REPORTS_DAILY_QUOTA,
     SINGLE_ACCOUNT_KEY_ENV,
     Accounts,
@@ -30,27 +23,7 @@ from .settings import (
     select_segments,
 )
 
-
-def load_accounts(env: Mapping[str, str] | None = None) -> Accounts:
-    """The deployment's accounts: from the file at `KLAVIYO_ACCOUNTS_FILE`, else the single-account variables.
-
-    Args:
-        env: The environment (default `os.environ`).
-
-    Raises:
-        AccountsFileError: The file is missing or has problems (every one is listed, with its line).
-        ConfigError: A single-account variable has a value the pipeline cannot use.
-    """
-    env = os.environ if env is None else env
-    raw_path = (env.get(ACCOUNTS_FILE_ENV) or "").strip()
-    if raw_path:
-        return read_accounts_file(Path(raw_path).expanduser().resolve(), env)
-    return single_account_from_env(env)
-
-
 __all__ = [
-    "ACCOUNTS_FILE_ENV",
-    "DEFAULT_ACCOUNT_NAME",
     "REPORTS_DAILY_QUOTA",
     "SINGLE_ACCOUNT_KEY_ENV",
     "AccountSettings",
@@ -58,8 +31,6 @@ __all__ = [
     "AccountsFileError",
     "FileProblem",
     "SegmentFilter",
-    "load_accounts",
     "read_accounts_file",
     "select_segments",
-    "single_account_from_env",
 ]

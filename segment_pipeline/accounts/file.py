@@ -9,7 +9,6 @@ A value shaped like a Klaviyo private key is refused wherever it is, and never e
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,13 +60,12 @@ class FileProblem:
         return f"{place}{where} {self.message}. Fix: {self.fix}"
 
 
-def read_accounts_file(path: Path, env: Mapping[str, str] | None = None) -> Accounts:
+def read_accounts_file(path: Path, env: Mapping[str, str]) -> Accounts:
     """Read and check an accounts file, including that every account's key variable is set in `env`.
 
     Raises:
         AccountsFileError: Listing every problem found, each with its line and its fix.
     """
-    env = os.environ if env is None else env
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

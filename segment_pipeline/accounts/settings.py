@@ -6,8 +6,8 @@ accounts file or from the single-account variables. No Dagster here.
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
-import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -18,14 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..config import DEFAULT_LOOKBACK_DAYS, MAX_LOOKBACK_DAYS
-from ..klaviyo.errors import KlaviyoConfigError
-from ..klaviyo.limits import REPORTS_RATE_LIMIT
-from ..klaviyo.settings import ApiKey
+from ..klaviyo.limits import REPORTING_DATA_FLOOR, REPORTS_RATE_LIMIT
 
 ACCOUNTS_FILE_ENV = "KLAVIYO_ACCOUNTS_FILE"
 SINGLE_ACCOUNT_KEY_ENV = "KLAVIYO_API_KEY"
-# single-account variables an account of the file sets for itself: ignored with the file, whatever they hold
-PER_ACCOUNT_VARIABLES = ("KLAVIYO_REPORT_RATE_PER_MINUTE", "KLAVIYO_REPORT_DAILY_LIMIT")
 
 # Klaviyo's reporting quota per account: an account's budget is a share of it, never more.
 REPORTS_DAILY_QUOTA: int = REPORTS_RATE_LIMIT.per_day  # type: ignore[assignment]
@@ -61,6 +57,10 @@ FIELD_HINTS = {
         f"{REPORTS_DAILY_QUOTA} report requests a day"
     ),
     "lookback_days": f"write a whole number of days from 0 to {MAX_LOOKBACK_DAYS}",
+    "history_start": (
+        f"write a date such as 2025-12-01, on or after {REPORTING_DATA_FLOOR.isoformat()}: the account's first "
+        "daily partition (leave it out to fix it at one year before the account is first loaded)"
+    ),
     "segments": "write `all`, or a mapping with any of is_active, is_starred and name_matches",
     "is_active": "write true or false",
     "is_starred": "write true or false",
@@ -160,6 +160,8 @@ class AccountSettings(BaseModel):
         report_rate_per_minute: Report requests a minute the client allows itself for this account.
         report_daily_limit: Report requests in any 24 hours, at most Klaviyo's daily quota.
         lookback_days: Days before the newest requested day a recent run pulls again.
+        history_start: The first daily partition; unset, it is fixed when the account is first loaded
+            (`history_start.fixed_history_start`).
         segments: Which segments to track (all by default).
     """
 
@@ -171,6 +173,7 @@ class AccountSettings(BaseModel):
     report_rate_per_minute: Annotated[float, Field(strict=True, gt=0)] = float(REPORTS_RATE_LIMIT.per_minute)
     report_daily_limit: Annotated[int, Field(strict=True, ge=1, le=REPORTS_DAILY_QUOTA)] = REPORTS_DAILY_QUOTA
     lookback_days: Annotated[int, Field(strict=True, ge=0, le=MAX_LOOKBACK_DAYS)] = DEFAULT_LOOKBACK_DAYS
+    history_start: dt.date | None = None
     segments: SegmentFilter = SegmentFilter()
 
     @field_validator("name")
@@ -210,26 +213,24 @@ class AccountSettings(BaseModel):
             raise ValueError(f"it is {shown(value)}")
         return value
 
+    @field_validator("history_start", mode="before")
+    @classmethod
+    def _history_start(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = dt.date.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError(f"{shown(value)} is not a date (YYYY-MM-DD)") from None
+        if isinstance(value, dt.datetime) or (value is not None and not isinstance(value, dt.date)):
+            raise ValueError(f"{shown(value)} is not a date (YYYY-MM-DD)")
+        if value is not None and value < REPORTING_DATA_FLOOR:
+            raise ValueError(f"{value} is before Klaviyo's first day of report data ({REPORTING_DATA_FLOOR})")
+        return value
+
     @property
     def zone(self) -> ZoneInfo:
         """The account's timezone as a `ZoneInfo`."""
         return ZoneInfo(self.timezone)
-
-    def api_key(self, env: Mapping[str, str] | None = None) -> ApiKey:
-        """The account's key, read from `api_key_env` in the environment now (never stored on the settings).
-
-        Raises:
-            KlaviyoConfigError: If the variable is unset or empty (the client's error for a missing key).
-        """
-        env = os.environ if env is None else env
-        key = (env.get(self.api_key_env) or "").strip()
-        if not key:
-            raise KlaviyoConfigError(
-                f"{self.api_key_env} is not set, so account {self.name!r} has no API key: create a private API key "
-                "in Klaviyo (Settings > API keys) with the read scopes segments:read and accounts:read, and export "
-                f"it as {self.api_key_env}"
-            )
-        return ApiKey(key)
 
 
 class AccountsFileModel(BaseModel):

@@ -1,21 +1,21 @@
-"""Daily partitions in a Klaviyo account's own days: one definition per account (its timezone).
+"""Daily partitions in a Klaviyo account's own days, from the account's fixed history start.
 
-`daily_partitions` is the single account's (KLAVIYO_TIMEZONE); each account of an accounts file gets
-`account_partitions(its timezone)`. The start is fixed at Klaviyo's first day of segment
-report data: a start computed from "today" would differ between processes that load the code at different
-times. Partitions older than a year stay visible but are refused at run time, before any request, because
-the API refuses them. With the default end offset the last partition is yesterday: today is not finished.
+The start is the account's `history_start` (set in the accounts file, or fixed the day the account is first
+loaded: `segment_pipeline.history_start`), never recomputed from "today" at each load. With the default end
+offset the last partition is yesterday: today is not finished. Days that fall out of Klaviyo's one-year window
+as time passes stay listed (they were loadable, and are loaded, when they were in it); a run for one of them is
+refused before any request.
 """
+
+from __future__ import annotations
 
 import dagster as dg
 
-from ..config import configured_timezone
-from ..klaviyo.limits import REPORTING_DATA_FLOOR
+from ..history_start import fixed_history_start
+from ..ingest.access import KlaviyoAccess
 
 
-def account_partitions(timezone: str) -> dg.DailyPartitionsDefinition:
-    """Days in `timezone` from Klaviyo's first day of segment report data."""
-    return dg.DailyPartitionsDefinition(start_date=REPORTING_DATA_FLOOR.isoformat(), timezone=timezone)
-
-
-daily_partitions = account_partitions(configured_timezone())
+def account_partitions(access: KlaviyoAccess) -> dg.DailyPartitionsDefinition:
+    """The account's days, in its timezone, from its history start."""
+    start = fixed_history_start(access.account, access.settings.storage.history_start_dir)
+    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone=access.account.timezone)

@@ -1,14 +1,20 @@
-"""Client settings, read from the environment. The API key is wrapped so it never shows in a repr or log."""
+"""The client's settings, and the options every account of a deployment shares. No environment here.
+
+`segment_pipeline.settings` reads the variables and builds `KlaviyoOptions`; each account's client gets a
+`KlaviyoSettings` from them (`KlaviyoOptions.for_account`). The API key is wrapped so it never shows in a
+repr, a log or a pickle.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import KlaviyoConfigError
 from .limits import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_RETRY_AFTER_SECONDS,
+    MAX_HISTORY_DAYS,
     REPORT_QUOTA_WINDOW_SECONDS,
     REPORTS_DAILY_LIMIT,
     REPORTS_RATE_LIMIT,
@@ -46,22 +52,9 @@ class ApiKey:
         raise TypeError("an ApiKey cannot be pickled")
 
 
-def _number(env: dict, name: str, default: float, cast=float):
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = cast(raw)
-    except ValueError as exc:
-        raise KlaviyoConfigError(f"{name}={raw!r} is not a number") from exc
-    if value <= 0:
-        raise KlaviyoConfigError(f"{name} must be greater than 0, got {raw!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class KlaviyoSettings:
-    """Everything the client needs. Use `from_env()` to read the documented environment variables."""
+    """Everything one account's client needs (see `KlaviyoOptions.for_account`)."""
 
     api_key: ApiKey = field(repr=False)
     base_url: str = DEFAULT_BASE_URL
@@ -81,48 +74,86 @@ class KlaviyoSettings:
     # the environment variable the key came from: messages about a refused key name it (never the key)
     api_key_variable: str = "KLAVIYO_API_KEY"
 
-    @classmethod
-    def from_env(cls, env: dict | None = None, **overrides) -> KlaviyoSettings:
-        """Read KLAVIYO_* variables (see the README's configuration table); keyword overrides win."""
-        env = dict(os.environ if env is None else env)
-        values = options_from_env(env)
-        key = overrides.pop("api_key", None)
-        values["api_key"] = checked_api_key(env.get("KLAVIYO_API_KEY", "") if key is None else key)
-        values.update(overrides)
-        return cls(**values)
 
-
-def checked_api_key(key: str | ApiKey, variable: str = "KLAVIYO_API_KEY") -> ApiKey:
+def checked_api_key(key: str | ApiKey, variable: str = "KLAVIYO_API_KEY", account_name: str | None = None) -> ApiKey:
     """The key as an ApiKey; an empty one fails with what to do, naming the variable it should come from."""
     if isinstance(key, str):
         key = ApiKey(key.strip())
     if not key:
+        whose = f", so account {account_name!r} has no API key" if account_name else ""
         raise KlaviyoConfigError(
-            f"{variable} is not set: create a private API key in Klaviyo (Settings > API keys) with the "
+            f"{variable} is not set{whose}: create a private API key in Klaviyo (Settings > API keys) with the "
             f"read scopes segments:read and accounts:read, and export it as {variable}"
         )
     return key
 
 
-def options_from_env(env: dict | None = None) -> dict:
-    """Every KlaviyoSettings field but the key, from the KLAVIYO_* variables (unset ones keep their defaults)."""
-    env = dict(os.environ if env is None else env)
-    if env.get("KLAVIYO_BUDGET_PATH"):
-        # silently ignoring it would move the ledger and forget the requests it counted
-        raise KlaviyoConfigError(
-            "KLAVIYO_BUDGET_PATH is no longer read: the report ledger is now one file per Klaviyo account. "
-            "Unset KLAVIYO_BUDGET_PATH (set KLAVIYO_REPORT_LEDGER_DIR if the ledgers must live elsewhere than "
-            "$PIPELINE_STATE_DIR/report_ledgers) and, to keep the old counts, move the old file to "
-            "$PIPELINE_STATE_DIR/klaviyo_report_budget.json: the next run adopts them into the account's ledger"
+TAG_MODES = ("auto", "required", "off")
+DEFAULT_RECONCILE_DAYS = 7
+
+
+@dataclass(frozen=True)
+class KlaviyoOptions:
+    """What every account of a deployment shares: where Klaviyo is, how the client waits and retries, and what
+    the pipeline asks of Klaviyo besides the series (tags, reconciliation).
+
+    Attributes:
+        base_url: Klaviyo's address (the simulator's in the demo and the tests). Keys go to this host only.
+        tags: Segment tags: `auto` (loaded when the key has tags:read), `required`, or `off`.
+        reconcile_days: Days the reconciliation check compares with Klaviyo's values report; 0 is off.
+        ledger_dir: Where the report ledgers live; None: the storage settings' default.
+    """
+
+    base_url: str = DEFAULT_BASE_URL
+    tags: str = "auto"
+    reconcile_days: int = DEFAULT_RECONCILE_DAYS
+    max_retry_after_seconds: float = DEFAULT_MAX_RETRY_AFTER_SECONDS
+    max_attempts: int = 5
+    timeout_seconds: float = 60.0
+    # the rolling window the daily limit is counted over; only tests shorten it
+    report_budget_window_seconds: float = REPORT_QUOTA_WINDOW_SECONDS
+    # a 429 without Retry-After is waited out for this long; only a sped-up simulator shortens it
+    steady_window_seconds: float = STEADY_WINDOW_SECONDS
+    ledger_dir: Path | None = None
+
+    @classmethod
+    def checked(cls, **values) -> KlaviyoOptions:
+        """The options from the values given (None: the default), each checked.
+
+        Raises:
+            KlaviyoConfigError: A value the client cannot use; the message names its variable.
+        """
+        given = {name: value for name, value in values.items() if value is not None}
+        if "tags" in given:
+            given["tags"] = given["tags"].strip().lower()
+        if "base_url" in given:
+            given["base_url"] = given["base_url"].rstrip("/")
+        options = cls(**given)
+        if options.tags not in TAG_MODES:
+            raise KlaviyoConfigError(f"KLAVIYO_TAGS={options.tags!r} must be one of {', '.join(TAG_MODES)}")
+        if not 0 <= options.reconcile_days <= MAX_HISTORY_DAYS:
+            raise KlaviyoConfigError(f"KLAVIYO_RECONCILE_DAYS must be between 0 (off) and {MAX_HISTORY_DAYS}")
+        return options
+
+    def for_account(
+        self,
+        api_key: ApiKey,
+        api_key_variable: str,
+        report_rate_per_minute: float,
+        report_daily_limit: int,
+        ledger_dir: Path,
+    ) -> KlaviyoSettings:
+        """One account's client settings: these options, its key, pace and share of the daily quota."""
+        return KlaviyoSettings(
+            api_key=api_key,
+            api_key_variable=api_key_variable,
+            base_url=self.base_url,
+            report_rate_per_minute=report_rate_per_minute,
+            report_daily_limit=report_daily_limit,
+            report_budget_window_seconds=self.report_budget_window_seconds,
+            steady_window_seconds=self.steady_window_seconds,
+            max_retry_after_seconds=self.max_retry_after_seconds,
+            max_attempts=self.max_attempts,
+            timeout_seconds=self.timeout_seconds,
+            ledger_dir=str(ledger_dir),
         )
-    return dict(
-        base_url=(env.get("KLAVIYO_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
-        report_rate_per_minute=_number(env, "KLAVIYO_REPORT_RATE_PER_MINUTE", REPORTS_RATE_LIMIT.per_minute),
-        report_daily_limit=_number(env, "KLAVIYO_REPORT_DAILY_LIMIT", REPORTS_DAILY_LIMIT, int),
-        report_budget_window_seconds=_number(env, "KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS", REPORT_QUOTA_WINDOW_SECONDS),
-        steady_window_seconds=_number(env, "KLAVIYO_STEADY_WINDOW_SECONDS", STEADY_WINDOW_SECONDS),
-        max_retry_after_seconds=_number(env, "KLAVIYO_MAX_RETRY_AFTER", DEFAULT_MAX_RETRY_AFTER_SECONDS),
-        max_attempts=_number(env, "KLAVIYO_MAX_ATTEMPTS", KlaviyoSettings.max_attempts, int),
-        timeout_seconds=_number(env, "KLAVIYO_TIMEOUT", KlaviyoSettings.timeout_seconds),
-        ledger_dir=env.get("KLAVIYO_REPORT_LEDGER_DIR") or None,
-    )

@@ -2,25 +2,21 @@
 
 import dagster as dg
 
-from ...config import DEFAULT_ACCOUNT_NAME
 from ...tables import ACCOUNTS_TABLE, RAW_DATASET, SEGMENT_SERIES_TABLE
-from ..resources import WarehouseResource
-from .assets import SERIES_KEY
+from .assets import holder
 
 _SERIES = f"{RAW_DATASET}.{SEGMENT_SERIES_TABLE}"
 
 
 def _account_rows(account_name: str) -> tuple[str, list]:
-    """The rows of one account: the single account owns the whole table; a named one its Klaviyo account's rows."""
-    if account_name == DEFAULT_ACCOUNT_NAME:
-        return "true", []
+    """The rows of one account: those of the Klaviyo account stored under its name."""
     return f"account_id in (select account_id from {RAW_DATASET}.{ACCOUNTS_TABLE} where account_name = ?)", [
         account_name
     ]
 
 
-def _count(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, sql: str, params: list) -> int:
-    with warehouse.read(context) as connection:
+def _count(context: dg.AssetCheckExecutionContext, sql: str, params: list) -> int:
+    with context.resources.warehouse.read(holder(context)) as connection:
         return connection.execute(sql, params).fetchone()[0]
 
 
@@ -29,14 +25,14 @@ def build_series_checks(account_name: str, series_key: dg.AssetKey) -> list[dg.A
     rows, params = _account_rows(account_name)
 
     @dg.asset_check(
-        asset=series_key, name="series_has_one_row_per_segment_day", description="No (segment, day) is stored twice."
+        asset=series_key,
+        name="series_has_one_row_per_segment_day",
+        description="No (segment, day) is stored twice.",
+        required_resource_keys={"warehouse"},
     )
-    def series_has_one_row_per_segment_day(
-        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-    ) -> dg.AssetCheckResult:
+    def series_has_one_row_per_segment_day(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         duplicates = _count(
             context,
-            warehouse,
             f"select count(*) from (select 1 from {_SERIES} where {rows} "
             "group by account_id, segment_id, date having count(*) > 1)",
             params,
@@ -47,13 +43,11 @@ def build_series_checks(account_name: str, series_key: dg.AssetKey) -> list[dg.A
         asset=series_key,
         name="series_net_equals_added_minus_removed",
         description="Klaviyo's numbers agree with themselves: net = added - removed (a warning, not an error).",
+        required_resource_keys={"warehouse"},
     )
-    def series_net_equals_added_minus_removed(
-        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-    ) -> dg.AssetCheckResult:
+    def series_net_equals_added_minus_removed(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         mismatches = _count(
             context,
-            warehouse,
             f"select count(*) from {_SERIES} where {rows} and net_members_changed <> members_added - members_removed",
             params,
         )
@@ -63,6 +57,3 @@ def build_series_checks(account_name: str, series_key: dg.AssetKey) -> list[dg.A
 
     return [series_has_one_row_per_segment_day, series_net_equals_added_minus_removed]
 
-
-# the single account's (a deployment without an accounts file)
-series_checks = build_series_checks(DEFAULT_ACCOUNT_NAME, SERIES_KEY)

@@ -7,7 +7,7 @@ daily run tells someone without them opening the report. A warning never stops t
 import dagster as dg
 
 from ...tables import MARTS_SCHEMA
-from ..resources import WarehouseResource
+from ..ingest.assets import holder
 
 ANOMALIES_KEY = dg.AssetKey([MARTS_SCHEMA, "segment_anomalies"])
 
@@ -25,15 +25,14 @@ order by anomalies.is_anomaly desc, abs(anomalies.robust_z) desc, anomalies.segm
 
 @dg.asset_check(
     asset=ANOMALIES_KEY,
+    required_resource_keys={"warehouse"},
     description=(
         "Warns when segments stand out on the newest loaded day (churn or net change with a robust z-score of "
         "at least 3.5 against their previous 28 days); days whose definition changed are listed, not counted."
     ),
 )
-def no_anomalies_on_the_newest_day(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-) -> dg.AssetCheckResult:
-    with warehouse.read(context) as connection:
+def no_anomalies_on_the_newest_day(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    with context.resources.warehouse.read(holder(context)) as connection:
         rows = connection.execute(_NEWEST_DAY_SQL).fetchall()
     anomalies = [row for row in rows if row[-1]]
     lines = ["| segment | day | metric | value | usual | robust z | reason |", "|---|---|---|---:|---:|---:|---|"]

@@ -1,29 +1,23 @@
-"""The daily reconciliation check: the loaded series against Klaviyo's segment values report.
+"""The reconciliation check of one account: its loaded series against Klaviyo's segment values report.
 
-Its requests come out of the same daily report budget (the client's ledger) as the series; the series
-asset reserves them in its up-front budget check, and the check's metadata counts what it planned and
-sent. KLAVIYO_RECONCILE_DAYS=0 turns it off (it then sends nothing and says so).
+Its requests come out of the same daily report budget as the series; the series asset reserves them when the
+run includes this check. KLAVIYO_RECONCILE_DAYS=0 turns it off (it then sends nothing and says so).
 """
 
-import datetime as dt
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from ... import reconciliation as rc
-from ... import warehouse as wh
-from ...accounts import select_segments
-from ...config import DEFAULT_ACCOUNT_NAME
-from ..account_names import resource_key
-from ..ingest.assets import SERIES_KEY, account_label, check_account_timezone, explained_failures
-from ..partitions import daily_partitions
-from ..resources import KlaviyoResource, WarehouseResource
+from ...ingest.access import KlaviyoAccess
+from ..account_names import ACCOUNT_TAG, pool_name, resource_key
+from ..failures import explained_failures
+from ..ingest.assets import holder
 
 # how many mismatches the check's description lists (all of them are in the metadata table)
 _NAMED_IN_DESCRIPTION = 10
 
 
-def _mismatch_table(mismatches: list[rc.Mismatch]) -> str:
+def _mismatch_table(mismatches: tuple[rc.Mismatch, ...]) -> str:
     lines = ["| segment | statistic | loaded | Klaviyo | difference |", "|---|---|---:|---:|---:|"]
     for m in mismatches:
         name = (m.segment_name or "").replace("|", "\\|")
@@ -32,14 +26,54 @@ def _mismatch_table(mismatches: list[rc.Mismatch]) -> str:
     return "\n".join(lines)
 
 
-def build_reconciliation_check(account_name: str, series_key: dg.AssetKey, timezone: str) -> dg.AssetChecksDefinition:
-    """The account's reconciliation check, on its series asset, with its Klaviyo resource."""
-    klaviyo_key = resource_key(account_name)
+def check_result(result: rc.Reconciliation) -> dg.AssetCheckResult:
+    """The check's verdict and metadata from what the reconciliation found."""
+    if not result.enabled:
+        return dg.AssetCheckResult(
+            passed=True,
+            description="Reconciliation is off (KLAVIYO_RECONCILE_DAYS=0); nothing was compared or sent.",
+            metadata={"enabled": False, "report_requests_sent": 0},
+        )
+    if result.window is None:
+        return dg.AssetCheckResult(
+            passed=True, description="No series is loaded yet; nothing to compare.", metadata={"enabled": True}
+        )
+    window, mismatches = result.window, result.mismatches
+    metadata = {
+        "enabled": True,
+        "first_day": window.start.isoformat(),
+        "last_day": window.end.isoformat(),
+        "segments_compared": result.segments_compared,
+        "segments_disagreeing": result.segments_disagreeing,
+        "report_requests_planned": result.requests_planned,
+        "report_requests_sent": result.requests_sent,
+        "report_requests_left_today": result.requests_left_today,
+    }
+    if not mismatches:
+        description = f"All {result.segments_compared} segments agree with Klaviyo for {window.start} to {window.end}."
+        return dg.AssetCheckResult(passed=True, description=description, metadata=metadata)
+    metadata["mismatches"] = dg.MetadataValue.md(_mismatch_table(mismatches))
+    named = "; ".join(m.describe() for m in mismatches[:_NAMED_IN_DESCRIPTION])
+    more = len(mismatches) - _NAMED_IN_DESCRIPTION
+    segments = result.segments_disagreeing
+    description = (
+        f"{segments} segment{'s' * (segments != 1)} disagree{'s' * (segments == 1)} with Klaviyo's values report "
+        f"for {window.start} to {window.end}: {named}{f'; and {more} more' if more > 0 else ''}. Re-run the "
+        "series for those days to reload them."
+    )
+    return dg.AssetCheckResult(passed=False, description=description, metadata=metadata)
+
+
+def build_reconciliation_check(access: KlaviyoAccess, series_key: dg.AssetKey) -> dg.AssetChecksDefinition:
+    """The account's reconciliation check, on its series asset."""
+    klaviyo_key = resource_key(access.name)
 
     @dg.asset_check(
         asset=series_key,
         name=rc.CHECK_NAME,
         required_resource_keys={klaviyo_key, "warehouse"},
+        pool=pool_name(access.name),
+        op_tags={ACCOUNT_TAG: access.name},
         description=(
             "The loaded series agrees with Klaviyo's segment values report over the last KLAVIYO_RECONCILE_DAYS "
             "loaded days (members added and removed summed, total members on the last day), segment by segment. "
@@ -48,74 +82,10 @@ def build_reconciliation_check(account_name: str, series_key: dg.AssetKey, timez
         ),
     )
     def series_reconciles_with_klaviyo(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        resources = context.resources
-        return reconcile(context, getattr(resources, klaviyo_key), resources.warehouse, timezone)
+        with explained_failures(access.label):
+            result = rc.reconcile_account(
+                getattr(context.resources, klaviyo_key), context.resources.warehouse, holder(context)
+            )
+        return check_result(result)
 
     return series_reconciles_with_klaviyo
-
-
-def reconcile(
-    context: dg.AssetCheckExecutionContext, klaviyo: KlaviyoResource, warehouse: WarehouseResource, timezone: str
-) -> dg.AssetCheckResult:
-    """Compare the account's last loaded days with Klaviyo's values report; a check result either way."""
-    days = klaviyo.reconcile_days
-    if days == 0:
-        return dg.AssetCheckResult(
-            passed=True,
-            description=f"Reconciliation is off ({rc.RECONCILE_DAYS_SETTING}=0); nothing was compared or sent.",
-            metadata={"enabled": False, "report_requests_sent": 0},
-        )
-    settings = warehouse.settings
-    yesterday = dt.datetime.now(ZoneInfo(timezone)).date() - dt.timedelta(days=1)
-    with explained_failures(account_label(klaviyo)), klaviyo.fetch_lock(context), klaviyo.client() as client:
-        account = client.get_account()
-        check_account_timezone(account, timezone, klaviyo)
-        # the warehouse lock only while reading the warehouse, not while Klaviyo answers
-        with warehouse.lock(context):
-            window = rc.latest_window(settings.warehouse_path, account.id, days, yesterday)
-            loaded = rc.loaded_values(settings.warehouse_path, account.id, window) if window is not None else {}
-            if not klaviyo.segment_filter.tracks_all:
-                # only the segments the account tracks now (the series asset reserved requests for those)
-                live = wh.live_segments(settings.warehouse_path, account.id)
-                tracked = {row["id"] for row in select_segments(live, klaviyo.segment_filter)}
-                loaded = {segment_id: values for segment_id, values in loaded.items() if segment_id in tracked}
-        if window is None:
-            return dg.AssetCheckResult(
-                passed=True, description="No series is loaded yet; nothing to compare.", metadata={"enabled": True}
-            )
-        planned = rc.request_count(len(loaded), days)
-        client.budget.ensure_available(planned)
-        reported = rc.klaviyo_values(client, sorted(loaded), window, timezone)
-        sent = client.stats.sent_for("reports")
-        left = client.budget.remaining()
-    mismatches = rc.compare(loaded, reported, window)
-    bad_segments = sorted({m.segment_id for m in mismatches})
-    metadata = {
-        "enabled": True,
-        "first_day": window.start.isoformat(),
-        "last_day": window.end.isoformat(),
-        "segments_compared": len(set(loaded) & set(reported)),
-        "segments_disagreeing": len(bad_segments),
-        "report_requests_planned": planned,
-        "report_requests_sent": sent,
-        "report_requests_left_today": left,
-    }
-    if mismatches:
-        metadata["mismatches"] = dg.MetadataValue.md(_mismatch_table(mismatches))
-        named = "; ".join(m.describe() for m in mismatches[:_NAMED_IN_DESCRIPTION])
-        more = (
-            f"; and {len(mismatches) - _NAMED_IN_DESCRIPTION} more" if len(mismatches) > _NAMED_IN_DESCRIPTION else ""
-        )
-        description = (
-            f"{len(bad_segments)} segment(s) disagree with Klaviyo's values report for {window.start} to "
-            f"{window.end}: {named}{more}. Re-run the series for those days to reload them."
-        )
-    else:
-        description = (
-            f"All {metadata['segments_compared']} segments agree with Klaviyo for {window.start} to {window.end}."
-        )
-    return dg.AssetCheckResult(passed=not mismatches, description=description, metadata=metadata)
-
-
-# the single account's (a deployment without an accounts file)
-series_reconciles_with_klaviyo = build_reconciliation_check(DEFAULT_ACCOUNT_NAME, SERIES_KEY, daily_partitions.timezone)

@@ -1,0 +1,54 @@
+"""How a step's errors reach the UI: a `dagster.Failure` that says what happened and what to do.
+
+Transient trouble (5xx after retries, a spent quota, a locked file) may be retried by a run retry policy;
+anything else (a bad key, a refused window, a malformed response) would fail the same way again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import dagster as dg
+
+from .. import warehouse as wh
+from ..config import ConfigError
+from ..ingest.access import IngestError
+from ..klaviyo import KlaviyoError, KlaviyoQuotaExhausted, KlaviyoServerError, ReportWindowError
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """The Klaviyo, warehouse or ingestion error behind a dlt step failure, if there is one."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (KlaviyoError, wh.WarehouseLockedError, IngestError, ConfigError)):
+            return exc
+        if isinstance(exc, Exception) and wh.is_lock_error(exc):
+            # the file was taken between our read and dlt's load: say so plainly, not as a dlt stack
+            return wh.WarehouseLockedError(
+                f"the warehouse is locked by {wh.lock_holder(exc)}: close that DuckDB session and run again; "
+                "this run's rows were not loaded"
+            )
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextlib.contextmanager
+def explained_failures(label: str) -> Iterator[None]:
+    """Turn service errors into a Failure whose description starts with `label` (e.g. "account 'brand_a'")."""
+    # dlt costs half a second to import: loading the code (webserver, `definitions validate`) need not pay
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
+    try:
+        yield
+    except dg.Failure:
+        raise
+    except (KlaviyoError, wh.WarehouseLockedError, IngestError, ConfigError, PipelineStepFailed) as exc:
+        cause = _cause(exc) or exc
+        retryable = isinstance(cause, (KlaviyoServerError, KlaviyoQuotaExhausted, wh.WarehouseLockedError))
+        text = str(cause)
+        if isinstance(cause, ReportWindowError):
+            text = f"{text}. No request was sent."
+        description = text if text.startswith(label) else f"{label}: {text}"
+        raise dg.Failure(description=description, allow_retries=retryable) from exc

@@ -1,0 +1,108 @@
+"""Refreshing one account's segments: the listing, their definition history, tags and the account. No Dagster here.
+
+Klaviyo is asked outside the warehouse lock, under the account's own fetch lock: other accounts load while it
+answers, and the DuckDB file is held only to read what is stored and to load what came.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from .. import warehouse as wh
+from ..klaviyo import Account, KlaviyoAuthError, KlaviyoClient
+from ..klaviyo.limits import SCOPE_TAGS
+from ..warehouse import Warehouse
+from ..warehouse import Holder
+from .access import IngestError, KlaviyoAccess
+
+
+@dataclass(frozen=True)
+class SegmentsOutcome:
+    """What a refresh of the segments found and loaded."""
+
+    account: Account
+    segments: int
+    new_segments: int
+    deleted_segments: int
+    inactive_segments: int
+    requests_sent: int
+    tags_loaded: bool
+    tags: int
+    definition_versions: int
+
+
+def list_segments_and_tags(
+    client: KlaviyoClient, log: logging.Logger, mode: str
+) -> tuple[list[dict], dict[str, str] | None]:
+    """Every segment resource, and tag id -> name (None when tags were not loaded this run).
+
+    Tags need the tags:read scope, which keys made before tags were loaded do not have. With `auto` a key
+    without it still loads every segment: the run logs a warning naming the scope and the stored tags are
+    left as they were. `required` fails the run instead; `off` never asks for tags.
+    """
+    if mode == "off":
+        return client.list_segments(), None
+    try:
+        return client.list_segments_with_tags()
+    except KlaviyoAuthError as exc:
+        if exc.status != 403 or mode == "required":
+            raise
+        log.warning(
+            "the API key lacks the %s scope, so segment tags were not loaded this run and the stored tags are "
+            "kept as last loaded; add %s to the key (or set KLAVIYO_TAGS=off to stop asking)",
+            SCOPE_TAGS,
+            SCOPE_TAGS,
+        )
+        return client.list_segments(), None
+
+
+def check_one_name_per_account(access: KlaviyoAccess, account: Account, stored_names: list[str]) -> None:
+    """Two accounts of the file with keys of the same Klaviyo account would load its rows under two names."""
+    clashing = sorted(set(stored_names) & set(access.other_account_names))
+    if clashing:
+        raise IngestError(
+            f"{access.label}: its key belongs to Klaviyo account {account.id}, which is already loaded as "
+            f"account {clashing[0]!r} of {access.settings.accounts.source}. Keep one entry for that Klaviyo "
+            "account in the file (each entry needs a key of a different account); nothing was loaded."
+        )
+
+
+def refresh_segments(
+    access: KlaviyoAccess, warehouse: Warehouse, holder: Holder, log: logging.Logger
+) -> SegmentsOutcome:
+    """List the account's segments and load them, their definition versions, tags and the account."""
+    from ..sources.segments import klaviyo_segments_source  # dlt: imported by runs, not by loading the code
+
+    loaded_at = dt.datetime.now(dt.UTC)
+    with access.fetch_lock(holder), access.client() as client:
+        account = client.get_account()
+        access.check_timezone(account)
+        resources, tag_names = list_segments_and_tags(client, log, access.settings.klaviyo.tags)
+        requests_sent = sum(client.stats.sent.values())
+        # still under the fetch lock: a second run of the account never loads an older listing after this one
+        with warehouse.lock(holder):
+            check_one_name_per_account(access, account, wh.account_names_of(warehouse.path, account.id))
+            previous = wh.stored_segments(warehouse.path, account.id)
+            pipeline = warehouse.pipeline("klaviyo_segments")
+            # a package left by a failed run would be loaded in place of this run's data: drop it
+            pipeline.abort_packages()
+            pipeline.run(
+                klaviyo_segments_source(account, resources, previous, loaded_at, tag_names, account_name=access.name)
+            )
+            versions = wh.definition_version_count(warehouse.path, account.id)
+    live_ids = {resource["id"] for resource in resources}
+    known_ids = {row["id"] for row in previous if not row.get("is_deleted")}
+    log.info("loaded %d segments of %s (Klaviyo account %s)", len(resources), access.label, account.id)
+    return SegmentsOutcome(
+        account=account,
+        segments=len(resources),
+        new_segments=len(live_ids - known_ids),
+        deleted_segments=len(known_ids - live_ids),
+        inactive_segments=sum(1 for r in resources if not (r.get("attributes") or {}).get("is_active", True)),
+        requests_sent=requests_sent,
+        tags_loaded=tag_names is not None,
+        tags=len(tag_names or {}),
+        definition_versions=versions,
+    )

@@ -1,0 +1,279 @@
+"""The deployment's settings, read once: the one module that reads the environment.
+
+`load_settings()` reads the documented variables (and the accounts file `KLAVIYO_ACCOUNTS_FILE` names) and
+returns frozen, typed `Settings`; everything else is handed them: the Dagster definitions
+(`defs.build_definitions`), the command line and the devtools. Without an accounts file the single-account
+variables become a one-account deployment through the same path: an account named `default`.
+
+Every variable is listed once, in `VARIABLES`, with its default and what it does; `docs/configuration.md`
+is checked against that list by the tests. An API key is never part of the settings: only the *name* of
+the variable that holds it is, and `read_api_key` reads the key when a run needs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import ValidationError
+
+from .accounts import AccountsFileError, read_accounts_file
+from .accounts.settings import ACCOUNTS_FILE_ENV, FIELD_HINTS, SINGLE_ACCOUNT_KEY_ENV, Accounts, AccountSettings
+from .config import (
+    DEFAULT_ACCOUNT_NAME,
+    DEFAULT_TIMEZONE,
+    ConfigError,
+    StorageSettings,
+)
+from .klaviyo.errors import KlaviyoConfigError
+from .klaviyo.settings import ApiKey, KlaviyoOptions, checked_api_key
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One documented environment variable: its name, its default as shown to users, and what it does."""
+
+    name: str
+    default: str
+    meaning: str
+
+
+# Every variable the pipeline reads, in the order docs/configuration.md lists them.
+VARIABLES: tuple[Variable, ...] = (
+    Variable("KLAVIYO_API_KEY", "(unset)", "the private key of the one account (without an accounts file)"),
+    Variable("KLAVIYO_TIMEZONE", DEFAULT_TIMEZONE, "the one account's timezone as Klaviyo shows it"),
+    Variable("KLAVIYO_REPORT_RATE_PER_MINUTE", "2", "the one account's report requests a minute"),
+    Variable("KLAVIYO_REPORT_DAILY_LIMIT", "225", "the one account's share of Klaviyo's daily report quota"),
+    Variable("SERIES_LOOKBACK_DAYS", "(see below)", "the one account's late-data lookback, in days"),
+    Variable("KLAVIYO_HISTORY_START", "(first load - 1 year)", "the one account's first daily partition"),
+    Variable(ACCOUNTS_FILE_ENV, "(unset)", "a YAML file of several accounts; the five above are then ignored"),
+    Variable("KLAVIYO_BASE_URL", "https://a.klaviyo.com", "where Klaviyo is (the simulator's URL in the demo)"),
+    Variable("KLAVIYO_TAGS", "auto", "segment tags: auto, required or off"),
+    Variable("KLAVIYO_RECONCILE_DAYS", "7", "days compared with Klaviyo's values report; 0 turns it off"),
+    Variable("KLAVIYO_MAX_RETRY_AFTER", "600", "the longest Retry-After the client sleeps on, in seconds"),
+    Variable("KLAVIYO_MAX_ATTEMPTS", "5", "attempts of one request (429s, 5xx, dropped connections)"),
+    Variable("KLAVIYO_TIMEOUT", "60", "seconds a request may take"),
+    Variable("KLAVIYO_REPORT_LEDGER_DIR", "$PIPELINE_STATE_DIR/report_ledgers", "where the report ledgers live"),
+    Variable("KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS", "86400", "the window the daily budget counts (tests only)"),
+    Variable("KLAVIYO_STEADY_WINDOW_SECONDS", "60", "Klaviyo's steady window (a sped-up simulator only)"),
+    Variable("WAREHOUSE_PATH", "data/warehouse.duckdb", "the DuckDB warehouse file"),
+    Variable("ANALYTICS_PATH", "data/analytics.duckdb", "the analysts' copy, replaced after every build"),
+    Variable("PIPELINE_STATE_DIR", "data/state", "staged responses, ledgers, locks, history starts"),
+    Variable("CHARTS_DIR", "data/charts", "the growth report and its PNG"),
+    Variable("DUCKDB_MEMORY_LIMIT", "256MB", "memory each DuckDB connection of the pipeline may use"),
+    Variable("WAREHOUSE_LOCK_TIMEOUT_SECONDS", "21600", "how long a step waits for another step's warehouse lock"),
+    Variable("WAREHOUSE_DUCKDB_WAIT_SECONDS", "60", "how long a step waits for a DuckDB session outside the pipeline"),
+    Variable("SERIES_RESUME_INTERVAL_SECONDS", "300", "how often the resume sensor looks at unfinished ranges"),
+)
+_KNOWN = {variable.name for variable in VARIABLES}
+# variables of earlier versions that must not be silently ignored
+_RETIRED = {
+    "KLAVIYO_BUDGET_PATH": (
+        "KLAVIYO_BUDGET_PATH is no longer read: the report ledger is one file per Klaviyo account. Unset it (set "
+        "KLAVIYO_REPORT_LEDGER_DIR if the ledgers must live elsewhere than $PIPELINE_STATE_DIR/report_ledgers) "
+        "and, to keep the old counts, move the old file to $PIPELINE_STATE_DIR/klaviyo_report_budget.json: the "
+        "next run adopts them into the account's ledger"
+    ),
+}
+# the single-account variables an accounts file replaces: ignored with the file, whatever they hold
+SINGLE_ACCOUNT_VARIABLES = (
+    SINGLE_ACCOUNT_KEY_ENV,
+    "KLAVIYO_TIMEZONE",
+    "KLAVIYO_REPORT_RATE_PER_MINUTE",
+    "KLAVIYO_REPORT_DAILY_LIMIT",
+    "SERIES_LOOKBACK_DAYS",
+    "KLAVIYO_HISTORY_START",
+)
+DEFAULT_RESUME_INTERVAL_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a deployment is configured with.
+
+    Attributes:
+        storage: Where the warehouse, the analyst copy, the report and the state live.
+        klaviyo: What every account shares: where Klaviyo is, how the client retries, tags, reconciliation.
+        accounts: The Klaviyo accounts (one, `default`, without an accounts file).
+        resume_interval_seconds: How often the resume sensor looks at ranges the report budget cut short.
+    """
+
+    storage: StorageSettings
+    klaviyo: KlaviyoOptions = field(default_factory=KlaviyoOptions)
+    accounts: Accounts = field(default_factory=lambda: Accounts((_default_account({}),)))
+    resume_interval_seconds: int = DEFAULT_RESUME_INTERVAL_SECONDS
+
+    @property
+    def ledger_dir(self) -> Path:
+        """The report ledgers, one `<account id>.json` per Klaviyo account, shared by every run."""
+        return self.klaviyo.ledger_dir or self.storage.report_ledger_dir
+
+    def where_configured(self, account: AccountSettings) -> str:
+        """Where an account's settings are written, for messages that say what to change."""
+        if self.accounts.source is not None:
+            return f"account {account.name!r} in {self.accounts.source}"
+        return "the KLAVIYO_* variables"
+
+    def with_accounts(self, accounts: Accounts) -> Settings:
+        return replace(self, accounts=accounts)
+
+
+def load_settings(env: Mapping[str, str] | None = None, **storage_overrides: Any) -> Settings:
+    """The deployment's settings from `env` (default: the process environment) and the accounts file it names.
+
+    Args:
+        env: The variables to read.
+        storage_overrides: `StorageSettings` fields that win over the variables (tests, the demo).
+
+    Raises:
+        ConfigError: A variable holds a value the pipeline cannot use (the message names it and the fix).
+        AccountsFileError: The accounts file has problems (one line each, with its line number and fix).
+    """
+    env = dict(os.environ if env is None else env)
+    for name, message in _RETIRED.items():
+        if env.get(name):
+            raise ConfigError(message)
+    storage = StorageSettings.resolved(
+        warehouse_path=_text(env, "WAREHOUSE_PATH"),
+        analytics_path=_text(env, "ANALYTICS_PATH"),
+        state_dir=_text(env, "PIPELINE_STATE_DIR"),
+        charts_dir=_text(env, "CHARTS_DIR"),
+        duckdb_memory_limit=_text(env, "DUCKDB_MEMORY_LIMIT"),
+        lock_timeout_seconds=_number(env, "WAREHOUSE_LOCK_TIMEOUT_SECONDS", float),
+        duckdb_wait_seconds=_number(env, "WAREHOUSE_DUCKDB_WAIT_SECONDS", float, minimum=0),
+        **storage_overrides,
+    )
+    ledger_dir = _text(env, "KLAVIYO_REPORT_LEDGER_DIR")
+    try:
+        klaviyo = KlaviyoOptions.checked(
+            base_url=_text(env, "KLAVIYO_BASE_URL"),
+            tags=_text(env, "KLAVIYO_TAGS"),
+            reconcile_days=_number(env, "KLAVIYO_RECONCILE_DAYS", int, minimum=0),
+            max_retry_after_seconds=_number(env, "KLAVIYO_MAX_RETRY_AFTER", float),
+            max_attempts=_number(env, "KLAVIYO_MAX_ATTEMPTS", int),
+            timeout_seconds=_number(env, "KLAVIYO_TIMEOUT", float),
+            report_budget_window_seconds=_number(env, "KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS", float),
+            steady_window_seconds=_number(env, "KLAVIYO_STEADY_WINDOW_SECONDS", float),
+            ledger_dir=Path(ledger_dir).expanduser().resolve() if ledger_dir else None,
+        )
+    except KlaviyoConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    accounts_file = (env.get(ACCOUNTS_FILE_ENV) or "").strip()
+    if accounts_file:
+        accounts = read_accounts_file(Path(accounts_file).expanduser().resolve(), env)
+    else:
+        accounts = Accounts((_default_account(env),), None)
+    return Settings(
+        storage=storage,
+        klaviyo=klaviyo,
+        accounts=accounts,
+        resume_interval_seconds=_number(env, "SERIES_RESUME_INTERVAL_SECONDS", int)
+        or DEFAULT_RESUME_INTERVAL_SECONDS,
+    )
+
+
+def read_api_key(account: AccountSettings, env: Mapping[str, str] | None = None) -> ApiKey:
+    """The account's key, read from its variable when a run needs it (never kept in the settings).
+
+    Raises:
+        KlaviyoConfigError: The variable is unset or empty; the message names it and how to get a key.
+    """
+    env = os.environ if env is None else env
+    return checked_api_key(env.get(account.api_key_env) or "", account.api_key_env, account_name=account.name)
+
+
+def key_is_set(account: AccountSettings, env: Mapping[str, str] | None = None) -> bool:
+    """Whether the account's key variable holds something (checked up front by commands that start runs)."""
+    env = os.environ if env is None else env
+    return bool((env.get(account.api_key_env) or "").strip())
+
+
+def unknown_variables(env: Mapping[str, str] | None = None, prefixes: tuple[str, ...] = ("KLAVIYO_",)) -> list[str]:
+    """Variables with the pipeline's prefix that it does not read (a typo such as KLAVIYO_TIMEZNOE)."""
+    env = os.environ if env is None else env
+    accounts_keys = {name for name in env if name.startswith("KLAVIYO_API_KEY")}
+    return sorted(
+        name
+        for name in env
+        if name.startswith(prefixes) and name not in _KNOWN and name not in _RETIRED and name not in accounts_keys
+    )
+
+
+def _default_account(env: Mapping[str, str]) -> AccountSettings:
+    """The one account the single-account variables describe, named `default`."""
+    values: dict[str, Any] = {
+        "name": DEFAULT_ACCOUNT_NAME,
+        "api_key_env": SINGLE_ACCOUNT_KEY_ENV,
+        "timezone": _timezone(env),
+    }
+    optional: dict[str, tuple[str, Callable[[str], Any]]] = {
+        "report_rate_per_minute": ("KLAVIYO_REPORT_RATE_PER_MINUTE", float),
+        "report_daily_limit": ("KLAVIYO_REPORT_DAILY_LIMIT", int),
+        "lookback_days": ("SERIES_LOOKBACK_DAYS", int),
+        "history_start": ("KLAVIYO_HISTORY_START", dt.date.fromisoformat),
+    }
+    for name, (variable, cast) in optional.items():
+        raw = (env.get(variable) or "").strip()
+        if not raw:
+            continue
+        try:
+            values[name] = cast(raw)
+        except ValueError:
+            raise ConfigError(f"{variable}={raw!r} cannot be read. Fix: {FIELD_HINTS[name]}") from None
+    try:
+        return AccountSettings.model_validate(values)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        name = str(first["loc"][0])
+        variable = optional[name][0] if name in optional else "KLAVIYO_TIMEZONE"
+        raise ConfigError(f"{variable}={env.get(variable)!r}: {first['msg']}. Fix: {FIELD_HINTS[name]}") from None
+
+
+def _timezone(env: Mapping[str, str]) -> str:
+    name = (env.get("KLAVIYO_TIMEZONE") or "").strip() or DEFAULT_TIMEZONE
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"KLAVIYO_TIMEZONE={name!r} is not an IANA timezone name. Fix: {FIELD_HINTS['timezone']}"
+        ) from None
+    return name
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = (env.get(name) or "").strip()
+    return value or None
+
+
+def _number(env: Mapping[str, str], name: str, cast: Callable[[str], Any], minimum: float = 1e-9) -> Any:
+    """A numeric variable (None when unset); `minimum` 0 allows zero, the default only positive values."""
+    raw = _text(env, name)
+    if raw is None:
+        return None
+    try:
+        value = cast(raw)
+    except ValueError:
+        kind = "a whole number" if cast is int else "a number"
+        raise ConfigError(f"{name}={raw!r} is not {kind}") from None
+    if value != value or value < minimum:  # NaN, or below the least the setting allows
+        least = "above 0" if minimum < 1e-6 else f"at least {minimum:g}"
+        raise ConfigError(f"{name}={raw!r} must be {least}")
+    return value
+
+
+__all__ = [
+    "ACCOUNTS_FILE_ENV",
+    "SINGLE_ACCOUNT_VARIABLES",
+    "VARIABLES",
+    "AccountsFileError",
+    "Settings",
+    "key_is_set",
+    "load_settings",
+    "read_api_key",
+    "unknown_variables",
+]
