@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from segment_pipeline.klaviyo.limits import REPORTING_DATA_FLOOR
-
 from .account_config import SimulatorConfig, derive_id
 from .growth import GrowthModel, SegmentSeries, noise_table
 from .names import segment_names
+from .rules import REPORTING_DATA_FLOOR
 from .segment_definitions import CONDITION_BUILDERS, build_definition, edited_definition
 from .tags import Tag, segment_tags
 

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from segment_pipeline.klaviyo.limits import (
+from .account import SimulatedAccount
+from .account_config import SimulatorConfig
+from .error_documents import ApiError, invalid, throttled_document
+from .fixed_windows import FixedWindowLimiter
+from .query import Query, check_known_parameters, csv_values, to_query
+from .recording import Headers
+from .reports import series_report, values_report
+from .rules import (
     ACCOUNTS_PATH,
     ACCOUNTS_RATE_LIMIT,
     JSON_API_MEDIA_TYPE,
@@ -28,14 +35,6 @@ from segment_pipeline.klaviyo.limits import (
     SEGMENTS_RATE_LIMIT,
     RateLimit,
 )
-
-from .account import SimulatedAccount
-from .account_config import SimulatorConfig
-from .error_documents import ApiError, invalid, throttled_document
-from .fixed_windows import FixedWindowLimiter
-from .query import Query, check_known_parameters, csv_values, to_query
-from .recording import Headers
-from .reports import series_report, values_report
 from .segments_api import get_segment, list_segments
 
 SEGMENTS_FAMILY = "segments"

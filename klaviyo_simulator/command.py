@@ -1,10 +1,8 @@
-"""Command line of the simulator: `serve` runs it as its own process until SIGINT or SIGTERM, `demo` runs the
-whole pipeline on it.
+"""Command line of the simulator: `serve` runs it as its own process until SIGINT or SIGTERM.
 
     klaviyo-simulator serve --port 8765 --segments 120 --seed 3
     python -m klaviyo_simulator serve --port 8765     # the same
     klaviyo-simulator serve --accounts 3              # three accounts, keys <key>-1, <key>-2, <key>-3
-    klaviyo-simulator demo --days 90                  # what `make demo` runs
 
 The key comes from `--api-key` or the `KLAVIYO_API_KEY` environment variable; it is never printed (with
 `--accounts N`, neither are the keys derived from it: the output says how to form them).
@@ -14,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from .account_config import SimulatorConfig
@@ -81,6 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--api-key", default=None, help=f"the private key clients must send (default: ${API_KEY_ENV}); never printed"
+    )
+    parser.add_argument(
+        "--ready-file",
+        default=None,
+        metavar="PATH",
+        help="once listening, write the base URL and each account's name, id, timezone and key to this JSON file "
+        "(mode 0600), for programs that start the simulator",
     )
     parser.add_argument(
         "--accounts",
@@ -151,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             print_accounts(simulator, "${" + API_KEY_ENV + "}" if not args.api_key else "<the --api-key value>")
+        if args.ready_file:
+            write_ready_file(Path(args.ready_file), simulator)
         while not stop.wait(0.5):
             pass
     finally:
@@ -176,24 +185,39 @@ def print_accounts(simulator: KlaviyoSimulator, key_source: str) -> None:
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of `klaviyo-simulator` (and `python -m klaviyo_simulator`): `serve` and `demo`."""
-    from . import demo  # the demo reads the pipeline's constants; serving alone does not need them
+def write_ready_file(path: Path, simulator: KlaviyoSimulator) -> None:
+    """What a program that started the simulator needs to talk to it, written whole (temporary file, rename)."""
+    ready = {
+        "base_url": simulator.base_url,
+        "accounts": [
+            {
+                "name": served.name,
+                "account_id": served.account_id,
+                "timezone": served.timezone,
+                "segments": len(served.account.segments),
+                "api_key": served.config.api_key,
+            }
+            for served in simulator.accounts
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(ready, handle)
+    os.replace(temporary, path)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of `klaviyo-simulator` (and `python -m klaviyo_simulator`): `serve`."""
     parser = argparse.ArgumentParser(
         prog="klaviyo-simulator",
-        description="A local Klaviyo API simulator (segments and segment reports), and the pipeline's demo on it.",
+        description="A local Klaviyo API simulator (segments and segment reports) over HTTP.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the simulated Klaviyo API over HTTP")
     add_arguments(serve)
     serve.set_defaults(handler=run)
-    demo_parser = commands.add_parser("demo", help="run the whole pipeline on a fresh simulator")
-    demo.add_arguments(demo_parser)
-    demo_parser.set_defaults(handler=demo.run)
-    dev = commands.add_parser("dev", help="the Dagster UI (dagster dev) with the simulator as Klaviyo")
-    demo.add_dev_arguments(dev)
-    dev.set_defaults(handler=demo.run_dev)
     return parser
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from segment_pipeline.klaviyo.limits import (
+from .rules import (
     BURST_WINDOW_SECONDS,
     REPORT_QUOTA_WINDOW_SECONDS,
     STEADY_WINDOW_SECONDS,

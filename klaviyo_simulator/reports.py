@@ -15,16 +15,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from segment_pipeline.klaviyo.limits import (
-    MAX_DAYS_PER_DAILY_SERIES,
-    MAX_SEGMENT_IDS_PER_REPORT,
-    SERIES_STATISTICS,
-)
-
 from .account import SimulatedAccount
 from .error_documents import invalid
 from .filters import FilterSyntaxError, parse_filter
 from .query import Query, check_known_parameters, csv_values
+from .rules import (
+    MAX_DAYS_PER_DAILY_SERIES,
+    MAX_SEGMENT_IDS_PER_REPORT,
+    SERIES_STATISTICS,
+)
 from .timeframes import DayWindow, check_window, parse_timeframe
 
 SERIES_TYPE = "segment-series-report"

@@ -14,12 +14,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from segment_pipeline.klaviyo.limits import SCOPE_TAGS, SEGMENTS_PAGE_SIZE, SEGMENTS_PATH
-
 from .account import Segment, SimulatedAccount
 from .error_documents import ApiError, invalid
 from .filters import Condition, FilterSyntaxError, parse_datetime_value, parse_filter
 from .query import Query, check_known_parameters, csv_values
+from .rules import SCOPE_TAGS, SEGMENTS_PAGE_SIZE, SEGMENTS_PATH
 
 SEGMENT_FIELDS = (
     "created",

@@ -14,13 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from segment_pipeline.klaviyo.limits import JSON_API_MEDIA_TYPE, SEGMENT_SERIES_PATH, SEGMENT_VALUES_PATH
-
 from .admin import ADMIN_PREFIX, handle_admin
 from .api import ApiRequest, ApiResponse
 from .error_documents import error_document, throttled_document
 from .faults import Fault
 from .recording import Headers, RecordedRequest, redact_headers
+from .rules import JSON_API_MEDIA_TYPE, SEGMENT_SERIES_PATH, SEGMENT_VALUES_PATH
 
 if TYPE_CHECKING:
     from .simulator import KlaviyoSimulator

@@ -11,10 +11,8 @@ import calendar
 import datetime as dt
 from typing import Any
 
-from segment_pipeline.klaviyo.limits import MAX_HISTORY_DAYS, REPORTING_DATA_FLOOR
-from segment_pipeline.klaviyo.planner import DayWindow
-
 from .error_documents import invalid
+from .rules import MAX_HISTORY_DAYS, REPORTING_DATA_FLOOR, DayWindow
 
 TIMEFRAME_POINTER = "/data/attributes/timeframe"
 

@@ -1,69 +1,51 @@
-"""`segment-pipeline backfill`: load a range of days for every account of the deployment, accounts in parallel.
+"""`segment-pipeline backfill`: one Dagster backfill of a range of days for the deployment's accounts.
 
-Each account's range is in its own days (`--days N` ends yesterday in EACH account's timezone), and each
-account runs as its own `dagster job execute` process of its own job (`account_names.job_name`), in the
-Dagster instance of DAGSTER_HOME, so the runs show in the UI like any other. Klaviyo's limits are per account,
-so the accounts' report requests go out at the same time; their writes to the DuckDB file take turns through
-the warehouse lock. One account's failure stops only that account's process.
+Each account's range is in its own days (`--days N` ends yesterday in EACH account's timezone). Everything
+Klaviyo would refuse (a range older than a year or before its data floor), every day that is not over yet, a
+missing key and an unknown account are refused for all accounts before anything is submitted. Then one asset
+backfill is launched through the Dagster webserver's API, the same object as one launched from the UI: it
+shows in the Backfills tab, and the daemon runs it: each account's segments, one run per account for its
+series range, then the shared models, analyst copy and report once. The command follows the backfill and
+prints each account's outcome; Ctrl-C or SIGTERM cancels the backfill (its runs stop with it), `--detach`
+leaves it running in Dagster.
 
-Everything Klaviyo would refuse (a range older than a year or before its data floor) and every day that is
-not over yet is refused for all accounts before any process starts. Each account's Dagster output is kept in
-`<PIPELINE_STATE_DIR>/backfill_logs/<started>/<account>.log`, with every account key replaced by `***`; the
-summary names each failed account, the failure Dagster reported and that log.
-
-This module knows accounts and the Dagster command line; it never imports the definitions (loading them is
-the child processes' work, and a bad accounts file is reported here before anything starts).
+No Dagster import here: the webserver does the work, so this starts quickly and works against any deployment.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
-import queue
-import re
 import signal
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO
-from zoneinfo import ZoneInfo
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType
 
-from .accounts import Accounts, AccountSettings, load_accounts
-from .config import ConfigError, PipelineSettings
-from .defs.account_names import job_name, series_op_name
+from .accounts import Accounts, AccountSettings
+from .config import ConfigError
+from .dagster_api import DEFAULT_DAGSTER_URL, BackfillRun, BackfillStatus, DagsterApi, DagsterApiError
 from .klaviyo import ReportWindowError, check_reporting_window
+from .settings import Settings, key_is_set, load_settings
+from .tables import SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
-# Processes at a time. Each is a whole Dagster run (a few hundred MB); Klaviyo's pace per account, not the
-# CPU, is what a backfill waits for, so a handful in flight keeps every account's requests going.
-DEFAULT_PARALLEL = 4
-LOG_DIR_NAME = "backfill_logs"
-# tags on every run a backfill starts, to find them in the UI (Runs > filter by tag)
+# tags on the backfill (and so on every run it starts), to find it in the UI
 BACKFILL_TAG = "segment_pipeline/backfill"
-ACCOUNT_TAG = "segment_pipeline/account"
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
-
-_RUN_ID = re.compile(r" - ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) - ")
-_STEP_FAILURE = re.compile(r" - (?P<step>[\w.\-\[\]]+) - STEP_FAILURE - ")
-_FAILURE_PREFIX = "dagster._core.definitions.events.Failure: "
+_POLL_SECONDS = 2.0
 
 
 class BackfillRefused(ValueError):
-    """The backfill cannot start as asked; nothing was started. The message says what to change."""
+    """The backfill cannot start as asked; nothing was submitted. The message says what to change."""
 
 
 @dataclass(frozen=True)
 class AccountRange:
-    """One account's part of a backfill: its job and its range of account-local days (inclusive)."""
+    """One account's part of a backfill: its range of account-local days (inclusive)."""
 
     account: str
     timezone: str
-    job: str
     first: dt.date
     last: dt.date
 
@@ -72,32 +54,12 @@ class AccountRange:
         return (self.last - self.first).days + 1
 
     def describe(self) -> str:
-        return f"{self.first} to {self.last} ({self.days} days, {self.timezone})"
-
-
-@dataclass
-class AccountOutcome:
-    """How one account's process ended."""
-
-    range: AccountRange
-    returncode: int
-    seconds: float
-    log_path: Path
-    run_id: str | None = None
-    failures: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-
-# -- what to run ----------------------------------------------------------------------------------------------
+        return f"{self.first} to {self.last} ({self.days} day{'s' * (self.days != 1)}, {self.timezone})"
 
 
 def account_today(account: AccountSettings, now: dt.datetime | None = None) -> dt.date:
     """The account-local date now."""
-    now = now or dt.datetime.now(dt.UTC)
-    return now.astimezone(ZoneInfo(account.timezone)).date()
+    return (now or dt.datetime.now(dt.UTC)).astimezone(account.zone).date()
 
 
 def plan_ranges(
@@ -113,9 +75,8 @@ def plan_ranges(
     Args:
         accounts: The deployment's accounts.
         names: The accounts to backfill (every account when empty), in the order given.
-        days: Days ending yesterday in each account's own timezone; or else
-        start: ... the first and
-        end: ... the last account-local day, the same dates for every account.
+        days: Days ending yesterday in each account's own timezone; or else `start` and `end`, the first and
+            the last account-local day, the same dates for every account.
         now: The moment to count "yesterday" and Klaviyo's one year from (default: the clock).
 
     Raises:
@@ -131,9 +92,9 @@ def plan_ranges(
         raise BackfillRefused(f"--days must be at least 1 (it is {days})")
     unknown = [name for name in names if name not in accounts.names]
     if unknown:
+        listed = ", ".join(accounts.names)
         raise BackfillRefused(
-            f"no account named {', '.join(map(repr, unknown))} in {_source(accounts)}; "
-            f"the accounts are {', '.join(accounts.names)}"
+            f"no account named {', '.join(map(repr, unknown))}; the deployment's accounts are: {listed}"
         )
     chosen = [accounts[name] for name in dict.fromkeys(names)] if names else list(accounts)
     ranges, problems = [], []
@@ -150,348 +111,192 @@ def plan_ranges(
         if last > yesterday:
             # the newest partition is yesterday: today is not over, so its numbers are not a day's yet
             problems.append(
-                f"account {account.name!r} ({account.timezone}): the range ends on {last}, but today there is "
-                f"{today}, so the last day that can be loaded is {yesterday}; end the range on {yesterday} or before"
+                f"account {account.name!r} ({account.timezone}): the range ends on {last}, but it is {today} there, "
+                f"so the last day that can be loaded is {yesterday}; end the range on {yesterday} or before"
             )
             continue
-        ranges.append(AccountRange(account.name, account.timezone, job_name(account.name), first, last))
+        ranges.append(AccountRange(account.name, account.timezone, first, last))
     if problems:
-        raise BackfillRefused("nothing was started:\n" + "\n".join(f"  {problem}" for problem in problems))
+        raise BackfillRefused("nothing was submitted:\n" + "\n".join(f"  {problem}" for problem in problems))
     return ranges
 
 
-def _source(accounts: Accounts) -> str:
-    return str(accounts.source) if accounts.source else "this deployment (one account, no KLAVIYO_ACCOUNTS_FILE)"
-
-
-def job_command(account_range: AccountRange, backfill_id: str, config_file: Path | None = None) -> list[str]:
-    """The `dagster job execute` command of one account's run (as the README's command line for one job)."""
-    tags = {
-        "dagster/asset_partition_range_start": account_range.first.isoformat(),
-        "dagster/asset_partition_range_end": account_range.last.isoformat(),
-        BACKFILL_TAG: backfill_id,
-        ACCOUNT_TAG: account_range.account,
-    }
-    command = [sys.executable, "-m", "dagster", "job", "execute", "-m", "segment_pipeline.definitions"]
-    command += ["-j", account_range.job, "--tags", json.dumps(tags)]
-    if config_file is not None:
-        command += ["-c", str(config_file)]
-    return command
-
-
-# -- running ---------------------------------------------------------------------------------------------------
-
-
-def prepare_instance(env: Mapping[str, str]) -> Path:
-    """The Dagster instance of DAGSTER_HOME, its storage created once before the accounts' processes start.
-
-    Raises:
-        BackfillRefused: DAGSTER_HOME is not set or is not a directory. Without it each `dagster job execute`
-            would record its run in a temporary instance of its own, deleted on exit: no run would show in the UI.
-    """
-    raw = (env.get("DAGSTER_HOME") or "").strip()
-    if not raw:
+def check_keys(settings: Settings, ranges: Sequence[AccountRange]) -> None:
+    """Every account of the backfill has its key variable set, or nothing is submitted."""
+    missing = [settings.accounts[r.account] for r in ranges if not key_is_set(settings.accounts[r.account])]
+    if missing:
+        lines = [f"  account {a.name!r}: {a.api_key_env} is not set" for a in missing]
         raise BackfillRefused(
-            "DAGSTER_HOME is not set, so the runs would go to temporary instances and show nowhere; set it to the "
-            "directory of the Dagster instance your UI and daemon use (it holds dagster.yaml)"
+            "nothing was submitted:\n" + "\n".join(lines) + "\nExport each account's private API key in that "
+            "variable, in the environment of the Dagster processes that run the backfill (the daemon and its runs)"
         )
-    home = Path(raw).expanduser().resolve()
-    if not home.is_dir():
-        raise BackfillRefused(
-            f"DAGSTER_HOME={raw} is not a directory; create it with a copy of dagster_home/dagster.yaml"
+
+
+def backfill_assets(ranges: Sequence[AccountRange], shared: Sequence[tuple[str, ...]]) -> dict:
+    """What the backfill selects: each account's segments and series range, and the shared assets once."""
+    from .defs.account_names import asset_key  # names only: no definitions are built
+
+    selection: dict[tuple[str, ...], tuple[str, str] | None] = {}
+    for account_range in ranges:
+        selection[tuple(asset_key(account_range.account, SEGMENTS_TABLE).path)] = None
+        selection[tuple(asset_key(account_range.account, SEGMENT_SERIES_TABLE).path)] = (
+            account_range.first.isoformat(),
+            account_range.last.isoformat(),
         )
-    import dagster as dg
-
-    # processes started together on a new instance would race to create its SQLite storage
-    with dg.DagsterInstance.from_config(str(home)):
-        pass
-    return home
+    selection.update({path: None for path in shared})
+    return selection
 
 
-class _Redactor:
-    """Replaces every account key (read from the environment) by `***` in what the children print."""
+def shared_asset_paths(api: DagsterApi) -> list[tuple[str, ...]]:
+    """The dbt models, the analyst copy and the report, as the deployment defines them (their groups)."""
+    from .defs.account_names import is_shared_group
 
-    def __init__(self, accounts: Accounts, env: Mapping[str, str]) -> None:
-        keys = {(env.get(account.api_key_env) or "").strip() for account in accounts}
-        # longest first, so a key that contains another is hidden whole
-        self._keys = sorted((key for key in keys if key), key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for key in self._keys:
-            text = text.replace(key, "***")
-        return text
+    return sorted(path for path, group in api.asset_groups().items() if is_shared_group(group))
 
 
-def failure_messages(log_text: str) -> list[str]:
-    """What Dagster reported for each failed step: `<step>: <error message>`, in order, without repeats.
+def run_accounts(run: BackfillRun) -> set[str]:
+    """The accounts whose assets a run materializes (none for the shared build)."""
+    from .defs.account_names import account_of
 
-    After a STEP_FAILURE event Dagster prints the error (`<exception class>: <message>`) up to a blank line;
-    for a `dagster.Failure` that is the description the step gave, which is the message to show.
-    """
-    lines = log_text.splitlines()
-    messages: list[str] = []
-    for index, line in enumerate(lines):
-        match = _STEP_FAILURE.search(line)
-        if match is None:
-            continue
-        error: list[str] = []
-        for following in lines[index + 1 :]:
-            if not following.strip():
-                if error:
-                    break
-                continue
-            if following.startswith("Stack Trace:") or re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", following):
-                break
-            error.append(following.strip())
-        text = " ".join(error).removeprefix(_FAILURE_PREFIX) or "see the log"
-        message = f"{match.group('step')}: {text}"
-        if message not in messages:
-            messages.append(message)
-    if not messages:
-        # no step failed: the run could not start (bad job name, a code location that does not load, ...)
-        tail = [line.strip() for line in lines if line.strip()]
-        errors = [line for line in tail if line.startswith(("Error", "dagster.", "Traceback")) or "Error:" in line]
-        messages = errors[-1:] or tail[-1:]
-    return messages
+    return {name for name in map(account_of, run.asset_keys) if name}
 
 
-def _run_id(log_text: str) -> str | None:
-    match = _RUN_ID.search(log_text)
-    return match.group(1) if match else None
+def summarize(status: BackfillStatus, ranges: Sequence[AccountRange], url: str) -> list[str]:
+    """One line per account, from the backfill's runs."""
+    lines = []
+    for account_range in ranges:
+        runs = [run for run in status.runs if account_range.account in run_accounts(run)]
+        failed = [run for run in runs if run.status != "SUCCESS"]
+        verdict = "ok" if runs and not failed else "FAILED" if failed else "not run"
+        detail = f" (run {failed[0].run_id}: {url}/runs/{failed[0].run_id})" if failed else ""
+        lines.append(f"  {account_range.account:<16} {account_range.describe():<44} {verdict}{detail}")
+    return lines
 
 
-def run_ranges(
+def follow(
+    api: DagsterApi,
+    backfill_id: str,
     ranges: Sequence[AccountRange],
-    accounts: Accounts,
-    env: Mapping[str, str],
-    log_dir: Path,
-    parallel: int = DEFAULT_PARALLEL,
-    refetch: bool = False,
-    on_finish: Callable[[AccountOutcome], None] | None = None,
-    cwd: Path | None = None,
-) -> list[AccountOutcome]:
-    """Run each account's job as its own `dagster job execute` process, `parallel` at a time.
+    out: Callable[[str], None] = print,
+    poll_seconds: float = _POLL_SECONDS,
+) -> BackfillStatus:
+    """Wait for the backfill to finish, telling each run as it ends; Ctrl-C or SIGTERM cancels it."""
+    stop: list[int] = []
 
-    Args:
-        ranges: The accounts' ranges (from `plan_ranges`).
-        accounts: The deployment's accounts (for the keys to keep out of the logs).
-        env: The environment of every process (DAGSTER_HOME, the accounts file and key variables, ...).
-        log_dir: Where each account's output goes, as `<account>.log`.
-        parallel: How many processes at a time (at least 1).
-        refetch: Ask Klaviyo again for every day of the range, final or not (the series' `refetch` option).
-        on_finish: Called with each outcome as its process ends, in the order they end.
-        cwd: The processes' working directory (default: this process's).
+    def _request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.append(signum)
 
-    Returns:
-        The outcomes, in the order of `ranges`.
-    """
-    log_dir.mkdir(parents=True, exist_ok=True)
-    backfill_id = log_dir.name
-    redact = _Redactor(accounts, env)
-    finished: queue.Queue[int] = queue.Queue()
-    outcomes: dict[int, AccountOutcome] = {}
-    running: dict[int, subprocess.Popen[str]] = {}
-    pending = list(enumerate(ranges))
-
-    def start(index: int, account_range: AccountRange) -> None:
-        config_file = None
-        if refetch:
-            config_file = log_dir / f"{account_range.account}.refetch.yaml"
-            op = series_op_name(account_range.account)
-            config_file.write_text(json.dumps({"ops": {op: {"config": {"refetch": True}}}}), encoding="utf-8")
-        log_path = log_dir / f"{account_range.account}.log"
-        process = subprocess.Popen(
-            job_command(account_range, backfill_id, config_file),
-            env=dict(env),
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
-            bufsize=1,
-        )
-        running[index] = process
-        started = time.monotonic()
-
-        def copy_output() -> None:
-            # the log is written through the redactor, line by line, so no key ever reaches the disk
-            with log_path.open("w", encoding="utf-8") as log:
-                assert process.stdout is not None
-                for line in process.stdout:
-                    log.write(redact(line))
-                    log.flush()
-            returncode = process.wait()
-            text = log_path.read_text(encoding="utf-8", errors="replace")
-            outcomes[index] = AccountOutcome(
-                account_range,
-                returncode,
-                time.monotonic() - started,
-                log_path,
-                _run_id(text),
-                [] if returncode == 0 else failure_messages(text),
-            )
-            finished.put(index)
-
-        threading.Thread(target=copy_output, name=f"backfill-{account_range.account}", daemon=True).start()
-
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    told: set[str] = set()
     try:
-        while pending or running:
-            while pending and len(running) < max(parallel, 1):
-                start(*pending.pop(0))
-            index = finished.get()
-            running.pop(index)
-            if on_finish is not None:
-                on_finish(outcomes[index])
-    except KeyboardInterrupt:
-        # Ctrl-C reached the children too (same process group); make sure they stop, and let them record it
-        for process in running.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in running.values():
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        raise
-    return [outcomes[index] for index in range(len(ranges))]
+        while True:
+            status = api.backfill(backfill_id)
+            for run in status.runs:
+                if run.run_id not in told and run.status in ("SUCCESS", "FAILURE", "CANCELED"):
+                    told.add(run.run_id)
+                    out(f"  run {run.run_id} {run.status.lower()}: {_run_label(run)}")
+            if stop:
+                out(f"stopping: canceling backfill {backfill_id} (its runs stop with it)")
+                api.cancel_backfill(backfill_id)
+                stop.clear()
+            if status.finished:
+                return status
+            time.sleep(poll_seconds)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-# -- the command -----------------------------------------------------------------------------------------------
+def _run_label(run: BackfillRun) -> str:
+    accounts = ", ".join(sorted(run_accounts(run)))
+    first = run.tags.get("dagster/asset_partition_range_start")
+    last = run.tags.get("dagster/asset_partition_range_end")
+    if accounts and first:
+        return f"series of {accounts}, {first} to {last}"
+    return f"segments of {accounts}" if accounts else "the shared models, analyst copy and report"
+
+
+def run_backfill(
+    settings: Settings,
+    ranges: Sequence[AccountRange],
+    url: str,
+    *,
+    refetch: bool = False,
+    detach: bool = False,
+    out: Callable[[str], None] = print,
+) -> int:
+    """Submit the backfill, follow it unless `detach`, print the outcome; returns the exit code."""
+    started = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    from .defs.account_names import REFETCH_TAG
+
+    tags = {BACKFILL_TAG: started, **({REFETCH_TAG: "true"} if refetch else {})}
+    with DagsterApi(url) as api:
+        backfill_id = api.launch_backfill(
+            backfill_assets(ranges, shared_asset_paths(api)),
+            tags=tags,
+            title=f"segment-pipeline backfill of {len(ranges)} account{'s' * (len(ranges) != 1)}",
+        )
+        out(f"backfill {backfill_id} submitted: {url}/overview/backfills/{backfill_id}")
+        for account_range in ranges:
+            out(f"  {account_range.account:<16} {account_range.describe()}")
+        if detach:
+            out("it runs in Dagster; follow it in the UI (Overview > Backfills)")
+            return EXIT_OK
+        status = follow(api, backfill_id, ranges, out)
+    out(f"backfill {backfill_id} {status.status.lower().replace('_', ' ')}:")
+    for line in summarize(status, ranges, url):
+        out(line)
+    if status.error:
+        out(f"  Dagster reported: {status.error}")
+    ok = status.status in ("COMPLETED", "COMPLETED_SUCCESS") and all(run.status == "SUCCESS" for run in status.runs)
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def _date(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a day as YYYY-MM-DD, got {value!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {value!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segment-pipeline backfill",
         description=(
-            "Load a range of days for every account of the deployment (KLAVIYO_ACCOUNTS_FILE, or the "
-            "single-account variables), one `dagster job execute` process per account, accounts in parallel. "
-            "Runs go to the Dagster instance of DAGSTER_HOME and show in its UI."
+            "Load a range of days for the deployment's accounts as one Dagster backfill (shown in the UI's "
+            "Backfills tab, run by the daemon): each account's days in its own timezone, one series run per "
+            "account, then the shared models once. Needs the Dagster webserver and daemon running."
         ),
     )
-    parser.add_argument("--days", type=int, help="days to load, ending yesterday in each account's own timezone")
-    parser.add_argument("--start", type=_date, help="first day (YYYY-MM-DD, account-local), with --end")
-    parser.add_argument("--end", type=_date, help="last day (YYYY-MM-DD, account-local, inclusive), with --start")
+    parser.add_argument("--days", type=int, help="days ending yesterday, in each account's own timezone")
+    parser.add_argument("--start", type=_date, help="first day (YYYY-MM-DD), with --end")
+    parser.add_argument("--end", type=_date, help="last day (YYYY-MM-DD), with --start")
+    parser.add_argument("--account", action="append", default=[], help="only this account (repeatable)")
+    parser.add_argument("--refetch", action="store_true", help="ask Klaviyo again for days already final")
     parser.add_argument(
-        "--account",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="backfill only this account (repeatable; default: every account)",
+        "--dagster-url", default=DEFAULT_DAGSTER_URL, help="the Dagster webserver (default %(default)s)"
     )
+    parser.add_argument("--detach", action="store_true", help="submit and return; follow it in the UI")
     parser.add_argument(
-        "--parallel",
-        type=int,
-        default=DEFAULT_PARALLEL,
-        metavar="N",
-        help=f"accounts running at the same time (default {DEFAULT_PARALLEL})",
-    )
-    parser.add_argument(
-        "--refetch",
+        "--skip-key-check",
         action="store_true",
-        help="ask Klaviyo again for every day of the range, even days already final in the warehouse",
-    )
-    parser.add_argument(
-        "--log-dir",
-        type=Path,
-        help=f"where each account's Dagster output goes (default PIPELINE_STATE_DIR/{LOG_DIR_NAME}/<started>)",
+        help="do not refuse when an account's key variable is unset here (keys set only where the daemon runs)",
     )
     return parser
 
 
-def default_log_dir(env: Mapping[str, str], started: dt.datetime) -> Path:
-    """`<PIPELINE_STATE_DIR>/backfill_logs/<UTC start, e.g. 20261201T112233Z>`."""
-    state_dir = PipelineSettings.from_env(dict(env)).state_dir
-    return state_dir / LOG_DIR_NAME / started.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def print_outcome(outcome: AccountOutcome, out: IO[str] = sys.stdout) -> None:
-    """One line as an account finishes: ok or failed, how long, its range and its run (the summary says why)."""
-    status = "ok" if outcome.ok else "FAILED"
-    run = f"  run {outcome.run_id}" if outcome.run_id else ""
-    print(
-        f"  {outcome.range.account:<24} {status:<6} {outcome.seconds:7.1f} s  {outcome.range.describe()}{run}", file=out
-    )
-    out.flush()
-
-
-def print_summary(outcomes: Sequence[AccountOutcome], seconds: float, out: IO[str] = sys.stdout) -> None:
-    failed = [outcome for outcome in outcomes if not outcome.ok]
-    print(
-        f"Backfill finished in {seconds:.1f} s: {len(outcomes) - len(failed)} of {len(outcomes)} accounts ok"
-        + (f", {len(failed)} failed: {', '.join(o.range.account for o in failed)}" if failed else "."),
-        file=out,
-    )
-    for outcome in failed:
-        print(f"  {outcome.range.account} failed (exit code {outcome.returncode}):", file=out)
-        for message in outcome.failures or ["Dagster reported no step failure"]:
-            print(f"    {message}", file=out)
-        run = f"run {outcome.run_id} in the Dagster UI" if outcome.run_id else "no run was started"
-        print(f"    in full: {outcome.log_path} ({run})", file=out)
-    if failed:
-        print(
-            "Re-running the same command resumes the failed accounts: days already loaded and final are not asked "
-            "for again (add --account NAME to run only them).",
-            file=out,
-        )
-    out.flush()
-
-
-def backfill(
-    ranges: Sequence[AccountRange],
-    accounts: Accounts,
-    env: Mapping[str, str],
-    log_dir: Path,
-    parallel: int = DEFAULT_PARALLEL,
-    refetch: bool = False,
-    out: IO[str] = sys.stdout,
-    cwd: Path | None = None,
-) -> list[AccountOutcome]:
-    """Run the ranges, printing a line per account as it finishes and the summary at the end."""
-    print(
-        f"Backfilling {len(ranges)} account(s), {min(max(parallel, 1), len(ranges))} at a time; logs in {log_dir}",
-        file=out,
-    )
-    for account_range in ranges:
-        print(f"  {account_range.account:<24} {account_range.job}: {account_range.describe()}", file=out)
-    out.flush()
-    started = time.monotonic()
-    outcomes = run_ranges(
-        ranges, accounts, env, log_dir, parallel, refetch, on_finish=lambda o: print_outcome(o, out), cwd=cwd
-    )
-    print_summary(outcomes, time.monotonic() - started, out)
-    return outcomes
-
-
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    """`segment-pipeline backfill`: 0 when every account succeeded, 1 when one failed, 2 when refused."""
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    env = dict(os.environ if env is None else env)
-    if args.parallel < 1:
-        print("error: --parallel must be at least 1", file=sys.stderr)
+    try:
+        settings = load_settings()
+        ranges = plan_ranges(settings.accounts, args.account, args.days, args.start, args.end)
+        if not args.skip_key_check:
+            check_keys(settings, ranges)
+    except (BackfillRefused, ConfigError) as exc:
+        print(f"segment-pipeline backfill: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     try:
-        accounts = load_accounts(env)
-        ranges = plan_ranges(accounts, args.account, args.days, args.start, args.end)
-        prepare_instance(env)
-    except (ConfigError, BackfillRefused) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
-    log_dir = args.log_dir.resolve() if args.log_dir else default_log_dir(env, dt.datetime.now(dt.UTC))
-    try:
-        outcomes = backfill(ranges, accounts, env, log_dir, args.parallel, args.refetch)
-    except KeyboardInterrupt:
-        print(f"Interrupted: the accounts' runs were stopped; their logs are in {log_dir}", file=sys.stderr)
-        return 130
-    return EXIT_OK if all(outcome.ok for outcome in outcomes) else EXIT_FAILED
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return run_backfill(settings, ranges, args.dagster_url, refetch=args.refetch, detach=args.detach)
+    except DagsterApiError as exc:
+        print(f"segment-pipeline backfill: {exc}", file=sys.stderr)
+        return EXIT_FAILED

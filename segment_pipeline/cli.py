@@ -1,8 +1,9 @@
-"""`segment-pipeline` command line: `backfill` (the pipeline's own), and a front door to the bundled simulator's
-`demo`, `dev` and `serve` commands.
+"""`segment-pipeline` command line: `backfill`, and the devtools' `demo` and `dev`, and the bundled simulator.
 
-The product package never imports the simulator (it is test and demo tooling that ships beside it); the
-simulator's commands hand over to `python -m klaviyo_simulator` in a process of its own, with the same arguments.
+segment-pipeline backfill --days 30        # one Dagster backfill of every account's last 30 days
+segment-pipeline demo                      # the whole pipeline on the simulator (make demo)
+segment-pipeline dev                       # the Dagster UI on the simulator (make dev)
+segment-pipeline simulator --port 8765     # the simulator alone (python -m klaviyo_simulator serve)
 """
 
 from __future__ import annotations
@@ -10,31 +11,37 @@ from __future__ import annotations
 import os
 import sys
 
-_FORWARDED = {"demo": "demo", "dev": "dev", "simulator": "serve"}
 _USAGE = """usage: segment-pipeline {backfill,demo,dev,simulator} [options]
 
-  backfill    load a range of days for every account, accounts in parallel (segment-pipeline backfill --help)
-  demo        run the whole pipeline on a fresh bundled Klaviyo simulator (klaviyo-simulator demo)
-  dev         the Dagster UI with the bundled simulator as Klaviyo (klaviyo-simulator dev)
-  simulator   serve the bundled Klaviyo simulator over HTTP (klaviyo-simulator serve)
+  backfill    load a range of days for the deployment's accounts as one Dagster backfill
+  demo        run the whole pipeline on a fresh bundled Klaviyo simulator
+  dev         the Dagster UI with the bundled simulator as Klaviyo
+  simulator   serve the bundled Klaviyo simulator over HTTP (python -m klaviyo_simulator serve)
 
-The Dagster commands are in README.md; `segment-pipeline demo --help` lists the demo's options.
+`segment-pipeline <command> --help` lists a command's options; docs/operating.md says more.
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "backfill":
+    command, rest = (args[0], args[1:]) if args else (None, [])
+    if command == "backfill":
         from .backfill import main as backfill_main
 
-        return backfill_main(args[1:])
-    if not args or args[0] not in _FORWARDED:
-        print(_USAGE, file=sys.stderr if args and args[0] not in ("-h", "--help") else sys.stdout)
-        return 0 if args and args[0] in ("-h", "--help") else 2
-    command = [sys.executable, "-m", "klaviyo_simulator", _FORWARDED[args[0]], *args[1:]]
-    # exec, not a child: signals (Ctrl-C, SIGTERM) and the exit code reach the simulator directly
-    os.execv(sys.executable, command)
-    return 0  # not reached
+        return backfill_main(rest)
+    if command == "demo":
+        from .devtools.demo import run_demo
+
+        return run_demo(rest)
+    if command == "dev":
+        from .devtools.demo import run_dev
+
+        return run_dev(rest)
+    if command == "simulator":
+        # exec, not a child: signals (Ctrl-C, SIGTERM) and the exit code reach the simulator directly
+        os.execv(sys.executable, [sys.executable, "-m", "klaviyo_simulator", "serve", *rest])
+    print(_USAGE, file=sys.stdout if command in ("-h", "--help") else sys.stderr)
+    return 0 if command in ("-h", "--help") else 2
 
 
 if __name__ == "__main__":

@@ -172,8 +172,7 @@ def load_settings(env: Mapping[str, str] | None = None, **storage_overrides: Any
         storage=storage,
         klaviyo=klaviyo,
         accounts=accounts,
-        resume_interval_seconds=_number(env, "SERIES_RESUME_INTERVAL_SECONDS", int)
-        or DEFAULT_RESUME_INTERVAL_SECONDS,
+        resume_interval_seconds=_number(env, "SERIES_RESUME_INTERVAL_SECONDS", int) or DEFAULT_RESUME_INTERVAL_SECONDS,
     )
 
 

@@ -243,6 +243,7 @@ def warehouse_lock(
     Raises:
         WarehouseLockedError: the lock (or the file) stayed taken for longer than allowed.
     """
+
     def timed_out(holder: str) -> str:
         return (
             f"the warehouse {warehouse_path} is in use by another pipeline step ({holder}) for more "
@@ -277,6 +278,7 @@ def account_fetch_lock(
     Runs of different accounts fetch at the same time; two runs of the same account would share its rate
     limits and budget from two processes, so the second waits (up to WAREHOUSE_LOCK_TIMEOUT_SECONDS).
     """
+
     def timed_out(holder: str) -> str:
         return (
             f"account {account_name!r} is being fetched by another run ({holder}) for more than {timeout:.0f} s; "

@@ -14,9 +14,26 @@ GROUP = "klaviyo"
 ACCOUNT_TAG = "segment_pipeline/account"
 
 
+# a run tag the series asset reads: ask Klaviyo again for every day, even days already final
+REFETCH_TAG = "segment_pipeline/refetch"
+# the groups of the assets every account shares: the dbt layers (dbt_staging, ...) and the analyst copy and report
+SHARED_GROUP_PREFIX = "dbt_"
+PUBLISHING_GROUP = "analytics"
+
+
+def is_shared_group(group: str) -> bool:
+    """Whether an asset group holds assets built once for every account (not one account's own)."""
+    return group.startswith(SHARED_GROUP_PREFIX) or group == PUBLISHING_GROUP
+
+
 def asset_key(account_name: str, table: str) -> dg.AssetKey:
     """`klaviyo/<account>/<table>`: one key per account and raw table."""
     return dg.AssetKey([GROUP, account_name, table])
+
+
+def account_of(key_path: tuple[str, ...] | list[str]) -> str | None:
+    """The account an asset key belongs to (`klaviyo/<account>/<table>`), None for a shared asset."""
+    return key_path[1] if len(key_path) == 3 and key_path[0] == GROUP else None
 
 
 def group_name(account_name: str) -> str:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from .. import warehouse as wh
 from ..klaviyo import Account, KlaviyoAuthError, KlaviyoClient
 from ..klaviyo.limits import SCOPE_TAGS
-from ..warehouse import Warehouse
-from ..warehouse import Holder
+from ..warehouse import Holder, Warehouse
 from .access import IngestError, KlaviyoAccess
 
 

@@ -23,8 +23,7 @@ from .. import warehouse as wh
 from ..accounts import select_segments
 from ..klaviyo import DayWindow, KlaviyoQuotaExhausted, check_reporting_window
 from ..klaviyo.planner import cells_in, day_count, days_in, days_left, days_to_fetch, plan_needed_requests
-from ..warehouse import Warehouse
-from ..warehouse import Holder
+from ..warehouse import Holder, Warehouse
 from .access import IngestError, KlaviyoAccess
 
 if TYPE_CHECKING:
@@ -118,8 +117,8 @@ def load_staged(warehouse: Warehouse, staging: SeriesStaging, log: logging.Logge
         return 0, rows_by_day
 
     def counted(path, table: pa.Table) -> None:
-        for day, rows in table.group_by("date").aggregate([("date", "count")]).to_pylist():
-            rows_by_day[day] += rows
+        counts = table.group_by("date").aggregate([("date", "count")])
+        rows_by_day.update(dict(zip(counts["date"].to_pylist(), counts["date_count"].to_pylist(), strict=True)))
 
     log.info("loading %d staged report responses into the warehouse", len(files))
     pipeline = warehouse.pipeline("klaviyo_series")
@@ -285,7 +284,8 @@ def _fetch(plan, client, account, staging, today, log, fetch_series_table):
             if response.deleted_segment_ids:
                 deleted.update(response.deleted_segment_ids)
                 log.warning(
-                    "segments deleted in Klaviyo since the listing, left out: %s", ", ".join(response.deleted_segment_ids)
+                    "segments deleted in Klaviyo since the listing, left out: %s",
+                    ", ".join(response.deleted_segment_ids),
                 )
             if response.table.num_rows:
                 staging.put(response.table, request)

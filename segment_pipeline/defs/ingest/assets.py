@@ -11,10 +11,16 @@ import dagster as dg
 from pydantic import Field
 
 from ...ingest.access import KlaviyoAccess
-from ...warehouse import Holder
 from ...reconciliation import CHECK_NAME
-from ...tables import ACCOUNTS_TABLE, SEGMENT_DEFINITIONS_TABLE, SEGMENT_SERIES_TABLE, SEGMENT_TAGS_TABLE, SEGMENTS_TABLE
-from ..account_names import ACCOUNT_TAG, asset_key, group_name, pool_name, resource_key
+from ...tables import (
+    ACCOUNTS_TABLE,
+    SEGMENT_DEFINITIONS_TABLE,
+    SEGMENT_SERIES_TABLE,
+    SEGMENT_TAGS_TABLE,
+    SEGMENTS_TABLE,
+)
+from ...warehouse import Holder
+from ..account_names import ACCOUNT_TAG, REFETCH_TAG, asset_key, group_name, pool_name, resource_key
 from ..failures import explained_failures
 from .series_results import series_failure, series_results
 
@@ -44,9 +50,7 @@ def _segment_specs(access: KlaviyoAccess) -> list[dg.AssetSpec]:
     label = access.label
 
     def spec(table: str, description: str) -> dg.AssetSpec:
-        return dg.AssetSpec(
-            asset_key(name, table), group_name=group, kinds={"dlt", "duckdb"}, description=description
-        )
+        return dg.AssetSpec(asset_key(name, table), group_name=group, kinds={"dlt", "duckdb"}, description=description)
 
     return [
         spec(
@@ -59,7 +63,9 @@ def _segment_specs(access: KlaviyoAccess) -> list[dg.AssetSpec]:
             f"Every version of each segment definition of {label} ever seen (raw table klaviyo.segment_definitions), "
             "with when it was first seen; versions are only ever added.",
         ),
-        spec(ACCOUNTS_TABLE, f"The Klaviyo account of {label}, its timezone and short name (raw table klaviyo.accounts)."),
+        spec(
+            ACCOUNTS_TABLE, f"The Klaviyo account of {label}, its timezone and short name (raw table klaviyo.accounts)."
+        ),
         spec(
             SEGMENT_TAGS_TABLE,
             f"Each segment's Klaviyo tags, {label} (raw table klaviyo.segment_tags, one row per segment). Needs the "
@@ -153,7 +159,7 @@ def build_account_assets(
                 (window.end - dt.timedelta(days=1)).date(),
                 holder=holder(context),
                 log=context.log,
-                refetch=config.refetch,
+                refetch=config.refetch or context.run.tags.get(REFETCH_TAG) == "true",
                 reconciling=in_job and (selected is None or reconciliation in selected),
             )
         if outcome.unfinished is not None:

@@ -56,4 +56,3 @@ def build_series_checks(account_name: str, series_key: dg.AssetKey) -> list[dg.A
         )
 
     return [series_has_one_row_per_segment_day, series_net_equals_added_minus_removed]
-

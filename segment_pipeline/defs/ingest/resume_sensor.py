@@ -11,7 +11,6 @@ On by default (it only ever resumes ranges someone started); turn it off in the 
 daemon (`dagster dev` and `make dev` run one).
 """
 
-
 import datetime as dt
 from collections.abc import Mapping
 

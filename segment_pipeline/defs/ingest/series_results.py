@@ -63,9 +63,7 @@ def day_metadata(access: KlaviyoAccess, outcome: SeriesOutcome, day: dt.date) ->
     }
 
 
-def series_results(
-    context: dg.AssetExecutionContext, access: KlaviyoAccess, outcome: SeriesOutcome, key: dg.AssetKey
-):
+def series_results(context: dg.AssetExecutionContext, access: KlaviyoAccess, outcome: SeriesOutcome, key: dg.AssetKey):
     """A finished range: each day's own metadata on its own materialization."""
     for day in outcome.days:
         context.add_asset_metadata(day_metadata(access, outcome, day), partition_key=day.isoformat())

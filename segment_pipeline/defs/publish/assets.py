@@ -5,12 +5,12 @@ The copy is replaced atomically, so an analyst with it open keeps reading the pr
 the models by the shared build's automation condition.
 """
 
-
 import base64
 from collections.abc import Iterable
 
 import dagster as dg
 
+from ..account_names import PUBLISHING_GROUP
 from ..automation import SHARED_BUILD
 from ..ingest.assets import holder
 
@@ -23,7 +23,7 @@ def build_publishing(model_keys: Iterable[dg.AssetKey]) -> list[dg.AssetsDefinit
 
     @dg.asset(
         key=ANALYTICS_COPY_KEY,
-        group_name="analytics",
+        group_name=PUBLISHING_GROUP,
         deps=list(model_keys),
         kinds={"duckdb"},
         automation_condition=SHARED_BUILD,
@@ -47,7 +47,7 @@ def build_publishing(model_keys: Iterable[dg.AssetKey]) -> list[dg.AssetsDefinit
 
     @dg.asset(
         key=GROWTH_CHART_KEY,
-        group_name="analytics",
+        group_name=PUBLISHING_GROUP,
         deps=[ANALYTICS_COPY_KEY],
         kinds={"html"},
         automation_condition=SHARED_BUILD,

@@ -4,7 +4,6 @@ Its requests come out of the same daily report budget as the series; the series 
 run includes this check. KLAVIYO_RECONCILE_DAYS=0 turns it off (it then sends nothing and says so).
 """
 
-
 import dagster as dg
 
 from ... import reconciliation as rc

@@ -18,7 +18,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from ...config import StorageSettings
-from ..account_names import GROUP, asset_key
+from ..account_names import GROUP, SHARED_GROUP_PREFIX, asset_key
 from ..automation import SHARED_BUILD
 from ..ingest.assets import holder
 from .project import dbt_project
@@ -60,7 +60,7 @@ class SegmentGrowthTranslator(DagsterDbtTranslator):
         if dbt_resource_props.get("resource_type") == "model":
             fqn = dbt_resource_props.get("fqn") or []
             layer = fqn[1] if len(fqn) > 2 else "models"
-            return f"dbt_{layer}"
+            return f"{SHARED_GROUP_PREFIX}{layer}"
         return super().get_group_name(dbt_resource_props)
 
 

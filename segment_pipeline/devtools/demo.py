@@ -1,0 +1,248 @@
+"""`segment-pipeline demo` (`make demo`) and `segment-pipeline dev` (`make dev`), on the bundled simulator.
+
+Neither needs a Klaviyo account. `demo` starts the simulator (its own process), then Dagster (`dagster dev`:
+the webserver and the daemon) on an instance under data/demo/, submits one backfill of the last N days of
+every account through Dagster's API exactly as `segment-pipeline backfill` does, follows it, prints what
+was fetched and built, and stops everything it started. `dev` starts the simulator and `dagster dev` on it,
+with everything under data/dev/, until Ctrl-C.
+
+`--accounts N` serves N accounts in different timezones and writes an accounts file for them
+(<data dir>/accounts.yaml, checked by the pipeline's own loader); each account's range is in its own days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import httpx
+import yaml
+
+from ..backfill import plan_ranges, run_backfill
+from ..charts import HTML_NAME, PNG_NAME
+from ..klaviyo.limits import REPORT_QUOTA_WINDOW_SECONDS, REPORTS_RATE_LIMIT, STEADY_WINDOW_SECONDS
+from ..settings import ACCOUNTS_FILE_ENV, SINGLE_ACCOUNT_VARIABLES, load_settings
+from ..tables import MARTS_SCHEMA, RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
+from . import processes
+
+DEMO_API_KEY = "pk_simulator_demo_key"
+DEMO_TIMEZONE = "US/Eastern"
+ACCOUNTS_FILE_NAME = "accounts.yaml"
+# the simulator's admin endpoint with its request counts
+STATS_PATH = "/__simulator/stats"
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, data_dir: str) -> None:
+    parser.add_argument("--segments", type=int, default=150, help="segments per simulated account (default 150)")
+    parser.add_argument("--seed", type=int, default=42, help="simulator seed (default 42)")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=60.0,
+        help="simulator time factor: 60 turns Klaviyo's 2 report requests a minute into 2 a second (default 60)",
+    )
+    parser.add_argument("--data-dir", default=data_dir, help=f"where everything is written (default {data_dir})")
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=1,
+        help="simulated accounts, each with its own timezone, segments and quota, in an accounts file (default 1)",
+    )
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segment-pipeline demo",
+        description="The whole pipeline on a fresh bundled Klaviyo simulator: a backfill of the last N days of "
+        "every account through Dagster, then the models, the analyst copy and the growth report.",
+    )
+    parser.add_argument("--days", type=int, default=90, help="days of series to load, ending yesterday (default 90)")
+    add_common_arguments(parser, "data/demo")
+    return parser
+
+
+def dev_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segment-pipeline dev",
+        description="The Dagster UI (dagster dev) with the bundled simulator as Klaviyo, until Ctrl-C.",
+    )
+    parser.add_argument("--port", type=int, default=8765, help="the simulator's port (default 8765)")
+    parser.add_argument("--dagster-port", type=int, default=3000, help="the Dagster UI's port (default 3000)")
+    add_common_arguments(parser, "data/dev")
+    return parser
+
+
+def key_variable(account_name: str) -> str:
+    """The environment variable the demo's accounts file names for an account's key."""
+    return f"KLAVIYO_API_KEY_{account_name.upper()}"
+
+
+def pipeline_environment(simulator: processes.Simulator, data_dir: Path, speed: float) -> dict[str, str]:
+    """The pipeline's environment for the simulator: every file under `data_dir`, its own Dagster instance,
+    the simulator's one account as the single-account variables, or an accounts file for several."""
+    env = {name: value for name, value in os.environ.items() if name not in SINGLE_ACCOUNT_VARIABLES}
+    env.pop(ACCOUNTS_FILE_ENV, None)
+    env.update(
+        KLAVIYO_BASE_URL=simulator.base_url,
+        # the simulator's steady window and quota day are `speed` times shorter: wait and count to match
+        KLAVIYO_STEADY_WINDOW_SECONDS=str(STEADY_WINDOW_SECONDS / speed),
+        KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS=str(REPORT_QUOTA_WINDOW_SECONDS / speed),
+        WAREHOUSE_PATH=str(data_dir / "warehouse.duckdb"),
+        ANALYTICS_PATH=str(data_dir / "analytics.duckdb"),
+        PIPELINE_STATE_DIR=str(data_dir / "state"),
+        CHARTS_DIR=str(data_dir / "charts"),
+        # its own Dagster instance, so the demo's runs never mix with another instance's
+        DAGSTER_HOME=str(processes.prepare_dagster_home(data_dir / "dagster_home")),
+    )
+    # the simulator's rate-limit windows run `speed` times faster; pace to match
+    rate = REPORTS_RATE_LIMIT.per_minute * speed
+    if len(simulator.accounts) == 1:
+        served = simulator.accounts[0]
+        env.update(
+            KLAVIYO_API_KEY=served.api_key,
+            KLAVIYO_TIMEZONE=served.timezone,
+            KLAVIYO_REPORT_RATE_PER_MINUTE=str(rate),
+        )
+        return env
+    entries = [
+        {"name": s.name, "api_key_env": key_variable(s.name), "timezone": s.timezone, "report_rate_per_minute": rate}
+        for s in simulator.accounts
+    ]
+    accounts_file = data_dir / ACCOUNTS_FILE_NAME
+    header = (
+        "# Written by `segment-pipeline demo --accounts N` for its simulated accounts (see accounts.yaml.example\n"
+        "# for every field). The keys are in the variables named here, in the demo's environment only.\n"
+    )
+    accounts_file.write_text(header + yaml.safe_dump({"accounts": entries}, sort_keys=False), encoding="utf-8")
+    env.update({key_variable(s.name): s.api_key for s in simulator.accounts})
+    env[ACCOUNTS_FILE_ENV] = str(accounts_file)
+    return env
+
+
+@contextlib.contextmanager
+def running_simulator(args: argparse.Namespace, data_dir: Path, port: int = 0) -> Iterator[processes.Simulator]:
+    timezone = DEMO_TIMEZONE if args.accounts == 1 else None
+    with processes.simulator(
+        data_dir,
+        api_key=DEMO_API_KEY,
+        accounts=args.accounts,
+        segments=args.segments,
+        seed=args.seed,
+        speed=args.speed,
+        timezone=timezone,
+        port=port,
+    ) as simulator:
+        accounts = f"{len(simulator.accounts)} account{'s' * (len(simulator.accounts) != 1)}"
+        print(
+            f"Klaviyo simulator on {simulator.base_url}: {accounts} of {args.segments} segments, time x{args.speed:g}"
+        )
+        yield simulator
+
+
+def run_demo(argv: list[str] | None = None) -> int:
+    args = demo_parser().parse_args(argv)
+    if args.accounts < 1 or args.days < 1:
+        print("segment-pipeline demo: --accounts and --days must be at least 1", file=sys.stderr)
+        return 2
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with running_simulator(args, data_dir) as simulator:
+        env = pipeline_environment(simulator, data_dir, args.speed)
+        settings = load_settings(env)
+        # a fresh simulator has a fresh daily quota: forget the requests earlier demos counted
+        shutil.rmtree(settings.ledger_dir, ignore_errors=True)
+        ranges = plan_ranges(settings.accounts, days=args.days)
+        with processes.dagster(env, data_dir / "dagster.log") as api:
+            print(f"Dagster on {api.url} (instance {env['DAGSTER_HOME']}, log {data_dir / 'dagster.log'})")
+            code = run_backfill(settings, ranges, api.url)
+        stats = httpx.get(simulator.base_url + STATS_PATH, timeout=10).json()
+    if code != 0:
+        print(f"The demo failed: what failed is above; Dagster's log is in {data_dir / 'dagster.log'}.")
+        return code
+    print_summary(settings.storage.analytics_path, settings.storage.charts_dir, stats)
+    if args.accounts > 1:
+        print(f"  accounts file:          {env[ACCOUNTS_FILE_ENV]}")
+        print_accounts_summary(settings.storage.analytics_path, simulator, stats)
+    print(f"  the demo's Dagster runs: DAGSTER_HOME={env['DAGSTER_HOME']} dagster dev -w workspace.yaml")
+    return 0
+
+
+def run_dev(argv: list[str] | None = None) -> int:
+    """The Dagster UI (`dagster dev`) with the simulator as Klaviyo, until Ctrl-C."""
+    args = dev_parser().parse_args(argv)
+    if args.accounts < 1:
+        print("segment-pipeline dev: --accounts must be at least 1", file=sys.stderr)
+        return 2
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with running_simulator(args, data_dir, port=args.port) as simulator:
+        env = pipeline_environment(simulator, data_dir, args.speed)
+        load_settings(env)  # a bad accounts file stops here, with its lines, before Dagster starts
+        print(f"Dagster UI on http://127.0.0.1:{args.dagster_port} (instance {env['DAGSTER_HOME']})")
+        print("  the demo's runs are in another instance: DAGSTER_HOME=data/demo/dagster_home dagster dev")
+        command = [sys.executable, "-m", "dagster", "dev", "-w", str(processes.WORKSPACE)]
+        command += ["-h", "127.0.0.1", "-p", str(args.dagster_port)]
+        process = subprocess.Popen(command, env=env, cwd=processes.REPO)
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            # dagster dev shuts its webserver and daemon down on SIGINT (it got it too); wait for that
+            return process.wait()
+
+
+def print_summary(analytics_path: Path, charts_dir: Path, stats: dict) -> None:
+    """What the demo loaded and built, read from the analyst copy, and what it asked the simulator."""
+    by_path = stats.get("requests_by_path", {})
+    requests = sum(sum(counts.values()) for counts in by_path.values())
+    reports = sum(by_path.get("/api/segment-series-reports", {}).values())
+    values = sum(by_path.get("/api/segment-values-reports", {}).values())
+    with duckdb.connect(str(analytics_path), read_only=True) as connection:
+        segments = connection.execute(f"select count(*) from {RAW_DATASET}.{SEGMENTS_TABLE}").fetchone()[0]
+        rows, first, last = connection.execute(
+            f"select count(*), min(date), max(date) from {RAW_DATASET}.{SEGMENT_SERIES_TABLE}"
+        ).fetchone()
+        marts = connection.execute(
+            "select table_name from information_schema.tables where table_schema = ? order by 1", [MARTS_SCHEMA]
+        ).fetchall()
+    print()
+    print("Demo finished.")
+    print(f"  segments loaded:        {segments}")
+    print(f"  series rows:            {rows} ({first} to {last})")
+    print(
+        f"  requests to Klaviyo:    {requests} in all: {reports} segment-series report{'s' * (reports != 1)}, "
+        f"{values} values report{'s' * (values != 1)} to reconcile"
+    )
+    print(f"  marts built:            {', '.join(name for (name,) in marts)}")
+    print(f"  analyst copy:           {analytics_path}")
+    print(f"  growth report:          {charts_dir / HTML_NAME} (and {PNG_NAME})")
+
+
+def print_accounts_summary(analytics_path: Path, simulator: processes.Simulator, stats: dict) -> None:
+    """Per account: its timezone, and what the warehouse holds for its account id."""
+    per_account = stats.get("accounts", {})
+    with duckdb.connect(str(analytics_path), read_only=True) as connection:
+        segments = dict(
+            connection.execute(f"select account_id, count(*) from {RAW_DATASET}.{SEGMENTS_TABLE} group by 1").fetchall()
+        )
+        per_day = f"select account_id, count(*), min(date), max(date) from {RAW_DATASET}.{SEGMENT_SERIES_TABLE}"
+        series = {row[0]: row[1:] for row in connection.execute(per_day + " group by 1").fetchall()}
+    print()
+    print(
+        f"  {'account':<12} {'timezone':<20} {'segments':>8} {'series rows':>11}  {'days (account-local)':<26} requests"
+    )
+    for served in simulator.accounts:
+        rows, first, last = series.get(served.account_id, (0, None, None))
+        days = f"{first} to {last}" if first else "none"
+        counts = per_account.get(served.name, {}).get("requests_by_path", {})
+        requests = sum(sum(c.values()) for c in counts.values())
+        print(
+            f"  {served.name:<12} {served.timezone:<20} {segments.get(served.account_id, 0):>8} {rows:>11}  "
+            f"{days:<26} {requests}"
+        )
