@@ -107,6 +107,8 @@ class Settings:
     klaviyo: KlaviyoOptions = field(default_factory=KlaviyoOptions)
     accounts: Accounts = field(default_factory=lambda: Accounts((_default_account({}),)))
     resume_interval_seconds: int = DEFAULT_RESUME_INTERVAL_SECONDS
+    # where runs read the accounts' keys: the environment the settings were read from (never shown)
+    key_source: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False, compare=False)
 
     @property
     def ledger_dir(self) -> Path:
@@ -134,7 +136,8 @@ def load_settings(env: Mapping[str, str] | None = None, **storage_overrides: Any
         ConfigError: A variable holds a value the pipeline cannot use (the message names it and the fix).
         AccountsFileError: The accounts file has problems (one line each, with its line number and fix).
     """
-    env = dict(os.environ if env is None else env)
+    source = os.environ if env is None else env
+    env = dict(source)
     for name, message in _RETIRED.items():
         if env.get(name):
             raise ConfigError(message)
@@ -173,6 +176,7 @@ def load_settings(env: Mapping[str, str] | None = None, **storage_overrides: Any
         klaviyo=klaviyo,
         accounts=accounts,
         resume_interval_seconds=_number(env, "SERIES_RESUME_INTERVAL_SECONDS", int) or DEFAULT_RESUME_INTERVAL_SECONDS,
+        key_source=source,
     )
 
 

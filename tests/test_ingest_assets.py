@@ -12,9 +12,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from segment_pipeline.defs.ingest.assets import SERIES_KEY as SERIES_ASSET_KEY
-from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
-from segment_pipeline.defs.partitions import daily_partitions
+from segment_pipeline.defs.account_names import asset_key
+from segment_pipeline.defs.ingest.series_results import RANGE_TAG, RESUME_AT_TAG, UNFINISHED_TAG
 from segment_pipeline.klaviyo.limits import (
     ACCOUNTS_PATH,
     MAX_DAYS_PER_DAILY_SERIES,
@@ -22,15 +21,15 @@ from segment_pipeline.klaviyo.limits import (
     SEGMENT_SERIES_PATH,
 )
 
-from .pipeline_helpers import API_KEY, FAST, materialize, query, range_tags
+from .pipeline_helpers import API_KEY, FAST, SEGMENTS, SERIES, definitions, materialize, query, range_tags
 
 REPO = Path(__file__).resolve().parents[1]
 STATS = ("total_members", "members_added", "members_removed", "net_members_changed")
 
 
-@pytest.fixture(autouse=True)
-def api_key(monkeypatch):
-    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
+SERIES_ASSET_KEY = asset_key("default", "segment_series_daily")
+SEGMENTS_NODE = "klaviyo_default_segments"
+SERIES_NODE = "klaviyo__default__segment_series_daily"
 
 
 def stored_series(path):
@@ -52,7 +51,7 @@ def truth(sim, first, last):
 
 def test_segments_land_whole_with_definitions_and_history(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=27, speed=FAST)
-    result = materialize([segments], sim, tmp_path)
+    result = materialize([SEGMENTS], sim, tmp_path)
     warehouse = tmp_path / "warehouse.duckdb"
     rows = query(warehouse, "select id, name, definition, is_active, is_deleted from klaviyo.segments")
     stored = {r[0]: r[1:] for r in rows}
@@ -61,7 +60,7 @@ def test_segments_land_whole_with_definitions_and_history(make_simulator, tmp_pa
         name, definition, is_active, is_deleted = stored[s.id]
         assert name == s.name and json.loads(definition) == s.definition
         assert is_active == s.is_active and is_deleted is False
-    metadata = result.asset_materializations_for_node("klaviyo_segments")[0].metadata
+    metadata = result.asset_materializations_for_node(SEGMENTS_NODE)[0].metadata
     assert metadata["segments"].value == 27
 
     # an edit, a rename and a deletion show on the next run; the old definition is kept in the history
@@ -69,7 +68,7 @@ def test_segments_land_whole_with_definitions_and_history(make_simulator, tmp_pa
     sim.account.edit_definition(edited)
     sim.account.rename(renamed, 'Renamed "VIP" ✨')
     sim.account.delete(deleted)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     assert query(warehouse, "select name from klaviyo.segments where id = ?", [renamed]) == [('Renamed "VIP" ✨',)]
     assert query(warehouse, "select is_deleted from klaviyo.segments where id = ?", [deleted]) == [(True,)]
     assert query(warehouse, "select count(*) from klaviyo.segment_definitions where segment_id = ?", [edited]) == [(2,)]
@@ -81,21 +80,21 @@ def test_segments_land_whole_with_definitions_and_history(make_simulator, tmp_pa
 
 def test_a_single_day(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=12, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     day = sim.account.today() - dt.timedelta(days=10)
-    materialize([segment_series_daily], sim, tmp_path, partition_key=day.isoformat())
+    materialize([SERIES], sim, tmp_path, partition_key=day.isoformat())
     assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, day, day)
     assert sim.count(path=SEGMENT_SERIES_PATH) == 1
 
 
 def test_a_year_in_one_run_with_minimal_requests_then_a_harmless_rerun(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=130, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     last = sim.account.today() - dt.timedelta(days=1)
     first = last - dt.timedelta(days=364)
     sim.reset_log()
 
-    result = materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last))
+    result = materialize([SERIES], sim, tmp_path, tags=range_tags(first, last))
     expected_requests = math.ceil(130 / MAX_SEGMENT_IDS_PER_REPORT) * math.ceil(365 / MAX_DAYS_PER_DAILY_SERIES)
     assert sim.count(path=SEGMENT_SERIES_PATH) == expected_requests == 14
     assert sim.count(status=429) == 0
@@ -103,22 +102,30 @@ def test_a_year_in_one_run_with_minimal_requests_then_a_harmless_rerun(make_simu
     first_load = stored_series(warehouse)
     assert first_load == truth(sim, first, last)
     assert len(first_load) == 130 * 365
-    metadata = result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
-    assert metadata["report_requests_sent"].value == 14
-    assert metadata["rows_written"].value == 130 * 365
-    assert metadata["first_day"].value == first.isoformat()
+    materializations = result.asset_materializations_for_node(SERIES_NODE)
+    # one materialization per day, each with that day's rows; what the run did is on each, named run_*
+    assert sorted(m.partition for m in materializations) == [
+        (first + dt.timedelta(days=n)).isoformat() for n in range(365)
+    ]
+    for materialization in materializations:
+        metadata = materialization.metadata
+        assert metadata["dagster/row_count"].value == metadata["rows_written"].value == 130
+        assert metadata["run_report_requests_sent"].value == 14
+        assert metadata["run_first_day"].value == first.isoformat()
 
-    materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last))
+    materialize([SERIES], sim, tmp_path, tags=range_tags(first, last))
     assert query(warehouse, "select count(*) from klaviyo.segment_series_daily")[0][0] == 130 * 365
     assert stored_series(warehouse) == first_load
 
 
 def test_day_366_is_refused_before_any_request(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    # a history start set back to Klaviyo's floor lists days the API no longer reports on
+    floor = {"KLAVIYO_HISTORY_START": "2023-06-01"}
+    materialize([SEGMENTS], sim, tmp_path, env=floor)
     sim.reset_log()
     day_366 = sim.account.today() - dt.timedelta(days=366)
-    result = materialize([segment_series_daily], sim, tmp_path, partition_key=day_366.isoformat(), raise_on_error=False)
+    result = materialize([SERIES], sim, tmp_path, env=floor, partition_key=day_366.isoformat(), raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = failure.step_failure_data.error.message
@@ -128,46 +135,58 @@ def test_day_366_is_refused_before_any_request(make_simulator, tmp_path):
     assert query(tmp_path / "warehouse.duckdb", tables) == [(0,)]
 
 
-def test_a_day_before_the_data_floor_is_not_even_a_partition(make_simulator, tmp_path):
+def test_a_day_before_the_history_start_is_not_even_a_partition(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
     with pytest.raises(dg.DagsterUnknownPartitionError, match="2023-05-31"):
-        materialize([segment_series_daily], sim, tmp_path, partition_key="2023-05-31")
+        materialize([SERIES], sim, tmp_path, partition_key="2023-05-31", env={"KLAVIYO_HISTORY_START": "2023-06-01"})
+    # without a set start, the first partition is the oldest day Klaviyo reported on when the account was
+    # first loaded, fixed in the state folder: at most 366 partitions now, and the start does not move
+    defs = definitions(sim, tmp_path)
+    partitions = defs.get_assets_def(SERIES_ASSET_KEY).partitions_def
+    keys = partitions.get_partition_keys()
+    assert keys[0] == (sim.account.today() - dt.timedelta(days=365)).isoformat()
+    assert len(keys) == 365
+    stored = (tmp_path / "state" / "history_start" / "default.date").read_text().strip()
+    assert stored == keys[0]
     assert sim.count() == 0
 
 
 def test_an_account_in_another_timezone_is_refused_with_the_value_to_set(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST, timezone="Europe/Paris")
-    result = materialize([segments], sim, tmp_path, raise_on_error=False)
+    result = materialize([SEGMENTS], sim, tmp_path, env={"KLAVIYO_TIMEZONE": "US/Eastern"}, raise_on_error=False)
     assert not result.success
     message = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
-    assert "KLAVIYO_TIMEZONE=Europe/Paris" in message
+    assert "KLAVIYO_TIMEZONE=Europe/Paris" in message and message.startswith("account 'default'")
     assert sim.count(path=ACCOUNTS_PATH) == 1 and sim.count() == 1
 
 
 def test_the_daily_run_refreshes_the_days_not_final_yet_in_the_same_request(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=5, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     today = sim.account.today()
     yesterday = today - dt.timedelta(days=1)
     # four days fetched today: only the oldest was already older than the 3-day lookback, so only it is final
-    materialize([segment_series_daily], sim, tmp_path, tags=range_tags(today - dt.timedelta(days=4), yesterday))
+    materialize([SERIES], sim, tmp_path, tags=range_tags(today - dt.timedelta(days=4), yesterday))
     sim.reset_log()
-    result = materialize([segment_series_daily], sim, tmp_path, partition_key=yesterday.isoformat())
+    result = materialize([SERIES], sim, tmp_path, partition_key=yesterday.isoformat())
     assert sim.count(path=SEGMENT_SERIES_PATH) == 1
     (request,) = [r for r in sim.requests if r.path == SEGMENT_SERIES_PATH]
     timeframe = request.json["data"]["attributes"]["timeframe"]
     assert timeframe["start"].startswith((today - dt.timedelta(days=3)).isoformat())
     assert timeframe["end"].startswith(yesterday.isoformat())
     assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, today - dt.timedelta(days=4), yesterday)
-    metadata = result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
-    assert metadata["lookback_days_added"].value == 2
-    assert metadata["cells_final_already"].value == 0 and metadata["cells_still_missing"].value == 0
-    assert metadata["lookback_cells_refreshed"].value == 2 * 5
+    (materialization,) = result.asset_materializations_for_node(SERIES_NODE)
+    metadata = materialization.metadata
+    assert metadata["run_lookback_days_added"].value == 2
+    assert metadata["run_cells_final_already"].value == 0 and metadata["run_cells_still_missing"].value == 0
+    assert metadata["run_lookback_cells_refreshed"].value == 2 * 5
+    # this day's rows: every segment once; the lookback days' rows were written too, but are not this day's
+    assert metadata["dagster/row_count"].value == metadata["rows_written"].value == 5
 
 
 def test_two_runs_started_at_once_both_succeed(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=8, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
@@ -195,7 +214,7 @@ def test_two_runs_started_at_once_both_succeed(make_simulator, tmp_path):
                 "-m",
                 "segment_pipeline.definitions",
                 "--select",
-                "klaviyo/segment_series_daily",
+                "klaviyo/default/segment_series_daily",
                 "--partition",
                 day.isoformat(),
             ],
@@ -223,9 +242,9 @@ def failure_message(result) -> str:
 def loaded(make_simulator, tmp_path):
     """A warehouse holding segments and one day of series, to show that failures lose none of it."""
     sim = make_simulator(api_key=API_KEY, segment_count=6, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     day = sim.account.today() - dt.timedelta(days=30)
-    materialize([segment_series_daily], sim, tmp_path, partition_key=day.isoformat())
+    materialize([SERIES], sim, tmp_path, partition_key=day.isoformat())
     return sim, stored_series(tmp_path / "warehouse.duckdb")
 
 
@@ -239,7 +258,7 @@ def test_a_malformed_response_fails_the_run_and_keeps_nothing_of_it(loaded, tmp_
 
     sim.faults.add(path=SEGMENT_SERIES_PATH, mutate=misalign, times=1)
     day = sim.account.today() - dt.timedelta(days=20)
-    result = materialize([segment_series_daily], sim, tmp_path, partition_key=day.isoformat(), raise_on_error=False)
+    result = materialize([SERIES], sim, tmp_path, partition_key=day.isoformat(), raise_on_error=False)
     assert not result.success
     assert "misaligned" in failure_message(result)
     assert stored_series(tmp_path / "warehouse.duckdb") == before
@@ -249,17 +268,17 @@ def test_a_spent_quota_fails_fast_saying_when_and_keeps_everything(loaded, tmp_p
     sim, before = loaded
     sim.exhaust_report_quota()
     day = sim.account.today() - dt.timedelta(days=20)
-    result = materialize([segment_series_daily], sim, tmp_path, partition_key=day.isoformat(), raise_on_error=False)
+    result = materialize([SERIES], sim, tmp_path, partition_key=day.isoformat(), raise_on_error=False)
     assert not result.success
     message = failure_message(result)
     assert "quota" in message and "re-run the same partitions after" in message
     assert stored_series(tmp_path / "warehouse.duckdb") == before
 
 
-def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tmp_path, monkeypatch):
+def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tmp_path):
     sim, before = loaded
     # the step waits this long for DuckDB's own lock (a dbt child of a killed run lets go within seconds)
-    monkeypatch.setenv("WAREHOUSE_DUCKDB_WAIT_SECONDS", "1")
+    wait = {"WAREHOUSE_DUCKDB_WAIT_SECONDS": "1"}
     warehouse = tmp_path / "warehouse.duckdb"
     holder = subprocess.Popen(
         [
@@ -276,7 +295,9 @@ def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tm
         assert holder.stdout.readline().strip() == "ready"
         sim.reset_log()
         day = sim.account.today() - dt.timedelta(days=20)
-        result = materialize([segment_series_daily], sim, tmp_path, partition_key=day.isoformat(), raise_on_error=False)
+        result = materialize(
+            [SERIES], sim, tmp_path, env=wait, partition_key=day.isoformat(), raise_on_error=False
+        )
         assert not result.success
         assert "is locked by" in failure_message(result) and "nothing was written" in failure_message(result)
         assert sim.count(path=SEGMENT_SERIES_PATH) == 0
@@ -285,10 +306,9 @@ def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tm
     assert stored_series(warehouse) == before
 
 
-def test_a_wrong_key_fails_naming_the_setting(loaded, tmp_path, monkeypatch):
+def test_a_wrong_key_fails_naming_the_setting(loaded, tmp_path):
     sim, before = loaded
-    monkeypatch.setenv("KLAVIYO_API_KEY", "pk_revoked_000")
-    result = materialize([segments], sim, tmp_path, raise_on_error=False)
+    result = materialize([SEGMENTS], sim, tmp_path, env={"KLAVIYO_API_KEY": "pk_revoked_000"}, raise_on_error=False)
     assert not result.success
     message = failure_message(result)
     assert "401" in message and "KLAVIYO_API_KEY" in message and "pk_revoked_000" not in message
@@ -297,7 +317,7 @@ def test_a_wrong_key_fails_naming_the_setting(loaded, tmp_path, monkeypatch):
 
 def test_the_lookback_replaces_numbers_klaviyo_revised_after_a_day_ended(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=4, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     today = sim.account.today()
     two_days_ago = today - dt.timedelta(days=2)
 
@@ -311,14 +331,14 @@ def test_the_lookback_replaces_numbers_klaviyo_revised_after_a_day_ended(make_si
         return body
 
     sim.faults.add(path=SEGMENT_SERIES_PATH, mutate=early_numbers, times=1)
-    materialize([segment_series_daily], sim, tmp_path, partition_key=two_days_ago.isoformat())
+    materialize([SERIES], sim, tmp_path, partition_key=two_days_ago.isoformat())
     stored = stored_series(tmp_path / "warehouse.duckdb")
     assert stored != truth(sim, two_days_ago - dt.timedelta(days=3), two_days_ago)
 
     # the next daily run asks for yesterday, and its lookback covers the revised day in the same request
     sim.reset_log()
     yesterday = today - dt.timedelta(days=1)
-    materialize([segment_series_daily], sim, tmp_path, partition_key=yesterday.isoformat())
+    materialize([SERIES], sim, tmp_path, partition_key=yesterday.isoformat())
     assert sim.count(path=SEGMENT_SERIES_PATH) == 1
     assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, two_days_ago, yesterday)
 
@@ -327,54 +347,51 @@ def test_a_lock_taken_during_the_load_is_explained_plainly(tmp_path):
     import duckdb
     from dlt.pipeline.exceptions import PipelineStepFailed
 
-    from segment_pipeline.defs.ingest.assets import explained_failures
+    from segment_pipeline.defs.failures import explained_failures
     from segment_pipeline.warehouse import dlt_pipeline
 
     pipeline = dlt_pipeline("lock_test", tmp_path / "w.duckdb", tmp_path / "dlt")
     lock = duckdb.IOException('Could not set lock on file "w.duckdb": Conflicting lock is held in duckdb (PID 42)')
-    with pytest.raises(dg.Failure) as caught, explained_failures():
+    with pytest.raises(dg.Failure) as caught, explained_failures("account 'default'"):
         raise PipelineStepFailed(pipeline, "load", "1", lock) from lock
-    assert caught.value.description.startswith("the warehouse is locked by duckdb (PID 42)")
+    assert caught.value.description.startswith("account 'default': the warehouse is locked by duckdb (PID 42)")
     assert caught.value.allow_retries
 
 
-def partition_status(instance, first, last):
+def partition_status(instance, partitions, first, last):
     """Dagster's status of each series partition from `first` to `last`, as the UI shows it."""
     keys = [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-    statuses = instance.get_status_by_partition(SERIES_ASSET_KEY, keys, daily_partitions) or {}
+    statuses = instance.get_status_by_partition(SERIES_ASSET_KEY, keys, partitions) or {}
     return {key: (status.value if status else None) for key, status in statuses.items()}
 
 
 def test_a_backfill_larger_than_the_budget_sends_what_fits_and_materializes_only_complete_days(
-    make_simulator, tmp_path, monkeypatch
+    make_simulator, tmp_path
 ):
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
-    materialize([segments], sim, tmp_path)
-    monkeypatch.setenv("KLAVIYO_REPORT_DAILY_LIMIT", "1")
+    materialize([SEGMENTS], sim, tmp_path)
+    budget = {"KLAVIYO_REPORT_DAILY_LIMIT": "1"}
     last = sim.account.today() - dt.timedelta(days=30)
     first = last - dt.timedelta(days=89)  # 90 days: 2 requests, the first covers the oldest 60 days
     sim.reset_log()
+    defs = definitions(sim, tmp_path, **budget)
     with dg.DagsterInstance.ephemeral() as instance:
         result = materialize(
-            [segment_series_daily], sim, tmp_path, instance=instance, tags=range_tags(first, last), raise_on_error=False
+            [SERIES], sim, tmp_path, defs=defs, instance=instance, tags=range_tags(first, last), raise_on_error=False
         )
         assert not result.success
         message = failure_message(result)
         assert "1 of 2 requests done; the rest resumes at " in message
         assert sim.count(path=SEGMENT_SERIES_PATH) == 1
-        status = partition_status(instance, first, last)
+        status = partition_status(instance, defs.get_assets_def(SERIES_ASSET_KEY).partitions_def, first, last)
         complete_until = first + dt.timedelta(days=59)
         assert {k for k, v in status.items() if v == "MATERIALIZED"} == {
             (first + dt.timedelta(days=i)).isoformat() for i in range(60)
         }
         assert {v for k, v in status.items() if k > complete_until.isoformat()} == {"FAILED"}
+        # what is left is on the run, for the resume sensor: the account, the range and when it can go on
+        tags = instance.get_run_by_id(result.run_id).tags
+        assert tags[UNFINISHED_TAG] == "default" and tags[RANGE_TAG] == f"{first}..{last}"
+        assert dt.datetime.fromisoformat(tags[RESUME_AT_TAG]) > dt.datetime.now(dt.UTC)
     # the 60 days that came are in the warehouse, exactly
     assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, first, complete_until)
-    pending = json.loads((tmp_path / "state" / "series_pending.json").read_text())
-    (entry,) = pending["ranges"].values()
-    assert (entry["start"], entry["end"], entry["requests_done"], entry["requests_total"]) == (
-        first.isoformat(),
-        last.isoformat(),
-        1,
-        2,
-    )

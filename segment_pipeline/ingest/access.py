@@ -75,7 +75,7 @@ class KlaviyoAccess:
     def client(self) -> KlaviyoClient:
         """A client for this run; the key is read from the account's variable now (KlaviyoConfigError if unset)."""
         settings = self.settings.klaviyo.for_account(
-            api_key=read_api_key(self.account),
+            api_key=read_api_key(self.account, self.settings.key_source),
             api_key_variable=self.account.api_key_env,
             report_rate_per_minute=self.account.report_rate_per_minute,
             report_daily_limit=self.account.report_daily_limit,
