@@ -3,7 +3,7 @@
 `dagster definitions validate` and the real webserver run as subprocesses from the repository root, with
 KLAVIYO_API_KEY removed from their environment and DAGSTER_HOME pointing at a temporary copy of the project's
 instance settings; the webserver is then asked over GraphQL what the UI would show. An in-process test
-checks what GraphQL does not show directly: that no step queues on a Dagster pool and the shared partitions object.
+checks what GraphQL does not show directly: the pools, the sensors and the automation of the shared assets.
 """
 
 from __future__ import annotations
@@ -29,17 +29,16 @@ VENV_BIN = Path(sys.executable).parent
 TIMEZONE = "US/Eastern"
 LOCATION = "segment_pipeline.definitions"
 REPOSITORY = "__repository__"
-JOB = "segment_growth_job"
-SCHEDULE = "segment_growth_daily_schedule"
-FIRST_PARTITION = "2023-06-01"
+JOB = "ingest_default_job"
+SCHEDULE = "ingest_default_daily"
 STARTUP_TIMEOUT = 90
 
-SERIES = ("klaviyo", "segment_series_daily")
+SERIES = ("klaviyo", "default", "segment_series_daily")
 KLAVIYO_ASSETS = [
-    ("klaviyo", "segments"),
-    ("klaviyo", "segment_definitions"),
-    ("klaviyo", "accounts"),
-    ("klaviyo", "segment_tags"),
+    ("klaviyo", "default", "segments"),
+    ("klaviyo", "default", "segment_definitions"),
+    ("klaviyo", "default", "accounts"),
+    ("klaviyo", "default", "segment_tags"),
     SERIES,
 ]
 # dagster-dbt keys a model by its folder under models/ and its name (the default translator's key)
@@ -71,7 +70,13 @@ SERIES_CHECKS = {
 
 def _env(dagster_home: Path) -> dict[str, str]:
     """The environment of `dagster dev` minus the secret: code must load without KLAVIYO_API_KEY."""
-    env = {**os.environ, "KLAVIYO_TIMEZONE": TIMEZONE, "DAGSTER_HOME": str(dagster_home)}
+    env = {
+        **os.environ,
+        "KLAVIYO_TIMEZONE": TIMEZONE,
+        "DAGSTER_HOME": str(dagster_home),
+        # the first load fixes the account's history start in the state folder: a fresh one, here
+        "PIPELINE_STATE_DIR": str(dagster_home / "state"),
+    }
     env.pop("KLAVIYO_API_KEY", None)
     # not a `dagster dev` process: use the manifest conftest built instead of re-parsing the dbt project
     env.pop("DAGSTER_IS_DEV_CLI", None)
@@ -265,7 +270,8 @@ def webserver_process(dagster_home, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def webserver(webserver_process) -> Webserver:
+def webserver(webserver_process, dagster_home) -> Webserver:
+    webserver_process.home = dagster_home
     webserver_process.wait_until_up(webserver_process.deadline)
     webserver_process.entries = webserver_process.wait_until_loaded(webserver_process.deadline)
     return webserver_process
@@ -338,11 +344,16 @@ def test_location_is_loaded(webserver):
 def test_asset_nodes(asset_nodes):
     missing = [key for key in EXPECTED_ASSETS if key not in asset_nodes]
     assert not missing, f"missing assets {missing}; UI shows {sorted(asset_nodes)}"
-    for key in EXPECTED_ASSETS:
+    # the account's job ingests; the shared models and publishing follow by automation, in no account's job
+    for key in KLAVIYO_ASSETS:
         assert JOB in asset_nodes[key]["jobNames"], key
-    # steps take turns on the warehouse through its kernel lock, never a Dagster pool (a killed run's pool
-    # slot is never given back on the command line)
-    for key in [*KLAVIYO_ASSETS, *DBT_MARTS, ANALYTICS_COPY]:
+    for key in [*DBT_MARTS, ANALYTICS_COPY, GROWTH_CHART]:
+        assert JOB not in asset_nodes[key]["jobNames"], key
+    # the account's Klaviyo steps are in its pool (limited only where dagster.yaml sets pool limits); steps
+    # take turns on the warehouse through its kernel lock, never a pool
+    for key in KLAVIYO_ASSETS:
+        assert asset_nodes[key]["pools"] == ["klaviyo_default"], (key, asset_nodes[key]["pools"])
+    for key in [*DBT_MARTS, ANALYTICS_COPY]:
         assert asset_nodes[key]["pools"] == [], (key, asset_nodes[key]["pools"])
 
 
@@ -357,25 +368,28 @@ def test_series_daily_partitions_and_unpartitioned_models(webserver, asset_nodes
     assert definition["fmt"] == "%Y-%m-%d"
     assert "Daily" in definition["description"] and TIMEZONE in definition["description"], definition
     keys = series["partitionKeys"]
-    assert keys[0] == FIRST_PARTITION
+    # the first partition is the oldest day Klaviyo reported on when the account was first loaded (fixed in the
+    # state folder), not Klaviyo's floor: a full backfill leaves no day missing
+    first = (dt.date.fromisoformat(yesterday) - dt.timedelta(days=364)).isoformat()
+    first_after = (dt.date.fromisoformat(yesterday_after) - dt.timedelta(days=364)).isoformat()
+    assert keys[0] in {first, first_after}, keys[0]
+    stored = (Path(_env(webserver.home)["PIPELINE_STATE_DIR"]) / "history_start" / "default.date").read_text()
+    assert stored.strip() == keys[0]
     # the last partition is yesterday in the account's timezone: today is not finished
     assert keys[-1] in {yesterday, yesterday_after}, (keys[-1], yesterday)
     assert today not in keys and today_after not in keys
-    assert len(keys) == len(set(keys))
+    assert len(keys) == len(set(keys)) <= 367
     assert keys == sorted(keys)
-    expected_count = (dt.date.fromisoformat(keys[-1]) - dt.date.fromisoformat(FIRST_PARTITION)).days + 1
+    expected_count = (dt.date.fromisoformat(keys[-1]) - dt.date.fromisoformat(keys[0])).days + 1
     assert len(keys) == expected_count  # one key per day, no gaps
 
     series_node = asset_nodes[SERIES]
     assert series_node["backfillPolicy"] == {"policyType": "SINGLE_RUN", "maxPartitionsPerRun": None}
     # the models and the publishing steps are not partitioned (the daily mart finds what changed by itself)
-    # but allowed into single-run ranges, so a backfill of everything builds and publishes once, in its run
     for key in [*DBT_MARTS, ANALYTICS_COPY, GROWTH_CHART]:
-        node = asset_nodes[key]
-        assert not node["isPartitioned"], key
-        assert node["backfillPolicy"] == series_node["backfillPolicy"], key
+        assert not asset_nodes[key]["isPartitioned"], key
     # the segments listing is not partitioned: every run refreshes all segments
-    assert not asset_nodes[("klaviyo", "segments")]["isPartitioned"]
+    assert not asset_nodes[("klaviyo", "default", "segments")]["isPartitioned"]
 
 
 def test_daily_schedule(webserver):
@@ -410,46 +424,50 @@ def test_asset_checks(asset_nodes):
 # ------------------------------------------------------------------------------------------ in process
 
 
-def test_definitions_in_process():
+def test_definitions_in_process(tmp_path):
     import dagster as dg
 
-    from segment_pipeline.definitions import defs
-    from segment_pipeline.defs.ingest.assets import segment_series_daily
-    from segment_pipeline.defs.ingest.checks import series_checks
-    from segment_pipeline.defs.partitions import daily_partitions
-    from segment_pipeline.defs.publish.assets import analytics_copy
-    from segment_pipeline.defs.transform.assets import segment_growth_models
+    from segment_pipeline.defs.automation import AUTOMATION_SENSOR, SHARED_BUILD
+    from segment_pipeline.defs.deployment import build_definitions
+    from segment_pipeline.defs.ingest.resume_sensor import SENSOR_NAME
+    from segment_pipeline.settings import load_settings
 
+    env = {"KLAVIYO_TIMEZONE": TIMEZONE, "PIPELINE_STATE_DIR": str(tmp_path / "state")}
+    defs = build_definitions(load_settings(env))
     job = defs.resolve_job_def(JOB)
-    assert job.name == JOB
-    assert job.partitions_def == daily_partitions
+    series = defs.get_assets_def(dg.AssetKey(list(SERIES)))
+    assert job.partitions_def == series.partitions_def
+    assert series.partitions_def.timezone == TIMEZONE
 
     graph = defs.resolve_asset_graph()
     keys = {tuple(key.path) for key in graph.get_all_asset_keys()}
     assert set(EXPECTED_ASSETS) <= keys
-
-    # no op, check or dbt step queues on a pool: the warehouse lock (warehouse.warehouse_lock) serializes them
-    dbt_keys = [dg.AssetKey(list(k)) for k in DBT_MARTS]
-    assert {op.name for op in job.graph.iterate_op_defs() if op.pool} == set()
     series_check_keys = {k for k in graph.asset_check_keys if tuple(k.asset_key.path) == SERIES}
     assert {k.name for k in series_check_keys} == SERIES_CHECKS
-    for checks_def in series_checks:
-        assert checks_def.op.pool is None
-    for assets_def in (analytics_copy, segment_series_daily, segment_growth_models):
-        assert assets_def.op.pool is None
 
-    # the resume sensor is on by default and starts the daily job
-    sensor = defs.get_sensor_def("segment_growth_resume_sensor")
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.job_name == JOB
+    # only the account's Klaviyo steps are in a pool (its own); the warehouse lock serializes the rest
+    pools = {op.name: op.pool for op in job.graph.iterate_op_defs()}
+    klaviyo_steps = {"klaviyo_default_segments", "klaviyo__default__segment_series_daily"}
+    assert klaviyo_steps <= set(pools)
+    assert {name for name, pool in pools.items() if pool} >= klaviyo_steps
+    assert set(pools.values()) == {"klaviyo_default", None}
+    for key in [*DBT_MARTS, ANALYTICS_COPY, GROWTH_CHART]:
+        node = graph.get(dg.AssetKey(list(key)))
+        assert node.partitions_def is None, key
+        # built after the loads, once, by the automation sensor
+        assert node.automation_condition == SHARED_BUILD, key
 
-    # the series are daily partitions; the models after them are one table each, not partitioned; all of
-    # them backfill in a single run
-    assert segment_series_daily.partitions_def is daily_partitions
-    assert segment_growth_models.partitions_def is None
-    for key in [dg.AssetKey(list(SERIES)), *dbt_keys]:
-        node = graph.get(key)
-        assert node.partitions_def is (daily_partitions if key == dg.AssetKey(list(SERIES)) else None), key
-        assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
-    assert daily_partitions.timezone == TIMEZONE
-    assert daily_partitions.start.date() == dt.date.fromisoformat(FIRST_PARTITION)
+    # the resume sensor and the automation sensor are on by default
+    for name in (SENSOR_NAME, AUTOMATION_SENSOR):
+        assert defs.get_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_loading_the_code_reads_no_environment_at_import():
+    """Importing the code location reads nothing: the settings are read when Dagster loads the definitions."""
+    code = (
+        "import os, sys; os.environ['KLAVIYO_TIMEZONE'] = 'Not/AZone'; "
+        "import segment_pipeline.definitions as d; print('imported'); d.defs()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.stdout.startswith("imported"), result.stderr[-3000:]
+    assert result.returncode != 0 and "KLAVIYO_TIMEZONE='Not/AZone' is not an IANA timezone name" in result.stderr
