@@ -15,7 +15,6 @@ from segment_pipeline.klaviyo import (
     PIPELINE_LIMIT,
     DayWindow,
     KlaviyoClient,
-    KlaviyoConfigError,
     KlaviyoQuotaExhausted,
     KlaviyoSettings,
     ReportBudget,
@@ -23,6 +22,7 @@ from segment_pipeline.klaviyo import (
     ReportLedgerError,
 )
 from segment_pipeline.klaviyo.limits import ACCOUNTS_PATH, SEGMENT_SERIES_PATH
+from segment_pipeline.klaviyo.settings import checked_api_key
 
 KEY = "pk_ledger_test_key"
 FAST = 60.0
@@ -43,7 +43,8 @@ def make_client(sim, ledger_dir, **overrides) -> KlaviyoClient:
         ledger_dir=str(ledger_dir),
     )
     values.update(overrides)
-    return KlaviyoClient(KlaviyoSettings.from_env(env={}, **values))
+    values["api_key"] = checked_api_key(values["api_key"])
+    return KlaviyoClient(KlaviyoSettings(**values))
 
 
 def one_report(client, sim):
@@ -242,14 +243,21 @@ def test_klaviyo_quota_refusals_say_so_with_the_time_of_the_429(sim, tmp_path):
 
 
 def test_the_window_can_be_shortened_for_tests(sim, tmp_path):
-    settings = KlaviyoSettings.from_env(
-        env={"KLAVIYO_API_KEY": KEY, "KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS": "1.5", "KLAVIYO_REPORT_DAILY_LIMIT": "1"},
-        base_url=sim.base_url,
-        report_rate_per_minute=2 * FAST,
-        ledger_dir=str(tmp_path),
+    from segment_pipeline.ingest.access import KlaviyoAccess
+    from segment_pipeline.settings import load_settings
+
+    settings = load_settings(
+        {
+            "KLAVIYO_API_KEY": KEY,
+            "KLAVIYO_BASE_URL": sim.base_url,
+            "KLAVIYO_REPORT_RATE_PER_MINUTE": str(2 * FAST),
+            "KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS": "1.5",
+            "KLAVIYO_REPORT_DAILY_LIMIT": "1",
+            "KLAVIYO_REPORT_LEDGER_DIR": str(tmp_path),
+        }
     )
-    assert settings.report_budget_window_seconds == 1.5
-    with KlaviyoClient(settings) as client:
+    with KlaviyoAccess(settings, settings.accounts["default"]).client() as client:
+        assert client.settings.report_budget_window_seconds == 1.5
         one_report(client, sim)
         with pytest.raises(ReportBudgetError, match="per 1.5 s"):
             client.budget.ensure_available(1)
@@ -260,8 +268,11 @@ def test_the_window_can_be_shortened_for_tests(sim, tmp_path):
 
 
 def test_the_old_ledger_variable_is_refused_rather_than_silently_ignored():
-    with pytest.raises(KlaviyoConfigError, match="KLAVIYO_REPORT_LEDGER_DIR"):
-        KlaviyoSettings.from_env(env={"KLAVIYO_API_KEY": KEY, "KLAVIYO_BUDGET_PATH": "/tmp/ledger.json"})
+    from segment_pipeline.config import ConfigError
+    from segment_pipeline.settings import load_settings
+
+    with pytest.raises(ConfigError, match="KLAVIYO_BUDGET_PATH is no longer read.*KLAVIYO_REPORT_LEDGER_DIR"):
+        load_settings({"KLAVIYO_API_KEY": KEY, "KLAVIYO_BUDGET_PATH": "/tmp/ledger.json"})
 
 
 def test_the_single_ledger_of_an_older_version_is_adopted_by_the_account_not_forgotten(sim, tmp_path):
@@ -297,20 +308,18 @@ def test_available_at_says_when_a_number_of_requests_will_fit(tmp_path):
     assert budget.available_at(1, now=1250.0) is None
 
 
-def test_the_series_asset_counts_in_the_accounts_ledger_under_the_state_dir(make_simulator, tmp_path, monkeypatch):
-    from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
-    from tests.pipeline_helpers import API_KEY, materialize, range_tags
+def test_the_series_asset_counts_in_the_accounts_ledger_under_the_state_dir(make_simulator, tmp_path):
+    from tests.pipeline_helpers import API_KEY, SEGMENTS, SERIES, materialize, range_tags
 
-    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
     day = sim.account.today() - dt.timedelta(days=30)
-    materialize([segments], sim, tmp_path)
-    materialize([segment_series_daily], sim, tmp_path, tags=range_tags(day, day))
+    materialize([SEGMENTS], sim, tmp_path)
+    materialize([SERIES], sim, tmp_path, tags=range_tags(day, day))
     ledgers = tmp_path / "state" / "report_ledgers"
     assert len(json.loads(ledger_file(ledgers, sim).read_text())["sent"]) == 1
     # a damaged ledger stops the next run with the file named, before any report request
     ledger_file(ledgers, sim).write_text("{not json")
-    result = materialize([segment_series_daily], sim, tmp_path, tags=range_tags(day, day), raise_on_error=False)
+    result = materialize([SERIES], sim, tmp_path, tags=range_tags(day, day), raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
     assert "is damaged" in failure.message and str(ledger_file(ledgers, sim)) in failure.message

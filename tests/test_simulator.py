@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+import klaviyo_simulator
 from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig, command
 from segment_pipeline.klaviyo.limits import (
     ACCOUNTS_PATH,
@@ -94,6 +96,98 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
 @pytest.fixture
 def sim(make_simulator):
     return make_simulator(segment_count=30, speed=FAST, today=TODAY)
+
+
+# -- the simulator's own rules ---------------------------------------------------------------------------------
+
+# facts the simulator keeps its own copy of (klaviyo_simulator.rules), and the pipeline too (klaviyo.limits)
+SHARED_FACTS = (
+    "JSON_API_MEDIA_TYPE",
+    "SEGMENTS_PATH",
+    "ACCOUNTS_PATH",
+    "SEGMENT_SERIES_PATH",
+    "SEGMENT_VALUES_PATH",
+    "SEGMENTS_PAGE_SIZE",
+    "SERIES_STATISTICS",
+    "MAX_DAYS_PER_DAILY_SERIES",
+    "MAX_SEGMENT_IDS_PER_REPORT",
+    "REPORTING_DATA_FLOOR",
+    "MAX_HISTORY_DAYS",
+    "SCOPE_SEGMENTS",
+    "SCOPE_ACCOUNTS",
+    "SCOPE_TAGS",
+    "BURST_WINDOW_SECONDS",
+    "STEADY_WINDOW_SECONDS",
+    "REPORT_QUOTA_WINDOW_SECONDS",
+)
+SHARED_RATE_LIMITS = (
+    "SEGMENTS_RATE_LIMIT",
+    "ACCOUNTS_RATE_LIMIT",
+    "SEGMENTS_INCLUDE_RATE_LIMIT",
+    "REPORTS_RATE_LIMIT",
+)
+
+
+def _as_spec_ratelimit(limit) -> dict[str, str]:
+    """A rate limit written the way the spec's `x-klaviyo-ratelimit` writes it."""
+    written = {"burst": f"{limit.per_second}/s", "steady": f"{limit.per_minute}/m"}
+    return {**written, "daily": f"{limit.per_day}/d"} if limit.per_day is not None else written
+
+
+def test_the_simulators_own_rules_agree_with_the_pipelines_and_with_klaviyos_spec(openapi_contract):
+    from klaviyo_simulator import rules
+    from segment_pipeline.klaviyo import limits
+
+    for name in SHARED_FACTS:
+        assert getattr(rules, name) == getattr(limits, name), name
+    for name in SHARED_RATE_LIMITS:
+        ours, theirs = getattr(rules, name), getattr(limits, name)
+        assert (ours.per_second, ours.per_minute, ours.per_day) == (
+            theirs.per_second,
+            theirs.per_minute,
+            theirs.per_day,
+        ), name
+
+    # and both agree with Klaviyo's document, read here rather than copied
+    paths = openapi_contract.spec["paths"]
+
+    def ratelimit(path: str, method: str) -> dict:
+        return paths[path][method]["x-klaviyo-ratelimit"]
+
+    assert ratelimit(rules.SEGMENTS_PATH, "get") == _as_spec_ratelimit(rules.SEGMENTS_RATE_LIMIT)
+    assert ratelimit("/api/segments/{id}/tags", "get") == _as_spec_ratelimit(rules.SEGMENTS_INCLUDE_RATE_LIMIT)
+    assert ratelimit(rules.ACCOUNTS_PATH, "get") == _as_spec_ratelimit(rules.ACCOUNTS_RATE_LIMIT)
+    assert ratelimit(rules.SEGMENT_SERIES_PATH, "post") == _as_spec_ratelimit(rules.REPORTS_RATE_LIMIT)
+    assert ratelimit(rules.SEGMENT_VALUES_PATH, "post") == _as_spec_ratelimit(rules.REPORTS_RATE_LIMIT)
+    (page_size,) = [p for p in paths[rules.SEGMENTS_PATH]["get"]["parameters"] if p.get("name") == "page[size]"]
+    assert page_size["schema"]["maximum"] == page_size["schema"]["default"] == rules.SEGMENTS_PAGE_SIZE
+    series = openapi_contract.spec["components"]["schemas"]["SegmentSeriesRequestDTOResourceObject"]
+    attributes = series["properties"]["attributes"]["properties"]
+    assert set(attributes["statistics"]["items"]["enum"]) == set(rules.SERIES_STATISTICS)
+    assert (
+        f"If daily is used, the timeframe cannot be longer than {rules.MAX_DAYS_PER_DAILY_SERIES} days"
+        in (attributes["interval"]["description"])
+    )
+    assert f"Max of {rules.MAX_SEGMENT_IDS_PER_REPORT} " in attributes["filter"]["description"]
+    floor = rules.REPORTING_DATA_FLOOR
+    assert (
+        f"Data is unavailable before {floor:%B} {floor.day}st, {floor.year}" in attributes["timeframe"]["description"]
+    )
+    assert rules.MAX_HISTORY_DAYS == 365 and "(Max length: 1 year)" in attributes["timeframe"]["description"]
+
+
+def test_the_simulator_imports_nothing_of_the_pipeline():
+    # a fresh interpreter: this test process has the pipeline imported already
+    code = (
+        "import sys, klaviyo_simulator, klaviyo_simulator.command, klaviyo_simulator.server; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'segment_pipeline'))"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert shown.strip() == "[]"
+    # nor lazily, inside a function
+    importing = re.compile(r"^\s*(from|import)\s+segment_pipeline\b", re.MULTILINE)
+    sources = Path(klaviyo_simulator.__file__).parent.glob("*.py")
+    assert not [p.name for p in sources if importing.search(p.read_text(encoding="utf-8"))]
 
 
 # -- auth, revision, scopes, paths -----------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import time
 import duckdb
 import pytest
 
-from segment_pipeline.warehouse import WarehouseLockedError, lock_holder_description, warehouse_lock
+from segment_pipeline.settings import load_settings
+from segment_pipeline.warehouse import Warehouse, WarehouseLockedError, lock_holder_description, warehouse_lock
 
 HOLDER = """
 import sys, time
@@ -59,12 +60,13 @@ def test_a_waiting_step_names_the_holder_and_gets_the_lock_once_the_holder_is_ki
     assert lock_holder_description(warehouse) is None
 
 
-def test_a_lock_held_too_long_fails_saying_by_whom_and_which_setting_waits_longer(tmp_path, monkeypatch):
+def test_a_lock_held_too_long_fails_saying_by_whom_and_which_setting_waits_longer(tmp_path):
     warehouse = tmp_path / "warehouse.duckdb"
     holder = hold(warehouse)
-    monkeypatch.setenv("WAREHOUSE_LOCK_TIMEOUT_SECONDS", "0.5")
+    # the step's wait is the setting's: the warehouse of a deployment with WAREHOUSE_LOCK_TIMEOUT_SECONDS=0.5
+    settings = load_settings({"WAREHOUSE_PATH": str(warehouse), "WAREHOUSE_LOCK_TIMEOUT_SECONDS": "0.5"})
     try:
-        with pytest.raises(WarehouseLockedError) as caught, warehouse_lock(warehouse):
+        with pytest.raises(WarehouseLockedError) as caught, Warehouse(settings.storage).lock():
             pass
     finally:
         holder.kill()
