@@ -1,4 +1,4 @@
-"""Real Dagster processes for tests: the CLI (`dagster job execute`) and the daemon, against the simulator.
+"""Real Dagster processes for tests: the CLI (`dagster job execute`, `dagster asset materialize`) and the daemon.
 
 Each process gets its own session (process group) so a test can kill exactly it, and its output is read
 line by line in a thread so a test can act at a point the log names (e.g. "Running dbt command").
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from .pipeline_helpers import API_KEY
+from . import pipeline_helpers
 
 REPO = Path(__file__).resolve().parents[1]
-JOB = "segment_growth_job"
+JOB = "ingest_default_job"
 
 
 def pipeline_env(sim, work: Path, **extra: str) -> dict[str, str]:
-    """The environment of a deployment against the simulator, everything under `work`."""
+    """The environment of a deployment against the simulator, everything under `work`, with its Dagster instance."""
     home = work / "dagster_home"
     if not home.exists():
         home.mkdir(parents=True)
@@ -34,18 +34,7 @@ def pipeline_env(sim, work: Path, **extra: str) -> dict[str, str]:
         # create the instance's storage once, so processes started together do not race to create it
         with dg.DagsterInstance.from_config(str(home)):
             pass
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "KLAVIYO_BASE_URL": sim.base_url,
-        "KLAVIYO_API_KEY": API_KEY,
-        "KLAVIYO_REPORT_RATE_PER_MINUTE": str(2 * sim.config.speed),
-        "WAREHOUSE_PATH": str(work / "warehouse.duckdb"),
-        "ANALYTICS_PATH": str(work / "analytics.duckdb"),
-        "PIPELINE_STATE_DIR": str(work / "state"),
-        "CHARTS_DIR": str(work / "charts"),
-        **extra,
-    }
+    return {**pipeline_helpers.pipeline_env(sim, work), "DAGSTER_HOME": str(home), **extra}
 
 
 def range_tags_json(first, last) -> str:
@@ -132,7 +121,7 @@ def job_execute(env: dict[str, str], first, last, job: str = JOB) -> DagsterProc
 
 
 # the series and everything built from it up to the analyst copy (the chart only reads the copy)
-SERIES_TO_COPY = 'kind:dbt or key:"klaviyo/segment_series_daily" or key:"analytics/warehouse_copy"'
+SERIES_TO_COPY = 'kind:dbt or key:"klaviyo/default/segment_series_daily" or key:"analytics/warehouse_copy"'
 
 
 def asset_materialize(env: dict[str, str], select: str, first, last) -> DagsterProcess:

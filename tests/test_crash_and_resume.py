@@ -6,7 +6,6 @@ simulator's truth, read from the real DuckDB file.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from pathlib import Path
 
@@ -14,23 +13,20 @@ import dagster as dg
 import duckdb
 import pytest
 
-from segment_pipeline.defs.ingest.assets import SERIES_KEY, segment_series_daily, segments
-from segment_pipeline.defs.partitions import daily_partitions
+from segment_pipeline.defs.account_names import asset_key
+from segment_pipeline.defs.ingest.series_results import RESUME_AT_TAG, RESUMES_TAG, UNFINISHED_TAG
 from segment_pipeline.klaviyo import minimal_request_count
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
 from segment_pipeline.warehouse import lock_holder_description, warehouse_lock
 
 from .dagster_processes import SERIES_TO_COPY, DagsterProcess, asset_materialize, job_execute, pipeline_env
-from .pipeline_helpers import API_KEY, FAST, materialize, range_tags
+from .pipeline_helpers import API_KEY, FAST, SEGMENTS, SERIES, definitions, materialize, range_tags
 
 STATS = ("total_members", "members_added", "members_removed", "net_members_changed")
+SERIES_KEY = asset_key("default", "segment_series_daily")
+SERIES_NODE = "klaviyo__default__segment_series_daily"
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(autouse=True)
-def api_key(monkeypatch):
-    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
 
 
 def truth(sim, first, last):
@@ -76,7 +72,7 @@ def test_a_run_killed_at_any_point_is_finished_by_the_same_command(make_simulato
     # 201 segments: 3 batches of ids, so 3 report requests about a second apart; few days keep dbt quick
     sim = make_simulator(api_key=API_KEY, segment_count=201, speed=FAST)
     env = pipeline_env(sim, tmp_path)
-    materialize([segments], sim, tmp_path)  # the listing once, in process; the runs below are the CLI's
+    materialize([SEGMENTS], sim, tmp_path)  # the listing once, in process; the runs below are the CLI's
     last = sim.account.today() - dt.timedelta(days=10)
     first = last - dt.timedelta(days=4)
     planned = minimal_request_count(201, 5)
@@ -127,13 +123,11 @@ def test_a_run_killed_at_any_point_is_finished_by_the_same_command(make_simulato
 # ------------------------------------------------------------------------------- quota mid-backfill
 
 
-def test_a_quota_spent_mid_backfill_keeps_what_came_and_the_rerun_sends_only_the_rest(
-    make_simulator, tmp_path, monkeypatch
-):
+def test_a_quota_spent_mid_backfill_keeps_what_came_and_the_rerun_sends_only_the_rest(make_simulator, tmp_path):
     # a simulated day of 6 s, and every wait for the quota counts as "spent" rather than being slept through
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=14_400)
-    monkeypatch.setenv("KLAVIYO_MAX_RETRY_AFTER", "0.5")
-    materialize([segments], sim, tmp_path)
+    defs = definitions(sim, tmp_path, KLAVIYO_MAX_RETRY_AFTER="0.5")
+    materialize([SEGMENTS], sim, tmp_path, defs=defs)
     last = sim.account.today() - dt.timedelta(days=20)
     first = last - dt.timedelta(days=179)
     planned = minimal_request_count(3, 180)
@@ -145,7 +139,11 @@ def test_a_quota_spent_mid_backfill_keeps_what_came_and_the_rerun_sends_only_the
         return body
 
     sim.faults.add(path=SEGMENT_SERIES_PATH, mutate=spend_the_quota, times=1)
-    result = materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last), raise_on_error=False)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [SERIES], sim, tmp_path, defs=defs, instance=instance, tags=range_tags(first, last), raise_on_error=False
+        )
+        resume_at = instance.get_run_by_id(result.run_id).tags[RESUME_AT_TAG]
     assert not result.success
     message = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
     assert f"1 of {planned} requests done; the rest resumes at" in message and "quota" in message
@@ -153,30 +151,28 @@ def test_a_quota_spent_mid_backfill_keeps_what_came_and_the_rerun_sends_only_the
     assert stored(tmp_path / "warehouse.duckdb") == truth(sim, first, first + dt.timedelta(days=59))
 
     # the quota is back: the same range again sends only what is missing
-    pending = json.loads((tmp_path / "state" / "series_pending.json").read_text())
-    (entry,) = pending["ranges"].values()
-    time.sleep(max(0.0, (dt.datetime.fromisoformat(entry["resume_at"]) - dt.datetime.now(dt.UTC)).total_seconds()))
-    result = materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last))
+    time.sleep(max(0.0, (dt.datetime.fromisoformat(resume_at) - dt.datetime.now(dt.UTC)).total_seconds()))
+    result = materialize([SERIES], sim, tmp_path, defs=defs, tags=range_tags(first, last))
     assert len(series_requests(sim)) == planned
     assert stored(tmp_path / "warehouse.duckdb") == truth(sim, first, last)
-    metadata = result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
-    assert metadata["cells_final_already"].value == 3 * 60
-    assert metadata["cells_requested_now"].value == 3 * 120 and metadata["cells_still_missing"].value == 0
-    assert not (tmp_path / "state" / "series_pending.json").exists()
+    metadata = result.asset_materializations_for_node(SERIES_NODE)[0].metadata
+    assert metadata["run_cells_final_already"].value == 3 * 60
+    assert metadata["run_cells_requested_now"].value == 3 * 120 and metadata["run_cells_still_missing"].value == 0
 
     # a third run of the same old range has nothing to ask
-    result = materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last))
+    result = materialize([SERIES], sim, tmp_path, defs=defs, tags=range_tags(first, last))
     assert len(series_requests(sim)) == planned
-    metadata = result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
-    assert metadata["cells_final_already"].value == 3 * 180 and metadata["report_requests_sent"].value == 0
+    metadata = result.asset_materializations_for_node(SERIES_NODE)[0].metadata
+    assert metadata["run_cells_final_already"].value == 3 * 180 and metadata["run_report_requests_sent"].value == 0
 
     # unless asked to: refetch sends the whole plan again
     materialize(
-        [segment_series_daily],
+        [SERIES],
         sim,
         tmp_path,
+        defs=defs,
         tags=range_tags(first, last),
-        run_config={"ops": {"klaviyo__segment_series_daily": {"config": {"refetch": True}}}},
+        run_config={"ops": {SERIES_NODE: {"config": {"refetch": True}}}},
     )
     assert len(series_requests(sim)) == 2 * planned
     assert stored(tmp_path / "warehouse.duckdb") == truth(sim, first, last)
@@ -184,39 +180,38 @@ def test_a_quota_spent_mid_backfill_keeps_what_came_and_the_rerun_sends_only_the
 
 def test_segments_created_since_get_their_history_and_nothing_else_is_asked(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     last = sim.account.today() - dt.timedelta(days=20)
     first = last - dt.timedelta(days=29)
-    materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last))
+    materialize([SERIES], sim, tmp_path, tags=range_tags(first, last))
     # two more segments appear in the account (the same seed: the first three stay as they were)
     from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
 
     with KlaviyoSimulator(SimulatorConfig(api_key=API_KEY, segment_count=5, speed=FAST, seed=sim.config.seed)) as more:
-        materialize([segments], more, tmp_path)
-        result = materialize([segment_series_daily], more, tmp_path, tags=range_tags(first, last))
+        materialize([SEGMENTS], more, tmp_path)
+        result = materialize([SERIES], more, tmp_path, tags=range_tags(first, last))
         requests = series_requests(more)
         assert len(requests) == 1
         new_ids = {s.id for s in more.account.segments} - {s.id for s in sim.account.segments}
         assert all(sid in requests[0][2] for sid in new_ids)
         assert not any(s.id in requests[0][2] for s in sim.account.segments)
         assert stored(tmp_path / "warehouse.duckdb") == truth(more, first, last)
-        metadata = result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
-        assert metadata["cells_final_already"].value == 3 * 30 and metadata["cells_requested_now"].value == 2 * 30
+        metadata = result.asset_materializations_for_node(SERIES_NODE)[0].metadata
+        assert metadata["run_cells_final_already"].value == 3 * 30
+        assert metadata["run_cells_requested_now"].value == 2 * 30
 
 
 # ------------------------------------------------------------------- larger than the budget, unattended
 
 
-def partition_status(instance, first, last) -> dict[str, str | None]:
+def partition_status(instance, partitions, first, last) -> dict[str, str | None]:
     """Each series partition's status as the UI shows it (materialized, failed, in progress, or none)."""
     keys = [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-    statuses = instance.get_status_by_partition(SERIES_KEY, keys, daily_partitions) or {}
+    statuses = instance.get_status_by_partition(SERIES_KEY, keys, partitions) or {}
     return {key: (status.value if status else None) for key, status in statuses.items()}
 
 
 def test_a_backfill_larger_than_the_budget_finishes_by_itself_under_the_daemon(make_simulator, tmp_path):
-    from segment_pipeline.defs.ingest.resume_sensor import RESUME_TAG
-
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
     # a "day" of report budget lasts 10 s and holds one request; the sensor looks every second
     env = pipeline_env(
@@ -231,22 +226,22 @@ def test_a_backfill_larger_than_the_budget_finishes_by_itself_under_the_daemon(m
     planned = minimal_request_count(3, 121)
     assert planned == 3
     warehouse = tmp_path / "warehouse.duckdb"
-    pending_path = tmp_path / "state" / "series_pending.json"
+    partitions = definitions(sim, tmp_path).get_assets_def(SERIES_KEY).partitions_def
 
-    # the engineer starts the backfill from the command line; it sends what today's budget allows
+    # the engineer starts the range from the command line; it sends what today's budget allows
     run = job_execute(env, first, last)
     assert run.finish() != 0
     assert f"1 of {planned} requests done; the rest resumes at" in run.output
     assert len(series_requests(sim)) == 1
 
-    seen: list[tuple[int, int]] = []  # (materialized days, requests done) at each change
+    seen: list[int] = []  # materialized days at each change
     daemon = DagsterProcess(["dagster._daemon", "run", "-m", "segment_pipeline.definitions"], env)
     try:
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             deadline = time.monotonic() + 420
             checked: set[str] = set()
             while True:
-                status = partition_status(instance, first, last)
+                status = partition_status(instance, partitions, first, last)
                 materialized = {k for k, v in status.items() if v == "MATERIALIZED"}
                 # the UI never shows a day as materialized before every segment's row of it is loaded
                 if materialized - checked:
@@ -255,20 +250,34 @@ def test_a_backfill_larger_than_the_budget_finishes_by_itself_under_the_daemon(m
                         day = dt.date.fromisoformat(key)
                         assert {k: v for k, v in rows.items() if k[1] == day} == truth(sim, day, day), key
                     checked |= materialized
-                    done = json.loads(pending_path.read_text())["ranges"] if pending_path.exists() else {}
-                    seen.append((len(materialized), sum(e["requests_done"] for e in done.values())))
-                if len(materialized) == 121 and not pending_path.exists():
+                    seen.append(len(materialized))
+                if len(materialized) == 121:
                     break
                 assert time.monotonic() < deadline, f"not finished: {status}\n{daemon.output[-3000:]}"
                 assert daemon.process.poll() is None, daemon.output[-3000:]
                 time.sleep(0.5)
-            resumed = instance.get_runs(dg.RunsFilter(tags={RESUME_TAG: f"{first}...{last}"}))
+            # every state is in Dagster: the runs cut short are tagged with what they left, and each run the
+            # sensor started names the run it resumes
+            cut = instance.get_runs(dg.RunsFilter(tags={UNFINISHED_TAG: "default"}))
+            resumed = instance.get_runs(dg.RunsFilter(tags={RESUMES_TAG: cut[-1].run_id}))
+            resumed += instance.get_runs(dg.RunsFilter(tags={RESUMES_TAG: cut[0].run_id}))
+            # the sensor's skip messages told the progress meanwhile
+            ticks = instance.get_ticks(
+                next(
+                    s for s in instance.all_instigator_state() if s.name == "segment_growth_resume_sensor"
+                ).instigator_origin_id,
+                next(
+                    s for s in instance.all_instigator_state() if s.name == "segment_growth_resume_sensor"
+                ).selector_id,
+            )
     finally:
         daemon.kill_group()
 
     # three quota "days": the command line's run, then two runs the sensor started, one request each
     assert len(series_requests(sim)) == planned
-    assert len(resumed) == 2 and all(r.tags.get("dagster/sensor_name") for r in resumed)
+    assert len(cut) == 2  # the command line's run and the first resume ran out of budget
+    assert len({r.run_id for r in resumed}) == 2 and all(r.tags.get("dagster/sensor_name") for r in resumed)
+    assert any("resumes at" in (tick.skip_reason or "") for tick in ticks)
     assert stored(warehouse) == truth(sim, first, last)
     # days became materialized window by window, oldest first: 60, then 120, then all 121
-    assert [count for count, _ in seen][:1] == [60] and seen[-1][0] == 121
+    assert seen[:1] == [60] and seen[-1] == 121
