@@ -14,6 +14,7 @@ from .limits import (
     REPORTS_RATE_LIMIT,
     STEADY_WINDOW_SECONDS,
 )
+from .origins import checked_base_url
 
 
 class ApiKey:
@@ -80,6 +81,10 @@ class KlaviyoSettings:
     backoff_base_seconds: float = 1.0
     # the environment variable the key came from: messages about a refused key name it (never the key)
     api_key_variable: str = "KLAVIYO_API_KEY"
+
+    def __post_init__(self) -> None:
+        # every way of making settings passes here: the key goes to no address that is not checked
+        object.__setattr__(self, "base_url", checked_base_url(self.base_url))
 
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> KlaviyoSettings:
