@@ -278,6 +278,6 @@ _SHOWN_CHARACTERS = 120
 
 
 def shown(value: object) -> str:
-    """A value from outside (a header, a link, a stored number), quoted and cut short, for a message."""
-    text = repr(value if isinstance(value, str) else str(value))
-    return text if len(text) <= _SHOWN_CHARACTERS else text[: _SHOWN_CHARACTERS - 4] + "...'"
+    """A value from outside (a header, a link, a stored number), cut short for a message; text is quoted."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= _SHOWN_CHARACTERS else text[: _SHOWN_CHARACTERS - 3] + "..."

@@ -158,7 +158,7 @@ class ReportBudget:
             raise self._refuse(f"cannot be read ({exc})") from exc
         try:
             ledger = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # JSONDecodeError, or a number of thousands of digits
             raise self._refuse(f"is damaged: it is not JSON ({exc})") from exc
         self._check_shape(ledger)
         return ledger
@@ -416,7 +416,7 @@ class ReportBudget:
                 return  # none, or another process adopted it first
             try:
                 old = json.loads(text)
-            except json.JSONDecodeError:
+            except ValueError:
                 old = None
             keys = ("sent", "blocked_until", "last_done")
             if not (isinstance(old, dict) and all(k in old for k in keys) and isinstance(old["sent"], list)):
