@@ -99,7 +99,7 @@ class ForeignHost:
 
     @property
     def url(self) -> str:
-        """"http://127.0.0.1:<port>": the same machine as the simulator, another origin (another port)."""
+        """ "http://127.0.0.1:<port>": the same machine as the simulator, another origin (another port)."""
         if self._server is None:
             raise RuntimeError("the foreign host is not running")
         return f"http://127.0.0.1:{self._server.server_address[1]}"

@@ -391,7 +391,12 @@ def test_a_base_url_that_could_leak_the_key_is_refused_before_any_request(url, p
 
 
 def test_https_anywhere_and_http_to_this_machine_are_accepted():
-    for url in ("https://a.klaviyo.com/", "https://proxy.example:8443/klaviyo", "http://127.0.0.1:8765", "http://[::1]:1"):
+    for url in (
+        "https://a.klaviyo.com/",
+        "https://proxy.example:8443/klaviyo",
+        "http://127.0.0.1:8765",
+        "http://[::1]:1",
+    ):
         settings = KlaviyoSettings.from_env(env={"KLAVIYO_API_KEY": SECRET, "KLAVIYO_BASE_URL": url})
         assert settings.base_url == url.rstrip("/")
     assert KlaviyoSettings.from_env(env={"KLAVIYO_API_KEY": SECRET}).base_url == "https://a.klaviyo.com"
