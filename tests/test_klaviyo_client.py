@@ -562,3 +562,11 @@ def test_a_malformed_page_abandons_the_whole_listing(sim, mutate, problem):
         client.list_segments_with_tags()
     message = str(caught.value)
     assert problem in message and "none of it is used" in message
+
+
+def test_no_request_leaves_for_another_origin_whatever_asks_for_it(sim, foreign_host):
+    with make_client(sim) as client:
+        with pytest.raises(KlaviyoForeignHostError, match="goes only to KLAVIYO_BASE_URL's http://127.0.0.1"):
+            client._request("segments", "GET", f"{foreign_host.url}{SEGMENTS_PATH}")
+        assert client.stats.sent_for("segments") == 0
+    assert foreign_host.requests == []
