@@ -4,6 +4,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -346,12 +347,14 @@ def ledger_text(sim, **values) -> str:
             'set "blocked_until" and "blocked_at" to null',
             id="a block in the year 3170900",
         ),
-        pytest.param({"blocked_at": -1e300}, "holds 'blocked_at'", '"blocked_until" and "blocked_at"', id="-1e300"),
+        pytest.param(
+            {"blocked_at": -1e300}, "holds 'blocked_at'", 'set "blocked_until" and "blocked_at" to null', id="-1e300"
+        ),
         pytest.param({"last_done": float("nan")}, "holds 'last_done': nan,", 'set "last_done" to null', id="NaN"),
         pytest.param({"sent": [time.time(), float("inf")]}, "holds 'sent': inf,", "remove the entries", id="inf"),
         pytest.param({"sent": [10**400]}, "holds 'sent': 1000000000", "remove the entries", id="400 digits"),
         pytest.param({"sent": [-5]}, "holds 'sent': -5,", "remove the entries", id="before 1970"),
-        pytest.param({"sent": [HUGE]}, "is damaged: it is not JSON (Exceeds the limit", "inspect", id="5000 digits"),
+        pytest.param({"sent": [HUGE]}, "is damaged: it is not JSON (Exceeds the limit", "inspect it", id="5000 digits"),
         pytest.param({"sent": [1.0] * 100_001}, "counts 100001 report requests", "inspect it", id="a count"),
     ],
 )
@@ -367,7 +370,7 @@ def test_an_impossible_stored_value_fails_closed_naming_the_file_and_the_fix(sim
                 read()
     message = str(caught.value)
     assert str(path) in message and problem in message and fix in message
-    assert "no report request is sent until it is fixed" in message
+    assert f"no report request is sent until it is fixed. Fix: {fix}" in message
     assert sim.count(path=SEGMENT_SERIES_PATH) == 0
     assert path.read_text() == content
 
@@ -394,7 +397,7 @@ def test_a_last_request_in_the_future_is_clock_skew_logged_and_never_slept_on(si
     when = dt.datetime.fromtimestamp(ahead, dt.UTC).isoformat(timespec="seconds")
     assert f"the last report request is recorded as ending at {when}" in text and "set back" in text
     # the wait itself is logged with its reason and its end
-    assert "waiting 31.5 s, until 20" in text and "to keep report requests at 2 a minute" in text
+    assert re.search(r"waiting 3\d\.\d s, until 20\S+Z, to keep report requests at 2 a minute", text)
     assert sim.count(path=SEGMENT_SERIES_PATH) == 1
 
 
@@ -414,9 +417,7 @@ def test_times_further_ahead_than_a_window_are_capped_once_and_logged(sim, tmp_p
     assert all(t <= time.time() for t in first["sent"]) and len(first["sent"]) == 2
     assert json.loads(path.read_text())["blocked_until"] == first["blocked_until"]  # capped once, not sliding
     assert "1 report request(s) are counted as sent at up to" in caplog.text
-    assert "Klaviyo's quota block is recorded until" in caplog.text and "more than the 24 hours any block lasts" in (
-        caplog.text
-    )
+    assert "Klaviyo's quota block is recorded until" in caplog.text and "no block lasts longer" in caplog.text
     assert sum("quota block is recorded" in r.getMessage() for r in caplog.records) == 1
     assert sim.count(path=SEGMENT_SERIES_PATH) == 0
 

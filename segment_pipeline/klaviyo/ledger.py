@@ -71,9 +71,9 @@ MAX_LEDGER_BYTES = 8 * 1024 * 1024
 CLOCK_TOLERANCE_SECONDS = 1.0
 # what to do about an impossible stored time, by key
 _FIXES = {
-    "blocked_until": 'set "blocked_until" and "blocked_at" to null: Klaviyo never blocks for longer than a day, and '
-    "if its quota is still spent the next report request meets its 429 and the block is recorded again",
-    "last_done": 'set "last_done" to null: it only spaces report requests out',
+    "blocked_until": 'set "blocked_until" and "blocked_at" to null (Klaviyo never blocks for longer than a day; if '
+    "its quota is still spent, the next report request meets its 429 and the block is recorded again)",
+    "last_done": 'set "last_done" to null (it only spaces report requests out)',
     "sent": 'remove the entries that are not times from "sent"',
 }
 _FIXES["blocked_at"] = _FIXES["blocked_until"]
@@ -141,8 +141,8 @@ class ReportBudget:
     def _refuse(self, problem: str, fix: str = "inspect it") -> ReportLedgerError:
         return ReportLedgerError(
             f"the report ledger {self.path} {problem}. It counts this pipeline's report requests so that "
-            f"Klaviyo's daily quota is not overspent, so no report request is sent until it is fixed: {fix}, "
-            "or delete it if you are sure no report requests were sent for this account in the last "
+            "Klaviyo's daily quota is not overspent, so no report request is sent until it is fixed. Fix: "
+            f"{fix}; or delete it if you are sure no report requests were sent for this account in the last "
             f"{window_text(self.window_seconds)} (deleting it forgets them)."
         )
 
@@ -218,7 +218,7 @@ class ReportBudget:
     def _skewed(self, problem: str, remedy: str) -> None:
         where = self.path or f"of account {self.account_id} (in memory)"
         self.log.warning(
-            "the report ledger %s: %s, ahead of this machine's clock (was the clock set back, or the file copied "
+            "the report ledger %s: %s ahead of this machine's clock (was the clock set back, or the file copied "
             "from another machine?); %s",
             where,
             problem,
@@ -240,9 +240,9 @@ class ReportBudget:
         if blocked is not None and blocked > horizon:
             ledger["blocked_until"] = horizon
             self._skewed(
-                f"Klaviyo's quota block is recorded until {_iso(blocked)}, more than the "
-                f"{window_text(self.window_seconds)} any block lasts",
-                f"it now ends at {_iso(horizon)}",
+                f"Klaviyo's quota block is recorded until {_iso(blocked)}, more than "
+                f"{window_text(self.window_seconds)}",
+                f"no block lasts longer, so it now ends at {_iso(horizon)}",
             )
         if ledger["blocked_at"] is not None and ledger["blocked_at"] > now + CLOCK_TOLERANCE_SECONDS:
             ledger["blocked_at"] = now

@@ -162,7 +162,7 @@ class Deletions:
     def warning(self) -> str:
         return (
             f"the segments listing lacks {len(self.gone)} of the {self.live_before} segments stored as live (more "
-            f"than {MASS_DELETION_SHARE:.0%}), so none of them was marked deleted: a listing that shrinks this "
+            f"than {MASS_DELETION_SHARE:.0%} of them), so none of them was marked deleted: a listing that shrinks this "
             "much is more often cut short than real. If they were deleted in Klaviyo, run the segments step "
             "again with the run config `confirm_deletions: true`; otherwise the next complete listing keeps "
             f"them. Lacking: {abbreviated(self.gone)}"
