@@ -83,12 +83,12 @@ def bounded_retry_after(
     """
     seconds = retry_after_seconds(value, now=now)
     if value is None:
-        return without_advice, None
+        return min(without_advice, longest), None
     header = value.strip()
     if len(header) > _SHOWN_HEADER:
         header = header[:_SHOWN_HEADER] + "..."
     if seconds is None:
-        return without_advice, (
+        return min(without_advice, longest), (
             f"Retry-After {header!r} is neither a number of seconds nor an HTTP date; waiting one steady window "
             f"({without_advice:g} s) as for a 429 without it"
         )

@@ -121,7 +121,8 @@ def options_from_env(env: dict | None = None) -> dict:
             "$PIPELINE_STATE_DIR/klaviyo_report_budget.json: the next run adopts them into the account's ledger"
         )
     return dict(
-        base_url=(env.get("KLAVIYO_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
+        # checked when the code loads, and again for every client (settings made in code pass there too)
+        base_url=checked_base_url(env.get("KLAVIYO_BASE_URL") or DEFAULT_BASE_URL),
         report_rate_per_minute=_number(env, "KLAVIYO_REPORT_RATE_PER_MINUTE", REPORTS_RATE_LIMIT.per_minute),
         report_daily_limit=_number(env, "KLAVIYO_REPORT_DAILY_LIMIT", REPORTS_DAILY_LIMIT, int),
         report_budget_window_seconds=_number(env, "KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS", REPORT_QUOTA_WINDOW_SECONDS),
