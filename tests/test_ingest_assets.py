@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from klaviyo_simulator.faults import next_link_to, tags_without_data
 from segment_pipeline.defs.ingest.assets import SERIES_KEY as SERIES_ASSET_KEY
 from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
 from segment_pipeline.defs.partitions import daily_partitions
@@ -20,6 +21,7 @@ from segment_pipeline.klaviyo.limits import (
     MAX_DAYS_PER_DAILY_SERIES,
     MAX_SEGMENT_IDS_PER_REPORT,
     SEGMENT_SERIES_PATH,
+    SEGMENTS_PATH,
 )
 
 from .pipeline_helpers import API_KEY, FAST, materialize, query, range_tags
@@ -378,3 +380,92 @@ def test_a_backfill_larger_than_the_budget_sends_what_fits_and_materializes_only
         1,
         2,
     )
+
+
+# -- a listing is used whole or not at all ----------------------------------------------------------------------
+
+
+def stored_segments(path):
+    return sorted(query(path, "select id, name, is_deleted, deleted_seen_at, _loaded_at from klaviyo.segments"))
+
+
+def test_a_listing_that_fails_half_way_marks_nothing_deleted_and_loads_nothing(
+    make_simulator, foreign_host, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("KLAVIYO_MAX_ATTEMPTS", "1")  # a 503 fails the listing at once
+    sim = make_simulator(api_key=API_KEY, segment_count=25, speed=FAST)  # three pages
+    materialize([segments], sim, tmp_path)
+    warehouse = tmp_path / "warehouse.duckdb"
+    before = stored_segments(warehouse)
+    # what the first page would bring if a partial listing were loaded: a rename
+    first_listed = min(sim.account.segments, key=lambda s: (s.created, s.id))
+    sim.account.rename(first_listed.id, "renamed while the listing broke")
+    faults = {
+        "links.next on another host": ({"mutate": next_link_to(foreign_host.url)}, "names its next page on"),
+        "a malformed second page": ({"skip": 1, "raw_body": b'{"data": {"id": "x"}}'}, "has no `data` array"),
+        "an error on the second page": ({"skip": 1, "status": 503}, "last problem: HTTP 503"),
+    }
+    for name, (fault, problem) in faults.items():
+        sim.faults.clear()
+        sim.faults.add(path=SEGMENTS_PATH, **fault)
+        result = materialize([segments], sim, tmp_path, raise_on_error=False)
+        assert not result.success, name
+        assert problem in failure_message(result), name
+        assert stored_segments(warehouse) == before, name
+    assert foreign_host.requests == []
+
+
+def test_a_listing_that_shrinks_sharply_holds_deletions_back_until_a_run_confirms_them(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=12, speed=FAST)
+    materialize([segments], sim, tmp_path)
+    warehouse = tmp_path / "warehouse.duckdb"
+    gone = sorted(s.id for s in sim.account.segments[:7])
+    for segment_id in gone:
+        sim.account.delete(segment_id)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize([segments], sim, tmp_path, instance=instance)
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    metadata = result.asset_materializations_for_node("klaviyo_segments")[0].metadata
+    assert (metadata["deleted_segments"].value, metadata["deletions_held_back"].value) == (0, 7)
+    assert [m for m in messages if "lacks 7 of the 12 segments stored as live" in m and "confirm_deletions" in m]
+    assert query(warehouse, "select count(*) from klaviyo.segments where is_deleted") == [(0,)]
+
+    confirm = {"ops": {"klaviyo_segments": {"config": {"confirm_deletions": True}}}}
+    result = materialize([segments], sim, tmp_path, run_config=confirm)
+    metadata = result.asset_materializations_for_node("klaviyo_segments")[0].metadata
+    assert (metadata["deleted_segments"].value, metadata["deletions_held_back"].value) == (7, 0)
+    assert [r[0] for r in query(warehouse, "select id from klaviyo.segments where is_deleted order by id")] == gone
+
+
+def test_segments_listed_without_their_tags_keep_their_stored_tags(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=12, speed=FAST)  # pages of 10 and 2
+    materialize([segments], sim, tmp_path)
+    warehouse = tmp_path / "warehouse.duckdb"
+    tags_sql = "select segment_id, tags, _loaded_at from klaviyo.segment_tags"
+    before = {row[0]: row[1:] for row in query(warehouse, tags_sql)}
+    assert len(before) == 12
+    sim.reset_log()
+    sim.faults.add(path=SEGMENTS_PATH, mutate=tags_without_data((0, 1)), times=None)
+    result = materialize([segments], sim, tmp_path)
+    listed = [r for entry in sim.requests if entry.path == SEGMENTS_PATH for r in entry.response_json["data"]]
+    unknown = {r["id"] for r in listed if "data" not in r["relationships"]["tags"]}
+    assert len(unknown) == 4
+    metadata = result.asset_materializations_for_node("klaviyo_segments")[0].metadata
+    assert metadata["segments_without_tag_data"].value == 4 and metadata["tags_loaded"].value is True
+    after = {row[0]: row[1:] for row in query(warehouse, tags_sql)}
+    assert {sid: after[sid] for sid in unknown} == {sid: before[sid] for sid in unknown}
+    assert all(after[sid][1] > before[sid][1] for sid in set(after) - unknown)
+
+
+def test_a_base_url_that_would_send_the_key_in_clear_text_fails_the_run_before_any_request(make_simulator, tmp_path):
+    from segment_pipeline.defs.resources import KlaviyoResource
+
+    from .pipeline_helpers import resources
+
+    sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
+    configured = resources(sim, tmp_path)
+    configured["klaviyo"] = KlaviyoResource.from_env(configured["warehouse"], base_url="http://klaviyo.example.com")
+    result = dg.materialize([segments], resources=configured, raise_on_error=False)
+    assert not result.success
+    assert "would send the API key unencrypted to klaviyo.example.com: use https://" in failure_message(result)
+    assert sim.count() == 0

@@ -264,13 +264,14 @@ class KlaviyoResource(dg.ConfigurableResource):
     def ledger_directory(self) -> str:
         return self.ledger_dir or str(self.warehouse.settings.report_ledger_dir)
 
-    def ledgers(self) -> ReportLedgers:
+    def ledgers(self, log=None) -> ReportLedgers:
         """The report ledgers, one per Klaviyo account; reading them needs no key (the resume sensor has none)."""
         return ReportLedgers(
             self.report_daily_limit,
             self.ledger_directory,
             window_seconds=self.report_budget_window_seconds,
             legacy_file=self.warehouse.settings.legacy_report_ledger_path,
+            log=log,
         )
 
     def budget(self, account_id: str) -> ReportBudget:
@@ -281,8 +282,11 @@ class KlaviyoResource(dg.ConfigurableResource):
         """Seconds between report requests at the configured pace (for finish-time estimates)."""
         return min_interval(REPORTS_RATE_LIMIT, self.report_rate_per_minute)
 
-    def client(self) -> KlaviyoClient:
-        """A client for this run; without a key it fails with what to do (KlaviyoConfigError)."""
+    def client(self, log=None) -> KlaviyoClient:
+        """A client for this run; without a key it fails with what to do (KlaviyoConfigError).
+
+        `log` (a step's `context.log`) gets its waits, retries and bounded values, so the run's log shows them.
+        """
         settings = KlaviyoSettings(
             api_key=checked_api_key(self.api_key, self.api_key_env),
             api_key_variable=self.api_key_env,
@@ -296,4 +300,4 @@ class KlaviyoResource(dg.ConfigurableResource):
             timeout_seconds=self.timeout_seconds,
             ledger_dir=self.ledger_directory,
         )
-        return KlaviyoClient(settings, ledgers=self.ledgers())
+        return KlaviyoClient(settings, ledgers=self.ledgers(log), log=log)

@@ -170,6 +170,13 @@ class KlaviyoResponseError(KlaviyoError):
     """
 
 
+class KlaviyoForeignHostError(KlaviyoResponseError):
+    """A response pointed the client at another address than KLAVIYO_BASE_URL; nothing was sent there.
+
+    The API key goes with every request, so a request goes only to the configured scheme, host and port.
+    """
+
+
 class ReportWindowError(KlaviyoError, ValueError):
     """A report range the API would refuse (before 2023-06-01, more than a year back, or inverted).
 
@@ -264,3 +271,13 @@ def abbreviated(items, shown: int = 5) -> str:
     items = list(items)
     text = ", ".join(str(item) for item in items[:shown])
     return f"{text} and {len(items) - shown} more" if len(items) > shown else text
+
+
+# a value from outside is echoed in a message only this far
+_SHOWN_CHARACTERS = 120
+
+
+def shown(value: object) -> str:
+    """A value from outside (a header, a link, a stored number), cut short for a message; text is quoted."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= _SHOWN_CHARACTERS else text[: _SHOWN_CHARACTERS - 3] + "..."

@@ -14,6 +14,7 @@ from .limits import (
     REPORTS_RATE_LIMIT,
     STEADY_WINDOW_SECONDS,
 )
+from .origins import checked_base_url
 
 
 class ApiKey:
@@ -81,6 +82,10 @@ class KlaviyoSettings:
     # the environment variable the key came from: messages about a refused key name it (never the key)
     api_key_variable: str = "KLAVIYO_API_KEY"
 
+    def __post_init__(self) -> None:
+        # every way of making settings passes here: the key goes to no address that is not checked
+        object.__setattr__(self, "base_url", checked_base_url(self.base_url))
+
     @classmethod
     def from_env(cls, env: dict | None = None, **overrides) -> KlaviyoSettings:
         """Read KLAVIYO_* variables (see the README's configuration table); keyword overrides win."""
@@ -116,7 +121,8 @@ def options_from_env(env: dict | None = None) -> dict:
             "$PIPELINE_STATE_DIR/klaviyo_report_budget.json: the next run adopts them into the account's ledger"
         )
     return dict(
-        base_url=(env.get("KLAVIYO_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
+        # checked when the code loads, and again for every client (settings made in code pass there too)
+        base_url=checked_base_url(env.get("KLAVIYO_BASE_URL") or DEFAULT_BASE_URL),
         report_rate_per_minute=_number(env, "KLAVIYO_REPORT_RATE_PER_MINUTE", REPORTS_RATE_LIMIT.per_minute),
         report_daily_limit=_number(env, "KLAVIYO_REPORT_DAILY_LIMIT", REPORTS_DAILY_LIMIT, int),
         report_budget_window_seconds=_number(env, "KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS", REPORT_QUOTA_WINDOW_SECONDS),

@@ -33,6 +33,7 @@ from ...klaviyo import (
     ReportWindowError,
     check_reporting_window,
 )
+from ...klaviyo.listing import segments_without_tag_data
 from ...klaviyo.planner import cells_in, day_count, days_in, days_left, days_to_fetch, plan_needed_requests
 from ..account_names import asset_key, group_name, resource_key
 from ..partitions import daily_partitions
@@ -194,19 +195,33 @@ def check_one_name_per_account(klaviyo: KlaviyoResource, account: Account, store
         )
 
 
+class SegmentsConfig(dg.Config):
+    """Run options of the segments step (Launchpad: `ops: {klaviyo_segments: {config: ...}}`)."""
+
+    confirm_deletions: bool = Field(
+        default=False,
+        description=(
+            "Mark segments deleted even when the listing lacks more than half of those stored as live. Off by "
+            "default: such a listing is more often cut short than real, and its deletions are held back."
+        ),
+    )
+
+
 def materialize_segments(
     context: dg.AssetExecutionContext,
     klaviyo: KlaviyoResource,
     warehouse: WarehouseResource,
     keys: IngestKeys,
     timezone: str,
+    config: SegmentsConfig | None = None,
 ):
-    """Segments, their definition history and the account, loaded together from one segments listing."""
-    from ...sources.segments import klaviyo_segments_source  # dlt: imported by runs, not by loading the code
+    """Segments, their definition history and the account, loaded together from one complete segments listing."""
+    # dlt: imported by runs, not by loading the code
+    from ...sources.segments import klaviyo_segments_source, plan_deletions
 
     settings = warehouse.settings
     loaded_at = dt.datetime.now(dt.UTC)
-    with explained_failures(account_label(klaviyo)), klaviyo.fetch_lock(context), klaviyo.client() as client:
+    with explained_failures(account_label(klaviyo)), klaviyo.fetch_lock(context), klaviyo.client(context.log) as client:
         account = client.get_account()
         check_account_timezone(account, timezone, klaviyo)
         # Klaviyo answers outside the warehouse lock: other accounts load meanwhile
@@ -215,12 +230,22 @@ def materialize_segments(
         with warehouse.lock(context):
             check_one_name_per_account(klaviyo, account, wh.account_names_of(settings.warehouse_path, account.id))
             previous = wh.stored_segments(settings.warehouse_path, account.id)
+            deletions = plan_deletions(
+                previous, {r["id"] for r in resources}, confirmed=bool(config and config.confirm_deletions)
+            )
+            if deletions.held_back:
+                context.log.warning("%s: %s", klaviyo.account_name, deletions.warning())
             pipeline = warehouse.pipeline("klaviyo_segments")
             # a package left by a failed run would be loaded in place of this run's data: drop it
             pipeline.abort_packages()
             pipeline.run(
                 klaviyo_segments_source(
-                    account, resources, previous, loaded_at, tag_names, account_name=klaviyo.account_name
+                    account,
+                    resources,
+                    deletions.comparable(previous),
+                    loaded_at,
+                    tag_names,
+                    account_name=klaviyo.account_name,
                 )
             )
             versions = wh.definition_version_count(settings.warehouse_path, account.id)
@@ -233,11 +258,14 @@ def materialize_segments(
         "account_id": account.id,
         "segments": len(resources),
         "new_segments": len(live_ids - known_ids),
-        "deleted_segments": len(known_ids - live_ids),
+        "deleted_segments": deletions.marked,
+        "deletions_held_back": len(deletions.gone) if deletions.held_back else 0,
         "inactive_segments": sum(1 for r in resources if not (r.get("attributes") or {}).get("is_active", True)),
         "requests_sent": requests_sent,
         "tags_loaded": tag_names is not None,
         "tags": len(tag_names or {}),
+        # listed without their tags' `data`: their stored tags are kept
+        "segments_without_tag_data": segments_without_tag_data(resources) if tag_names is not None else 0,
         "dagster/row_count": len(resources),
     }
     results = [
@@ -350,7 +378,7 @@ def materialize_series(
     lookback = klaviyo.lookback
     label = account_label(klaviyo)
 
-    with explained_failures(label), klaviyo.fetch_lock(context), klaviyo.client() as client:
+    with explained_failures(label), klaviyo.fetch_lock(context), klaviyo.client(context.log) as client:
         account = client.get_account()
         check_account_timezone(account, timezone, klaviyo)
         staging = SeriesStaging(settings.series_staging_dir, account.id)
@@ -552,9 +580,11 @@ def build_ingest_assets(
         backfill_policy=dg.BackfillPolicy.single_run(),
         required_resource_keys={klaviyo_key, "warehouse"},
     )
-    def account_segments(context: dg.AssetExecutionContext):
+    def account_segments(context: dg.AssetExecutionContext, config: SegmentsConfig):
         resources = context.resources
-        yield from materialize_segments(context, getattr(resources, klaviyo_key), resources.warehouse, keys, timezone)
+        yield from materialize_segments(
+            context, getattr(resources, klaviyo_key), resources.warehouse, keys, timezone, config
+        )
 
     @dg.asset(
         key=keys.series,

@@ -13,6 +13,7 @@ import logging
 from ...config import ConfigError
 from ...klaviyo import KlaviyoAuthError, KlaviyoClient
 from ...klaviyo.limits import SCOPE_TAGS
+from ...klaviyo.listing import segments_without_tag_data
 
 TAGS_SETTING = "KLAVIYO_TAGS"
 TAG_MODES = ("auto", "required", "off")
@@ -33,7 +34,7 @@ def list_segments_and_tags(
     if mode == "off":
         return client.list_segments(), None
     try:
-        return client.list_segments_with_tags()
+        resources, tag_names = client.list_segments_with_tags()
     except KlaviyoAuthError as exc:
         if exc.status != 403 or mode == "required":
             raise
@@ -45,3 +46,12 @@ def list_segments_and_tags(
             TAGS_SETTING,
         )
         return client.list_segments(), None
+    unknown = segments_without_tag_data(resources)
+    if unknown:
+        log.warning(
+            "%d of %d segments were listed without their tags (a tags relationship with no `data`, which the API "
+            "allows): their stored tags are kept as last loaded",
+            unknown,
+            len(resources),
+        )
+    return resources, tag_names

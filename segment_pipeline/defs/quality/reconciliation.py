@@ -67,7 +67,7 @@ def reconcile(
         )
     settings = warehouse.settings
     yesterday = dt.datetime.now(ZoneInfo(timezone)).date() - dt.timedelta(days=1)
-    with explained_failures(account_label(klaviyo)), klaviyo.fetch_lock(context), klaviyo.client() as client:
+    with explained_failures(account_label(klaviyo)), klaviyo.fetch_lock(context), klaviyo.client(context.log) as client:
         account = client.get_account()
         check_account_timezone(account, timezone, klaviyo)
         # the warehouse lock only while reading the warehouse, not while Klaviyo answers
