@@ -346,13 +346,7 @@ def stored_series_islands(
     with read_connection(path) as connection:
         if not _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
             return []
-        columns = {
-            row[0]
-            for row in connection.execute(
-                "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
-                [RAW_DATASET, SEGMENT_SERIES_TABLE],
-            ).fetchall()
-        }
+        columns = _columns(connection, SEGMENT_SERIES_TABLE)
         # rows loaded before fetched_on existed have no fetch day: they count as never final
         fetched_on = "fetched_on" if "fetched_on" in columns else "cast(null as date)"
         return connection.execute(
@@ -369,6 +363,55 @@ def stored_series_islands(
             """,
             [account_id, first, last],
         ).fetchall()
+
+
+def _columns(connection: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    rows = connection.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+        [RAW_DATASET, table],
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def newer_stored_cells(
+    path: Path, account_id: str, fetches: list[tuple[tuple[str, ...], dt.date, dt.date, dt.date, dt.datetime]]
+) -> list[set[tuple[str, dt.date]]]:
+    """For each fetch (segment ids, first day, last day, fetched_on, fetched_at), the stored series cells of it
+    that come from a newer fetch: loading that fetch must not overwrite them.
+
+    A stored row is newer when its `fetched_at` is later; a row loaded before `fetched_at` existed is newer only
+    when its `fetched_on` is a later day (the same day: the fetch being loaded wins).
+    """
+    if not fetches or not path.exists():
+        return [set() for _ in fetches]
+    with read_connection(path) as connection:
+        if not _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
+            return [set() for _ in fetches]
+        columns = _columns(connection, SEGMENT_SERIES_TABLE)
+        if "fetched_at" in columns:
+            newer = "coalesce(fetched_at > $fetched_at, fetched_on > $fetched_on)"
+        elif "fetched_on" in columns:
+            newer = "fetched_on > $fetched_on"
+        else:
+            return [set() for _ in fetches]
+        query = (
+            f"select segment_id, date from {RAW_DATASET}.{SEGMENT_SERIES_TABLE} where account_id = $account "
+            f"and date between $first and $last and list_contains($ids, segment_id) and {newer}"
+        )
+        found = []
+        for segment_ids, first, last, fetched_on, fetched_at in fetches:
+            params = {
+                "account": account_id,
+                "first": first,
+                "last": last,
+                "ids": list(segment_ids),
+                "fetched_on": fetched_on,
+                "fetched_at": fetched_at,
+            }
+            if "fetched_at" not in columns:
+                del params["fetched_at"]
+            found.append({(sid, day) for sid, day in connection.execute(query, params).fetchall()})
+    return found
 
 
 def live_segments(path: Path, account_id: str) -> list[dict]:

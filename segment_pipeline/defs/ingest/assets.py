@@ -34,6 +34,7 @@ from ...klaviyo import (
     check_reporting_window,
 )
 from ...klaviyo.planner import cells_in, day_count, days_in, days_left, days_to_fetch, plan_needed_requests
+from ...state_files import StateFileError
 from ..account_names import asset_key, group_name, resource_key
 from ..partitions import daily_partitions
 from ..resources import KlaviyoResource, WarehouseResource
@@ -41,7 +42,7 @@ from .pending import PendingRange, previous_total, record_finished, record_unfin
 from .tags import list_segments_and_tags
 
 if TYPE_CHECKING:
-    from ...sources.series_staging import SeriesStaging
+    from ...sources.series_staging import SeriesStaging, StagedLoad
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def explained_failures(account_label: str | None = None) -> Iterator[None]:
         yield
     except dg.Failure:
         raise
-    except (KlaviyoError, wh.WarehouseLockedError, PipelineStepFailed) as exc:
+    except (KlaviyoError, wh.WarehouseLockedError, StateFileError, PipelineStepFailed) as exc:
         cause = _klaviyo_cause(exc) or exc
         retryable = isinstance(cause, (KlaviyoServerError, KlaviyoQuotaExhausted, wh.WarehouseLockedError))
         description = f"{account_label}: {cause}" if account_label else str(cause)
@@ -296,32 +297,50 @@ def _iso(moment: dt.datetime) -> str:
 
 def load_staged(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, staging: "SeriesStaging"
-) -> tuple[int, int]:
-    """Load every staged response into the warehouse, then delete the files; returns (files, rows).
+) -> "StagedLoad":
+    """Load every sound staged response into the warehouse, then delete the files; returns what was loaded.
 
-    The files are deleted only after dlt committed the load: a crash in between loads them again next
-    time, which the merge on (account_id, segment_id, date) makes harmless.
+    Files that cannot be loaded are moved aside first, each named in a warning with what to do, and rows
+    older than the warehouse's are left out (`series_staging.prepare_load`). The files are deleted only after
+    dlt committed the load: a crash in between loads them again next time, which the merge on
+    (account_id, segment_id, date) makes harmless.
     """
-    from ...sources.series import klaviyo_series_source  # dlt: imported by runs, not by loading the code
+    # dlt: imported by runs, not by loading the code
+    from dlt.pipeline.exceptions import PipelineStepFailed
 
-    files = staging.files()
-    if not files:
+    from ...sources.series import klaviyo_series_source
+    from ...sources.series_staging import load_failure, prepare_load
+
+    load = prepare_load(staging, warehouse.settings.warehouse_path)
+    for aside in load.set_aside:
+        context.log.warning(aside.describe())
+    if not load.files:
         staging.remove([])
-        return 0, 0
-    rows = 0
-
-    def counted(path, table):
-        nonlocal rows
-        rows += table.num_rows
-
-    context.log.info("loading %d staged report responses into the warehouse", len(files))
+        return load
+    context.log.info("loading %d staged report responses into the warehouse", len(load.files))
     pipeline = warehouse.pipeline("klaviyo_series")
     # a package left by a crashed load is dropped: its rows come again from the staged files
     pipeline.abort_packages()
-    pipeline.run(klaviyo_series_source(files, staging.read, dt.datetime.now(dt.UTC), on_file=counted))
-    staging.remove(files)
-    context.log.info("loaded %d rows from %d staged responses", rows, len(files))
-    return len(files), rows
+    try:
+        pipeline.run(klaviyo_series_source(load.files, load.read, dt.datetime.now(dt.UTC)))
+    except PipelineStepFailed as exc:
+        raise load_failure(exc, staging) or exc from exc
+    staging.remove(load.files)
+    if load.rows_superseded:
+        context.log.warning(
+            "%d rows of staged responses were left out: the warehouse holds a newer fetch of those cells",
+            load.rows_superseded,
+        )
+    context.log.info("loaded %d rows from %d staged responses", load.rows, len(load.files))
+    return load
+
+
+def set_aside_note(set_aside: list) -> str:
+    """A sentence for a run's message naming the staged files it moved aside (their log lines say why)."""
+    if not set_aside:
+        return ""
+    moved = ", ".join(str(aside.moved_to) for aside in set_aside)
+    return f" Staged responses that could not be loaded were moved aside (the log says why and what to do): {moved}."
 
 
 def materialize_series(
@@ -353,10 +372,10 @@ def materialize_series(
     with explained_failures(label), klaviyo.fetch_lock(context), klaviyo.client() as client:
         account = client.get_account()
         check_account_timezone(account, timezone, klaviyo)
-        staging = SeriesStaging(settings.series_staging_dir, account.id)
+        staging = SeriesStaging(settings.series_staging_dir, account.id, settings.series_quarantine_dir)
         with warehouse.lock(context):
             # responses a crashed or stopped run paid for come first: they are never asked for again
-            leftover_files, leftover_rows = load_staged(context, warehouse, staging)
+            leftover = load_staged(context, warehouse, staging)
             live = wh.live_segments(settings.warehouse_path, account.id)
             stored = wh.stored_series_islands(
                 settings.warehouse_path, account.id, first_day - dt.timedelta(days=lookback), last_day
@@ -408,6 +427,9 @@ def materialize_series(
             len(plan),
             min(fits, len(plan)),
         )
+        if fits:
+            # a full disk or a read-only folder is found before anything is paid for
+            staging.check_room(sum(len(r.segment_ids) * r.window.days for r in plan[:fits]))
         sent: list = []
         deleted_meanwhile: set[str] = set()
         stopped_by: KlaviyoQuotaExhausted | None = None
@@ -441,7 +463,7 @@ def materialize_series(
             failure = exc
         # whatever stopped the requests, the responses already paid for go into the warehouse now
         with warehouse.lock(context):
-            _, rows_written = load_staged(context, warehouse, staging)
+            loaded = load_staged(context, warehouse, staging)
         if failure is not None:
             raise failure
         report_requests = client.stats.sent_for("reports")
@@ -451,9 +473,10 @@ def materialize_series(
     unsent = plan[len(sent) :]
     left_days = days_left(unsent, needed_in_range)
     cells_missing = cells_in(unsent, needed_in_range)
+    set_aside = leftover.set_aside + loaded.set_aside
     metadata = {
-        "rows_written": rows_written,
-        "dagster/row_count": rows_written,
+        "rows_written": loaded.rows,
+        "dagster/row_count": loaded.rows,
         "report_requests_sent": report_requests,
         "report_requests_planned": len(plan),
         "reconciliation_requests_planned": reconciliation_requests,
@@ -470,8 +493,12 @@ def materialize_series(
         "segments_covered": len(segment_ids),
         "segments_not_tracked": len(live) - len(segment_ids),
         "segments_deleted_meanwhile": len(deleted_meanwhile),
-        "staged_responses_from_earlier_runs": leftover_files,
-        "staged_rows_from_earlier_runs": leftover_rows,
+        "staged_responses_from_earlier_runs": len(leftover.files),
+        "staged_rows_from_earlier_runs": leftover.rows,
+        # rows of staged responses older than the warehouse's fetch of the same cells, left out
+        "staged_rows_superseded": leftover.rows_superseded + loaded.rows_superseded,
+        "staged_responses_set_aside": len(set_aside),
+        "staged_responses_set_aside_files": dg.MetadataValue.json([aside.as_metadata() for aside in set_aside]),
         "report_requests_left_today": budget_left,
     }
     pending_path = klaviyo.pending_path
@@ -523,7 +550,7 @@ def materialize_series(
             f"received is loaded: {len(complete)} of {len(context.partition_keys)} days are complete and "
             f"materialized, the other {len(context.partition_keys) - len(complete)} show as failed until "
             "segment_growth_resume_sensor (or a re-run of the same range) finishes them, expected at "
-            f"{entry.expected_finish}."
+            f"{entry.expected_finish}.{set_aside_note(set_aside)}"
         ),
         metadata={**metadata, **progress},
         allow_retries=False,
