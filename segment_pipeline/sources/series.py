@@ -56,19 +56,13 @@ def fetch_series_table(
 
 
 @dlt.source(name="klaviyo_series", max_table_nesting=0, schema_contract=FROZEN_TYPES)
-def klaviyo_series_source(
-    files: list[Path],
-    read: Callable[[Path], pa.Table],
-    loaded_at: dt.datetime,
-    on_file: Callable[[Path, pa.Table], None] | None = None,
-):
+def klaviyo_series_source(files: list[Path], read: Callable[[Path], pa.Table], loaded_at: dt.datetime):
     """The staged responses, read one file at a time.
 
     Args:
-        files: staged response files (`SeriesStaging.files()`).
-        read: reads one file into an Arrow table.
+        files: staged response files (`series_staging.prepare_load`).
+        read: reads one file into an Arrow table (the rows of it to load).
         loaded_at: the time of this load, stamped on every row.
-        on_file: called with each file and its rows, for progress reporting.
 
     Returns resources: segment_series_daily.
     """
@@ -78,17 +72,18 @@ def klaviyo_series_source(
         primary_key=["account_id", "segment_id", "date"],
         write_disposition="merge",
         columns=SERIES_COLUMNS,
+        # a warehouse made before fetched_at existed has the table without it; frozen columns would refuse to
+        # add it. Every staged file is checked to have exactly STAGED_SCHEMA's columns, so new ones are ours
+        schema_contract={"tables": "evolve", "columns": "evolve", "data_type": "freeze"},
     )
     def segment_series_daily():
         stamp = pa.scalar(loaded_at, type=pa.timestamp("us", tz="UTC"))
         for path in files:
             table = read(path)
-            table = table.append_column(
-                pa.field("_loaded_at", pa.timestamp("us", tz="UTC")), pa.array([stamp] * table.num_rows)
-            )
-            if on_file:
-                on_file(path, table)
+            # a file whose every row is older than the warehouse's leaves none
             if table.num_rows:
-                yield table
+                yield table.append_column(
+                    pa.field("_loaded_at", stamp.type), pa.array([stamp] * table.num_rows, stamp.type)
+                )
 
     return (segment_series_daily,)
