@@ -23,6 +23,7 @@ import copy
 import datetime as dt
 import fcntl
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -31,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import state_files
 from .errors import (
     KLAVIYO_QUOTA,
     PIPELINE_LIMIT,
@@ -40,6 +42,8 @@ from .errors import (
     window_text,
 )
 from .limits import REPORT_QUOTA_WINDOW_SECONDS
+
+logger = logging.getLogger(__name__)
 
 _NUMBER = (int, float)
 # key -> (accepted types, may it be null)
@@ -149,9 +153,15 @@ class ReportBudget:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(handle.name, self.path)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(handle.name)
+            if isinstance(exc, OSError):
+                raise ReportLedgerError(
+                    f"the report ledger {self.path} cannot be written ({state_files.describe(exc)}): "
+                    f"{state_files.advice(exc, self.path)}. Every report request is counted there before it is "
+                    "sent, so none is sent until it can be written."
+                ) from exc
             raise
         # the rename itself must survive a power cut too
         directory = os.open(self.path.parent, os.O_RDONLY)
@@ -291,9 +301,16 @@ class ReportBudget:
             ledger["sent"].append(now)
 
     def finished(self, now: float | None = None) -> None:
-        """Record the end of a report request, so the next process paces from it."""
-        with self._ledger() as ledger:
-            ledger["last_done"] = time.time() if now is None else now
+        """Record the end of a report request, so the next process paces from it.
+
+        A ledger that cannot be written now (a full disk) is only logged: the request was counted before it was
+        sent, and its answer, already paid for, must still reach the caller. The next `take` refuses to send.
+        """
+        try:
+            with self._ledger() as ledger:
+                ledger["last_done"] = time.time() if now is None else now
+        except ReportLedgerError as exc:
+            logger.warning("the end of a report request could not be recorded: %s", exc)
 
     def block_until(self, moment: float, now: float | None = None) -> None:
         """Klaviyo said the quota is spent until `moment`: no process sends a report request before then."""

@@ -279,25 +279,19 @@ class SeriesStaging:
         # the name sorts in the order of arrival
         name = f"{time.time_ns():020d}-{request.window.start}_{request.window.end}-{ids}{SUFFIX}"
         final = self.directory / name
-        temp = self.directory / f".{name}.tmp"
+        sink = pa.BufferOutputStream()
+        pq.write_table(table.replace_schema_metadata({LABEL_KEY: label.to_json()}), sink)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with open(temp, "wb") as handle:
-                pq.write_table(table.replace_schema_metadata({LABEL_KEY: label.to_json()}), handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, final)
-            state_files.fsync_folder(self.directory)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                temp.unlink()
+            state_files.write_atomically(final, sink.getvalue().to_pybytes(), what="the staged report response")
+        except state_files.StateFileError as exc:
+            cause = exc.__cause__
             raise ResponseNotKept(
                 f"the report response for {label.describe()} ({label.rows} rows) was received but could not be "
-                f"kept: writing it to {self.directory} failed ({state_files.describe(exc)}): "
-                f"{state_files.advice(exc, self.directory)}. The request was counted in the report ledger of "
+                f"kept: writing it to {self.directory} failed ({state_files.describe(cause)}): "
+                f"{state_files.advice(cause, self.directory)}. The request was counted in the report ledger of "
                 f"account {self.account_id} (it used one of the day's report requests); the next run asks for "
                 "those cells again."
-            ) from exc
+            ) from cause
         return final
 
     # -- reading -------------------------------------------------------------------------------------------
@@ -449,7 +443,7 @@ class SeriesStaging:
         for path in paths:
             path.unlink(missing_ok=True)
         if self.directory.exists():
-            for leftover in self.directory.glob(f".*{SUFFIX}.tmp"):
+            for leftover in self.directory.glob(f".*{SUFFIX}*.tmp"):
                 leftover.unlink(missing_ok=True)
             state_files.fsync_folder(self.directory)
 

@@ -38,7 +38,7 @@ from ...state_files import StateFileError
 from ..account_names import asset_key, group_name, resource_key
 from ..partitions import daily_partitions
 from ..resources import KlaviyoResource, WarehouseResource
-from .pending import PendingRange, previous_total, record_finished, record_unfinished
+from .pending import PendingRange, previous_total, read_pending, record_finished, record_unfinished
 from .tags import list_segments_and_tags
 
 if TYPE_CHECKING:
@@ -314,11 +314,12 @@ def load_staged(
     load = prepare_load(staging, warehouse.settings.warehouse_path)
     for aside in load.set_aside:
         context.log.warning(aside.describe())
+    # made even with nothing to load: a damaged dlt working folder is then found before anything is paid for
+    pipeline = warehouse.pipeline("klaviyo_series")
     if not load.files:
         staging.remove([])
         return load
     context.log.info("loading %d staged report responses into the warehouse", len(load.files))
-    pipeline = warehouse.pipeline("klaviyo_series")
     # a package left by a crashed load is dropped: its rows come again from the staged files
     pipeline.abort_packages()
     try:
@@ -370,6 +371,8 @@ def materialize_series(
     label = account_label(klaviyo)
 
     with explained_failures(label), klaviyo.fetch_lock(context), klaviyo.client() as client:
+        # a record of unfinished backfills that cannot be read would fail the run after it paid: find it now
+        read_pending(klaviyo.pending_path)
         account = client.get_account()
         check_account_timezone(account, timezone, klaviyo)
         staging = SeriesStaging(settings.series_staging_dir, account.id, settings.series_quarantine_dir)
@@ -462,8 +465,15 @@ def materialize_series(
         except Exception as exc:  # noqa: BLE001 - loaded below, then raised as it was
             failure = exc
         # whatever stopped the requests, the responses already paid for go into the warehouse now
-        with warehouse.lock(context):
-            loaded = load_staged(context, warehouse, staging)
+        try:
+            with warehouse.lock(context):
+                loaded = load_staged(context, warehouse, staging)
+        except Exception as load_error:
+            if failure is None:
+                raise
+            # what stopped the requests is the news (e.g. a response that could not be kept); say both
+            context.log.error(f"the staged responses were not loaded either: {load_error}")
+            raise failure from load_error
         if failure is not None:
             raise failure
         report_requests = client.stats.sent_for("reports")
