@@ -604,9 +604,10 @@ def build_ingest_assets(
         description=(
             f"Klaviyo's daily segment series of {label} (raw table klaviyo.segment_series_daily), partitioned by "
             f"days in {timezone}: one row per tracked segment and account-local day with total_members, "
-            "members_added, members_removed and net_members_changed, and fetched_on, the day the numbers were "
-            "fetched. A run asks only for the (segment, day) cells that are missing or not final yet (fetched "
-            "within the late-data lookback), in the fewest requests; each response is kept on disk before the "
+            "members_added, members_removed and net_members_changed, fetched_on, the day the numbers were "
+            "fetched, and fetched_at, the moment (the newest fetch of a cell wins). A run asks only for the "
+            "(segment, day) cells that are missing or not final yet (fetched within the late-data lookback), in "
+            "the fewest requests; each response is kept on disk before the "
             "next request is sent. A range larger than the report budget sends what fits, materializes the days "
             "it completed, and segment_growth_resume_sensor finishes it."
         ),
