@@ -8,6 +8,7 @@ the warehouse is compared with the simulator's truth.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -21,31 +22,24 @@ from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
 from segment_pipeline.klaviyo import DayWindow, SeriesRequest
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
 from segment_pipeline.sources.series import fetch_series_table
-from segment_pipeline.sources.series_staging import SeriesStaging
+from segment_pipeline.sources.series_staging import MAX_ROWS, LabelError, SeriesStaging, StagedLabel, rows_sha256
 
-from .pipeline_helpers import API_KEY, FAST, materialize, query, range_tags, resources
-
-STATS = ("total_members", "members_added", "members_removed", "net_members_changed")
+from .pipeline_helpers import (
+    API_KEY,
+    FAST,
+    SERIES_STATS,
+    materialize,
+    query,
+    range_tags,
+    resources,
+    series_truth,
+    stored_series,
+)
 
 
 @pytest.fixture(autouse=True)
 def api_key(monkeypatch):
     monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
-
-
-def truth(sim, first, last) -> dict:
-    return {
-        (s.id, row["date"]): tuple(row[k] for k in STATS)
-        for s in sim.account.segments
-        for row in sim.account.series(s.id, first, last)
-    }
-
-
-def stored(work: Path) -> dict:
-    rows = query(
-        work / "warehouse.duckdb", f"select segment_id, date, {', '.join(STATS)} from klaviyo.segment_series_daily"
-    )
-    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
 
 
 def stage(sim, work: Path, first, last, segment_ids=None, mutate=None) -> Path:
@@ -114,7 +108,7 @@ def test_staged_files_that_cannot_be_loaded_are_set_aside_and_their_cells_fetche
     result = run_series(sim, tmp_path, first, last, instance=instance)
 
     # the sound file loaded; the cells of the three others were asked again, in the fewest requests
-    assert stored(tmp_path) == truth(sim, first, last)
+    assert stored_series(tmp_path / "warehouse.duckdb") == series_truth(sim, first, last)
     assert sorted(series_windows(sim)) == [(windows[1][0].isoformat(), windows[3][1].isoformat())]
     assert query(tmp_path / "warehouse.duckdb", "select distinct account_id from klaviyo.segment_series_daily") == [
         (account_id,)
@@ -164,14 +158,14 @@ def test_the_newest_fetch_of_a_cell_wins_in_one_load_and_across_loads(make_simul
     sim.reset_log()
 
     result = run_series(sim, tmp_path, first, last)
-    assert stored(tmp_path) == truth(sim, first, last)
+    assert stored_series(tmp_path / "warehouse.duckdb") == series_truth(sim, first, last)
     assert series_windows(sim) == []  # both were kept; nothing was asked again
     assert series_metadata(result)["staged_rows_superseded"].value == 0  # one load: dlt kept the newest
 
     # the older response restored into the staging folder (from a backup) never overwrites the newer rows
     shutil.copy(backup, older)
     result = run_series(sim, tmp_path, first, last)
-    assert stored(tmp_path) == truth(sim, first, last)
+    assert stored_series(tmp_path / "warehouse.duckdb") == series_truth(sim, first, last)
     assert series_metadata(result)["staged_rows_superseded"].value == 3 * 5
     assert series_metadata(result)["staged_responses_from_earlier_runs"].value == 1
     assert not older.exists() and series_windows(sim) == []
@@ -198,13 +192,13 @@ def test_a_warehouse_and_a_staged_file_of_the_previous_version_load_without_a_fu
 
     # the old load of the first three days: Arrow rows with the old columns, through the same dlt pipeline
     loaded_on = sim.account.today() - dt.timedelta(days=1)
-    cells = truth(sim, first, middle)
+    cells = series_truth(sim, first, middle)
     old_rows = pa.table(
         {
             "account_id": [account_id] * len(cells),
             "segment_id": [sid for sid, _ in cells],
             "date": pa.array([day for _, day in cells], pa.date32()),
-            **{name: [stats[i] for stats in cells.values()] for i, name in enumerate(STATS)},
+            **{name: [stats[i] for stats in cells.values()] for i, name in enumerate(SERIES_STATS)},
             "fetched_on": pa.array([loaded_on] * len(cells), pa.date32()),
             "_loaded_at": pa.array([dt.datetime.now(dt.UTC)] * len(cells), pa.timestamp("us", tz="UTC")),
         }
@@ -229,7 +223,7 @@ def test_a_warehouse_and_a_staged_file_of_the_previous_version_load_without_a_fu
     sim.reset_log()
 
     result = run_series(sim, tmp_path, first, last)
-    assert stored(tmp_path) == truth(sim, first, last)
+    assert stored_series(tmp_path / "warehouse.duckdb") == series_truth(sim, first, last)
     assert series_windows(sim) == []  # the old rows are final, the old file was loaded
     assert series_metadata(result)["staged_responses_from_earlier_runs"].value == 1
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
@@ -239,3 +233,60 @@ def test_a_warehouse_and_a_staged_file_of_the_previous_version_load_without_a_fu
             ).fetchall()
         )
     assert stamped == {False: 0, True: 2 * 3}  # old rows keep NULL; the old file's rows got its fetch moment
+
+
+# ------------------------------------------------------------------------- the label, value by value
+
+LABEL = {
+    "format": 1,
+    "account_id": "AbC123",
+    "window": ["2026-01-01", "2026-03-01"],
+    "segment_ids": ["S1", "S2"],
+    "fetched_on": "2026-03-05",
+    "fetched_at": "2026-03-05T10:00:00.123456+00:00",
+    "rows": 120,
+    "sha256": "0" * 64,
+}
+
+
+def test_a_label_reads_back_as_written():
+    label = StagedLabel.from_json(json.dumps(LABEL).encode())
+    assert StagedLabel.from_json(label.to_json()) == label
+    assert label.window == DayWindow(dt.date(2026, 1, 1), dt.date(2026, 3, 1))
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"format": 2}, "not of format 1"),
+        ({"account_id": "../other"}, "account id is not an account id"),
+        ({"window": ["2026-01-01", "2026-03-02"]}, "not one request's window"),
+        ({"window": ["2026-02-01", "2026-01-31"]}, "not one request's window"),
+        ({"window": ["2026-01-01"]}, "damaged"),
+        ({"segment_ids": [f"S{i}" for i in range(101)]}, "segment ids"),
+        ({"segment_ids": []}, "segment ids"),
+        ({"segment_ids": ["S 1"]}, "segment ids"),
+        ({"fetched_on": "yesterday"}, "damaged"),
+        ({"fetched_at": "2026-03-05T10:00:00"}, "no timezone"),
+        ({"rows": 0}, "row count"),
+        ({"rows": MAX_ROWS + 1}, "row count"),
+        ({"rows": True}, "row count"),
+        ({"sha256": "xyz"}, "checksum"),
+    ],
+)
+def test_a_label_with_a_value_out_of_bounds_is_refused(change, problem):
+    with pytest.raises(LabelError, match=problem):
+        StagedLabel.from_json(json.dumps({**LABEL, **change}).encode())
+    with pytest.raises(LabelError, match="not JSON"):
+        StagedLabel.from_json(b"{")
+
+
+def test_the_checksum_is_of_the_values_not_of_how_they_are_chunked():
+    table = pa.table({"segment_id": ["a", "b", "c"], "total_members": pa.array([1, None, 3], pa.int64())})
+    rechunked = pa.concat_tables([table.slice(0, 1), table.slice(1)])
+    assert rows_sha256(rechunked) == rows_sha256(table)
+    assert rows_sha256(table.set_column(1, "total_members", pa.array([1, 0, 3], pa.int64()))) != rows_sha256(table)
+    assert rows_sha256(table.set_column(0, "segment_id", pa.array(["a", "bc", ""]))) != rows_sha256(table)
+    assert rows_sha256(table.set_column(0, "segment_id", pa.array(["a", None, "c"]))) != rows_sha256(
+        table.set_column(0, "segment_id", pa.array(["a", "", "c"]))
+    )

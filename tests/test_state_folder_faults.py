@@ -23,9 +23,7 @@ import pytest
 from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
 
-from .pipeline_helpers import API_KEY, FAST, materialize, query, range_tags
-
-STATS = ("total_members", "members_added", "members_removed", "net_members_changed")
+from .pipeline_helpers import API_KEY, FAST, materialize, range_tags, series_truth, stored_series
 
 
 @pytest.fixture(autouse=True)
@@ -71,21 +69,6 @@ def fill(folder: Path, leave: int = 0) -> Path:
     return filler
 
 
-def truth(sim, first, last) -> dict:
-    return {
-        (s.id, row["date"]): tuple(row[k] for k in STATS)
-        for s in sim.account.segments
-        for row in sim.account.series(s.id, first, last)
-    }
-
-
-def stored(work: Path) -> dict:
-    rows = query(
-        work / "warehouse.duckdb", f"select segment_id, date, {', '.join(STATS)} from klaviyo.segment_series_daily"
-    )
-    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
-
-
 def failure_message(result) -> str:
     return next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
 
@@ -113,7 +96,7 @@ def test_a_full_disk_is_found_before_the_first_report_request(make_simulator, tm
 
     filler.unlink()
     assert run_series(sim, tmp_path, first, last).success
-    assert stored(tmp_path) == truth(sim, first, last)
+    assert stored_series(tmp_path / "warehouse.duckdb") == series_truth(sim, first, last)
 
 
 def test_a_response_that_arrives_as_the_disk_fills_up_is_said_lost_and_asked_again(make_simulator, tmp_path, mount):
@@ -146,7 +129,7 @@ def test_a_response_that_arrives_as_the_disk_fills_up_is_said_lost_and_asked_aga
 
     fillers[0].unlink()
     assert run_series(sim, tmp_path, first, last).success
-    assert stored(tmp_path) == truth(sim, first, last)
+    assert stored_series(tmp_path / "warehouse.duckdb") == series_truth(sim, first, last)
     assert sim.count(path=SEGMENT_SERIES_PATH) == 3
 
 
@@ -244,6 +227,6 @@ def test_every_state_file_that_cannot_be_read_stops_the_run_before_a_report_requ
 
     # repaired, the run goes through
     assert run_series(sim, tmp_path, first, last).success
-    assert stored(tmp_path) == truth(sim, first, last)
+    assert stored_series(tmp_path / "warehouse.duckdb") == series_truth(sim, first, last)
     shutil.rmtree(state / "dlt" / "klaviyo_series")  # what the message says to do: dlt restores it
     assert run_series(sim, tmp_path, first, last).success

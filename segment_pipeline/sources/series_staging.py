@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import state_files
@@ -83,7 +84,10 @@ def rows_sha256(table: pa.Table) -> str:
         column = table[name].combine_chunks()
         digest.update(f"{name}\0{column.type}\0{len(column)}\0".encode())
         if pa.types.is_string(column.type):
-            digest.update("\x1f".join("\x00" if v is None else v for v in column.to_pylist()).encode())
+            # each value's length (-1: null), then the values: no two columns of text share both
+            lengths = pc.binary_length(column).fill_null(-1).cast(pa.int64())
+            digest.update(lengths.to_numpy(zero_copy_only=False).tobytes())
+            digest.update("".join(v or "" for v in column.to_pylist()).encode())
         else:
             digest.update(column.is_null().to_numpy(zero_copy_only=False).tobytes())
             digest.update(column.fill_null(0).to_numpy(zero_copy_only=False).tobytes())
