@@ -147,23 +147,30 @@ class StagedLabel:
             rows, sha256 = data["rows"], data["sha256"]
         except (KeyError, TypeError, ValueError) as exc:
             raise LabelError(f"its label is damaged ({type(exc).__name__}: {exc})") from exc
-        if not (isinstance(account_id, str) and _ID.match(account_id)):
-            raise LabelError("its label's account id is not an account id")
-        if not 0 <= (end - start).days < MAX_DAYS_PER_DAILY_SERIES:
-            raise LabelError(f"its label's window {start}..{end} is not one request's window")
-        if not (
-            isinstance(segment_ids, list)
-            and 0 < len(segment_ids) <= MAX_SEGMENT_IDS_PER_REPORT
-            and all(isinstance(sid, str) and _ID.match(sid) for sid in segment_ids)
-        ):
-            raise LabelError("its label's segment ids are not one request's segment ids")
-        if fetched_at.tzinfo is None:
-            raise LabelError("its label's fetch moment has no timezone")
-        if isinstance(rows, bool) or not isinstance(rows, int) or not 0 < rows <= MAX_ROWS:
-            raise LabelError(f"its label's row count {rows!r} is not one response's")
         if not (isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256)):
             raise LabelError("its label's checksum is not a SHA-256")
-        return cls(account_id, DayWindow(start, end), tuple(segment_ids), fetched_on, fetched_at, rows, sha256)
+        if not isinstance(segment_ids, list):
+            raise LabelError("its label's segment ids are not one request's segment ids")
+        return cls(
+            account_id, DayWindow(start, end), tuple(segment_ids), fetched_on, fetched_at, rows, sha256
+        ).checked()
+
+    def checked(self) -> StagedLabel:
+        """The label, every value within what one response can be; LabelError says which one is not."""
+        if not (isinstance(self.account_id, str) and _ID.match(self.account_id)):
+            raise LabelError("its label's account id is not an account id")
+        if not 0 <= (self.window.end - self.window.start).days < MAX_DAYS_PER_DAILY_SERIES:
+            raise LabelError(f"its label's window {self.window.start}..{self.window.end} is not one request's window")
+        if not (
+            0 < len(self.segment_ids) <= MAX_SEGMENT_IDS_PER_REPORT
+            and all(isinstance(sid, str) and _ID.match(sid) for sid in self.segment_ids)
+        ):
+            raise LabelError("its label's segment ids are not one request's segment ids")
+        if self.fetched_at.tzinfo is None:
+            raise LabelError("its label's fetch moment has no timezone")
+        if isinstance(self.rows, bool) or not isinstance(self.rows, int) or not 0 < self.rows <= MAX_ROWS:
+            raise LabelError(f"its label's row count {self.rows!r} is not one response's")
+        return self
 
 
 # why a file was set aside, and so what to do about it
@@ -364,17 +371,18 @@ class SeriesStaging:
         named = _UNLABELLED_NAME.match(path.name)
         if not named or not _same_columns(table.schema, _UNLABELLED_SCHEMA) or table.num_rows == 0:
             raise StagedFileProblem(DAMAGED, "carries no label: it is not a staged response of this pipeline")
-        accounts = set(table["account_id"].unique().to_pylist())
+        accounts = table["account_id"].unique().to_pylist()
         fetched_on = table["fetched_on"].unique().to_pylist()
-        if len(accounts) != 1 or len(fetched_on) != 1 or fetched_on[0] is None:
+        if len(accounts) != 1 or len(fetched_on) != 1 or None in accounts + fetched_on:
             raise StagedFileProblem(DAMAGED, "mixes accounts or fetch days, which no response does")
         try:
             window = DayWindow(dt.date.fromisoformat(named["start"]), dt.date.fromisoformat(named["end"]))
             fetched_at = dt.datetime.fromtimestamp(int(named["ns"]) / 1e9, dt.UTC)
-        except (ValueError, OverflowError, OSError) as exc:
-            raise StagedFileProblem(DAMAGED, f"has a name that is not a staged response's ({exc})") from exc
-        segment_ids = tuple(sorted(table["segment_id"].unique().to_pylist()))
-        label = StagedLabel(accounts.pop(), window, segment_ids, fetched_on[0], fetched_at, table.num_rows, None)
+            segment_ids = tuple(sorted(table["segment_id"].drop_null().unique().to_pylist()))
+            label = StagedLabel(accounts[0], window, segment_ids, fetched_on[0], fetched_at, table.num_rows, None)
+            label.checked()
+        except (ValueError, OverflowError, OSError) as exc:  # LabelError is a ValueError
+            raise StagedFileProblem(DAMAGED, f"is not a response staged by an earlier version ({exc})") from exc
         table = table.replace_schema_metadata(None).append_column(
             FETCHED_AT, pa.array([fetched_at] * table.num_rows, FETCHED_AT.type)
         )
