@@ -77,6 +77,11 @@ class PipelineSettings:
         return self.state_dir / "staging" / "series"
 
     @property
+    def series_quarantine_dir(self) -> Path:
+        """Staged responses that could not be loaded, moved aside with a note: `<state dir>/quarantine/series/<id>/`."""
+        return self.state_dir / "quarantine" / "series"
+
+    @property
     def series_pending_path(self) -> Path:
         """The record of backfills left unfinished by the report budget, read by the resume sensor."""
         return self.state_dir / "series_pending.json"

@@ -28,11 +28,16 @@ import duckdb
 if TYPE_CHECKING:
     import dlt
 
+from . import state_files
 from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
+from .state_files import StateFileError
 from .tables import ACCOUNTS_TABLE, RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
 # dlt would otherwise try to send anonymous telemetry; this machine and many production hosts have no internet.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+# dlt keeps a copy of every load's data files in its working folder (the state folder) unless told not to: a
+# copy of every response, kept for ever. The staged responses are the copy that matters, until a load commits.
+os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
 
 
 class WarehouseLockedError(RuntimeError):
@@ -191,8 +196,15 @@ def _kernel_lock(
         finally:
             held.depth -= 1
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the whole step
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # a holder note that is not text (a damaged file) is shown as best it can be, never a decoding error
+        handle = open(path, "a+", encoding="utf-8", errors="replace")  # noqa: SIM115 - held open for the whole step
+    except OSError as exc:
+        raise StateFileError(
+            f"the lock file {path} cannot be opened ({state_files.describe(exc)}): {state_files.advice(exc, path)}. "
+            "Nothing was sent or written."
+        ) from exc
     try:
         started = time.monotonic()
         last_logged = None
@@ -216,18 +228,21 @@ def _kernel_lock(
             "step": step,
             "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps(holder))
-        handle.flush()
+        # the note only tells waiting steps whom they wait for: a full disk must not stop the step for it
+        with contextlib.suppress(OSError):
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps(holder))
+            handle.flush()
         held.depth = 1
         try:
             yield True
         finally:
             held.depth = 0
-            handle.seek(0)
-            handle.truncate()
-            handle.flush()
+            with contextlib.suppress(OSError):
+                handle.seek(0)
+                handle.truncate()
+                handle.flush()
             fcntl.flock(handle, fcntl.LOCK_UN)
     finally:
         handle.close()
@@ -346,13 +361,7 @@ def stored_series_islands(
     with read_connection(path) as connection:
         if not _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
             return []
-        columns = {
-            row[0]
-            for row in connection.execute(
-                "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
-                [RAW_DATASET, SEGMENT_SERIES_TABLE],
-            ).fetchall()
-        }
+        columns = _columns(connection, SEGMENT_SERIES_TABLE)
         # rows loaded before fetched_on existed have no fetch day: they count as never final
         fetched_on = "fetched_on" if "fetched_on" in columns else "cast(null as date)"
         return connection.execute(
@@ -369,6 +378,55 @@ def stored_series_islands(
             """,
             [account_id, first, last],
         ).fetchall()
+
+
+def _columns(connection: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    rows = connection.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+        [RAW_DATASET, table],
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def newer_stored_cells(
+    path: Path, account_id: str, fetches: list[tuple[tuple[str, ...], dt.date, dt.date, dt.date, dt.datetime]]
+) -> list[set[tuple[str, dt.date]]]:
+    """For each fetch (segment ids, first day, last day, fetched_on, fetched_at), the stored series cells of it
+    that come from a newer fetch: loading that fetch must not overwrite them.
+
+    A stored row is newer when its `fetched_at` is later; a row loaded before `fetched_at` existed is newer only
+    when its `fetched_on` is a later day (the same day: the fetch being loaded wins).
+    """
+    if not fetches or not path.exists():
+        return [set() for _ in fetches]
+    with read_connection(path) as connection:
+        if not _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
+            return [set() for _ in fetches]
+        columns = _columns(connection, SEGMENT_SERIES_TABLE)
+        if "fetched_at" in columns:
+            newer = "coalesce(fetched_at > $fetched_at, fetched_on > $fetched_on)"
+        elif "fetched_on" in columns:
+            newer = "fetched_on > $fetched_on"
+        else:
+            return [set() for _ in fetches]
+        query = (
+            f"select segment_id, date from {RAW_DATASET}.{SEGMENT_SERIES_TABLE} where account_id = $account "
+            f"and date between $first and $last and list_contains($ids, segment_id) and {newer}"
+        )
+        found = []
+        for segment_ids, first, last, fetched_on, fetched_at in fetches:
+            params = {
+                "account": account_id,
+                "first": first,
+                "last": last,
+                "ids": list(segment_ids),
+                "fetched_on": fetched_on,
+                "fetched_at": fetched_at,
+            }
+            if "fetched_at" not in columns:
+                del params["fetched_at"]
+            found.append({(sid, day) for sid, day in connection.execute(query, params).fetchall()})
+    return found
 
 
 def live_segments(path: Path, account_id: str) -> list[dict]:
@@ -425,14 +483,30 @@ def dlt_pipeline(
 ) -> dlt.Pipeline:
     """A dlt pipeline writing the RAW_DATASET schema of the warehouse; its working dir stays in the project."""
     import dlt  # here, not at the top: the publish step and the demo need this module but not dlt
+    from dlt.common.exceptions import DltException
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
     warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     pipelines_dir.mkdir(parents=True, exist_ok=True)
     credentials = DuckDbCredentials(str(warehouse_path), global_config={"memory_limit": memory_limit})
-    return dlt.pipeline(
-        pipeline_name=pipeline_name,
-        pipelines_dir=str(pipelines_dir),
-        destination=dlt.destinations.duckdb(credentials),
-        dataset_name=RAW_DATASET,
-    )
+    try:
+        return dlt.pipeline(
+            pipeline_name=pipeline_name,
+            pipelines_dir=str(pipelines_dir),
+            destination=dlt.destinations.duckdb(credentials),
+            dataset_name=RAW_DATASET,
+        )
+    except (ValueError, KeyError, TypeError, OSError, DltException) as exc:
+        folder = pipelines_dir / pipeline_name
+        cause = state_files.write_error_cause(exc)
+        if cause is not None:
+            raise StateFileError(
+                f"dlt's working folder {folder} cannot be written ({state_files.describe(cause)}): "
+                f"{state_files.advice(cause, folder)}. Nothing was loaded."
+            ) from exc
+        # its working folder (state, schema, load packages) is a copy of what the warehouse holds
+        raise StateFileError(
+            f"dlt's working folder of the {pipeline_name} load, {folder}, cannot be read "
+            f"({type(exc).__name__}: {exc}). Nothing was loaded. Delete that folder and run again: dlt restores "
+            "its state and schema from the warehouse, and staged report responses are kept until they are loaded."
+        ) from exc

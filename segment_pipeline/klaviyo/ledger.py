@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import state_files
 from .errors import (
     KLAVIYO_QUOTA,
     PIPELINE_LIMIT,
@@ -49,6 +50,8 @@ from .errors import (
     window_text,
 )
 from .limits import REPORT_QUOTA_WINDOW_SECONDS
+
+logger = logging.getLogger(__name__)
 
 _NUMBER = (int, float)
 # key -> (accepted types, may it be null)
@@ -204,9 +207,15 @@ class ReportBudget:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(handle.name, self.path)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(handle.name)
+            if isinstance(exc, OSError):
+                raise ReportLedgerError(
+                    f"the report ledger {self.path} cannot be written ({state_files.describe(exc)}): "
+                    f"{state_files.advice(exc, self.path)}. Every report request is counted there before it is "
+                    "sent, so none is sent until it can be written."
+                ) from exc
             raise
         # the rename itself must survive a power cut too
         directory = os.open(self.path.parent, os.O_RDONLY)
@@ -390,10 +399,17 @@ class ReportBudget:
             ledger["sent"].append(now)
 
     def finished(self, now: float | None = None) -> None:
-        """Record the end of a report request, so the next process paces from it."""
-        now = time.time() if now is None else now
-        with self._ledger(now) as ledger:
-            ledger["last_done"] = now
+        """Record the end of a report request, so the next process paces from it.
+
+        A ledger that cannot be written now (a full disk) is only logged: the request was counted before it was
+        sent, and its answer, already paid for, must still reach the caller. The next `take` refuses to send.
+        """
+        try:
+            now = time.time() if now is None else now
+            with self._ledger(now) as ledger:
+                ledger["last_done"] = now
+        except ReportLedgerError as exc:
+            logger.warning("the end of a report request could not be recorded: %s", exc)
 
     def block_until(self, moment: float, now: float | None = None) -> None:
         """Klaviyo said the quota is spent until `moment`: no process sends a report request before then.

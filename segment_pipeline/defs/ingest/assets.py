@@ -35,14 +35,15 @@ from ...klaviyo import (
 )
 from ...klaviyo.listing import segments_without_tag_data
 from ...klaviyo.planner import cells_in, day_count, days_in, days_left, days_to_fetch, plan_needed_requests
+from ...state_files import StateFileError
 from ..account_names import asset_key, group_name, resource_key
 from ..partitions import daily_partitions
 from ..resources import KlaviyoResource, WarehouseResource
-from .pending import PendingRange, previous_total, record_finished, record_unfinished
+from .pending import PendingRange, previous_total, read_pending, record_finished, record_unfinished
 from .tags import list_segments_and_tags
 
 if TYPE_CHECKING:
-    from ...sources.series_staging import SeriesStaging
+    from ...sources.series_staging import SeriesStaging, StagedLoad
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def explained_failures(account_label: str | None = None) -> Iterator[None]:
         yield
     except dg.Failure:
         raise
-    except (KlaviyoError, wh.WarehouseLockedError, PipelineStepFailed) as exc:
+    except (KlaviyoError, wh.WarehouseLockedError, StateFileError, PipelineStepFailed) as exc:
         cause = _klaviyo_cause(exc) or exc
         retryable = isinstance(cause, (KlaviyoServerError, KlaviyoQuotaExhausted, wh.WarehouseLockedError))
         description = f"{account_label}: {cause}" if account_label else str(cause)
@@ -324,32 +325,51 @@ def _iso(moment: dt.datetime) -> str:
 
 def load_staged(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, staging: "SeriesStaging"
-) -> tuple[int, int]:
-    """Load every staged response into the warehouse, then delete the files; returns (files, rows).
+) -> "StagedLoad":
+    """Load every sound staged response into the warehouse, then delete the files; returns what was loaded.
 
-    The files are deleted only after dlt committed the load: a crash in between loads them again next
-    time, which the merge on (account_id, segment_id, date) makes harmless.
+    Files that cannot be loaded are moved aside first, each named in a warning with what to do, and rows
+    older than the warehouse's are left out (`series_staging.prepare_load`). The files are deleted only after
+    dlt committed the load: a crash in between loads them again next time, which the merge on
+    (account_id, segment_id, date) makes harmless.
     """
-    from ...sources.series import klaviyo_series_source  # dlt: imported by runs, not by loading the code
+    # dlt: imported by runs, not by loading the code
+    from dlt.pipeline.exceptions import PipelineStepFailed
 
-    files = staging.files()
-    if not files:
-        staging.remove([])
-        return 0, 0
-    rows = 0
+    from ...sources.series import klaviyo_series_source
+    from ...sources.series_staging import load_failure, prepare_load
 
-    def counted(path, table):
-        nonlocal rows
-        rows += table.num_rows
-
-    context.log.info("loading %d staged report responses into the warehouse", len(files))
+    load = prepare_load(staging, warehouse.settings.warehouse_path)
+    for aside in load.set_aside:
+        context.log.warning(aside.describe())
+    # made even with nothing to load: a damaged dlt working folder is then found before anything is paid for
     pipeline = warehouse.pipeline("klaviyo_series")
+    if not load.files:
+        staging.remove([])
+        return load
+    context.log.info("loading %d staged report responses into the warehouse", len(load.files))
     # a package left by a crashed load is dropped: its rows come again from the staged files
     pipeline.abort_packages()
-    pipeline.run(klaviyo_series_source(files, staging.read, dt.datetime.now(dt.UTC), on_file=counted))
-    staging.remove(files)
-    context.log.info("loaded %d rows from %d staged responses", rows, len(files))
-    return len(files), rows
+    try:
+        pipeline.run(klaviyo_series_source(load.files, load.read, dt.datetime.now(dt.UTC)))
+    except PipelineStepFailed as exc:
+        raise load_failure(exc, staging) or exc from exc
+    staging.remove(load.files)
+    if load.rows_superseded:
+        context.log.warning(
+            "%d rows of staged responses were left out: the warehouse holds a newer fetch of those cells",
+            load.rows_superseded,
+        )
+    context.log.info("loaded %d rows from %d staged responses", load.rows, len(load.files))
+    return load
+
+
+def set_aside_note(set_aside: list) -> str:
+    """A sentence for a run's message naming the staged files it moved aside (their log lines say why)."""
+    if not set_aside:
+        return ""
+    moved = ", ".join(str(aside.moved_to) for aside in set_aside)
+    return f" Staged responses that could not be loaded were moved aside (the log says why and what to do): {moved}."
 
 
 def materialize_series(
@@ -379,12 +399,14 @@ def materialize_series(
     label = account_label(klaviyo)
 
     with explained_failures(label), klaviyo.fetch_lock(context), klaviyo.client(context.log) as client:
+        # a record of unfinished backfills that cannot be read would fail the run after it paid: find it now
+        read_pending(klaviyo.pending_path)
         account = client.get_account()
         check_account_timezone(account, timezone, klaviyo)
-        staging = SeriesStaging(settings.series_staging_dir, account.id)
+        staging = SeriesStaging(settings.series_staging_dir, account.id, settings.series_quarantine_dir)
         with warehouse.lock(context):
             # responses a crashed or stopped run paid for come first: they are never asked for again
-            leftover_files, leftover_rows = load_staged(context, warehouse, staging)
+            leftover = load_staged(context, warehouse, staging)
             live = wh.live_segments(settings.warehouse_path, account.id)
             stored = wh.stored_series_islands(
                 settings.warehouse_path, account.id, first_day - dt.timedelta(days=lookback), last_day
@@ -436,6 +458,9 @@ def materialize_series(
             len(plan),
             min(fits, len(plan)),
         )
+        if fits:
+            # a full disk or a read-only folder is found before anything is paid for
+            staging.check_room(sum(len(r.segment_ids) * r.window.days for r in plan[:fits]))
         sent: list = []
         deleted_meanwhile: set[str] = set()
         stopped_by: KlaviyoQuotaExhausted | None = None
@@ -468,8 +493,15 @@ def materialize_series(
         except Exception as exc:  # noqa: BLE001 - loaded below, then raised as it was
             failure = exc
         # whatever stopped the requests, the responses already paid for go into the warehouse now
-        with warehouse.lock(context):
-            _, rows_written = load_staged(context, warehouse, staging)
+        try:
+            with warehouse.lock(context):
+                loaded = load_staged(context, warehouse, staging)
+        except Exception as load_error:
+            if failure is None:
+                raise
+            # what stopped the requests is the news (e.g. a response that could not be kept); say both
+            context.log.error(f"the staged responses were not loaded either: {load_error}")
+            raise failure from load_error
         if failure is not None:
             raise failure
         report_requests = client.stats.sent_for("reports")
@@ -479,9 +511,10 @@ def materialize_series(
     unsent = plan[len(sent) :]
     left_days = days_left(unsent, needed_in_range)
     cells_missing = cells_in(unsent, needed_in_range)
+    set_aside = leftover.set_aside + loaded.set_aside
     metadata = {
-        "rows_written": rows_written,
-        "dagster/row_count": rows_written,
+        "rows_written": loaded.rows,
+        "dagster/row_count": loaded.rows,
         "report_requests_sent": report_requests,
         "report_requests_planned": len(plan),
         "reconciliation_requests_planned": reconciliation_requests,
@@ -498,8 +531,12 @@ def materialize_series(
         "segments_covered": len(segment_ids),
         "segments_not_tracked": len(live) - len(segment_ids),
         "segments_deleted_meanwhile": len(deleted_meanwhile),
-        "staged_responses_from_earlier_runs": leftover_files,
-        "staged_rows_from_earlier_runs": leftover_rows,
+        "staged_responses_from_earlier_runs": len(leftover.files),
+        "staged_rows_from_earlier_runs": leftover.rows,
+        # rows of staged responses older than the warehouse's fetch of the same cells, left out
+        "staged_rows_superseded": leftover.rows_superseded + loaded.rows_superseded,
+        "staged_responses_set_aside": len(set_aside),
+        "staged_responses_set_aside_files": dg.MetadataValue.json([aside.as_metadata() for aside in set_aside]),
         "report_requests_left_today": budget_left,
     }
     pending_path = klaviyo.pending_path
@@ -551,7 +588,7 @@ def materialize_series(
             f"received is loaded: {len(complete)} of {len(context.partition_keys)} days are complete and "
             f"materialized, the other {len(context.partition_keys) - len(complete)} show as failed until "
             "segment_growth_resume_sensor (or a re-run of the same range) finishes them, expected at "
-            f"{entry.expected_finish}."
+            f"{entry.expected_finish}.{set_aside_note(set_aside)}"
         ),
         metadata={**metadata, **progress},
         allow_retries=False,
@@ -597,9 +634,10 @@ def build_ingest_assets(
         description=(
             f"Klaviyo's daily segment series of {label} (raw table klaviyo.segment_series_daily), partitioned by "
             f"days in {timezone}: one row per tracked segment and account-local day with total_members, "
-            "members_added, members_removed and net_members_changed, and fetched_on, the day the numbers were "
-            "fetched. A run asks only for the (segment, day) cells that are missing or not final yet (fetched "
-            "within the late-data lookback), in the fewest requests; each response is kept on disk before the "
+            "members_added, members_removed and net_members_changed, fetched_on, the day the numbers were "
+            "fetched, and fetched_at, the moment (the newest fetch of a cell wins). A run asks only for the "
+            "(segment, day) cells that are missing or not final yet (fetched within the late-data lookback), in "
+            "the fewest requests; each response is kept on disk before the "
             "next request is sent. A range larger than the report budget sends what fits, materializes the days "
             "it completed, and segment_growth_resume_sensor finishes it."
         ),

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ... import state_files
 from ...config import DEFAULT_ACCOUNT_NAME
+from ...state_files import StateFileError
 
 FORMAT_VERSION = 1
 
@@ -51,8 +53,35 @@ class PendingRange:
         )
 
 
-class PendingRecordError(RuntimeError):
-    """The record cannot be read; the message says what to do."""
+class PendingRecordError(StateFileError):
+    """The record cannot be read or written; the message says what to do."""
+
+
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# far more requests than a year of a million segments needs: anything larger was not written by a run
+_MAX_REQUESTS = 10_000_000
+
+
+def _checked(entry: PendingRange) -> PendingRange:
+    """A range read back, every value bounded; ValueError/TypeError says which one is not."""
+    if not isinstance(entry.account_id, str) or not _ACCOUNT_ID.match(entry.account_id):
+        raise ValueError(f"account_id {entry.account_id!r} is not an account id")
+    if not isinstance(entry.account_name, str) or not entry.account_name:
+        raise ValueError(f"account_name {entry.account_name!r} is not an account name")
+    if dt.date.fromisoformat(entry.start) > dt.date.fromisoformat(entry.end):
+        raise ValueError(f"the range {entry.start}...{entry.end} ends before it starts")
+    for name in ("requests_total", "requests_done"):
+        value = getattr(entry, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_REQUESTS:
+            raise ValueError(f"{name} {value!r} is not a request count")
+    if entry.requests_done > entry.requests_total:
+        raise ValueError("more requests are done than the range has")
+    for name in ("resume_at", "expected_finish", "updated_at"):
+        if dt.datetime.fromisoformat(getattr(entry, name)).tzinfo is None:
+            raise ValueError(f"{name} {getattr(entry, name)!r} has no timezone")
+    if entry.run_id is not None and not isinstance(entry.run_id, str):
+        raise ValueError(f"run_id {entry.run_id!r} is not a run id")
+    return entry
 
 
 def read_pending(path: Path) -> dict[str, PendingRange]:
@@ -61,9 +90,16 @@ def read_pending(path: Path) -> dict[str, PendingRange]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PendingRecordError(
+            f"the record of unfinished backfills {path} cannot be read ({exc}). Make it readable, or delete it and "
+            "re-run the unfinished range: nothing already loaded is fetched again."
+        ) from exc
     try:
         data = json.loads(text)
-        ranges = {key: PendingRange(**value) for key, value in data["ranges"].items()}
+        ranges = {key: _checked(PendingRange(**value)) for key, value in data["ranges"].items()}
+        if any(key != entry.key for key, entry in ranges.items()):
+            raise ValueError("a range is filed under another range's key")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PendingRecordError(
             f"the record of unfinished backfills {path} is damaged ({exc}). Delete it and re-run the unfinished "
@@ -74,17 +110,26 @@ def read_pending(path: Path) -> dict[str, PendingRange]:
 
 def write_pending(path: Path, ranges: dict[str, PendingRange]) -> None:
     """Replace the record atomically (temporary file, fsync, rename); no ranges removes it."""
+    unwritten = (
+        "Everything received is loaded; once it can be written, re-run the same range to finish it (the resume "
+        "sensor reads this record)."
+    )
     if not ranges:
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise PendingRecordError(
+                f"could not remove the record of unfinished backfills {path} ({state_files.describe(exc)}): "
+                f"{state_files.advice(exc, path)}. {unwritten}"
+            ) from exc
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     payload = {"version": FORMAT_VERSION, "ranges": {key: asdict(value) for key, value in sorted(ranges.items())}}
-    with open(temp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    try:
+        state_files.write_atomically(
+            path, json.dumps(payload, indent=1).encode(), what="the record of unfinished backfills"
+        )
+    except StateFileError as exc:
+        raise PendingRecordError(f"{exc}. {unwritten}") from exc
 
 
 def record_unfinished(path: Path, entry: PendingRange) -> None:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from ...state_files import write_atomically
 from ...tables import RAW_DATASET
 from ...warehouse import read_connection
 
@@ -51,18 +51,15 @@ def last_built_from(state_dir: Path, step: str = "models") -> dict | None:
     """The inputs of a step's last complete success, or None (never, or a record that cannot be read: build)."""
     try:
         record = json.loads(_path(state_dir, step).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return None
+    except (OSError, ValueError):
+        return None  # building again is always right
     return record if isinstance(record, dict) else None
 
 
 def record_built_from(state_dir: Path, inputs: dict, run_id: str | None, step: str = "models") -> None:
     """Remember a step's inputs after it succeeded (temporary file and rename: a crash leaves the old record)."""
-    path = _path(state_dir, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps({**inputs, "run_id": run_id}), encoding="utf-8")
-    os.replace(temp, path)
+    record = json.dumps({**inputs, "run_id": run_id}).encode()
+    write_atomically(_path(state_dir, step), record, what="the record of what the marts were built from")
 
 
 def unchanged_since(record: dict | None, inputs: dict | None) -> bool:
