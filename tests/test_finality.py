@@ -109,7 +109,6 @@ def test_a_segment_first_fetched_while_processing_ends_with_its_true_history(mak
     # the next day its backfill is done, but it is still within its settle period: the daily run asks for its
     # days in the lookback only, in the same request as every other segment's
     with noon(sim, t0 + dt.timedelta(days=1)):
-        materialize([segments], sim, tmp_path)
         metadata = run_series(sim, tmp_path, t0)
         assert sim.count(path=SEGMENT_SERIES_PATH) == 1
         assert metadata["segments_not_settled"] == 1 and metadata["unsettled_cells_refreshed"] == 0
@@ -124,7 +123,12 @@ def test_a_segment_first_fetched_while_processing_ends_with_its_true_history(mak
     assert settled_on == t0 + dt.timedelta(days=3)
     day = settled_on - dt.timedelta(days=1)
     with noon(sim, settled_on):
-        materialize([segments], sim, tmp_path)
+        materialize([segments], sim, tmp_path)  # no longer processing: the last time it was is kept
+        assert query(
+            tmp_path / "warehouse.duckdb",
+            "select is_processing, processing_seen_at < created + interval 1 hour from klaviyo.segments where id = ?",
+            [fresh.id],
+        ) == [(False, True)]
         metadata = run_series(sim, tmp_path, day)
         # one request for the old segments' last days, one for the new segment's whole past
         assert windows_asked(sim) == [
@@ -139,7 +143,6 @@ def test_a_segment_first_fetched_while_processing_ends_with_its_true_history(mak
 
     # settled: its old days are final, never asked again; the daily run is one request for every segment
     with noon(sim, settled_on + dt.timedelta(days=1)):
-        materialize([segments], sim, tmp_path)
         metadata = run_series(sim, tmp_path, settled_on)
         assert windows_asked(sim) == [
             ((settled_on - dt.timedelta(days=DEFAULT_LOOKBACK_DAYS)).isoformat(), settled_on.isoformat(), 7)
@@ -183,31 +186,33 @@ def test_an_all_zero_past_where_klaviyo_reports_members_is_asked_again_until_the
 
 
 def test_revised_recent_days_are_corrected_by_the_daily_runs_one_request_per_100_segments(make_simulator, tmp_path):
-    sim = make_simulator(api_key=API_KEY, segment_count=130, seed=42, speed=FAST, revision_days=5)
+    sim = make_simulator(api_key=API_KEY, segment_count=101, seed=42, speed=FAST, revision_days=5)
     ids = [s.id for s in sim.account.segments]
-    t0 = sim.account.today()
-    first = t0 - dt.timedelta(days=10)
-    yesterday = t0 - dt.timedelta(days=1)
     per_run = math.ceil(len(ids) / MAX_SEGMENT_IDS_PER_REPORT)
+    t0 = sim.account.today()
+    day = t0 - dt.timedelta(days=1)
     with noon(sim, t0):
         materialize([segments], sim, tmp_path)
-        run_series(sim, tmp_path, first, yesterday)
-        assert stored(tmp_path) == answered_now(sim, ids, first, yesterday)
-    assert stored(tmp_path) != truth(sim, ids, first, yesterday)  # the last days were not counted in full yet
+        run_series(sim, tmp_path, day)
+        assert stored(tmp_path) == answered_now(sim, ids, day, day)
+    assert stored(tmp_path) != truth(sim, ids, day, day)  # the day was not counted in full yet
 
-    for k in range(1, DEFAULT_LOOKBACK_DAYS + 1):
-        today = t0 + dt.timedelta(days=k)
-        with noon(sim, today):
-            metadata = run_series(sim, tmp_path, today - dt.timedelta(days=1))
-            # the lookback rides in the daily request: one per 100 segments
-            assert sim.count(path=SEGMENT_SERIES_PATH) == metadata["report_requests_sent"] == per_run
-            # each daily run stores what Klaviyo answers now for the days it re-reads
-            window = (today - dt.timedelta(days=DEFAULT_LOOKBACK_DAYS + 1), today - dt.timedelta(days=1))
-            held = stored(tmp_path)
-            now = answered_now(sim, ids, max(first, window[0]), window[1])
-            assert {key: held[key] for key in now} == now
+    def daily_run(today: dt.date) -> None:
+        # the lookback rides in the daily request: one per 100 segments
+        metadata = run_series(sim, tmp_path, today - dt.timedelta(days=1))
+        assert sim.count(path=SEGMENT_SERIES_PATH) == metadata["report_requests_sent"] == per_run
+        held = stored(tmp_path)
+        now = answered_now(sim, ids, day, today - dt.timedelta(days=1))
+        assert {key: held[key] for key in now} == now  # what Klaviyo answers now, revised days included
 
-    # every day of the backfill was read a last time once Klaviyo had stopped revising it
-    assert {k: v for k, v in stored(tmp_path).items() if k[1] <= yesterday} == truth(sim, ids, first, yesterday)
-    with noon(sim, t0 + dt.timedelta(days=DEFAULT_LOOKBACK_DAYS + 1)):
-        assert run_series(sim, tmp_path, first, yesterday)["report_requests_sent"] == 0
+    with noon(sim, t0 + dt.timedelta(days=1)):  # the next daily run corrects the revised day
+        daily_run(t0 + dt.timedelta(days=1))
+    assert stored(tmp_path) != truth(sim, ids, day, t0)  # still open
+
+    # the daily run reads a day a last time at lookback + 1 days old: past Klaviyo's revision window
+    last_read = day + dt.timedelta(days=DEFAULT_LOOKBACK_DAYS + 1)
+    with noon(sim, last_read):
+        daily_run(last_read)
+    assert {k: v for k, v in stored(tmp_path).items() if k[1] == day} == truth(sim, ids, day, day)
+    with noon(sim, last_read + dt.timedelta(days=1)):  # final: never asked again
+        assert run_series(sim, tmp_path, day)["report_requests_sent"] == 0
