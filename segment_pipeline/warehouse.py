@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import dlt
 
 from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
-from .klaviyo.planner import SegmentFacts
+from .klaviyo.planner import SegmentFacts, settled_by
 from .tables import ACCOUNTS_TABLE, RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
 # dlt would otherwise try to send anonymous telemetry; this machine and many production hosts have no internet.
@@ -384,7 +384,8 @@ def segment_settling_facts(path: Path, account_id: str, since: dt.date) -> list[
     From `klaviyo.segments`: `created`, the last load that saw it `is_processing`, when it was last listed;
     `created` missing falls back to when the pipeline first saw the segment. From its stored series days
     since `since` (the oldest day Klaviyo still reports): the oldest day, the oldest non-zero day, the newest
-    day's total_members and the oldest fetch day.
+    day's total_members and the oldest fetch day; read only for segments that may not have settled by then
+    (`planner.settled_by`), since a year of 10,000 segments is millions of rows.
     """
     if not path.exists():
         return []
@@ -397,7 +398,7 @@ def segment_settling_facts(path: Path, account_id: str, since: dt.date) -> list[
         series += "null::bigint as members_now, null::date as first_fetched_on where false"
         parameters: dict = {"account": account_id}
         if _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
-            parameters["since"] = since
+            parameters.update(since=since, settled_by=settled_by(since))
             has_fetched_on = "fetched_on" in _columns(connection, SEGMENT_SERIES_TABLE)
             series = f"""
                 select segment_id, min(date) as first_day,
@@ -407,7 +408,11 @@ def segment_settling_facts(path: Path, account_id: str, since: dt.date) -> list[
                     arg_max(total_members, date) as members_now,
                     {"min(fetched_on)" if has_fetched_on else "cast(null as date)"} as first_fetched_on
                 from {RAW_DATASET}.{SEGMENT_SERIES_TABLE}
-                where account_id = $account and date >= $since
+                where account_id = $account and date >= $since and segment_id in (
+                    select id from {RAW_DATASET}.{SEGMENTS_TABLE}
+                    where account_id = $account
+                        and (created is null or created >= $settled_by or is_processing or {seen} >= $settled_by)
+                )
                 group by segment_id
             """
         first_seen = "select null::varchar as segment_id, null::timestamptz as first_seen where false"

@@ -276,6 +276,13 @@ def settling_of(facts: SegmentFacts, timezone: str) -> Settling | None:
     return Settling(settled_on=settled_on, refetch_from=refetch_from)
 
 
+def settled_by(since: dt.date) -> dt.datetime:
+    """A moment such that a segment created and last seen processing before it had settled by `since`, in any
+    timezone: its cells from `since` on are final by age alone, so what it stored need not be read."""
+    longest = max(NEW_SEGMENT_SETTLE, ZERO_HISTORY_WAIT)
+    return dt.datetime.combine(since, dt.time(), dt.UTC) - longest - dt.timedelta(days=2)
+
+
 def settling_by_segment(facts: list[SegmentFacts], timezone: str) -> dict[str, Settling]:
     """`settling_of` for each segment that has one."""
     found = ((f.segment_id, settling_of(f, timezone)) for f in facts)
