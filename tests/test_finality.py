@@ -45,21 +45,22 @@ def stored(tmp_path, segment_id: str | None = None) -> dict:
     return {(r[0], r[1]): tuple(r[2:]) for r in rows}
 
 
+def by_cell(rows_of, ids, first: dt.date, last: dt.date) -> dict:
+    return {
+        (segment_id, day): row
+        for segment_id in ids
+        for day, row in zip(days(first, last), rows_of(segment_id, first, last), strict=True)
+    }
+
+
 def truth(sim, ids, first: dt.date, last: dt.date) -> dict:
-    rows = {}
-    for segment_id in ids:
-        for day, row in zip(days(first, last), sim.account.series_rows(segment_id, first, last), strict=True):
-            rows[(segment_id, day)] = row
-    return rows
+    """The settled numbers."""
+    return by_cell(sim.account.series_rows, ids, first, last)
 
 
 def answered_now(sim, ids, first: dt.date, last: dt.date) -> dict:
     """What the simulator's reports answer at this moment (before the numbers settle, not the truth)."""
-    rows = {}
-    for segment_id in ids:
-        for day, row in zip(days(first, last), sim.account.reported_rows(segment_id, first, last), strict=True):
-            rows[(segment_id, day)] = row
-    return rows
+    return by_cell(sim.account.reported_rows, ids, first, last)
 
 
 def run_series(sim, tmp_path, first: dt.date, last: dt.date | None = None) -> dict:

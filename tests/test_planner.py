@@ -171,6 +171,19 @@ def islands(cells):
     return rows
 
 
+def cells_asked_once(plan) -> set:
+    """The (segment, day) cells a plan asks for, checking each request's limits and that none is asked twice."""
+    covered = set()
+    for request in plan:
+        assert 1 <= len(request.segment_ids) <= MAX_SEGMENT_IDS_PER_REPORT
+        assert 1 <= request.window.days <= MAX_DAYS_PER_DAILY_SERIES
+        for sid in request.segment_ids:
+            for day in request.window.dates():
+                assert (sid, day) not in covered, "a cell asked for twice"
+                covered.add((sid, day))
+    return covered
+
+
 @settings(max_examples=200, deadline=None)
 @given(stored_cells())
 def test_the_plan_asks_for_exactly_the_cells_missing_or_not_final_in_few_requests(case):
@@ -192,15 +205,7 @@ def test_the_plan_asks_for_exactly_the_cells_missing_or_not_final_in_few_request
     assert got == expected
 
     plan = plan_needed_requests(needed)
-    covered = {}
-    for request in plan:
-        assert 1 <= len(request.segment_ids) <= MAX_SEGMENT_IDS_PER_REPORT
-        assert 1 <= request.window.days <= MAX_DAYS_PER_DAILY_SERIES
-        for sid in request.segment_ids:
-            for day in request.window.dates():
-                assert (sid, day) not in covered, "a cell asked for twice"
-                covered[(sid, day)] = True
-    assert expected <= set(covered)
+    assert expected <= cells_asked_once(plan)
     assert [r.window.start for r in plan] == sorted(r.window.start for r in plan)  # oldest days first
     # never more requests than asking for the whole range would take
     if expected:
@@ -371,15 +376,7 @@ def test_the_plan_asks_for_unsettled_cells_and_never_for_final_ones(case):
             }
     got = {(sid, d) for sid, days in needed.items() for w in days for d in w.dates()}
     assert got == expected
-    covered = {}
-    for request in plan_needed_requests(needed):
-        assert 1 <= len(request.segment_ids) <= MAX_SEGMENT_IDS_PER_REPORT
-        assert 1 <= request.window.days <= MAX_DAYS_PER_DAILY_SERIES
-        for sid in request.segment_ids:
-            for day in request.window.dates():
-                assert (sid, day) not in covered, "a cell asked for twice"
-                covered[(sid, day)] = True
-    assert expected <= set(covered)
+    assert expected <= cells_asked_once(plan_needed_requests(needed))
 
 
 @st.composite
