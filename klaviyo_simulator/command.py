@@ -73,6 +73,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--today", type=_date, default=None, help="fix the account's today (YYYY-MM-DD); default: real clock"
     )
     parser.add_argument(
+        "--backfill-hours",
+        type=float,
+        default=defaults.backfill_hours,
+        help="hours a segment created through the admin endpoint answers zeros for its past (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--revision-days",
+        type=int,
+        default=defaults.revision_days,
+        help="days a day's report bucket keeps changing (late members); 0 never (default: %(default)s)",
+    )
+    parser.add_argument(
         "--missing-scope",
         action="append",
         default=[],
@@ -118,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
             timezone=args.timezone,
             today=args.today,
             missing_scopes=tuple(args.missing_scope),
+            backfill_hours=args.backfill_hours,
+            processing_hours=min(args.backfill_hours, SimulatorConfig.processing_hours),
+            revision_days=args.revision_days,
         )
         if args.accounts > 1:
             simulator = KlaviyoSimulator(accounts=numbered_configs(config, args.accounts), log_limit=_LOG_LIMIT)

@@ -22,7 +22,9 @@ DEFAULT_CHARTS_DIR = "data/charts"
 DEFAULT_TIMEZONE = "UTC"
 # the one account of a deployment without an accounts file (see segment_pipeline.accounts)
 DEFAULT_ACCOUNT_NAME = "default"
-DEFAULT_LOOKBACK_DAYS = 3
+# Klaviyo revises a day's report buckets for up to about 5 days after it ends; the daily run fetches each day a
+# last time at age lookback + 1, so 5 covers that, and costs no request (one request spans 60 days)
+DEFAULT_LOOKBACK_DAYS = 5
 # the lookback rides along in the daily run's one request, which covers at most 60 days
 MAX_LOOKBACK_DAYS = MAX_DAYS_PER_DAILY_SERIES - 1
 

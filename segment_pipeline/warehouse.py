@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 from . import state_files
 from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
+from .klaviyo.planner import SegmentFacts, settled_by
 from .state_files import StateFileError
 from .tables import ACCOUNTS_TABLE, RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
@@ -347,23 +348,34 @@ def stored_segments(path: Path, account_id: str) -> list[dict]:
     return records
 
 
+def _columns(connection: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    return {
+        row[0]
+        for row in connection.execute(
+            "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+            [RAW_DATASET, table],
+        ).fetchall()
+    }
+
+
 def stored_series_islands(
-    path: Path, account_id: str, first: dt.date, last: dt.date
+    path: Path, account_id: str, first: dt.date, last: dt.date, whole_history_of: list[str] | tuple[str, ...] = ()
 ) -> list[tuple[str, dt.date | None, dt.date, dt.date]]:
     """The account's stored series cells from `first` to `last`, as runs of consecutive days.
 
     Returns (segment_id, fetched_on, first_day, last_day) for each run of consecutive days of one segment
     fetched on the same day: a few rows per request instead of one per cell, so a year of 10,000 segments
-    stays small. Whether those days are final is the planner's decision, not this query's.
+    stays small. The segments of `whole_history_of` come with every stored day up to `last`, whatever `first`.
+    Whether those days are final is the planner's decision, not this query's.
     """
     if not path.exists():
         return []
     with read_connection(path) as connection:
         if not _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
             return []
-        columns = _columns(connection, SEGMENT_SERIES_TABLE)
         # rows loaded before fetched_on existed have no fetch day: they count as never final
-        fetched_on = "fetched_on" if "fetched_on" in columns else "cast(null as date)"
+        has_fetched_on = "fetched_on" in _columns(connection, SEGMENT_SERIES_TABLE)
+        fetched_on = "fetched_on" if has_fetched_on else "cast(null as date)"
         return connection.execute(
             f"""
             select segment_id, fetched_on, min(date), max(date)
@@ -372,20 +384,13 @@ def stored_series_islands(
                     date_diff('day', date '2000-01-01', date)
                         - row_number() over (partition by segment_id, {fetched_on} order by date) as island
                 from {RAW_DATASET}.{SEGMENT_SERIES_TABLE}
-                where account_id = ? and date between ? and ?
+                where account_id = ? and date <= ?
+                    and (date >= ? or list_contains(?::varchar[], segment_id))
             )
             group by segment_id, fetched_on, island
             """,
-            [account_id, first, last],
+            [account_id, last, first, list(whole_history_of)],
         ).fetchall()
-
-
-def _columns(connection: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    rows = connection.execute(
-        "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
-        [RAW_DATASET, table],
-    ).fetchall()
-    return {row[0] for row in rows}
 
 
 def newer_stored_cells(
@@ -427,6 +432,86 @@ def newer_stored_cells(
                 del params["fetched_at"]
             found.append({(sid, day) for sid, day in connection.execute(query, params).fetchall()})
     return found
+
+
+def segment_settling_facts(path: Path, account_id: str, since: dt.date) -> list[SegmentFacts]:
+    """What decides when each live segment's numbers settle (see `planner.settling_of`), one query.
+
+    From `klaviyo.segments`: `created`, the last load that saw it `is_processing`, when it was last listed;
+    `created` missing falls back to when the pipeline first saw the segment. From its stored series days
+    since `since` (the oldest day Klaviyo still reports): the oldest day, the oldest non-zero day, the newest
+    day's total_members and the oldest fetch day; read only for segments that may not have settled by then
+    (`planner.settled_by`), since a year of 10,000 segments is millions of rows.
+    """
+    if not path.exists():
+        return []
+    with read_connection(path) as connection:
+        if not _table_exists(connection, RAW_DATASET, SEGMENTS_TABLE):
+            return []
+        segment_columns = _columns(connection, SEGMENTS_TABLE)
+        seen = "processing_seen_at" if "processing_seen_at" in segment_columns else "cast(null as timestamptz)"
+        series = "select null::varchar as segment_id, null::date as first_day, null::date as first_nonzero_day, "
+        series += "null::bigint as members_now, null::date as first_fetched_on where false"
+        parameters: dict = {"account": account_id}
+        if _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
+            parameters.update(since=since, settled_by=settled_by(since))
+            has_fetched_on = "fetched_on" in _columns(connection, SEGMENT_SERIES_TABLE)
+            series = f"""
+                select segment_id, min(date) as first_day,
+                    min(date) filter (
+                        where total_members <> 0 or members_added <> 0 or members_removed <> 0
+                    ) as first_nonzero_day,
+                    arg_max(total_members, date) as members_now,
+                    {"min(fetched_on)" if has_fetched_on else "cast(null as date)"} as first_fetched_on
+                from {RAW_DATASET}.{SEGMENT_SERIES_TABLE}
+                where account_id = $account and date >= $since and segment_id in (
+                    select id from {RAW_DATASET}.{SEGMENTS_TABLE}
+                    where account_id = $account
+                        and (created is null or created >= $settled_by or is_processing or {seen} >= $settled_by)
+                )
+                group by segment_id
+            """
+        first_seen = "select null::varchar as segment_id, null::timestamptz as first_seen where false"
+        if _table_exists(connection, RAW_DATASET, SEGMENT_DEFINITIONS_TABLE):
+            first_seen = f"""
+                select segment_id, min(first_seen_at) as first_seen
+                from {RAW_DATASET}.{SEGMENT_DEFINITIONS_TABLE} where account_id = $account group by segment_id
+            """
+        rows = connection.execute(
+            f"""
+            with series as ({series}), first_seen as ({first_seen})
+            select s.id,
+                epoch(coalesce(s.created, first_seen.first_seen)),
+                epoch(s._loaded_at),
+                epoch(case when s.is_processing then s._loaded_at else {seen} end),
+                series.first_day, series.first_nonzero_day, series.members_now, series.first_fetched_on
+            from {RAW_DATASET}.{SEGMENTS_TABLE} as s
+            left join series on series.segment_id = s.id
+            left join first_seen on first_seen.segment_id = s.id
+            where s.account_id = $account and not coalesce(s.is_deleted, false)
+            order by s.id
+            """,
+            parameters,
+        ).fetchall()
+
+    def moment(seconds: float | None) -> dt.datetime | None:
+        return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+    return [
+        SegmentFacts(
+            segment_id=segment_id,
+            created=moment(created),
+            listed_at=moment(listed_at),
+            processing_seen_at=moment(processing_seen_at),
+            first_stored_day=first_day,
+            first_nonzero_day=first_nonzero_day,
+            members_now=members_now,
+            first_fetched_on=first_fetched_on,
+        )
+        for segment_id, created, listed_at, processing_seen_at, first_day, first_nonzero_day, members_now, (
+            first_fetched_on
+        ) in rows
+    ]
 
 
 def live_segments(path: Path, account_id: str) -> list[dict]:

@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from klaviyo_simulator.faults import next_link_to, tags_without_data
+from segment_pipeline.config import DEFAULT_LOOKBACK_DAYS
 from segment_pipeline.defs.ingest.assets import SERIES_KEY as SERIES_ASSET_KEY
 from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
 from segment_pipeline.defs.partitions import daily_partitions
@@ -151,20 +152,22 @@ def test_the_daily_run_refreshes_the_days_not_final_yet_in_the_same_request(make
     materialize([segments], sim, tmp_path)
     today = sim.account.today()
     yesterday = today - dt.timedelta(days=1)
-    # four days fetched today: only the oldest was already older than the 3-day lookback, so only it is final
-    materialize([segment_series_daily], sim, tmp_path, tags=range_tags(today - dt.timedelta(days=4), yesterday))
+    # days fetched today: only the oldest was already older than the lookback, so only it is final
+    oldest = today - dt.timedelta(days=DEFAULT_LOOKBACK_DAYS + 1)
+    materialize([segment_series_daily], sim, tmp_path, tags=range_tags(oldest, yesterday))
     sim.reset_log()
     result = materialize([segment_series_daily], sim, tmp_path, partition_key=yesterday.isoformat())
     assert sim.count(path=SEGMENT_SERIES_PATH) == 1
     (request,) = [r for r in sim.requests if r.path == SEGMENT_SERIES_PATH]
     timeframe = request.json["data"]["attributes"]["timeframe"]
-    assert timeframe["start"].startswith((today - dt.timedelta(days=3)).isoformat())
+    assert timeframe["start"].startswith((oldest + dt.timedelta(days=1)).isoformat())
     assert timeframe["end"].startswith(yesterday.isoformat())
-    assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, today - dt.timedelta(days=4), yesterday)
+    assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, oldest, yesterday)
     metadata = result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
-    assert metadata["lookback_days_added"].value == 2
+    assert metadata["lookback_days_added"].value == DEFAULT_LOOKBACK_DAYS - 1
     assert metadata["cells_final_already"].value == 0 and metadata["cells_still_missing"].value == 0
-    assert metadata["lookback_cells_refreshed"].value == 2 * 5
+    assert metadata["lookback_cells_refreshed"].value == (DEFAULT_LOOKBACK_DAYS - 1) * 5
+    assert metadata["unsettled_cells_refreshed"].value == 0 and metadata["segments_not_settled"].value == 0
 
 
 def test_two_runs_started_at_once_both_succeed(make_simulator, tmp_path):

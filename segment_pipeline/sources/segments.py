@@ -7,6 +7,7 @@
   definition edits and deletions show. A segment the API no longer returns stays, flagged `is_deleted`, but
   only from a complete listing (the caller collects every page first) and, when the listing lacks more than
   half of the live segments, only once a run confirms it (`plan_deletions`).
+  `processing_seen_at` keeps the last load that saw it `is_processing` (the planner's finality reads it).
 - `segment_definitions`: one row per observed state of a segment's definition, keyed by
   (account_id, segment_id, segment_updated, definition_hash) and inserted only once, so the first time we
   saw it is never overwritten. Keying on Klaviyo's `updated` as well as the hash keeps a return to an
@@ -58,6 +59,8 @@ SEGMENT_COLUMNS = {
     "updated": {"data_type": "timestamp"},
     "is_active": {"data_type": "bool"},
     "is_processing": {"data_type": "bool"},
+    # the last load whose listing showed is_processing: the segment's numbers settle some time after it
+    "processing_seen_at": {"data_type": "timestamp"},
     "is_starred": {"data_type": "bool"},
     "is_deleted": {"data_type": "bool"},
     "deleted_seen_at": {"data_type": "timestamp"},
@@ -177,6 +180,14 @@ def plan_deletions(previous: Iterable[dict], current_ids: set[str], *, confirmed
     return Deletions(gone=gone, live_before=len(live), held_back=bool(gone) and sharp and not confirmed)
 
 
+def carry_processing_seen(rows: list[dict], previous: Iterable[dict], loaded_at: dt.datetime) -> list[dict]:
+    """Stamp `processing_seen_at`: this load for a segment processing now, else what was stored before."""
+    seen_before = {row["id"]: row.get("processing_seen_at") for row in previous}
+    for row in rows:
+        row["processing_seen_at"] = loaded_at if row["is_processing"] else seen_before.get(row["id"])
+    return rows
+
+
 def deleted_rows(previous: Iterable[dict], current_ids: set[str], loaded_at: dt.datetime) -> list[dict]:
     """Rows stored earlier whose segment the API no longer returns, flagged deleted (the rest kept as was)."""
     rows = []
@@ -225,6 +236,7 @@ def klaviyo_segments_source(
             f"(or {DEFAULT_ACCOUNT_NAME!r} without one); pass the account's `name`"
         )
     current = segment_rows(segment_resources, account.id, loaded_at)
+    carry_processing_seen(current, previous_segments, loaded_at)
     current_ids = {row["id"] for row in current}
     all_segments = current + deleted_rows(previous_segments, current_ids, loaded_at)
 
@@ -252,6 +264,9 @@ def klaviyo_segments_source(
         write_disposition="merge",
         columns=SEGMENT_COLUMNS,
         file_format=LOADER_FILE_FORMAT,
+        # a warehouse made before processing_seen_at existed has the table without it; frozen columns would
+        # refuse to add it. The rows are built here from known fields, so new columns can only be ours
+        schema_contract={"tables": "evolve", "columns": "evolve", "data_type": "freeze"},
     )
     def segments():
         yield all_segments

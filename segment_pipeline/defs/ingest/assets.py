@@ -34,7 +34,17 @@ from ...klaviyo import (
     check_reporting_window,
 )
 from ...klaviyo.listing import segments_without_tag_data
-from ...klaviyo.planner import cells_in, day_count, days_in, days_left, days_to_fetch, plan_needed_requests
+from ...klaviyo.planner import (
+    cells_in,
+    day_count,
+    days_in,
+    days_left,
+    days_to_fetch,
+    earliest_reportable_day,
+    plan_needed_requests,
+    settling_by_segment,
+    to_repair,
+)
 from ...state_files import StateFileError
 from ..account_names import asset_key, group_name, resource_key
 from ..partitions import daily_partitions
@@ -408,8 +418,16 @@ def materialize_series(
             # responses a crashed or stopped run paid for come first: they are never asked for again
             leftover = load_staged(context, warehouse, staging)
             live = wh.live_segments(settings.warehouse_path, account.id)
+            # new or processing segments' numbers are not final yet; those fetched before they settled are
+            # asked again, all their days, once they have
+            facts = wh.segment_settling_facts(settings.warehouse_path, account.id, earliest_reportable_day(today))
+            settling = settling_by_segment(facts, timezone)
             stored = wh.stored_series_islands(
-                settings.warehouse_path, account.id, first_day - dt.timedelta(days=lookback), last_day
+                settings.warehouse_path,
+                account.id,
+                first_day - dt.timedelta(days=lookback),
+                last_day,
+                whole_history_of=to_repair(facts, settling, today),
             )
         if not live:
             raise dg.Failure(
@@ -429,12 +447,17 @@ def materialize_series(
                 ),
                 allow_retries=False,
             )
-        needed = days_to_fetch(segment_ids, first_day, last_day, stored, lookback, today, refetch=config.refetch)
+        needed = days_to_fetch(
+            segment_ids, first_day, last_day, stored, lookback, today, refetch=config.refetch, settling=settling
+        )
         plan = plan_needed_requests(needed)
         partition = DayWindow(first_day, last_day)
         cells_in_range = len(segment_ids) * partition.days
         needed_in_range = {sid: days_in(days, partition) for sid, days in needed.items()}
         cells_needed = sum(day_count(days) for days in needed_in_range.values())
+        lookback_window = DayWindow(first_day - dt.timedelta(days=lookback), first_day - dt.timedelta(days=1))
+        needed_before = {sid: days_in(days, lookback_window) for sid, days in needed.items()} if lookback else {}
+        lookback_cells = sum(day_count(days) for days in needed_before.values())
         # the reconciliation check after this asset spends from the same budget: when the run includes it
         # and everything fits, keep room for it; a range larger than the budget gets every request first
         check = dg.AssetCheckKey(keys.series, rc.CHECK_NAME)
@@ -525,8 +548,11 @@ def materialize_series(
         "first_day": first_day.isoformat(),
         "last_day": last_day.isoformat(),
         # not-final days before the range refreshed in the same requests (the late-data lookback)
-        "lookback_days_added": max((first_day - days[0].start).days for days in needed.values()) if needed else 0,
-        "lookback_cells_refreshed": sum(day_count(days) for days in needed.values()) - cells_needed,
+        "lookback_days_added": max(((first_day - d[0].start).days for d in needed_before.values() if d), default=0),
+        "lookback_cells_refreshed": lookback_cells,
+        # days outside those, fetched before their segment had settled (new or processing), asked again
+        "unsettled_cells_refreshed": sum(day_count(days) for days in needed.values()) - cells_needed - lookback_cells,
+        "segments_not_settled": sum(1 for sid in segment_ids if sid in settling and settling[sid].settled_on > today),
         "account": klaviyo.account_name,
         "segments_covered": len(segment_ids),
         "segments_not_tracked": len(live) - len(segment_ids),
@@ -636,8 +662,9 @@ def build_ingest_assets(
             f"days in {timezone}: one row per tracked segment and account-local day with total_members, "
             "members_added, members_removed and net_members_changed, fetched_on, the day the numbers were "
             "fetched, and fetched_at, the moment (the newest fetch of a cell wins). A run asks only for the "
-            "(segment, day) cells that are missing or not final yet (fetched within the late-data lookback), in "
-            "the fewest requests; each response is kept on disk before the "
+            "(segment, day) cells that are missing or not final yet (fetched within the late-data lookback, or "
+            "before a new or processing segment settled), in the fewest requests; each response is kept on disk "
+            "before the "
             "next request is sent. A range larger than the report budget sends what fits, materializes the days "
             "it completed, and segment_growth_resume_sensor finishes it."
         ),
