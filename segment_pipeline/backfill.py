@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo
 from .accounts import Accounts, AccountSettings, load_accounts
 from .config import ConfigError, PipelineSettings
 from .defs.account_names import job_name, series_op_name
-from .klaviyo import ReportWindowError, check_reporting_window
+from .klaviyo import KlaviyoConfigError, ReportWindowError, check_reporting_window
 
 # Processes at a time. Each is a whole Dagster run (a few hundred MB); Klaviyo's pace per account, not the
 # CPU, is what a backfill waits for, so a handful in flight keeps every account's requests going.
@@ -158,6 +158,25 @@ def plan_ranges(
     if problems:
         raise BackfillRefused("nothing was started:\n" + "\n".join(f"  {problem}" for problem in problems))
     return ranges
+
+
+def check_keys(ranges: Sequence[AccountRange], accounts: Accounts, env: Mapping[str, str]) -> None:
+    """Refuse, before anything starts, a backfill of an account whose key variable is not set.
+
+    An accounts file is refused at load for that already; the single-account `KLAVIYO_API_KEY` is read only
+    when a run starts, so without this check each run would start and fail on its own.
+
+    Raises:
+        BackfillRefused: Naming every such account and its variable.
+    """
+    problems = []
+    for account_range in ranges:
+        try:
+            accounts[account_range.account].api_key(env)
+        except KlaviyoConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise BackfillRefused("nothing was started:\n" + "\n".join(f"  {problem}" for problem in problems))
 
 
 def _source(accounts: Accounts) -> str:
@@ -480,6 +499,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         accounts = load_accounts(env)
         ranges = plan_ranges(accounts, args.account, args.days, args.start, args.end)
+        check_keys(ranges, accounts, env)
         prepare_instance(env)
     except (ConfigError, BackfillRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)

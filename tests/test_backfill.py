@@ -5,6 +5,7 @@ account in parallel against the simulator serving several accounts, one account'
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from segment_pipeline.backfill import (
     account_today,
     plan_ranges,
 )
+from segment_pipeline.backfill import main as backfill_main
 from segment_pipeline.defs.account_names import job_name
 from segment_pipeline.klaviyo.limits import REPORT_QUOTA_WINDOW_SECONDS, SEGMENT_SERIES_PATH, STEADY_WINDOW_SECONDS
 from tests.dagster_processes import REPO, pipeline_env
@@ -79,6 +81,22 @@ def test_what_klaviyo_or_the_partitions_would_refuse_is_refused_for_every_accoun
     with pytest.raises(BackfillRefused) as refused:
         plan_ranges(ACCOUNTS, now=NOW, **kwargs)
     assert expected in str(refused.value)
+
+
+def test_without_the_single_account_key_nothing_starts(tmp_path, capsys):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("KLAVIYO_")},
+        "DAGSTER_HOME": str(home),
+        "PIPELINE_STATE_DIR": str(tmp_path / "state"),
+        "KLAVIYO_API_KEY": "  ",  # set but blank counts as unset
+    }
+    assert backfill_main(["--days", "3"], env=env) == 2
+    err = capsys.readouterr().err
+    assert "nothing was started" in err and "KLAVIYO_API_KEY is not set" in err and "account 'default'" in err
+    # refused before the instance was even touched: no run, no log
+    assert not (tmp_path / "state").exists() and list(home.iterdir()) == []
 
 
 def backfill_command(*args: str) -> list[str]:
