@@ -29,7 +29,14 @@ import duckdb
 import yaml
 
 from segment_pipeline.accounts import ACCOUNTS_FILE_ENV, load_accounts
-from segment_pipeline.backfill import DEFAULT_PARALLEL, backfill, default_log_dir, plan_ranges, prepare_instance
+from segment_pipeline.backfill import (
+    DEFAULT_PARALLEL,
+    BackfillStopped,
+    backfill,
+    default_log_dir,
+    plan_ranges,
+    prepare_instance,
+)
 from segment_pipeline.charts import HTML_NAME, PNG_NAME
 from segment_pipeline.config import PipelineSettings
 from segment_pipeline.klaviyo.limits import (
@@ -174,7 +181,10 @@ def run(args: argparse.Namespace) -> int:
         ranges = plan_ranges(accounts, days=args.days)
         prepare_instance(env)
         log_dir = default_log_dir(env, dt.datetime.now(dt.UTC))
-        outcomes = backfill(ranges, accounts, env, log_dir, parallel=max(DEFAULT_PARALLEL, len(ranges)))
+        try:
+            outcomes = backfill(ranges, accounts, env, log_dir, parallel=max(DEFAULT_PARALLEL, len(ranges)))
+        except BackfillStopped as stopped:
+            return stopped.exit_code  # the backfill said what it stopped; the simulator stops on the way out
         if not all(outcome.ok for outcome in outcomes):
             print("The demo run failed; why is above, the Dagster output in the logs named there.", file=sys.stderr)
             return 1

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -26,7 +28,9 @@ from segment_pipeline.backfill import (
 from segment_pipeline.backfill import main as backfill_main
 from segment_pipeline.defs.account_names import job_name
 from segment_pipeline.klaviyo.limits import REPORT_QUOTA_WINDOW_SECONDS, SEGMENT_SERIES_PATH, STEADY_WINDOW_SECONDS
+from segment_pipeline.warehouse import lock_holder_description
 from tests.dagster_processes import REPO, pipeline_env
+from tests.pipeline_helpers import API_KEY
 
 SPEED = 60.0
 DAYS = 8
@@ -222,3 +226,72 @@ def test_every_account_in_parallel_and_a_revoked_key_fails_only_its_account(serv
     first_day = account_today(account("sydney", TIMEZONES["sydney"])) - dt.timedelta(days=DAYS)
     assert len(sydney_reports) == 2
     assert sydney_reports[-1].json["data"]["attributes"]["timeframe"]["start"].startswith(first_day.isoformat())
+
+
+def descendants(root: int) -> set[int]:
+    """Every process started, directly or not, by `root` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_stops_every_run_of_the_backfill_and_leaves_nothing_running(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=3, speed=SPEED)
+    # Klaviyo's real pace: after the first of the two reports (70 days), the run waits 30 s for the second
+    env = pipeline_env(sim, tmp_path, KLAVIYO_REPORT_RATE_PER_MINUTE="2")
+    backfill = subprocess.Popen(
+        backfill_command("--days", "70"),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    started: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        logs = tmp_path / "state" / "backfill_logs"
+        while not any("report 1/2" in path.read_text() for path in logs.rglob("default.log")):
+            assert backfill.poll() is None and time.monotonic() < deadline, backfill.communicate()[0]
+            time.sleep(0.1)
+        started = descendants(backfill.pid)
+        assert started, "the account's run is a process of its own"
+        backfill.send_signal(signal.SIGTERM)
+        out, _ = backfill.communicate(timeout=120)
+    finally:
+        # whatever the outcome, leave nothing running
+        survivors = [pid for pid in started if alive(pid)]
+        if backfill.poll() is None:
+            os.killpg(backfill.pid, signal.SIGKILL)
+            backfill.wait()
+        for pid in survivors:
+            os.kill(pid, signal.SIGKILL)
+    assert not survivors, "processes of the backfill outlived it"
+    assert backfill.returncode == 128 + signal.SIGTERM, out
+    assert "Backfill stopped by SIGTERM" in out and "1 run stopped." in out and "default stopped: run " in out
+    # and what it leaves is consistent: its run ended (not "started" forever), the locks are free
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        (run,) = instance.get_runs(dg.RunsFilter(tags={BACKFILL_TAG: next(logs.iterdir()).name}))
+    assert run.status == dg.DagsterRunStatus.FAILURE, run.status
+    assert run.run_id in out
+    assert lock_holder_description(tmp_path / "warehouse.duckdb") is None
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 1
