@@ -47,6 +47,7 @@ from segment_pipeline.klaviyo.limits import (
     STEADY_WINDOW_SECONDS,
 )
 from segment_pipeline.tables import MARTS_SCHEMA, RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
+from segment_pipeline.wording import plural
 
 from .account_config import SimulatorConfig
 from .accounts import ServedAccount, numbered_configs
@@ -290,7 +291,7 @@ def print_summary(
     print(f"  series rows:            {rows} ({first} to {last})")
     print(
         f"  requests to Klaviyo:    {all_requests} in all, {report_requests} segment-series reports, "
-        f"{values_requests} values report(s) to reconcile"
+        f"{plural(values_requests, 'values report')} to reconcile"
     )
     print(f"  marts built:            {', '.join(name for (name,) in marts)}")
     print(f"  analyst copy:           {analytics_path}")

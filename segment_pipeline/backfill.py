@@ -100,7 +100,7 @@ class AccountRange:
         return (self.last - self.first).days + 1
 
     def describe(self) -> str:
-        return f"{self.first} to {self.last} ({self.days} days, {self.timezone})"
+        return f"{self.first} to {self.last} ({plural(self.days, 'day')}, {self.timezone})"
 
 
 @dataclass
@@ -161,8 +161,7 @@ def plan_ranges(
     unknown = [name for name in names if name not in accounts.names]
     if unknown:
         raise BackfillRefused(
-            f"no account named {', '.join(map(repr, unknown))} in {_source(accounts)}; "
-            f"the accounts are {', '.join(accounts.names)}"
+            f"no account named {', '.join(map(repr, unknown))} in {_source(accounts)}; {accounts.listed}"
         )
     chosen = [accounts[name] for name in dict.fromkeys(names)] if names else list(accounts)
     ranges, problems = [], []
@@ -179,8 +178,8 @@ def plan_ranges(
         if last > yesterday:
             # the newest partition is yesterday: today is not over, so its numbers are not a day's yet
             problems.append(
-                f"account {account.name!r} ({account.timezone}): the range ends on {last}, but today there is "
-                f"{today}, so the last day that can be loaded is {yesterday}; end the range on {yesterday} or before"
+                f"account {account.name!r} ({account.timezone}): the range ends on {last}, but today is {today} "
+                f"there, so the last day that can be loaded is {yesterday}; end the range on {yesterday} or before"
             )
             continue
         ranges.append(AccountRange(account.name, account.timezone, job_name(account.name), first, last))
@@ -522,7 +521,7 @@ def print_outcome(outcome: AccountOutcome, out: IO[str] = sys.stdout) -> None:
 def print_summary(outcomes: Sequence[AccountOutcome], seconds: float, out: IO[str] = sys.stdout) -> None:
     failed = [outcome for outcome in outcomes if not outcome.ok]
     print(
-        f"Backfill finished in {seconds:.1f} s: {len(outcomes) - len(failed)} of {len(outcomes)} accounts ok"
+        f"Backfill finished in {seconds:.1f} s: {len(outcomes) - len(failed)} of {plural(len(outcomes), 'account')} ok"
         + (f", {len(failed)} failed: {', '.join(o.range.account for o in failed)}" if failed else "."),
         file=out,
     )
@@ -580,7 +579,8 @@ def backfill(
 ) -> list[AccountOutcome]:
     """Run the ranges, printing a line per account as it finishes and the summary at the end."""
     print(
-        f"Backfilling {len(ranges)} account(s), {min(max(parallel, 1), len(ranges))} at a time; logs in {log_dir}",
+        f"Backfilling {plural(len(ranges), 'account')}, {min(max(parallel, 1), len(ranges))} at a time; logs in "
+        f"{log_dir}",
         file=out,
     )
     for account_range in ranges:

@@ -92,7 +92,7 @@ def test_a_good_file_gives_typed_frozen_settings_with_defaults_filled_in(tmp_pat
     )
     assert b.segments.tracks_all and not a.segments.tracks_all
     assert accounts["brand_b"] is b
-    with pytest.raises(KeyError, match="brand_a, brand_b"):
+    with pytest.raises(KeyError, match="the accounts are 'brand_a' and 'brand_b'"):
         accounts["brand_c"]
     with pytest.raises(Exception, match="frozen"):
         a.timezone = "UTC"  # type: ignore[misc]

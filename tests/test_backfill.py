@@ -5,6 +5,7 @@ account in parallel against the simulator serving several accounts, one account'
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import duckdb
 import pytest
 
 from klaviyo_simulator.demo import write_accounts_file
+from segment_pipeline import backfill as backfill_module
 from segment_pipeline.accounts import Accounts, AccountSettings
 from segment_pipeline.backfill import (
     ACCOUNT_TAG,
@@ -85,6 +87,29 @@ def test_what_klaviyo_or_the_partitions_would_refuse_is_refused_for_every_accoun
     with pytest.raises(BackfillRefused) as refused:
         plan_ranges(ACCOUNTS, now=NOW, **kwargs)
     assert expected in str(refused.value)
+
+
+def test_messages_count_in_words_that_agree(tmp_path, monkeypatch):
+    one_day = plan_ranges(ACCOUNTS, ["kolkata"], days=1, now=NOW)
+    assert one_day[0].describe() == "2026-03-09 to 2026-03-09 (1 day, Asia/Kolkata)"
+    with pytest.raises(BackfillRefused) as refused:
+        plan_ranges(ACCOUNTS, ["pacific"], start=dt.date(2026, 3, 1), end=dt.date(2026, 3, 10), now=NOW)
+    assert "the range ends on 2026-03-10, but today is 2026-03-10 there, so the last day" in str(refused.value)
+    alone = Accounts((account("default", "UTC"),))
+    with pytest.raises(BackfillRefused, match="the only account is 'default'$"):
+        plan_ranges(alone, ["brand_a"], days=1, now=NOW)
+    with pytest.raises(BackfillRefused, match="the accounts are 'sydney', 'pacific' and 'kolkata'$"):
+        plan_ranges(ACCOUNTS, ["brand_a"], days=1, now=NOW)
+
+    # the run itself replaced by its outcome: the lines around it
+    def ran(ranges, *args, **kwargs):
+        return [backfill_module.AccountOutcome(ranges[0], 0, 1.0, tmp_path / "kolkata.log")]
+
+    monkeypatch.setattr(backfill_module, "run_ranges", ran)
+    out = io.StringIO()
+    backfill_module.backfill(one_day, ACCOUNTS, {}, tmp_path, out=out)
+    assert "Backfilling 1 account, 1 at a time" in out.getvalue()
+    assert "Backfill finished in " in out.getvalue() and " s: 1 of 1 account ok." in out.getvalue()
 
 
 def test_without_the_single_account_key_nothing_starts(tmp_path, capsys):

@@ -280,6 +280,7 @@ def test_reconciliation_fails_on_a_tampered_row_naming_the_segment(run: Run, mon
             )
     assert not result.passed
     assert result.metadata["segments_disagreeing"].value == 1
+    assert result.description.startswith("1 segment disagrees with Klaviyo's values report for ")
     assert segment.id in result.description and "members_removed" in result.description
     assert "difference +7" in result.description
     assert "members_removed" in result.metadata["mismatches"].value

@@ -16,6 +16,7 @@ from ... import warehouse as wh
 from ...accounts import select_segments
 from ...config import DEFAULT_ACCOUNT_NAME
 from ...klaviyo import ReportBudgetError
+from ...wording import plural
 from ..account_names import resource_key
 from ..ingest.assets import SERIES_KEY, account_label, check_account_timezone, explained_failures
 from ..partitions import daily_partitions
@@ -113,7 +114,8 @@ def reconcile(
             f"; and {len(mismatches) - _NAMED_IN_DESCRIPTION} more" if len(mismatches) > _NAMED_IN_DESCRIPTION else ""
         )
         description = (
-            f"{len(bad_segments)} segment(s) disagree with Klaviyo's values report for {window.start} to "
+            f"{plural(len(bad_segments), 'segment')} {'disagrees' if len(bad_segments) == 1 else 'disagree'} with "
+            f"Klaviyo's values report for {window.start} to "
             f"{window.end}: {named}{more}. Re-run the series for those days to reload them."
         )
     else:
