@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -31,7 +30,7 @@ from segment_pipeline.backfill import main as backfill_main
 from segment_pipeline.defs.account_names import job_name
 from segment_pipeline.klaviyo.limits import REPORT_QUOTA_WINDOW_SECONDS, SEGMENT_SERIES_PATH, STEADY_WINDOW_SECONDS
 from segment_pipeline.warehouse import lock_holder_description
-from tests.dagster_processes import REPO, pipeline_env
+from tests.dagster_processes import REPO, DagsterProcess, pipeline_env
 from tests.pipeline_helpers import API_KEY
 
 SPEED = 60.0
@@ -282,36 +281,28 @@ def test_sigterm_stops_every_run_of_the_backfill_and_leaves_nothing_running(make
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=SPEED)
     # Klaviyo's real pace: after the first of the two reports (70 days), the run waits 30 s for the second
     env = pipeline_env(sim, tmp_path, KLAVIYO_REPORT_RATE_PER_MINUTE="2")
-    backfill = subprocess.Popen(
-        backfill_command("--days", "70"),
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    backfill = DagsterProcess(["segment_pipeline.cli", "backfill", "--days", "70"], env)
+    logs = tmp_path / "state" / "backfill_logs"
     started: set[int] = set()
     try:
-        deadline = time.monotonic() + 120
-        logs = tmp_path / "state" / "backfill_logs"
-        while not any("report 1/2" in path.read_text() for path in logs.rglob("default.log")):
-            assert backfill.poll() is None and time.monotonic() < deadline, backfill.communicate()[0]
-            time.sleep(0.1)
-        started = descendants(backfill.pid)
+        backfill.wait_until(
+            lambda: any("report 1/2" in path.read_text() for path in logs.rglob("default.log")),
+            what="the first report of the account's run",
+        )
+        started = descendants(backfill.process.pid)
         assert started, "the account's run is a process of its own"
-        backfill.send_signal(signal.SIGTERM)
-        out, _ = backfill.communicate(timeout=120)
+        backfill.process.send_signal(signal.SIGTERM)
+        returncode = backfill.finish(timeout=120)
     finally:
         # whatever the outcome, leave nothing running
         survivors = [pid for pid in started if alive(pid)]
-        if backfill.poll() is None:
-            os.killpg(backfill.pid, signal.SIGKILL)
-            backfill.wait()
+        if backfill.process.poll() is None:
+            backfill.kill_group()
         for pid in survivors:
             os.kill(pid, signal.SIGKILL)
+    out = backfill.output
     assert not survivors, "processes of the backfill outlived it"
-    assert backfill.returncode == 128 + signal.SIGTERM, out
+    assert returncode == 128 + signal.SIGTERM, out
     assert "Backfill stopped by SIGTERM" in out and "1 run stopped." in out and "default stopped: run " in out
     # and what it leaves is consistent: its run ended (not "started" forever), the locks are free
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
