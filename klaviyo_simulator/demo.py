@@ -2,11 +2,12 @@
 
 Neither needs a Klaviyo account, and both run on the environment `demo_environment` defines.
 
-`demo` (also `segment-pipeline demo`, `make demo`) starts the simulator, runs the real Dagster job of each
+`demo` (also `segment-pipeline demo`, `make demo`) starts the simulator, loads the first account's segments
+once and then stages the scenario's definition change (`scenario`), runs the real Dagster job of each
 account through the `dagster` command line for the last N days (one run per account, as `segment-pipeline
 backfill` does), prints what was fetched and built, and stops the simulator. It writes only under
-data/demo/, with its own Dagster instance. `dev` (`make dev`) starts the simulator and `dagster dev` on it,
-everything under data/dev/.
+data/demo/, with its own Dagster instance. `dev` (`make dev`) starts the simulator (with the same edit made)
+and `dagster dev` on it, everything under data/dev/ (or `--data-dir data/demo`: the demo's runs and data).
 
 `demo --accounts N` serves N accounts in different timezones (see `accounts.numbered_configs`), writes an
 accounts file for them (data/demo/accounts.yaml, checked by the pipeline's own loader), and backfills every
