@@ -247,25 +247,33 @@ class SimulatedAccount:
             if segment.is_processing and segment.processing_until is not None and segment.processing_until <= now:
                 segment.is_processing = False
 
-    def edit_definition(self, segment_id: str) -> dict[str, Any]:
-        """Change a segment's definition deterministically and bump `updated` to now.
+    def edit_definition(self, segment_id: str, at: dt.datetime | None = None) -> dict[str, Any]:
+        """Change a segment's definition deterministically and bump `updated` to now (or to `at`).
 
         Past membership is not rewritten: the reporting history of a day never changes.
 
         Args:
             segment_id: The segment to edit.
+            at: When the edit happened, for a scenario that stages an edit made days ago (e.g. the demo's, after
+                the pipeline listed the segment as it was): after the segment's last change, not after now.
 
         Returns:
             A copy of the new definition.
 
         Raises:
             KeyError: If no live segment has that id.
+            ValueError: If `at` is not after the segment's last change or is in the future.
         """
         with self._lock:
             segment = self._segments[segment_id]
+            if at is not None and not segment.updated < at <= self.now():
+                raise ValueError(
+                    f"an edit of segment {segment_id} at {at.isoformat()} must come after its last change "
+                    f"({segment.updated.isoformat()}) and not after now"
+                )
             segment.edits += 1
             segment.definition = edited_definition(segment.definition, self._config.seed, segment.id, segment.edits)
-            segment.updated = self._bumped(segment.updated)
+            segment.updated = self._bumped(segment.updated) if at is None else at.replace(microsecond=0)
             return copy.deepcopy(segment.definition)
 
     def set_definition(self, segment_id: str, definition: dict[str, Any]) -> dict[str, Any]:

@@ -191,8 +191,18 @@ def print_accounts(simulator: KlaviyoSimulator, key_source: str) -> None:
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of `klaviyo-simulator` (and `python -m klaviyo_simulator`): `serve` and `demo`."""
+# `segment-pipeline demo|dev|simulator` hands over to this command line with `--as "segment-pipeline demo"`
+# first, so that usage lines and errors name the command the user typed
+SHOWN_AS_OPTION = "--as"
+
+
+def build_parser(shown_as: str | None = None) -> argparse.ArgumentParser:
+    """The parser of `klaviyo-simulator` (and `python -m klaviyo_simulator`): `serve`, `demo` and `dev`.
+
+    Args:
+        shown_as: The command as the user typed it (e.g. "segment-pipeline demo"), for the chosen subcommand's
+            usage line; default "klaviyo-simulator <subcommand>".
+    """
     from . import demo  # the demo reads the pipeline's constants; serving alone does not need them
 
     parser = argparse.ArgumentParser(
@@ -200,15 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="A local Klaviyo API simulator (segments and segment reports), and the pipeline's demo on it.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the simulated Klaviyo API over HTTP")
+    named = {"prog": shown_as} if shown_as else {}
+    serve = commands.add_parser("serve", help="serve the simulated Klaviyo API over HTTP", **named)
     add_arguments(serve)
-    serve.set_defaults(handler=run)
-    demo_parser = commands.add_parser("demo", help="run the whole pipeline on a fresh simulator")
+    serve.set_defaults(handler=run, parser=serve)
+    demo_parser = commands.add_parser("demo", help="run the whole pipeline on a fresh simulator", **named)
     demo.add_arguments(demo_parser)
-    demo_parser.set_defaults(handler=demo.run)
-    dev = commands.add_parser("dev", help="the Dagster UI (dagster dev) with the simulator as Klaviyo")
+    demo_parser.set_defaults(handler=demo.run, parser=demo_parser)
+    dev = commands.add_parser("dev", help="the Dagster UI (dagster dev) with the simulator as Klaviyo", **named)
     demo.add_dev_arguments(dev)
-    dev.set_defaults(handler=demo.run_dev)
+    dev.set_defaults(handler=demo.run_dev, parser=dev)
     return parser
 
 
@@ -216,10 +227,18 @@ def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the chosen command.
 
     Args:
-        argv: Arguments without the program name; `None` reads `sys.argv`.
+        argv: Arguments without the program name; `None` reads `sys.argv`. They may start with
+            `--as "<command>"`: how `segment-pipeline` names the subcommand it hands over.
 
     Returns:
         The exit code.
     """
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    shown_as = None
+    if len(argv) >= 2 and argv[0] == SHOWN_AS_OPTION:
+        shown_as, argv = argv[1], argv[2:]
+    args, unknown = build_parser(shown_as).parse_known_args(argv)
+    if unknown:
+        # reported by the subcommand's parser, whose usage line names what the user typed
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return int(args.handler(args) or 0)

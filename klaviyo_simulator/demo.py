@@ -2,11 +2,12 @@
 
 Neither needs a Klaviyo account, and both run on the environment `demo_environment` defines.
 
-`demo` (also `segment-pipeline demo`, `make demo`) starts the simulator, runs the real Dagster job of each
+`demo` (also `segment-pipeline demo`, `make demo`) starts the simulator, loads the first account's segments
+once and then stages the scenario's definition change (`scenario`), runs the real Dagster job of each
 account through the `dagster` command line for the last N days (one run per account, as `segment-pipeline
 backfill` does), prints what was fetched and built, and stops the simulator. It writes only under
-data/demo/, with its own Dagster instance. `dev` (`make dev`) starts the simulator and `dagster dev` on it,
-everything under data/dev/.
+data/demo/, with its own Dagster instance. `dev` (`make dev`) starts the simulator (with the same edit made)
+and `dagster dev` on it, everything under data/dev/ (or `--data-dir data/demo`: the demo's runs and data).
 
 `demo --accounts N` serves N accounts in different timezones (see `accounts.numbered_configs`), writes an
 accounts file for them (data/demo/accounts.yaml, checked by the pipeline's own loader), and backfills every
@@ -29,9 +30,18 @@ import duckdb
 import yaml
 
 from segment_pipeline.accounts import ACCOUNTS_FILE_ENV, load_accounts
-from segment_pipeline.backfill import DEFAULT_PARALLEL, backfill, default_log_dir, plan_ranges, prepare_instance
+from segment_pipeline.backfill import (
+    DEFAULT_PARALLEL,
+    AccountRange,
+    BackfillStopped,
+    backfill,
+    default_log_dir,
+    plan_ranges,
+    prepare_instance,
+)
 from segment_pipeline.charts import HTML_NAME, PNG_NAME
 from segment_pipeline.config import PipelineSettings
+from segment_pipeline.defs.account_names import asset_key
 from segment_pipeline.klaviyo.limits import (
     REPORT_QUOTA_WINDOW_SECONDS,
     REPORTS_RATE_LIMIT,
@@ -40,7 +50,9 @@ from segment_pipeline.klaviyo.limits import (
     STEADY_WINDOW_SECONDS,
 )
 from segment_pipeline.tables import MARTS_SCHEMA, RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
+from segment_pipeline.wording import plural
 
+from . import scenario
 from .account_config import SimulatorConfig
 from .accounts import ServedAccount, numbered_configs
 from .simulator import KlaviyoSimulator
@@ -50,10 +62,16 @@ DEMO_TIMEZONE = "US/Eastern"
 # the project's Dagster instance settings, kept in the repository beside the packages
 INSTANCE_SETTINGS = Path(__file__).resolve().parents[1] / "dagster_home" / "dagster.yaml"
 ACCOUNTS_FILE_NAME = "accounts.yaml"
+# where `demo` and `dev` write by default (relative to the directory they start from), and the demo's days
+DEMO_DATA_DIR = "data/demo"
+DEV_DATA_DIR = "data/dev"
+DEMO_DAYS = 90
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--days", type=int, default=90, help="days of series to load, ending yesterday (default 90)")
+    parser.add_argument(
+        "--days", type=int, default=DEMO_DAYS, help=f"days of series to load, ending yesterday (default {DEMO_DAYS})"
+    )
     parser.add_argument("--segments", type=int, default=150, help="segments in the simulated account (default 150)")
     parser.add_argument("--seed", type=int, default=42, help="simulator seed (default 42)")
     parser.add_argument(
@@ -62,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=60.0,
         help="simulator time factor: 60 turns Klaviyo's 2 report requests a minute into 2 a second (default 60)",
     )
-    parser.add_argument("--data-dir", default="data/demo", help="where the demo writes (default data/demo)")
+    parser.add_argument("--data-dir", default=DEMO_DATA_DIR, help=f"where the demo writes (default {DEMO_DATA_DIR})")
     parser.add_argument(
         "--accounts",
         type=int,
@@ -77,7 +95,11 @@ def add_dev_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segments", type=int, default=150, help="segments in the simulated account (default 150)")
     parser.add_argument("--seed", type=int, default=42, help="simulator seed (default 42)")
     parser.add_argument("--speed", type=float, default=60.0, help="simulator time factor (default 60)")
-    parser.add_argument("--data-dir", default="data/dev", help="where the pipeline writes (default data/dev)")
+    parser.add_argument(
+        "--data-dir",
+        default=DEV_DATA_DIR,
+        help=f"where the pipeline writes (default {DEV_DATA_DIR}); {DEMO_DATA_DIR} opens the demo's runs and data",
+    )
     parser.add_argument(
         "--accounts",
         type=int,
@@ -174,7 +196,12 @@ def run(args: argparse.Namespace) -> int:
         ranges = plan_ranges(accounts, days=args.days)
         prepare_instance(env)
         log_dir = default_log_dir(env, dt.datetime.now(dt.UTC))
-        outcomes = backfill(ranges, accounts, env, log_dir, parallel=max(DEFAULT_PARALLEL, len(ranges)))
+        if not list_then_edit_a_segment(simulator, ranges[0], env, log_dir):
+            return 1
+        try:
+            outcomes = backfill(ranges, accounts, env, log_dir, parallel=max(DEFAULT_PARALLEL, len(ranges)))
+        except BackfillStopped as stopped:
+            return stopped.exit_code  # the backfill said what it stopped; the simulator stops on the way out
         if not all(outcome.ok for outcome in outcomes):
             print("The demo run failed; why is above, the Dagster output in the logs named there.", file=sys.stderr)
             return 1
@@ -187,6 +214,40 @@ def run(args: argparse.Namespace) -> int:
         print(f"  accounts file:          {data_dir / ACCOUNTS_FILE_NAME}")
         print_accounts_summary(Path(env["WAREHOUSE_PATH"]), served)
     return 0
+
+
+def list_then_edit_a_segment(
+    simulator: KlaviyoSimulator, first: AccountRange, env: dict[str, str], log_dir: Path
+) -> bool:
+    """The scenario's definition change (`scenario`): the first account's segments are loaded once as they are,
+    then one is edited as of a day inside its range, so the backfill's listing records the change on that day.
+
+    Returns:
+        False when the listing run failed (said on stderr, with its log).
+    """
+    account = simulator.accounts.first.account
+    if scenario.segment_to_edit(account) is None:
+        print("  (no segment old enough to stage a definition change in; the demo shows none)")
+        return True
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{first.account}.listing.log"
+    key = asset_key(first.account, "segments").to_user_string()
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "segment_pipeline.definitions"]
+    # tags come with the backfill's listing: this one only records the definitions as they were
+    with log_path.open("w", encoding="utf-8") as log:
+        listed = subprocess.run(
+            [*command, "--select", key], env={**env, "KLAVIYO_TAGS": "off"}, stdout=log, stderr=subprocess.STDOUT
+        )
+    if listed.returncode != 0:
+        print(f"The demo's first listing of the segments failed; its Dagster output is in {log_path}", file=sys.stderr)
+        return False
+    change = scenario.stage_definition_change(account, first.first, first.last)
+    assert change is not None
+    print(
+        f"  {first.account:<24} {key}: listed, then the definition of {change.segment_name!r} edited on "
+        f"{change.day} (the demo's definition change)"
+    )
+    return True
 
 
 def print_accounts_summary(warehouse_path: Path, served: list[tuple[ServedAccount, int]]) -> None:
@@ -252,6 +313,12 @@ def run_dev(args: argparse.Namespace) -> int:
     simulator = demo_simulator(args).start(port=args.port)
     try:
         env = simulated_environment(simulator, data_dir, args)
+        # the demo's simulator as the demo leaves it: its definition change made (the same edit), so the UI's
+        # listings of the demo's warehouse see the definition the demo loaded last
+        account = simulator.accounts.first.account
+        yesterday = account.today() - dt.timedelta(days=1)
+        scenario.stage_definition_change(account, yesterday - dt.timedelta(days=DEMO_DAYS - 1), yesterday)
+        print(dev_notice(data_dir, Path(env["DAGSTER_HOME"]), args.accounts), flush=True)
         command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"]
         process = subprocess.Popen(command, env=env)
         try:
@@ -261,6 +328,23 @@ def run_dev(args: argparse.Namespace) -> int:
             return process.wait()
     finally:
         simulator.stop()
+
+
+def dev_notice(data_dir: Path, dagster_home: Path, accounts: int) -> str:
+    """What `dev` says before the UI starts: where its runs and data are, and how to see the demo's instead."""
+    lines = [
+        f"Dagster UI on http://127.0.0.1:3000 with the instance {dagster_home} and the warehouse, analyst copy "
+        f"and report under {data_dir}."
+    ]
+    demo_dir = Path(DEMO_DATA_DIR).resolve()
+    if data_dir != demo_dir:
+        also = f" SIM_ACCOUNTS={accounts}" if accounts > 1 else ""
+        lines.append(
+            f"The runs of `make demo` are in their own instance ({demo_dir / 'dagster_home'}), not in this UI: "
+            f"`make dev DEV_DATA_DIR={DEMO_DATA_DIR}{also}` (or `segment-pipeline dev --data-dir {DEMO_DATA_DIR}`) "
+            "opens the UI on them and on the demo's warehouse (give the demo's --accounts too, when it had several)."
+        )
+    return "\n".join(lines)
 
 
 def print_summary(
@@ -280,7 +364,7 @@ def print_summary(
     print(f"  series rows:            {rows} ({first} to {last})")
     print(
         f"  requests to Klaviyo:    {all_requests} in all, {report_requests} segment-series reports, "
-        f"{values_requests} values report(s) to reconcile"
+        f"{plural(values_requests, 'values report')} to reconcile"
     )
     print(f"  marts built:            {', '.join(name for (name,) in marts)}")
     print(f"  analyst copy:           {analytics_path}")

@@ -18,6 +18,7 @@ the child processes' work, and a bad accounts file is reported here before anyth
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -37,7 +38,8 @@ from zoneinfo import ZoneInfo
 from .accounts import Accounts, AccountSettings, load_accounts
 from .config import ConfigError, PipelineSettings
 from .defs.account_names import job_name, series_op_name
-from .klaviyo import ReportWindowError, check_reporting_window
+from .klaviyo import KlaviyoConfigError, ReportWindowError, check_reporting_window
+from .wording import plural
 
 # Processes at a time. Each is a whole Dagster run (a few hundred MB); Klaviyo's pace per account, not the
 # CPU, is what a backfill waits for, so a handful in flight keeps every account's requests going.
@@ -47,6 +49,11 @@ LOG_DIR_NAME = "backfill_logs"
 BACKFILL_TAG = "segment_pipeline/backfill"
 ACCOUNT_TAG = "segment_pipeline/account"
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+# how long the accounts' runs get to stop after the signal is passed on (Dagster marks each run canceled and
+# lets its step end); what still runs then is killed, with everything it started
+STOP_GRACE_SECONDS = 60.0
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_POLL_SECONDS = 0.2
 
 _RUN_ID = re.compile(r" - ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) - ")
 _STEP_FAILURE = re.compile(r" - (?P<step>[\w.\-\[\]]+) - STEP_FAILURE - ")
@@ -55,6 +62,27 @@ _FAILURE_PREFIX = "dagster._core.definitions.events.Failure: "
 
 class BackfillRefused(ValueError):
     """The backfill cannot start as asked; nothing was started. The message says what to change."""
+
+
+class BackfillStopped(Exception):
+    """A signal stopped the backfill: every account's run was passed the signal and has ended.
+
+    Attributes:
+        signum: The signal received (SIGINT or SIGTERM).
+        outcomes: How each started account's process ended (those still running were stopped), in `ranges` order.
+        not_started: The accounts' ranges that had not started yet.
+    """
+
+    def __init__(self, signum: int, outcomes: list[AccountOutcome], not_started: list[AccountRange]) -> None:
+        self.signum = signum
+        self.outcomes = outcomes
+        self.not_started = not_started
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as a shell reports a process ended by it (130 for SIGINT, 143 for SIGTERM)."""
+        return 128 + self.signum
 
 
 @dataclass(frozen=True)
@@ -72,7 +100,7 @@ class AccountRange:
         return (self.last - self.first).days + 1
 
     def describe(self) -> str:
-        return f"{self.first} to {self.last} ({self.days} days, {self.timezone})"
+        return f"{self.first} to {self.last} ({plural(self.days, 'day')}, {self.timezone})"
 
 
 @dataclass
@@ -85,6 +113,7 @@ class AccountOutcome:
     log_path: Path
     run_id: str | None = None
     failures: list[str] = field(default_factory=list)
+    stopped: bool = False  # a signal to the backfill stopped it
 
     @property
     def ok(self) -> bool:
@@ -132,8 +161,7 @@ def plan_ranges(
     unknown = [name for name in names if name not in accounts.names]
     if unknown:
         raise BackfillRefused(
-            f"no account named {', '.join(map(repr, unknown))} in {_source(accounts)}; "
-            f"the accounts are {', '.join(accounts.names)}"
+            f"no account named {', '.join(map(repr, unknown))} in {_source(accounts)}; {accounts.listed}"
         )
     chosen = [accounts[name] for name in dict.fromkeys(names)] if names else list(accounts)
     ranges, problems = [], []
@@ -150,14 +178,33 @@ def plan_ranges(
         if last > yesterday:
             # the newest partition is yesterday: today is not over, so its numbers are not a day's yet
             problems.append(
-                f"account {account.name!r} ({account.timezone}): the range ends on {last}, but today there is "
-                f"{today}, so the last day that can be loaded is {yesterday}; end the range on {yesterday} or before"
+                f"account {account.name!r} ({account.timezone}): the range ends on {last}, but today is {today} "
+                f"there, so the last day that can be loaded is {yesterday}; end the range on {yesterday} or before"
             )
             continue
         ranges.append(AccountRange(account.name, account.timezone, job_name(account.name), first, last))
     if problems:
         raise BackfillRefused("nothing was started:\n" + "\n".join(f"  {problem}" for problem in problems))
     return ranges
+
+
+def check_keys(ranges: Sequence[AccountRange], accounts: Accounts, env: Mapping[str, str]) -> None:
+    """Refuse, before anything starts, a backfill of an account whose key variable is not set.
+
+    An accounts file is refused at load for that already; the single-account `KLAVIYO_API_KEY` is read only
+    when a run starts, so without this check each run would start and fail on its own.
+
+    Raises:
+        BackfillRefused: Naming every such account and its variable.
+    """
+    problems = []
+    for account_range in ranges:
+        try:
+            accounts[account_range.account].api_key(env)
+        except KlaviyoConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise BackfillRefused("nothing was started:\n" + "\n".join(f"  {problem}" for problem in problems))
 
 
 def _source(accounts: Accounts) -> str:
@@ -310,6 +357,9 @@ def run_ranges(
             text=True,
             errors="replace",
             bufsize=1,
+            # a session of its own: a terminal's Ctrl-C reaches only this process, which passes it on once,
+            # and a process group to stop whole (the run and any dbt it started)
+            start_new_session=True,
         )
         running[index] = process
         started = time.monotonic()
@@ -335,26 +385,72 @@ def run_ranges(
 
         threading.Thread(target=copy_output, name=f"backfill-{account_range.account}", daemon=True).start()
 
-    try:
-        while pending or running:
+    def collect(index: int, stopped: bool = False) -> None:
+        running.pop(index)
+        outcomes[index].stopped = stopped and not outcomes[index].ok
+        if on_finish is not None:
+            on_finish(outcomes[index])
+
+    with _signals_recorded() as received:
+        while (pending or running) and not received:
             while pending and len(running) < max(parallel, 1):
                 start(*pending.pop(0))
-            index = finished.get()
-            running.pop(index)
-            if on_finish is not None:
-                on_finish(outcomes[index])
-    except KeyboardInterrupt:
-        # Ctrl-C reached the children too (same process group); make sure they stop, and let them record it
+            try:
+                # short waits: a signal is noticed here, never in the middle of starting a process
+                collect(finished.get(timeout=_POLL_SECONDS))
+            except queue.Empty:
+                pass
+        if not received:
+            return [outcomes[index] for index in range(len(ranges))]
+        # a signal: pass it on once to every run and let them stop (Dagster marks each run canceled), then make
+        # sure nothing of them is left; further signals meanwhile are ignored, and the wait is bounded
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        signum = received[0]
         for process in running.values():
             if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in running.values():
+                process.send_signal(signum)
+        groups = [process.pid for process in running.values()]
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while running and time.monotonic() < deadline:
             try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        raise
-    return [outcomes[index] for index in range(len(ranges))]
+                collect(finished.get(timeout=_POLL_SECONDS), stopped=True)
+            except queue.Empty:
+                pass
+        for group in groups:
+            _kill_group(group)
+        while running:
+            collect(finished.get(timeout=30), stopped=True)
+    raise BackfillStopped(
+        signum, [outcomes[index] for index in range(len(ranges)) if index in outcomes], [r for _, r in pending]
+    )
+
+
+@contextlib.contextmanager
+def _signals_recorded() -> Iterator[list[int]]:
+    """While the accounts' processes run, SIGINT and SIGTERM are recorded in the list yielded (first one first)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # signals reach the main thread only: whoever runs there handles them
+        return
+
+    def record(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, record) for sig in _STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _kill_group(group: int) -> None:
+    """SIGKILL what is left of an account's process group (its run, or a dbt it started, past the grace time)."""
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # nothing left of it
 
 
 # -- the command -----------------------------------------------------------------------------------------------
@@ -414,7 +510,7 @@ def default_log_dir(env: Mapping[str, str], started: dt.datetime) -> Path:
 
 def print_outcome(outcome: AccountOutcome, out: IO[str] = sys.stdout) -> None:
     """One line as an account finishes: ok or failed, how long, its range and its run (the summary says why)."""
-    status = "ok" if outcome.ok else "FAILED"
+    status = "ok" if outcome.ok else "STOPPED" if outcome.stopped else "FAILED"
     run = f"  run {outcome.run_id}" if outcome.run_id else ""
     print(
         f"  {outcome.range.account:<24} {status:<6} {outcome.seconds:7.1f} s  {outcome.range.describe()}{run}", file=out
@@ -425,7 +521,7 @@ def print_outcome(outcome: AccountOutcome, out: IO[str] = sys.stdout) -> None:
 def print_summary(outcomes: Sequence[AccountOutcome], seconds: float, out: IO[str] = sys.stdout) -> None:
     failed = [outcome for outcome in outcomes if not outcome.ok]
     print(
-        f"Backfill finished in {seconds:.1f} s: {len(outcomes) - len(failed)} of {len(outcomes)} accounts ok"
+        f"Backfill finished in {seconds:.1f} s: {len(outcomes) - len(failed)} of {plural(len(outcomes), 'account')} ok"
         + (f", {len(failed)} failed: {', '.join(o.range.account for o in failed)}" if failed else "."),
         file=out,
     )
@@ -444,6 +540,33 @@ def print_summary(outcomes: Sequence[AccountOutcome], seconds: float, out: IO[st
     out.flush()
 
 
+def print_stopped(stopped: BackfillStopped, seconds: float, out: IO[str] = sys.stdout) -> None:
+    """What a signal left: which accounts finished, which runs were stopped, which never started."""
+    name = signal.Signals(stopped.signum).name
+    done = [outcome for outcome in stopped.outcomes if not outcome.stopped]
+    halted = [outcome for outcome in stopped.outcomes if outcome.stopped]
+    parts = [plural(len(done), "account") + " had finished"] if done else []
+    parts.append(plural(len(halted), "run") + " stopped")
+    if stopped.not_started:
+        parts.append(plural(len(stopped.not_started), "account") + " not started")
+    print(
+        f"Backfill stopped by {name} after {seconds:.1f} s: {', '.join(parts)}. No process of the backfill is "
+        "left running.",
+        file=out,
+    )
+    for outcome in halted:
+        run = f"run {outcome.run_id} (ended, marked failed in the Dagster UI)" if outcome.run_id else "no run yet"
+        print(f"  {outcome.range.account} stopped: {run}; log {outcome.log_path}", file=out)
+    for account_range in stopped.not_started:
+        print(f"  {account_range.account} not started", file=out)
+    print(
+        "Every response received is kept. Re-running the same command resumes: days already loaded and final "
+        "are not asked for again.",
+        file=out,
+    )
+    out.flush()
+
+
 def backfill(
     ranges: Sequence[AccountRange],
     accounts: Accounts,
@@ -456,22 +579,28 @@ def backfill(
 ) -> list[AccountOutcome]:
     """Run the ranges, printing a line per account as it finishes and the summary at the end."""
     print(
-        f"Backfilling {len(ranges)} account(s), {min(max(parallel, 1), len(ranges))} at a time; logs in {log_dir}",
+        f"Backfilling {plural(len(ranges), 'account')}, {min(max(parallel, 1), len(ranges))} at a time; logs in "
+        f"{log_dir}",
         file=out,
     )
     for account_range in ranges:
         print(f"  {account_range.account:<24} {account_range.job}: {account_range.describe()}", file=out)
     out.flush()
     started = time.monotonic()
-    outcomes = run_ranges(
-        ranges, accounts, env, log_dir, parallel, refetch, on_finish=lambda o: print_outcome(o, out), cwd=cwd
-    )
+    try:
+        outcomes = run_ranges(
+            ranges, accounts, env, log_dir, parallel, refetch, on_finish=lambda o: print_outcome(o, out), cwd=cwd
+        )
+    except BackfillStopped as stopped:
+        print_stopped(stopped, time.monotonic() - started, out)
+        raise
     print_summary(outcomes, time.monotonic() - started, out)
     return outcomes
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    """`segment-pipeline backfill`: 0 when every account succeeded, 1 when one failed, 2 when refused."""
+    """`segment-pipeline backfill`: 0 when every account succeeded, 1 when one failed, 2 when refused, 128 + the
+    signal's number when SIGINT (130) or SIGTERM (143) stopped it (after passing it on and waiting for the runs)."""
     args = build_parser().parse_args(argv)
     env = dict(os.environ if env is None else env)
     if args.parallel < 1:
@@ -480,6 +609,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         accounts = load_accounts(env)
         ranges = plan_ranges(accounts, args.account, args.days, args.start, args.end)
+        check_keys(ranges, accounts, env)
         prepare_instance(env)
     except (ConfigError, BackfillRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -487,9 +617,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     log_dir = args.log_dir.resolve() if args.log_dir else default_log_dir(env, dt.datetime.now(dt.UTC))
     try:
         outcomes = backfill(ranges, accounts, env, log_dir, args.parallel, args.refetch)
-    except KeyboardInterrupt:
-        print(f"Interrupted: the accounts' runs were stopped; their logs are in {log_dir}", file=sys.stderr)
-        return 130
+    except BackfillStopped as stopped:
+        return stopped.exit_code
     return EXIT_OK if all(outcome.ok for outcome in outcomes) else EXIT_FAILED
 
 

@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] not in _FORWARDED:
         print(_USAGE, file=sys.stderr if args and args[0] not in ("-h", "--help") else sys.stdout)
         return 0 if args and args[0] in ("-h", "--help") else 2
-    command = [sys.executable, "-m", "klaviyo_simulator", _FORWARDED[args[0]], *args[1:]]
+    # `--as` (read by klaviyo_simulator.command) makes its usage lines and errors name `segment-pipeline <command>`
+    command = [sys.executable, "-m", "klaviyo_simulator", "--as", f"segment-pipeline {args[0]}", _FORWARDED[args[0]]]
+    command += args[1:]
     # exec, not a child: signals (Ctrl-C, SIGTERM) and the exit code reach the simulator directly
     os.execv(sys.executable, command)
     return 0  # not reached

@@ -26,6 +26,8 @@ from .tables import RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 CHECK_NAME = "series_reconciles_with_klaviyo"
 RECONCILE_DAYS_SETTING = "KLAVIYO_RECONCILE_DAYS"
 DEFAULT_RECONCILE_DAYS = 7
+# how a budget too small for the check names it: the series the run loaded before it is kept
+BUDGET_PURPOSE = "the reconciliation check (the series is loaded; only its comparison with Klaviyo is not done)"
 # the values report's statistics we compare; net follows from added and removed
 COMPARED = ("total_members", "members_added", "members_removed")
 

@@ -67,10 +67,10 @@ def read_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         connection = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
         if is_lock_error(exc):
+            # a read cannot know what the step wrote before it: say only what failed
             raise WarehouseLockedError(
-                f"the warehouse {path} is locked by {lock_holder(exc)}. Close that DuckDB session "
-                "(analysts should open the analyst copy, ANALYTICS_PATH, instead) and run again; nothing was "
-                "written."
+                f"the warehouse {path} is locked by {lock_holder(exc)}, so it could not be read. Close that DuckDB "
+                "session (analysts should open the analyst copy, ANALYTICS_PATH, instead) and run again."
             ) from exc
         raise
     try:
@@ -143,10 +143,13 @@ def lock_holder_description(warehouse_path: Path) -> str | None:
 
 
 def wait_until_duckdb_opens(warehouse_path: Path, timeout: float, log: Callable[[str], None] | None = None) -> None:
-    """Wait (bounded) until no process holds DuckDB's own lock on the file.
+    """Wait (bounded) until no other process has the file open, read-only or not.
 
     The warehouse lock says no *step* uses the file; a dbt child process of a killed run can still hold it
-    for a few seconds until it finishes. Anyone else holding it (an analyst's session) gets a clear error.
+    for a few seconds until it finishes, and an analyst may have it open. The probe opens the file for
+    writing, as the step will: DuckDB lets a read-only session share the file with other readers but with no
+    writer, so a read-only probe would pass a read-only session by and the step's load would fail at once.
+    Whoever still holds the file when the wait runs out gets named in a clear error.
     """
     if not warehouse_path.exists():
         return
@@ -154,7 +157,7 @@ def wait_until_duckdb_opens(warehouse_path: Path, timeout: float, log: Callable[
     logged = False
     while True:
         try:
-            duckdb.connect(str(warehouse_path), read_only=True).close()
+            duckdb.connect(str(warehouse_path)).close()
             return
         except duckdb.Error as exc:
             if "different configuration" in str(exc):
@@ -163,10 +166,10 @@ def wait_until_duckdb_opens(warehouse_path: Path, timeout: float, log: Callable[
                 raise
             if time.monotonic() >= deadline:
                 raise WarehouseLockedError(
-                    f"the warehouse {warehouse_path} is locked by {lock_holder(exc)} (DuckDB's own lock, held "
-                    f"for more than {timeout:.0f} s). Close that DuckDB session (analysts should open the analyst "
-                    f"copy, ANALYTICS_PATH, instead) and run again; nothing was written. {DUCKDB_WAIT_ENV} sets "
-                    "how long to wait."
+                    f"the warehouse {warehouse_path} is locked by {lock_holder(exc)} (DuckDB's own lock, which a "
+                    f"read-only session holds too), still after waiting {timeout:.0f} s ({DUCKDB_WAIT_ENV}). Close "
+                    "that DuckDB session (analysts should open the analyst copy, ANALYTICS_PATH, instead) and run "
+                    "again; nothing was written."
                 ) from exc
             if log and not logged:
                 log(f"the warehouse file is still open in {lock_holder(exc)}; waiting up to {timeout:.0f} s")

@@ -136,7 +136,8 @@ SEGMENTS = [
     SyntheticSegment(
         "acct_ny",
         "VipE3",
-        "VIP customers",
+        # named as in the demo, so the analysts' guide's example segment exists here too
+        'VIP "Gold" customers',
         _utc(2023, 3, 15, 8),
         [
             (_definition([_did_metric("OrderM9")]), _utc(2023, 11, 2, 10), _utc(2024, 1, 1, 6)),

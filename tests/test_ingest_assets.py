@@ -261,7 +261,9 @@ def test_a_spent_quota_fails_fast_saying_when_and_keeps_everything(loaded, tmp_p
     assert stored_series(tmp_path / "warehouse.duckdb") == before
 
 
-def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tmp_path, monkeypatch):
+# an analyst's session, read-write or read-only (DuckDB lets readers share the file, but with no writer)
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tmp_path, monkeypatch, read_only):
     sim, before = loaded
     # the step waits this long for DuckDB's own lock (a dbt child of a killed run lets go within seconds)
     monkeypatch.setenv("WAREHOUSE_DUCKDB_WAIT_SECONDS", "1")
@@ -270,8 +272,10 @@ def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tm
         [
             sys.executable,
             "-c",
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'True'); "
+            "print('ready', flush=True); sys.stdin.read()",
             str(warehouse),
+            str(read_only),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

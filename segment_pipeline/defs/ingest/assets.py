@@ -442,7 +442,7 @@ def materialize_series(
             raise dg.Failure(
                 description=(
                     f"{label + ': ' if label else ''}none of the account's {len(live)} segments passes its segment "
-                    f"filter ({klaviyo.where_configured}), so there is no series to fetch; no request was sent. "
+                    f"filter ({klaviyo.where_configured}), so there is no series to fetch; no report request was sent. "
                     "Loosen `segments:` there (or write `segments: all`)."
                 ),
                 allow_retries=False,

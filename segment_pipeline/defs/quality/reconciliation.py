@@ -5,6 +5,7 @@ asset reserves them in its up-front budget check, and the check's metadata count
 sent. KLAVIYO_RECONCILE_DAYS=0 turns it off (it then sends nothing and says so).
 """
 
+import dataclasses
 import datetime as dt
 from zoneinfo import ZoneInfo
 
@@ -14,6 +15,8 @@ from ... import reconciliation as rc
 from ... import warehouse as wh
 from ...accounts import select_segments
 from ...config import DEFAULT_ACCOUNT_NAME
+from ...klaviyo import ReportBudgetError
+from ...wording import plural
 from ..account_names import resource_key
 from ..ingest.assets import SERIES_KEY, account_label, check_account_timezone, explained_failures
 from ..partitions import daily_partitions
@@ -84,7 +87,11 @@ def reconcile(
                 passed=True, description="No series is loaded yet; nothing to compare.", metadata={"enabled": True}
             )
         planned = rc.request_count(len(loaded), days)
-        client.budget.ensure_available(planned)
+        try:
+            client.budget.ensure_available(planned)
+        except ReportBudgetError as exc:
+            # whatever the run loaded before this check stays loaded: the message must not say "nothing"
+            raise dataclasses.replace(exc, purpose=rc.BUDGET_PURPOSE) from None
         reported = rc.klaviyo_values(client, sorted(loaded), window, timezone)
         sent = client.stats.sent_for("reports")
         left = client.budget.remaining()
@@ -107,7 +114,8 @@ def reconcile(
             f"; and {len(mismatches) - _NAMED_IN_DESCRIPTION} more" if len(mismatches) > _NAMED_IN_DESCRIPTION else ""
         )
         description = (
-            f"{len(bad_segments)} segment(s) disagree with Klaviyo's values report for {window.start} to "
+            f"{plural(len(bad_segments), 'segment')} {'disagrees' if len(bad_segments) == 1 else 'disagree'} with "
+            f"Klaviyo's values report for {window.start} to "
             f"{window.end}: {named}{more}. Re-run the series for those days to reload them."
         )
     else:
