@@ -59,11 +59,17 @@ def _label(row: pd.Series, several_accounts: bool) -> str:
     return f"{name} ({row['account_id']})" if several_accounts else str(name)
 
 
-def _draw(top: pd.DataFrame, series: pd.DataFrame, *, width: float = 11, height: float = 7.5, dpi: int = 100) -> bytes:
+# a legend entry longer than this is cut (with "…") so the legend beside the chart never squeezes it away
+_LABEL_CHARS = 40
+
+
+def _figure(top: pd.DataFrame, series: pd.DataFrame, *, width: float = 11, height: float = 7.5, dpi: int = 100):
+    """The matplotlib Figure of the largest segments (drawn on the Agg canvas, nothing global touched)."""
     # matplotlib takes seconds to import; only the chart step pays for it, not every Dagster process
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 
     figure = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
@@ -79,6 +85,8 @@ def _draw(top: pd.DataFrame, series: pd.DataFrame, *, width: float = 11, height:
         dates = pd.to_datetime(rows["date"])
         color = palette[index % len(palette)]
         label = _label(row, several_accounts)
+        if len(label) > _LABEL_CHARS:
+            label = label[: _LABEL_CHARS - 1] + "…"
         totals_axis.plot(dates, rows["total_members"], color=color, label=label)
         # removals drawn below zero so inflow and outflow of one segment read as one band
         flows_axis.plot(dates, rows["members_added"], color=color, linewidth=1)
@@ -87,16 +95,25 @@ def _draw(top: pd.DataFrame, series: pd.DataFrame, *, width: float = 11, height:
     totals_axis.set_ylabel("members")
     totals_axis.grid(alpha=0.3)
     if not top.empty:
-        totals_axis.legend(loc="upper left", fontsize="small")
+        # beside the chart, not on it: inside the axes it hid the largest segment's line
+        totals_axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0)
     flows_axis.axhline(0, color="black", linewidth=0.6)
     flows_axis.set_title("Daily members added (solid, above 0) and removed (dashed, below 0)")
     flows_axis.set_ylabel("members per day")
     flows_axis.grid(alpha=0.3)
+    for axis in (totals_axis, flows_axis):
+        # whole members written out (2,400,000), never as an offset or "1e6" above the axis
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     locator = AutoDateLocator()
     flows_axis.xaxis.set_major_locator(locator)
     flows_axis.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    return figure
+
+
+def _draw(top: pd.DataFrame, series: pd.DataFrame, **size) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    _figure(top, series, **size).savefig(buffer, format="png")
     return buffer.getvalue()
 
 

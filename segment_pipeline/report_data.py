@@ -1,5 +1,9 @@
 """What the growth report shows, read from the analyst copy: every segment's daily series, definition changes,
-anomalies, tags and 30-day movers, packed into compact per-segment arrays for the page. No Dagster here.
+anomalies, tags, the 30-day movers and the recent anomalies, packed into compact per-segment arrays for the
+page. No Dagster here.
+
+Every query result is read by column name (`_records`), never by position: a column added to a query or a
+mart cannot shift what the page says.
 
 Only `marts.segment_growth_daily` is required. The definition history, the anomalies mart and the tags on
 `marts.segments` are optional, so a copy built by an older version of the models still gets a report.
@@ -20,6 +24,10 @@ GROWTH_DAILY_TABLE = f"{MARTS_SCHEMA}.segment_growth_daily"
 # segments smaller than this 30 days ago are left out of the movers table: +400 % of 3 members is noise
 MOVERS_MIN_START = 100
 MOVERS_PER_SIDE = 10
+# "recent" in the header, the anomaly table and the picker's ⚠: the 30 days ending on the report's newest day
+RECENT_DAYS = 30
+# the anomaly table lists the newest ones; the header counts them all (marts.segment_anomalies has every one)
+ANOMALY_ROWS = 20
 
 # each segment on its own latest day, largest first (the report's table and the chart's top segments):
 # arg_max_null keeps the 30-day figures NULL when the latest window is incomplete (arg_max would skip back)
@@ -55,7 +63,7 @@ select
     history.segment_id,
     cast(timezone(coalesce(accounts.timezone, 'UTC'), history.valid_from) as date) as date,
     history.version_number,
-    json_array_length(history.definition, '$.condition_groups') as groups,
+    json_array_length(history.definition, '$.condition_groups') as condition_groups,
     len(json_extract(history.definition, '$.condition_groups[*].conditions[*]')) as conditions,
     array_to_string(list_sort(list_distinct(
         json_extract_string(history.definition, '$.condition_groups[*].conditions[*].type')
@@ -63,13 +71,25 @@ select
 from {MARTS_SCHEMA}.segment_definition_history as history
 left join {RAW_DATASET}.accounts as accounts on accounts.account_id = history.account_id
 where history.version_number > 1
-order by 1, 2, 3, 4
+order by account_id, segment_id, date, version_number
 """
 
 _ANOMALIES_SQL = f"""
 select account_id, segment_id, date, metric, value, baseline_median, robust_z, reason, is_anomaly
 from {MARTS_SCHEMA}.segment_anomalies
 order by account_id, segment_id, date, metric
+"""
+
+# the recent anomalies (not the definition edits, which are kept with is_anomaly false): how many, and the
+# newest ones for the table, the strongest first within a day
+_RECENT_ANOMALIES_SQL = f"""
+select
+    account_id, segment_id, date, reason, value, baseline_median, robust_z,
+    count(*) over () as recent_count
+from {MARTS_SCHEMA}.segment_anomalies
+where is_anomaly and date > ?::date - {RECENT_DAYS}
+order by date desc, abs(robust_z) desc, account_id, segment_id, metric
+limit {ANOMALY_ROWS}
 """
 
 _TAGS_SQL = f"select account_id, segment_id, tags from {MARTS_SCHEMA}.segments"
@@ -85,6 +105,8 @@ class ReportData:
     first_date: dt.date | None
     last_date: dt.date | None
     anomaly_count_30d: int
+    # the newest anomalies of the last RECENT_DAYS: [segment key, day, reason, value, usual, robust z]
+    recent_anomalies: list[list[Any]]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -92,7 +114,16 @@ class ReportData:
             "movers": self.movers,
             "accounts": self.accounts,
             "last_date": self.last_date.isoformat() if self.last_date else None,
+            "recent_anomalies": self.recent_anomalies,
+            "anomaly_count_30d": self.anomaly_count_30d,
         }
+
+
+def _records(connection: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict[str, Any]]:
+    """A query's rows as dicts keyed by column name."""
+    cursor = connection.execute(sql, params or [])
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _has_table(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -104,11 +135,13 @@ def _has_table(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -
     )
 
 
-def _optional(connection: duckdb.DuckDBPyConnection, sql: str, schema: str, table: str) -> list[tuple]:
-    if not _has_table(connection, schema, table):
+def _optional(
+    connection: duckdb.DuckDBPyConnection, sql: str, table: str, params: list | None = None
+) -> list[dict[str, Any]]:
+    if not _has_table(connection, MARTS_SCHEMA, table):
         return []
     try:
-        return connection.execute(sql).fetchall()
+        return _records(connection, sql, params)
     except duckdb.Error:
         # an older or newer shape of an optional mart: the report leaves that layer out rather than failing
         return []
@@ -119,7 +152,12 @@ def _int(value) -> int | None:
 
 
 def _rate(value) -> float | None:
-    return None if value is None else round(float(value), 5)
+    # unrounded: the page rounds once, as it displays (rounding here too could move the last shown digit)
+    return None if value is None else float(value)
+
+
+def _key(row: dict[str, Any]) -> str:
+    return f"{row['account_id']}/{row['segment_id']}"
 
 
 def read_report_data(path: Path) -> ReportData:
@@ -127,66 +165,85 @@ def read_report_data(path: Path) -> ReportData:
     with duckdb.connect(str(path), read_only=True) as connection:
         if not _has_table(connection, MARTS_SCHEMA, "segment_growth_daily"):
             raise LookupError(f"{path} has no {GROWTH_DAILY_TABLE}: build the dbt models (and publish) first")
-        segments = connection.execute(SEGMENT_SUMMARY_SQL).fetchall()
-        series = connection.execute(_SERIES_SQL).fetchall()
-        versions = _optional(connection, _VERSIONS_SQL, MARTS_SCHEMA, "segment_definition_history")
-        anomalies = _optional(connection, _ANOMALIES_SQL, MARTS_SCHEMA, "segment_anomalies")
-        tags = _optional(connection, _TAGS_SQL, MARTS_SCHEMA, "segments")
+        summary = _records(connection, SEGMENT_SUMMARY_SQL)
+        series = _records(connection, _SERIES_SQL)
+        versions = _optional(connection, _VERSIONS_SQL, "segment_definition_history")
+        anomalies = _optional(connection, _ANOMALIES_SQL, "segment_anomalies")
+        last_date = max((row["last_date"] for row in summary), default=None)
+        recent = _optional(connection, _RECENT_ANOMALIES_SQL, "segment_anomalies", [last_date]) if last_date else []
+        tags = _optional(connection, _TAGS_SQL, "segments")
 
-    by_key: dict[tuple[str, str], dict[str, Any]] = {}
-    for account_id, segment_id, name, account_name, first, last, total, net30, growth30, churn30, start30 in segments:
-        days = (last - first).days + 1
-        by_key[(account_id, segment_id)] = {
-            "key": f"{account_id}/{segment_id}",
-            "account": account_name or account_id,
-            "id": segment_id,
-            "name": name or segment_id,
+    by_key: dict[str, dict[str, Any]] = {}
+    for row in summary:
+        days = (row["last_date"] - row["first_date"]).days + 1
+        by_key[_key(row)] = {
+            "key": _key(row),
+            "account": row["account_name"] or row["account_id"],
+            "id": row["segment_id"],
+            "name": row["segment_name"] or row["segment_id"],
             "tags": [],
-            "start": first.isoformat(),
+            "start": row["first_date"].isoformat(),
             # dense arrays from `start`, one slot per day; null where a day is missing
             "total": [None] * days,
             "added": [None] * days,
             "removed": [None] * days,
-            "latest": _int(total),
-            "net30": _int(net30),
-            "growth30": _rate(growth30),
-            "churn30": _rate(churn30),
-            "start30": _int(start30),
+            "latest": _int(row["latest_total_members"]),
+            "net30": _int(row["net_change_30d"]),
+            "growth30": _rate(row["growth_rate_30d"]),
+            "churn30": _rate(row["churn_rate_30d"]),
+            "start30": _int(row["members_at_start_30d"]),
             "changes": [],
             "anomalies": [],
+            "recent": 0,
         }
-    flagged_days: dict[tuple[str, str], set[int]] = {}
-    for account_id, segment_id, day, total, added, removed, changed in series:
-        segment = by_key[(account_id, segment_id)]
-        index = (day - dt.date.fromisoformat(segment["start"])).days
-        segment["total"][index], segment["added"][index], segment["removed"][index] = total, added, removed
-        if changed:
-            flagged_days.setdefault((account_id, segment_id), set()).add(index)
-    for account_id, segment_id, day, version, groups, conditions, types in versions:
-        segment = by_key.get((account_id, segment_id))
+
+    def index_of(segment: dict[str, Any], day: dt.date) -> int:
+        return (day - dt.date.fromisoformat(segment["start"])).days
+
+    flagged_days: dict[str, set[int]] = {}
+    for row in series:
+        segment = by_key[_key(row)]
+        index = index_of(segment, row["date"])
+        segment["total"][index] = _int(row["total_members"])
+        segment["added"][index] = _int(row["members_added"])
+        segment["removed"][index] = _int(row["members_removed"])
+        if row["definition_changed"]:
+            flagged_days.setdefault(_key(row), set()).add(index)
+    for row in versions:
+        segment = by_key.get(_key(row))
         if segment is None:
             continue
-        index = (day - dt.date.fromisoformat(segment["start"])).days
-        summary = f"Definition v{version}: {conditions} condition(s) in {groups} group(s): {types or 'none'}"
-        segment["changes"].append([index, summary])
-        flagged_days.get((account_id, segment_id), set()).discard(index)
+        index = index_of(segment, row["date"])
+        summary_text = (
+            f"Definition v{row['version_number']}: {row['conditions']} condition(s) in "
+            f"{row['condition_groups']} group(s): {row['condition_types'] or 'none'}"
+        )
+        segment["changes"].append([index, summary_text])
+        flagged_days.get(_key(row), set()).discard(index)
     # changed days the history could not describe (an older history mart) are still marked
     for key, indexes in flagged_days.items():
         for index in sorted(indexes):
             by_key[key]["changes"].append([index, "The definition changed"])
-    last_date = max((row[4] for row in segments), default=None)
-    recent = 0
-    for account_id, segment_id, day, metric, value, median, z, reason, is_anomaly in anomalies:
-        segment = by_key.get((account_id, segment_id))
+    recent_from = last_date - dt.timedelta(days=RECENT_DAYS) if last_date else None
+    for row in anomalies:
+        segment = by_key.get(_key(row))
         if segment is None:
             continue
-        index = (day - dt.date.fromisoformat(segment["start"])).days
-        segment["anomalies"].append([index, metric, int(value), round(float(median), 1), round(float(z), 1), reason])
-        if is_anomaly and last_date is not None and day > last_date - dt.timedelta(days=30):
-            recent += 1
-    for account_id, segment_id, names in tags:
-        if (account_id, segment_id) in by_key and names:
-            by_key[(account_id, segment_id)]["tags"] = list(names)
+        segment["anomalies"].append(
+            [
+                index_of(segment, row["date"]),
+                row["metric"],
+                int(row["value"]),
+                round(float(row["baseline_median"]), 1),
+                round(float(row["robust_z"]), 1),
+                row["reason"],
+            ]
+        )
+        if row["is_anomaly"] and row["date"] > recent_from:
+            segment["recent"] += 1
+    for row in tags:
+        if _key(row) in by_key and row["tags"]:
+            by_key[_key(row)]["tags"] = list(row["tags"])
 
     ordered = list(by_key.values())
     eligible = [s for s in ordered if s["growth30"] is not None and (s["start30"] or 0) >= MOVERS_MIN_START]
@@ -196,6 +253,24 @@ def read_report_data(path: Path) -> ReportData:
         "growing": [s["key"] for s in growing[:MOVERS_PER_SIDE]],
         "shrinking": [s["key"] for s in shrinking[:MOVERS_PER_SIDE]],
     }
-    first_date = min((row[3] for row in segments), default=None)
-    accounts = sorted({s["account"] for s in ordered})
-    return ReportData(ordered, movers, accounts, first_date, last_date, recent)
+    recent_rows = [
+        [
+            _key(row),
+            row["date"].isoformat(),
+            row["reason"],
+            int(row["value"]),
+            round(float(row["baseline_median"]), 1),
+            round(float(row["robust_z"]), 1),
+        ]
+        for row in recent
+        if _key(row) in by_key
+    ]
+    return ReportData(
+        segments=ordered,
+        movers=movers,
+        accounts=sorted({s["account"] for s in ordered}),
+        first_date=min((row["first_date"] for row in summary), default=None),
+        last_date=last_date,
+        anomaly_count_30d=int(recent[0]["recent_count"]) if recent else 0,
+        recent_anomalies=recent_rows,
+    )

@@ -326,3 +326,28 @@ def test_charts_read_while_an_analyst_holds_the_copy(tmp_path: Path) -> None:
         analyst.kill()
     assert paths["png"].exists()
     assert oct(os.stat(paths["html"]).st_mode & 0o777) == oct(0o644)
+
+
+def test_the_png_writes_whole_members_and_keeps_the_legend_off_the_lines(tmp_path: Path) -> None:
+    from segment_pipeline import charts
+
+    database = tmp_path / "analytics.duckdb"
+    names = ["Everyone who ever opened an email in the last two years", "Huge", "Big", "Bigger", "Large"]
+    make_growth_mart(database, dict(zip(names, (2_400_000, 1_800_000, 1_600_000, 1_500_000, 1_200_000), strict=True)))
+    figure = charts._figure(*charts._read(database, 5))
+    figure.canvas.draw()
+    totals_axis, flows_axis = figure.axes
+    for axis in (totals_axis, flows_axis):
+        labels = [label.get_text() for label in axis.get_yticklabels() if label.get_text()]
+        assert labels and all(re.fullmatch(r"[−-]?\d{1,3}(,\d{3})*", label) for label in labels), labels
+        assert axis.yaxis.get_offset_text().get_text() == ""  # no "1e6" above the axis
+    assert (
+        "2,400,000" in [label.get_text() for label in totals_axis.get_yticklabels()]
+        or max(int(label.get_text().replace(",", "")) for label in totals_axis.get_yticklabels() if label.get_text())
+        >= 2_000_000
+    )
+    # the legend sits beside the plotting area: it covers none of the lines
+    legend = totals_axis.get_legend().get_window_extent()
+    assert not legend.overlaps(totals_axis.get_window_extent())
+    assert legend.x1 <= figure.bbox.x1  # and it is inside the picture
+    assert [t.get_text() for t in totals_axis.get_legend().get_texts()][0].endswith("…")
