@@ -15,11 +15,11 @@ import os
 import tempfile
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
+from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
 from .report import build_report
-from .report_data import GROWTH_DAILY_TABLE, SEGMENT_SUMMARY_SQL
+from .report_data import GROWTH_DAILY_TABLE, SEGMENT_SUMMARY_SQL, connect_read_only
 from .tables import MARTS_SCHEMA
 
 __all__ = ["GROWTH_DAILY_TABLE", "write_growth_charts"]
@@ -32,17 +32,19 @@ HTML_NAME = "segment_growth.html"
 _TOP_SEGMENTS_SQL = f"{SEGMENT_SUMMARY_SQL} limit ?"
 
 _SERIES_SQL = f"""
-with top_segments as ({_TOP_SEGMENTS_SQL})
 select daily.account_id, daily.segment_id, daily.date, daily.total_members, daily.members_added,
        daily.members_removed
 from {GROWTH_DAILY_TABLE} as daily
-join top_segments using (account_id, segment_id)
+join (select unnest(?::varchar[]) as account_id, unnest(?::varchar[]) as segment_id) using (account_id, segment_id)
 order by daily.account_id, daily.segment_id, daily.date
 """
 
 
-def _read(path: Path, top_n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    with duckdb.connect(str(path), read_only=True) as connection:
+def _read(path: Path, top_n: int, memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT) -> tuple[pd.DataFrame, pd.DataFrame]:
+    with (
+        tempfile.TemporaryDirectory(prefix="growth-chart-") as spill_dir,
+        connect_read_only(path, memory_limit, spill_dir) as connection,
+    ):
         exists = connection.execute(
             "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
             [MARTS_SCHEMA, "segment_growth_daily"],
@@ -50,7 +52,8 @@ def _read(path: Path, top_n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         if not exists:
             raise LookupError(f"{path} has no {GROWTH_DAILY_TABLE}: build the dbt models (and publish) first")
         top = connection.execute(_TOP_SEGMENTS_SQL, [top_n]).df()
-        series = connection.execute(_SERIES_SQL, [top_n]).df()
+        keys = [top["account_id"].tolist(), top["segment_id"].tolist()]
+        series = connection.execute(_SERIES_SQL, keys).df()
     return top, series
 
 
@@ -135,6 +138,7 @@ def write_growth_charts(
     warehouse_or_analytics_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     top_n: int = 5,
+    memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT,
 ) -> dict[str, Path]:
     """Draw the `top_n` largest segments to a PNG (and a small preview) and write the growth report page.
 
@@ -144,6 +148,8 @@ def write_growth_charts(
         out_dir: directory for segment_growth.png, segment_growth_preview.png and segment_growth.html
             (created if missing).
         top_n: how many segments to draw, largest first.
+        memory_limit: DuckDB's memory limit while reading (the pipeline's DUCKDB_MEMORY_LIMIT); beyond it
+            DuckDB spills to a temporary directory.
 
     Returns:
         ``{"png": Path, "preview": Path, "html": Path}``; the preview is a small PNG for the Dagster UI.
@@ -160,10 +166,10 @@ def write_growth_charts(
     out = Path(out_dir).expanduser().absolute()
     out.mkdir(parents=True, exist_ok=True)
 
-    top, series = _read(source, top_n)
+    top, series = _read(source, top_n, memory_limit)
 
     png_path, preview_path, html_path = out / PNG_NAME, out / PREVIEW_NAME, out / HTML_NAME
     _write_atomically(png_path, _draw(top, series))
     _write_atomically(preview_path, _draw(top, series, width=8, height=5.5, dpi=56))
-    _write_atomically(html_path, build_report(source).encode("utf-8"))
+    _write_atomically(html_path, build_report(source, memory_limit).encode("utf-8"))
     return {"png": png_path, "preview": preview_path, "html": html_path}

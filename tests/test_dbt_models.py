@@ -918,9 +918,9 @@ def test_publish_and_chart_the_built_warehouse(built: BuiltWarehouse, tmp_path: 
     assert "Engaged 30d" in page and "Old test segment" not in page
 
     # the report marks each definition change on its account-local day with the new version's summary
-    from segment_pipeline.report_data import read_report_data
+    from segment_pipeline.report_packing import read_page
 
-    (vip,) = [s for s in read_report_data(Path(stats["path"])).segments if s["id"] == "VipE3"]
+    (vip,) = [s for s in read_page(page)["segments"] if s["id"] == "VipE3"]
     start = dt.date.fromisoformat(vip["start"])
     changes = {start + dt.timedelta(days=index): summary for index, summary in vip["changes"]}
     assert changes == {

@@ -26,6 +26,7 @@ from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
 from segment_pipeline.defs.publish.assets import analytics_copy, growth_chart
 from segment_pipeline.defs.transform.assets import segment_growth_models
 from segment_pipeline.defs.transform.project import dbt_project
+from segment_pipeline.report_packing import page_elements
 
 from .pipeline_helpers import API_KEY, FAST, materialize, range_tags, resources
 
@@ -228,8 +229,10 @@ def test_hostile_names_reach_the_page_as_text(report: Report, opened: OpenPage) 
     assert set(HOSTILE_NAMES) <= stored  # the pipeline kept them as Klaviyo sent them
     html = report.page.read_text(encoding="utf-8")
     # the embedded data never holds a raw "<" (so no "</script>" or "<!--" inside a script element)
-    for data in re.findall(r'<script id="report-data" type="application/json">(.*?)</script>', html, re.DOTALL):
-        assert "<" not in data and "\u2028" not in data and "\u2029" not in data
+    embedded = page_elements(html)
+    assert {"report-data", "report-summary", "report-chunk-0", "plotly-packed"} <= set(embedded)
+    for _, text in embedded.values():
+        assert "<" not in text and "\u2028" not in text and "\u2029" not in text
     options = page.evaluate(
         "() => Array.from(document.querySelectorAll('#segment-picker option')).map((o) => o.textContent)"
     )
@@ -238,8 +241,10 @@ def test_hostile_names_reach_the_page_as_text(report: Report, opened: OpenPage) 
     # nothing the names spell ran or became an element
     assert page.evaluate("() => window.__pwned") is None
     assert page.locator("img").count() == 0 and page.locator("b").count() == 0
-    # every <script> element is one the page's source holds (the data holds no "<")
-    assert page.evaluate("() => document.querySelectorAll('script').length") == len(re.findall("<script", html))
+    # every <script> element is one the page's source holds (the data holds no "<"), or Plotly, which the
+    # page unpacks and adds itself
+    scripts = page.evaluate("() => Array.from(document.querySelectorAll('script')).map((s) => s.id)")
+    assert len(scripts) == len(re.findall("<script", html)) + 1 and scripts.count("plotly") == 1
 
     # the picker still works: search a hostile name, pick it, the chart and summary follow
     target = report.sql(
@@ -295,3 +300,77 @@ def test_the_weekly_view_marks_partial_weeks_on_a_monday_axis(report: Report, op
     page.click("button[data-interval=daily]")
     page.click("button[data-range='90']")
     assert opened.problems == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a report of 10,000 segments
+# ---------------------------------------------------------------------------------------------------------
+
+LARGE_SEGMENTS, LARGE_DAYS = 10_000, 120
+
+
+def make_large_mart(path: Path) -> None:
+    """marts.segment_growth_daily of LARGE_SEGMENTS segments over LARGE_DAYS days, made in DuckDB."""
+    with duckdb.connect(str(path)) as connection:
+        connection.execute("create schema marts")
+        connection.execute(f"""
+            create table marts.segment_growth_daily as
+            with days as (
+                select s, d, date '2025-01-01' + cast(d as integer) as date,
+                    cast(hash(s, d) % 500 as bigint) as added, cast(hash(d, s) % 400 as bigint) as removed
+                from range({LARGE_SEGMENTS}) as segments(s), range({LARGE_DAYS}) as days(d)
+            )
+            select
+                'acct' as account_id, 'large' as account_name, 'seg' || s as segment_id,
+                'Segment ' || s as segment_name, date,
+                cast(100000 * s + sum(added - removed) over (partition by s order by d) as bigint) as total_members,
+                cast(added as bigint) as members_added, cast(removed as bigint) as members_removed,
+                null::bigint as net_change_30d, null::double as growth_rate_30d, null::double as churn_rate_30d,
+                null::bigint as members_at_start_30d, d = 50 as definition_changed
+            from days
+        """)
+
+
+def test_a_report_of_10000_segments_opens_and_works(tmp_path: Path, browser) -> None:
+    from segment_pipeline.charts import write_growth_charts
+
+    database = tmp_path / "analytics.duckdb"
+    make_large_mart(database)
+    page_path = write_growth_charts(database, tmp_path / "charts")["html"]
+    elements = page_elements(page_path.read_text(encoding="utf-8"))
+    chunks = sum(name.startswith("report-chunk-") for name in elements)
+    assert chunks > 1  # the series are split, and a chunk is unpacked when one of its segments is shown
+
+    def totals(segment_id: str) -> list[int]:
+        with duckdb.connect(str(database), read_only=True) as connection:
+            rows = connection.execute(
+                "select total_members from marts.segment_growth_daily where segment_id = ? order by date desc limit 90",
+                [segment_id],
+            ).fetchall()
+        return [total for (total,) in reversed(rows)]
+
+    opened = OpenPage(browser, page_path)
+    try:
+        page = opened.page
+        assert opened.text("#header-segments") == "10,000 segments"
+        assert page.locator("#segment-picker option").count() == LARGE_SEGMENTS
+        # the largest segment is drawn first, with its numbers
+        first = opened.chart()
+        assert first["segment"] == f"acct/seg{LARGE_SEGMENTS - 1}" and first["totals"] == totals(
+            f"seg{LARGE_SEGMENTS - 1}"
+        )
+        assert page.evaluate("Number(document.body.dataset.firstChartMs)") > 0
+        # the smallest is in the last chunk: picking it unpacks that chunk and draws its own numbers
+        page.fill("#segment-search", "seg0")
+        key = "acct/seg0"
+        page.select_option("#segment-picker", key)
+        page.wait_for_function(f"document.getElementById('growth-chart').dataset.segment === '{key}'")
+        smallest = opened.chart()
+        assert smallest["totals"] == totals("seg0")
+        assert page.locator("#segment-summary strong").text_content() == "Segment 0"
+        page.click("button[data-interval=weekly]")
+        weekly = opened.chart()
+        assert weekly["segment"] == key and len(weekly["x"]) in (13, 14, 15)
+        assert opened.problems == []
+    finally:
+        opened.close()

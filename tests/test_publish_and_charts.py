@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import subprocess
@@ -22,6 +21,7 @@ from segment_pipeline.publish import (
     WarehouseNotFoundError,
     publish_analytics_copy,
 )
+from segment_pipeline.report_packing import page_elements, read_page, unpack
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -240,9 +240,8 @@ def make_growth_mart(path: Path, sizes: dict[str, int], days: int = 40) -> None:
 
 
 def report_data(page: str) -> dict:
-    """The JSON the growth report embeds for its script."""
-    found = re.search(r'<script id="report-data" type="application/json">(.*?)</script>', page, re.DOTALL)
-    return json.loads(found.group(1))
+    """What the growth report embeds for its script, unpacked."""
+    return read_page(page)
 
 
 def test_charts_draw_the_largest_segments_and_the_report_has_every_segment(tmp_path: Path) -> None:
@@ -293,7 +292,8 @@ def test_the_html_page_is_self_contained(tmp_path: Path) -> None:
     database = tmp_path / "analytics.duckdb"
     make_growth_mart(database, {"A": 10, "B": 20})
     page = write_growth_charts(database, tmp_path / "charts")["html"].read_text()
-    assert "plotly.js" in page.lower()  # the library itself is embedded
+    plotly = page_elements(page)["plotly-packed"]
+    assert b"plotly.js" in unpack(plotly[1], int(plotly[0]["length"])).lower()  # the library itself is embedded
     assert not re.search(r"<script[^>]*\bsrc\b", page, re.IGNORECASE)
     assert not re.search(r"<link\b|@import|<iframe", page, re.IGNORECASE)
 
