@@ -8,8 +8,6 @@ that change state (a tampered row, a tag taken off) come last and put things bac
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from segment_pipeline.defs.transform.assets import segment_growth_models
 from segment_pipeline.defs.transform.project import dbt_project
 from segment_pipeline.klaviyo import DayWindow
 from segment_pipeline.klaviyo.limits import SEGMENT_VALUES_PATH
+from segment_pipeline.report_packing import read_page
 from tests.simulator_fixtures import contract_problems
 
 from .pipeline_helpers import API_KEY, FAST, materialize, query, range_tags, resources
@@ -206,8 +205,7 @@ def test_the_anomaly_check_warns_about_the_newest_day(run: Run) -> None:
 
 def test_the_report_embeds_the_anomalies(run: Run) -> None:
     page = (run.work / "charts" / "segment_growth.html").read_text(encoding="utf-8")
-    found = re.search(r'<script id="report-data" type="application/json">(.*?)</script>', page, re.DOTALL)
-    segments = {s["id"]: s for s in json.loads(found.group(1))["segments"]}
+    segments = {s["id"]: s for s in read_page(page)["segments"]}
     embedded = set()
     for segment_id, segment in segments.items():
         start = dt.date.fromisoformat(segment["start"])

@@ -63,7 +63,7 @@ def growth_chart(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     settings = warehouse.settings
     # the copy this chart reads was published from these inputs
     copied_from = built_from.inputs_only(built_from.last_built_from(settings.state_dir, "analytics_copy"))
-    paths = write_growth_charts(settings.analytics_path, settings.charts_dir)
+    paths = write_growth_charts(settings.analytics_path, settings.charts_dir, memory_limit=settings.duckdb_memory_limit)
     if copied_from is not None:
         built_from.record_built_from(settings.state_dir, copied_from, context.run_id, step="growth_chart")
     context.log.info("growth report written to %s", paths["html"])
