@@ -11,6 +11,8 @@ SIM_SPEED ?= 60
 SIM_SEGMENTS ?= 150
 # several simulated accounts, in an accounts file (data/dev/accounts.yaml): make dev SIM_ACCOUNTS=3
 SIM_ACCOUNTS ?= 1
+# where `make dev` keeps its instance and data; `make dev DEV_DATA_DIR=data/demo` opens the demo's runs
+DEV_DATA_DIR ?= data/dev
 
 .PHONY: install manifest demo dev test lint benchmark clean browser
 
@@ -34,9 +36,10 @@ manifest: install
 demo: manifest
 	$(BIN)/segment-pipeline demo
 
-# The Dagster UI on http://127.0.0.1:3000, with the simulator as Klaviyo (data under data/dev/).
+# The Dagster UI on http://127.0.0.1:3000, with the simulator as Klaviyo (data under DEV_DATA_DIR, data/dev/).
 dev: manifest
-	$(BIN)/segment-pipeline dev --port $(SIM_PORT) --speed $(SIM_SPEED) --segments $(SIM_SEGMENTS) --accounts $(SIM_ACCOUNTS)
+	$(BIN)/segment-pipeline dev --port $(SIM_PORT) --speed $(SIM_SPEED) --segments $(SIM_SEGMENTS) \
+		--accounts $(SIM_ACCOUNTS) --data-dir $(DEV_DATA_DIR)
 
 # the report's browser test drives Debian's chromium through playwright (installed by the test extra)
 CHROMIUM ?= /usr/bin/chromium

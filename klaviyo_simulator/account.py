@@ -21,6 +21,7 @@ from .growth import GrowthModel, SegmentSeries, noise_table
 from .names import segment_names
 from .rules import REPORTING_DATA_FLOOR
 from .segment_definitions import CONDITION_BUILDERS, build_definition, edited_definition
+from .settling import Row, before_backfill, late_members, revised
 from .tags import Tag, segment_tags
 
 # Segment kinds, assigned round-robin so that even a small account covers each of them. Each kind exists
@@ -50,11 +51,14 @@ class Segment:
         created: When the segment was created (tz-aware, account timezone).
         updated: When the segment was last changed (tz-aware, account timezone).
         is_active: Inactive segments keep a flat membership.
-        is_processing: Whether Klaviyo is still computing membership.
+        is_processing: Whether Klaviyo is still computing membership (a created segment's turns false at
+            `processing_until`).
         is_starred: Whether a user starred it.
         kind: Which of `KINDS` shaped its series (not part of the API).
         edits: How many times the definition was edited through the simulator.
         tags: The segment's tags (GET /api/segments?include=tags).
+        processing_until: When a created segment stops processing (None: not processing by itself).
+        backfill_done_at: When a created segment's past days stop answering zeros (None: backfilled already).
     """
 
     id: str
@@ -68,6 +72,8 @@ class Segment:
     kind: str
     edits: int = 0
     tags: tuple[Tag, ...] = ()
+    processing_until: dt.datetime | None = None
+    backfill_done_at: dt.datetime | None = None
     series_data: SegmentSeries | None = field(default=None, repr=False, compare=False)
 
 
@@ -154,6 +160,7 @@ class SimulatedAccount:
     def segments(self) -> list[Segment]:
         """Live (not deleted) segments in the API's default order: by creation time, then id."""
         with self._lock:
+            self._end_processing()
             return sorted(self._segments.values(), key=lambda s: (s.created, s.id))
 
     def segment(self, segment_id: str) -> Segment:
@@ -169,6 +176,7 @@ class SimulatedAccount:
             KeyError: If no live segment has that id.
         """
         with self._lock:
+            self._end_processing()
             return self._segments[segment_id]
 
     def has_segment(self, segment_id: str) -> bool:
@@ -176,25 +184,95 @@ class SimulatedAccount:
         with self._lock:
             return segment_id in self._segments
 
-    def edit_definition(self, segment_id: str) -> dict[str, Any]:
-        """Change a segment's definition deterministically and bump `updated` to now.
+    def create_segment(
+        self,
+        name: str | None = None,
+        *,
+        created: dt.datetime | None = None,
+        processing_hours: float | None = None,
+        backfill_hours: float | None = None,
+    ) -> Segment:
+        """Create a segment as a user does in Klaviyo: it is processing, then its past days are backfilled.
 
-        Past membership is not rewritten: the reporting history of a day never changes.
+        Its history is retroactive (it has members long before its creation), but until the backfill is done
+        reports answer zeros for the days before its creation (see `settling.py`).
 
         Args:
-            segment_id: The segment to edit.
+            name: Its name (default: "New segment <n>").
+            created: When it was created (default: now); an earlier moment makes a segment created hours ago.
+            processing_hours: How long after creation it shows `is_processing` (default: the config's).
+            backfill_hours: How long after creation its past days answer zeros (default: the config's).
 
         Returns:
-            A copy of the new definition.
+            The new segment.
+
+        Raises:
+            ValueError: A negative duration, or a creation time later than now.
+        """
+        processing = self._config.processing_hours if processing_hours is None else processing_hours
+        backfill = self._config.backfill_hours if backfill_hours is None else backfill_hours
+        if processing < 0 or backfill < 0:
+            raise ValueError("processing_hours and backfill_hours must be 0 or more")
+        now = self.now().replace(microsecond=0)
+        created = now if created is None else created.astimezone(self._zone).replace(microsecond=0)
+        if created > now:
+            raise ValueError(f"a segment cannot be created later than now ({now.isoformat()})")
+        with self._lock:
+            index = len(self._segments) + len(self._deleted)
+            segment = self._build_segment(index, name or f"New segment {index + 1}", created=created)
+            segment.is_processing = created + dt.timedelta(hours=processing) > now
+            segment.processing_until = created + dt.timedelta(hours=processing)
+            segment.backfill_done_at = created + dt.timedelta(hours=backfill)
+            self._segments[segment.id] = segment
+            return segment
+
+    def finish_backfill(self, segment_id: str) -> None:
+        """End a created segment's processing and backfill now: its reports answer its whole history.
 
         Raises:
             KeyError: If no live segment has that id.
         """
         with self._lock:
             segment = self._segments[segment_id]
+            now = self.now()
+            segment.processing_until = min(segment.processing_until or now, now)
+            segment.backfill_done_at = min(segment.backfill_done_at or now, now)
+            self._end_processing()
+
+    def _end_processing(self) -> None:
+        # a created segment's is_processing turns false by itself; called under the lock
+        now = self.now()
+        for segment in self._segments.values():
+            if segment.is_processing and segment.processing_until is not None and segment.processing_until <= now:
+                segment.is_processing = False
+
+    def edit_definition(self, segment_id: str, at: dt.datetime | None = None) -> dict[str, Any]:
+        """Change a segment's definition deterministically and bump `updated` to now (or to `at`).
+
+        Past membership is not rewritten: the reporting history of a day never changes.
+
+        Args:
+            segment_id: The segment to edit.
+            at: When the edit happened, for a scenario that stages an edit made days ago (e.g. the demo's, after
+                the pipeline listed the segment as it was): after the segment's last change, not after now.
+
+        Returns:
+            A copy of the new definition.
+
+        Raises:
+            KeyError: If no live segment has that id.
+            ValueError: If `at` is not after the segment's last change or is in the future.
+        """
+        with self._lock:
+            segment = self._segments[segment_id]
+            if at is not None and not segment.updated < at <= self.now():
+                raise ValueError(
+                    f"an edit of segment {segment_id} at {at.isoformat()} must come after its last change "
+                    f"({segment.updated.isoformat()}) and not after now"
+                )
             segment.edits += 1
             segment.definition = edited_definition(segment.definition, self._config.seed, segment.id, segment.edits)
-            segment.updated = self._bumped(segment.updated)
+            segment.updated = self._bumped(segment.updated) if at is None else at.replace(microsecond=0)
             return copy.deepcopy(segment.definition)
 
     def set_definition(self, segment_id: str, definition: dict[str, Any]) -> dict[str, Any]:
@@ -311,26 +389,58 @@ class SimulatedAccount:
         last = (end - REPORTING_DATA_FLOOR).days
         return segment.series_data.rows(first, last)
 
+    def reported_rows(self, segment_id: str, start: dt.date, end: dt.date) -> list[Row]:
+        """`(total, added, removed)` per day as a report answers now: `series_rows` before it settles.
+
+        A created segment whose backfill is not done answers zeros before its creation day, and with
+        `revision_days` the open buckets of the last days miss their late members (see `settling.py`).
+
+        Raises:
+            KeyError: If the id was never a segment of this account.
+        """
+        with self._lock:
+            segment = self._segments.get(segment_id) or self._deleted[segment_id]
+        now, today = self.now(), self.today()
+        pending = segment.backfill_done_at is not None and now < segment.backfill_done_at
+        created_day = segment.created.astimezone(self._zone).date()
+
+        def answered(first: dt.date, last: dt.date) -> list[Row]:
+            rows = self.series_rows(segment_id, first, last)
+            return before_backfill(rows, first, created_day) if pending else rows
+
+        rows = answered(start, end)
+        window = self._config.revision_days
+        if window:
+            open_first = max(today - dt.timedelta(days=window - 1), REPORTING_DATA_FLOOR)
+            late = late_members(answered(open_first, today), open_first, today, window)
+            rows = revised(rows, start, late)
+        return rows
+
     # -- generation ----------------------------------------------------------------------------------------
 
-    def _build_segment(self, index: int, name: str) -> Segment:
+    def _build_segment(self, index: int, name: str, *, created: dt.datetime | None = None) -> Segment:
         seed = self._config.seed
         segment_id = derive_id("segment", seed, index)
         # one RNG per segment: adding segments to an account never changes the existing ones
         rng = random.Random(f"segment:{seed}:{index}")
-        kind = KINDS[index % len(KINDS)]
+        # a segment created through `create_segment` grows since long before its creation (its history is
+        # retroactive); the account's starting segments have the shape of their kind
+        kind = "growing" if created is not None else KINDS[index % len(KINDS)]
         created_day = self._created_day(kind, rng)
-        created = dt.datetime.combine(
+        drawn = dt.datetime.combine(
             created_day,
             dt.time(rng.randrange(24), rng.randrange(60), rng.randrange(60)),
             tzinfo=self._zone,
         )
         now = self.now().replace(microsecond=0)
-        if created >= now:  # a segment created "today" must not claim a time later than now
-            created = now - dt.timedelta(minutes=5)
+        if created is None:
+            created = drawn if drawn < now else now - dt.timedelta(minutes=5)  # "today" must not be later than now
         updated = created + (now - created) * rng.random() ** 3
         model = self._growth_model(kind, created_day, rng)
         definition = build_definition(rng, seed, first_builder=index % len(CONDITION_BUILDERS))
+        if kind == "recent":
+            # once drawn for a lasting is_processing; still drawn so that every value drawn after it stays the same
+            rng.random()
         return Segment(
             id=segment_id,
             name=name,
@@ -338,7 +448,8 @@ class SimulatedAccount:
             created=created,
             updated=updated.replace(microsecond=0),
             is_active=kind != "inactive",
-            is_processing=kind == "recent" and rng.random() < 0.3,
+            # the starting segments are settled (processed and backfilled); created ones process for a while
+            is_processing=False,
             is_starred=rng.random() < 0.2,
             kind=kind,
             tags=segment_tags(seed, index),

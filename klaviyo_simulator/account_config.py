@@ -51,6 +51,10 @@ class SimulatorConfig:
         account_id: The account id; derived from `seed` when not given.
         today: A fixed account-local "today"; `None` follows the real clock.
         missing_scopes: Scopes the key lacks, e.g. ("accounts:read",): requests needing them get a 403.
+        processing_hours: How long a segment made by `SimulatedAccount.create_segment` shows `is_processing`.
+        backfill_hours: How long after its creation such a segment answers zeros for the days before it.
+        revision_days: How many days a day's report bucket stays open to late members (0: never revised);
+            Klaviyo's are reported to stay open about 5 days. See `settling.py`.
     """
 
     api_key: str = "sim-key"
@@ -62,6 +66,9 @@ class SimulatorConfig:
     account_id: str | None = None
     today: dt.date | None = None
     missing_scopes: tuple[str, ...] = field(default=())
+    processing_hours: float = 1.0
+    backfill_hours: float = 6.0
+    revision_days: int = 0
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -74,6 +81,10 @@ class SimulatorConfig:
             raise ValueError(
                 f"quota_day_seconds must be longer than the steady window (60 / speed = {60 / self.speed:g} s)"
             )
+        if not 0 <= self.processing_hours <= self.backfill_hours:
+            raise ValueError("processing_hours must be from 0 to backfill_hours (membership is done first)")
+        if not 0 <= self.revision_days <= 60:
+            raise ValueError("revision_days must be from 0 to 60")
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -7,6 +7,11 @@ They are not part of Klaviyo's API: no auth, no rate limits, not recorded in the
 * `POST /__simulator/segments/{id}/edit`: edit a segment's definition (bumps `updated`).
 * `POST /__simulator/segments/{id}/delete`: delete a segment: it leaves listings, `GET /api/segments/{id}`
   answers 404, and reports leave it out of `results` (as Klaviyo does for a deleted segment).
+* `POST /__simulator/segments?name=..&hours_ago=..&processing_hours=..&backfill_hours=..`: create a segment
+  (all optional): it shows `is_processing`, and its past days answer zeros until its backfill is done.
+* `POST /__simulator/segments/{id}/finish-backfill`: end a created segment's processing and backfill now.
+* `POST /__simulator/scenario/definition-change?first=YYYY-MM-DD&last=YYYY-MM-DD`: the demo's definition change
+  (`scenario.py`): one segment edited as of noon on the middle day of the range; 409 when none can be.
 * `/__simulator/accounts...`: list the accounts, revoke or restore a key, spend a quota (see `accounts.py`).
 
 With several accounts, `?account=<name or id>` picks the account for the truth and edit endpoints (default:
@@ -28,6 +33,7 @@ if TYPE_CHECKING:
 ADMIN_PREFIX = "/__simulator/"
 _EDIT = re.compile(r"/__simulator/segments/(?P<id>[^/]+)/edit")
 _DELETE = re.compile(r"/__simulator/segments/(?P<id>[^/]+)/delete")
+_FINISH_BACKFILL = re.compile(r"/__simulator/segments/(?P<id>[^/]+)/finish-backfill")
 
 
 def handle_admin(simulator: KlaviyoSimulator, method: str, path: str, query: dict[str, str]) -> tuple[int, Any]:
@@ -61,6 +67,17 @@ def handle_admin(simulator: KlaviyoSimulator, method: str, path: str, query: dic
             return 404, {"error": f"no live segment {segment_id}"}
         segment = served.account.segment(segment_id)
         return 200, {"id": segment_id, "definition": definition, "updated": segment.updated.isoformat()}
+    if path == "/__simulator/scenario/definition-change" and method == "POST":
+        return _definition_change(served.account, query)
+    if path == "/__simulator/segments" and method == "POST":
+        return _create_segment(served.account, query)
+    match = _FINISH_BACKFILL.fullmatch(path)
+    if match and method == "POST":
+        try:
+            served.account.finish_backfill(match.group("id"))
+        except KeyError:
+            return 404, {"error": f"no live segment {match.group('id')}"}
+        return 200, {"id": match.group("id"), "is_processing": False, "backfilled": True}
     match = _DELETE.fullmatch(path)
     if match and method == "POST":
         segment_id = match.group("id")
@@ -70,6 +87,45 @@ def handle_admin(simulator: KlaviyoSimulator, method: str, path: str, query: dic
             return 404, {"error": f"no live segment {segment_id}"}
         return 200, {"id": segment_id, "deleted": True}
     return 404, {"error": f"no admin endpoint {method} {path}"}
+
+
+def _definition_change(account: SimulatedAccount, query: dict[str, str]) -> tuple[int, Any]:
+    from .scenario import stage_definition_change
+
+    try:
+        first, last = dt.date.fromisoformat(query["first"]), dt.date.fromisoformat(query["last"])
+    except KeyError as exc:
+        return 400, {"error": f"missing query parameter {exc.args[0]}"}
+    except ValueError as exc:
+        return 400, {"error": f"dates must be YYYY-MM-DD: {exc}"}
+    try:
+        change = stage_definition_change(account, first, last)
+    except ValueError as exc:
+        return 400, {"error": str(exc)}
+    if change is None:
+        return 409, {"error": "no segment old enough to stage a definition change in"}
+    return 200, {"segment_id": change.segment_id, "segment_name": change.segment_name, "at": change.at.isoformat()}
+
+
+def _create_segment(account: SimulatedAccount, query: dict[str, str]) -> tuple[int, Any]:
+    try:
+        hours = {
+            name: float(query[name]) for name in ("hours_ago", "processing_hours", "backfill_hours") if name in query
+        }
+    except ValueError as exc:
+        return 400, {"error": f"hours must be numbers: {exc}"}
+    created = account.now() - dt.timedelta(hours=hours.pop("hours_ago", 0.0))
+    try:
+        segment = account.create_segment(query.get("name"), created=created, **hours)
+    except ValueError as exc:
+        return 400, {"error": str(exc)}
+    return 201, {
+        "id": segment.id,
+        "name": segment.name,
+        "created": segment.created.isoformat(),
+        "is_processing": segment.is_processing,
+        "backfill_done_at": segment.backfill_done_at.isoformat() if segment.backfill_done_at else None,
+    }
 
 
 def _truth_series(account: SimulatedAccount, query: dict[str, str]) -> tuple[int, Any]:

@@ -73,6 +73,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--today", type=_date, default=None, help="fix the account's today (YYYY-MM-DD); default: real clock"
     )
     parser.add_argument(
+        "--backfill-hours",
+        type=float,
+        default=defaults.backfill_hours,
+        help="hours a segment created through the admin endpoint answers zeros for its past (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--revision-days",
+        type=int,
+        default=defaults.revision_days,
+        help="days a day's report bucket keeps changing (late members); 0 never (default: %(default)s)",
+    )
+    parser.add_argument(
         "--missing-scope",
         action="append",
         default=[],
@@ -125,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
             timezone=args.timezone,
             today=args.today,
             missing_scopes=tuple(args.missing_scope),
+            backfill_hours=args.backfill_hours,
+            processing_hours=min(args.backfill_hours, SimulatorConfig.processing_hours),
+            revision_days=args.revision_days,
         )
         if args.accounts > 1:
             simulator = KlaviyoSimulator(accounts=numbered_configs(config, args.accounts), log_limit=_LOG_LIMIT)
@@ -208,16 +223,27 @@ def write_ready_file(path: Path, simulator: KlaviyoSimulator) -> None:
     os.replace(temporary, path)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of `klaviyo-simulator` (and `python -m klaviyo_simulator`): `serve`."""
+# `segment-pipeline simulator` hands over to this command line with `--as "segment-pipeline simulator"` first,
+# so that usage lines and errors name the command the user typed
+SHOWN_AS_OPTION = "--as"
+
+
+def build_parser(shown_as: str | None = None) -> argparse.ArgumentParser:
+    """The parser of `klaviyo-simulator` (and `python -m klaviyo_simulator`): `serve`.
+
+    Args:
+        shown_as: The command as the user typed it (e.g. "segment-pipeline simulator"), for `serve`'s usage
+            line; default "klaviyo-simulator serve".
+    """
     parser = argparse.ArgumentParser(
         prog="klaviyo-simulator",
         description="A local Klaviyo API simulator (segments and segment reports) over HTTP.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the simulated Klaviyo API over HTTP")
+    named = {"prog": shown_as} if shown_as else {}
+    serve = commands.add_parser("serve", help="serve the simulated Klaviyo API over HTTP", **named)
     add_arguments(serve)
-    serve.set_defaults(handler=run)
+    serve.set_defaults(handler=run, parser=serve)
     return parser
 
 
@@ -225,10 +251,18 @@ def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the chosen command.
 
     Args:
-        argv: Arguments without the program name; `None` reads `sys.argv`.
+        argv: Arguments without the program name; `None` reads `sys.argv`. They may start with
+            `--as "<command>"`: how `segment-pipeline` names the subcommand it hands over.
 
     Returns:
         The exit code.
     """
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    shown_as = None
+    if len(argv) >= 2 and argv[0] == SHOWN_AS_OPTION:
+        shown_as, argv = argv[1], argv[2:]
+    args, unknown = build_parser(shown_as).parse_known_args(argv)
+    if unknown:
+        # reported by the subcommand's parser, whose usage line names what the user typed
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return int(args.handler(args) or 0)

@@ -19,7 +19,16 @@ The faults a client of the reporting API must survive, and how to script them:
 * a response missing a segment that still exists: `add(mutate=drop_segment(0))`;
 * a segment deleted between the listing and the report: `add(delete_segment_ids=("abc123",))` deletes it as
   the request arrives; the report then leaves it out of `results`, as Klaviyo does for a deleted segment, and
-  `GET /api/segments/abc123` answers 404.
+  `GET /api/segments/abc123` answers 404;
+* a listing page whose `links.next` names another host (a proxy's bug, a tampered answer):
+  `add(path="/api/segments", mutate=next_link_to("http://127.0.0.1:9999"))`; `ForeignHost` (foreign_host.py)
+  is a server to name there, which records whatever reaches it;
+* a redirect: `add(path="/api/segments", location="http://127.0.0.1:9999/api/segments")` answers 307 with
+  that `Location`;
+* an absurd `Retry-After`: any text goes out verbatim, `add(retry_after="99999999999999")`, `"NaN"`, `"-5"`,
+  `"soon"`, or a far date, `add(retry_after=datetime(9999, 12, 31, tzinfo=UTC))`;
+* a tags relationship with only `links`, as the spec allows: `add(path="/api/segments", mutate=tags_without_data())`;
+* the second page of a listing, not the first: `skip=1` lets the first matching request through.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 Mutator = Callable[[Any], Any]
 RetryAfter = int | str | dt.datetime
@@ -70,6 +80,39 @@ def drop_segment(position: int = 0) -> Mutator:
     return mutate
 
 
+def next_link_to(origin: str) -> Mutator:
+    """A `mutate` for GET /api/segments: the page's `links.next` keeps its path and query on another origin.
+
+    Args:
+        origin: Scheme, host and port to name instead, e.g. "http://127.0.0.1:9999". A page without a next
+            link gets one (its own `links.self` on that origin), so even a last page points elsewhere.
+    """
+
+    def mutate(body: Any) -> Any:
+        links = body.setdefault("links", {})
+        split = urlsplit(links.get("next") or links["self"])
+        links["next"] = origin.rstrip("/") + split.path + (f"?{split.query}" if split.query else "")
+        return body
+
+    return mutate
+
+
+def tags_without_data(positions: tuple[int, ...] | None = None) -> Mutator:
+    """A `mutate` for GET /api/segments?include=tags: the tags relationship keeps only its `links`.
+
+    Args:
+        positions: Indexes in the page's `data` to change; `None` for every segment of the page.
+    """
+
+    def mutate(body: Any) -> Any:
+        for index, resource in enumerate(body.get("data") or []):
+            if positions is None or index in positions:
+                resource.get("relationships", {}).get("tags", {}).pop("data", None)
+        return body
+
+    return mutate
+
+
 def retry_after_header(value: RetryAfter | None) -> str | None:
     """The `Retry-After` header for a value: seconds as given, a datetime as an HTTP date, text verbatim."""
     if value is None or isinstance(value, str):
@@ -99,6 +142,8 @@ class Fault:
         mutate: Transform the normal JSON body before it is sent.
         delete_segment_ids: Delete these segments from the account when the request arrives (before it is
             answered), as if a user deleted them between the listing and this request.
+        location: Answer with a redirect (status 307 unless given) to this `Location`.
+        skip: Let this many matching requests through unchanged before the fault applies.
     """
 
     path: str
@@ -113,7 +158,10 @@ class Fault:
     raw_body: bytes | None = None
     mutate: Mutator | None = None
     delete_segment_ids: tuple[str, ...] = ()
+    location: str | None = None
+    skip: int = 0
     used: int = field(default=0, init=False)
+    seen: int = field(default=0, init=False)
 
     @property
     def retry_after_header(self) -> str | None:
@@ -127,6 +175,7 @@ class Fault:
             self.drop_connection
             or self.html
             or self.raw_body is not None
+            or self.location is not None
             or (self.status is not None and self.mutate is None)
         )
 
@@ -149,6 +198,8 @@ class Fault:
             parts.append("no_retry_after")
         if self.delete_segment_ids:
             parts.append(f"delete={','.join(self.delete_segment_ids)}")
+        if self.location is not None:
+            parts.append(f"location={self.location}")
         if self.delay_seconds:
             parts.append(f"delay={self.delay_seconds:g}s")
         return ",".join(parts)
@@ -180,6 +231,8 @@ class FaultPlan:
         raw_body: bytes | None = None,
         mutate: Mutator | None = None,
         delete_segment_ids: tuple[str, ...] = (),
+        location: str | None = None,
+        skip: int = 0,
     ) -> Fault:
         """Script a failure for the next `times` requests to `path`.
 
@@ -199,6 +252,8 @@ class FaultPlan:
             mutate: Function from the normal JSON body to the body to send (see `drop_day`, `drop_segment`).
             delete_segment_ids: Delete these segments as the request arrives; the request is then answered
                 normally (a report leaves them out of `results`).
+            location: Answer with a redirect to this URL (status 307 unless `status` says otherwise).
+            skip: Let the first `skip` matching requests through unchanged (e.g. 1: the second page).
 
         Returns:
             The fault, whose `used` counter tells how often it fired.
@@ -208,8 +263,12 @@ class FaultPlan:
         """
         if times is not None and times < 1:
             raise ValueError("times must be >= 1 (or None for unlimited)")
+        if skip < 0:
+            raise ValueError("skip must be >= 0")
         if status is None:
-            if html:
+            if location is not None:
+                status = 307
+            elif html:
                 status = 500
             elif raw_body is not None:
                 status = 200
@@ -228,6 +287,8 @@ class FaultPlan:
             raw_body=raw_body,
             mutate=mutate,
             delete_segment_ids=tuple(delete_segment_ids),
+            location=location,
+            skip=skip,
         )
         retry_after_header(retry_after)  # a naive datetime is refused now, not when the request arrives
         if not (
@@ -253,6 +314,9 @@ class FaultPlan:
         with self._lock:
             for fault in self._faults:
                 if fault.matches(method, path) and (fault.times is None or fault.used < fault.times):
+                    fault.seen += 1
+                    if fault.seen <= fault.skip:
+                        return None  # this request passes unchanged
                     fault.used += 1
                     return fault
         return None

@@ -6,6 +6,9 @@ out of `results`, as Klaviyo does for ids it can't report on, while `date_times`
 client tells a deleted segment from an incomplete answer by asking `GET /api/segments/{id}`: 404 for a deleted
 one. To delete one between a listing and a report: `SimulatedAccount.delete`, the fault
 `FaultPlan.add(delete_segment_ids=...)`, or `POST /__simulator/segments/{id}/delete`.
+
+They answer `SimulatedAccount.reported_rows`: the truth once it has settled, before that a created segment's
+zeros until its backfill and the open days of `revision_days` (see `settling.py`).
 """
 
 from __future__ import annotations
@@ -193,7 +196,7 @@ def series_report(account: SimulatedAccount, body: Any, query: Query, self_url: 
     days = [first + dt.timedelta(days=i) for i in range(max(0, (last - first).days + 1))]
     results = []
     for segment_id in _reported_ids(account, request):
-        rows = account.series_rows(segment_id, first, last) if days else []
+        rows = account.reported_rows(segment_id, first, last) if days else []
         columns = {
             "total_members": [total for total, _, _ in rows],
             "members_added": [added for _, added, _ in rows],
@@ -232,7 +235,7 @@ def values_report(account: SimulatedAccount, body: Any, query: Query, self_url: 
     first, last = request.window.start, min(request.window.end, today)
     results = []
     for segment_id in _reported_ids(account, request):
-        rows = account.series_rows(segment_id, first, last) if last >= first else []
+        rows = account.reported_rows(segment_id, first, last) if last >= first else []
         added = sum(row[1] for row in rows)
         removed = sum(row[2] for row in rows)
         values = {

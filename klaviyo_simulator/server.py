@@ -196,6 +196,8 @@ def _fault_outcome(fault: Fault) -> _Outcome:
         return _Outcome(None)
     status = fault.status or 500
     headers: dict[str, str] = {}
+    if fault.location is not None:
+        return _Outcome.raw(status, b"", {"Location": fault.location})
     if fault.retry_after_header is not None:
         headers["Retry-After"] = fault.retry_after_header
     if fault.html:

@@ -15,11 +15,11 @@ import os
 import tempfile
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
+from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
 from .report import build_report
-from .report_data import GROWTH_DAILY_TABLE, SEGMENT_SUMMARY_SQL
+from .report_data import GROWTH_DAILY_TABLE, SEGMENT_SUMMARY_SQL, connect_read_only
 from .tables import MARTS_SCHEMA
 
 __all__ = ["GROWTH_DAILY_TABLE", "write_growth_charts"]
@@ -32,17 +32,19 @@ HTML_NAME = "segment_growth.html"
 _TOP_SEGMENTS_SQL = f"{SEGMENT_SUMMARY_SQL} limit ?"
 
 _SERIES_SQL = f"""
-with top_segments as ({_TOP_SEGMENTS_SQL})
 select daily.account_id, daily.segment_id, daily.date, daily.total_members, daily.members_added,
        daily.members_removed
 from {GROWTH_DAILY_TABLE} as daily
-join top_segments using (account_id, segment_id)
+join (select unnest(?::varchar[]) as account_id, unnest(?::varchar[]) as segment_id) using (account_id, segment_id)
 order by daily.account_id, daily.segment_id, daily.date
 """
 
 
-def _read(path: Path, top_n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    with duckdb.connect(str(path), read_only=True) as connection:
+def _read(path: Path, top_n: int, memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT) -> tuple[pd.DataFrame, pd.DataFrame]:
+    with (
+        tempfile.TemporaryDirectory(prefix="growth-chart-") as spill_dir,
+        connect_read_only(path, memory_limit, spill_dir) as connection,
+    ):
         exists = connection.execute(
             "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
             [MARTS_SCHEMA, "segment_growth_daily"],
@@ -50,7 +52,8 @@ def _read(path: Path, top_n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         if not exists:
             raise LookupError(f"{path} has no {GROWTH_DAILY_TABLE}: build the dbt models (and publish) first")
         top = connection.execute(_TOP_SEGMENTS_SQL, [top_n]).df()
-        series = connection.execute(_SERIES_SQL, [top_n]).df()
+        keys = [top["account_id"].tolist(), top["segment_id"].tolist()]
+        series = connection.execute(_SERIES_SQL, keys).df()
     return top, series
 
 
@@ -59,11 +62,17 @@ def _label(row: pd.Series, several_accounts: bool) -> str:
     return f"{name} ({row['account_id']})" if several_accounts else str(name)
 
 
-def _draw(top: pd.DataFrame, series: pd.DataFrame, *, width: float = 11, height: float = 7.5, dpi: int = 100) -> bytes:
+# a legend entry longer than this is cut (with "…") so the legend beside the chart never squeezes it away
+_LABEL_CHARS = 40
+
+
+def _figure(top: pd.DataFrame, series: pd.DataFrame, *, width: float = 11, height: float = 7.5, dpi: int = 100):
+    """The matplotlib Figure of the largest segments (drawn on the Agg canvas, nothing global touched)."""
     # matplotlib takes seconds to import; only the chart step pays for it, not every Dagster process
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 
     figure = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
@@ -79,6 +88,8 @@ def _draw(top: pd.DataFrame, series: pd.DataFrame, *, width: float = 11, height:
         dates = pd.to_datetime(rows["date"])
         color = palette[index % len(palette)]
         label = _label(row, several_accounts)
+        if len(label) > _LABEL_CHARS:
+            label = label[: _LABEL_CHARS - 1] + "…"
         totals_axis.plot(dates, rows["total_members"], color=color, label=label)
         # removals drawn below zero so inflow and outflow of one segment read as one band
         flows_axis.plot(dates, rows["members_added"], color=color, linewidth=1)
@@ -87,16 +98,25 @@ def _draw(top: pd.DataFrame, series: pd.DataFrame, *, width: float = 11, height:
     totals_axis.set_ylabel("members")
     totals_axis.grid(alpha=0.3)
     if not top.empty:
-        totals_axis.legend(loc="upper left", fontsize="small")
+        # beside the chart, not on it: inside the axes it hid the largest segment's line
+        totals_axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0)
     flows_axis.axhline(0, color="black", linewidth=0.6)
     flows_axis.set_title("Daily members added (solid, above 0) and removed (dashed, below 0)")
     flows_axis.set_ylabel("members per day")
     flows_axis.grid(alpha=0.3)
+    for axis in (totals_axis, flows_axis):
+        # whole members written out (2,400,000), never as an offset or "1e6" above the axis
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     locator = AutoDateLocator()
     flows_axis.xaxis.set_major_locator(locator)
     flows_axis.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    return figure
+
+
+def _draw(top: pd.DataFrame, series: pd.DataFrame, **size) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    _figure(top, series, **size).savefig(buffer, format="png")
     return buffer.getvalue()
 
 
@@ -118,6 +138,7 @@ def write_growth_charts(
     warehouse_or_analytics_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     top_n: int = 5,
+    memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT,
 ) -> dict[str, Path]:
     """Draw the `top_n` largest segments to a PNG (and a small preview) and write the growth report page.
 
@@ -127,6 +148,8 @@ def write_growth_charts(
         out_dir: directory for segment_growth.png, segment_growth_preview.png and segment_growth.html
             (created if missing).
         top_n: how many segments to draw, largest first.
+        memory_limit: DuckDB's memory limit while reading (the pipeline's DUCKDB_MEMORY_LIMIT); beyond it
+            DuckDB spills to a temporary directory.
 
     Returns:
         ``{"png": Path, "preview": Path, "html": Path}``; the preview is a small PNG for the Dagster UI.
@@ -143,10 +166,10 @@ def write_growth_charts(
     out = Path(out_dir).expanduser().absolute()
     out.mkdir(parents=True, exist_ok=True)
 
-    top, series = _read(source, top_n)
+    top, series = _read(source, top_n, memory_limit)
 
     png_path, preview_path, html_path = out / PNG_NAME, out / PREVIEW_NAME, out / HTML_NAME
     _write_atomically(png_path, _draw(top, series))
     _write_atomically(preview_path, _draw(top, series, width=8, height=5.5, dpi=56))
-    _write_atomically(html_path, build_report(source).encode("utf-8"))
+    _write_atomically(html_path, build_report(source, memory_limit).encode("utf-8"))
     return {"png": png_path, "preview": preview_path, "html": html_path}

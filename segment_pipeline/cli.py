@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_dev(rest)
     if command == "simulator":
         # exec, not a child: signals (Ctrl-C, SIGTERM) and the exit code reach the simulator directly
-        os.execv(sys.executable, [sys.executable, "-m", "klaviyo_simulator", "serve", *rest])
+        os.execv(
+            sys.executable,
+            [sys.executable, "-m", "klaviyo_simulator", "--as", "segment-pipeline simulator", "serve", *rest],
+        )
     print(_USAGE, file=sys.stdout if command in ("-h", "--help") else sys.stderr)
     return 0 if command in ("-h", "--help") else 2
 

@@ -19,7 +19,9 @@ DEFAULT_CHARTS_DIR = "data/charts"
 DEFAULT_TIMEZONE = "UTC"
 # the one account of a deployment without an accounts file
 DEFAULT_ACCOUNT_NAME = "default"
-DEFAULT_LOOKBACK_DAYS = 3
+# Klaviyo revises a day's report buckets for up to about 5 days after it ends; the daily run fetches each day a
+# last time at age lookback + 1, so 5 covers that, and costs no request (one request spans 60 days)
+DEFAULT_LOOKBACK_DAYS = 5
 # the lookback rides along in the daily run's one request, which covers at most 60 days
 MAX_LOOKBACK_DAYS = MAX_DAYS_PER_DAILY_SERIES - 1
 # DuckDB's own default is 80 % of the machine's memory, and it keeps what it took: a year of 10,000 segments
@@ -83,6 +85,11 @@ class StorageSettings:
     def series_staging_dir(self) -> Path:
         """Report responses fetched but not yet loaded: `<state dir>/staging/series/<account id>/*.parquet`."""
         return self.state_dir / "staging" / "series"
+
+    @property
+    def series_quarantine_dir(self) -> Path:
+        """Staged responses that could not be loaded, moved aside with a note: `<state dir>/quarantine/series/<id>/`."""
+        return self.state_dir / "quarantine" / "series"
 
     def fetch_lock_path(self, account_name: str) -> Path:
         """The kernel lock one account's Klaviyo requests are made under (`locks/fetch_<name>.lock`)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -93,6 +94,36 @@ def _settle_stale_wal(target: Path) -> None:
     _remove_quietly(wal)
 
 
+def _unqualify_views(connection: duckdb.DuckDBPyConnection, source_catalog: str) -> None:
+    """Make the copied views name their tables without the warehouse's catalog.
+
+    dbt writes views as `select ... from warehouse.schema.table` (the catalog is the warehouse file's name).
+    DuckDB 1.5 copies that text as it is, so in the analyst copy, whose catalog is its own file's name, every
+    such view would fail with `Catalog "warehouse" does not exist`. Without the catalog, a view reads the
+    tables of whatever file holds it.
+    """
+    catalog = re.compile(rf'(?<![\w".])(?:"{re.escape(source_catalog)}"|{re.escape(source_catalog)})\.', re.IGNORECASE)
+    views = connection.execute(
+        "select schema_name, view_name, sql from duckdb_views() where database_name = 'publish_dst' and not internal"
+    ).fetchall()
+    if not views:
+        return
+    connection.execute("use publish_dst")
+    # a view that reads another view binds only once that one is rewritten: repeat until all are done
+    pending = [catalog.sub("", sql).replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1) for _, _, sql in views]
+    while pending:
+        failed = []
+        for statement in pending:
+            try:
+                connection.execute(statement)
+            except duckdb.BinderException:
+                failed.append(statement)
+        if len(failed) == len(pending):
+            connection.execute(failed[0])  # raises what is wrong with it
+        pending = failed
+    connection.execute("use memory")
+
+
 def publish_analytics_copy(
     warehouse_path: str | os.PathLike[str],
     analytics_path: str | os.PathLike[str],
@@ -158,6 +189,7 @@ def publish_analytics_copy(
             options = f" (storage_version {_sql_string(storage_version)})" if storage_version else ""
             connection.execute(f"attach {_sql_string(temp)} as publish_dst{options}")
             connection.execute("copy from database publish_src to publish_dst")
+            _unqualify_views(connection, warehouse.stem)
             tables = [
                 f"{schema}.{name}"
                 for schema, name in connection.execute(

@@ -10,6 +10,7 @@ segments, so a check costs ceil(segments / 100) report requests from the same da
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Iterable
@@ -17,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import warehouse as wh
-from .klaviyo import DayWindow, KlaviyoClient, KlaviyoResponseError
+from .klaviyo import DayWindow, KlaviyoClient, KlaviyoResponseError, ReportBudgetError
 from .klaviyo.limits import MAX_SEGMENT_IDS_PER_REPORT
 from .tables import RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
 # the Dagster check's name, here so the series asset can see whether its run includes the check
 CHECK_NAME = "series_reconciles_with_klaviyo"
+# how a budget too small for the check names it: the series the run loaded before it is kept
+BUDGET_PURPOSE = "the reconciliation check (the series is loaded; only its comparison with Klaviyo is not done)"
 # the values report's statistics we compare; net follows from added and removed
 COMPARED = ("total_members", "members_added", "members_removed")
 
@@ -169,7 +172,7 @@ def reconcile_account(access, warehouse, holder, today: dt.date | None = None) -
         return Reconciliation(enabled=False)
     today = today or dt.datetime.now(access.account.zone).date()
     yesterday = today - dt.timedelta(days=1)
-    with access.fetch_lock(holder), access.client() as client:
+    with access.fetch_lock(holder), access.client(holder.log) as client:
         account = client.get_account()
         access.check_timezone(account)
         # the warehouse lock only while reading the warehouse, not while Klaviyo answers
@@ -184,7 +187,11 @@ def reconcile_account(access, warehouse, holder, today: dt.date | None = None) -
         if window is None:
             return Reconciliation(enabled=True)
         planned = request_count(len(loaded), days)
-        client.budget.ensure_available(planned)
+        try:
+            client.budget.ensure_available(planned)
+        except ReportBudgetError as exc:
+            # whatever the run loaded before this check stays loaded: the message must not say "nothing"
+            raise dataclasses.replace(exc, purpose=BUDGET_PURPOSE) from None
         reported = klaviyo_values(client, sorted(loaded), window, access.account.timezone)
         sent = client.stats.sent_for("reports")
         left = client.budget.remaining()

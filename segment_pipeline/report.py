@@ -6,19 +6,22 @@ the definition changed (the version's summary on hover) and on anomalies. Below:
 fastest-shrinking segments over 30 days with trend lines, and the recent anomalies. Clicking a row shows
 that segment; "Download CSV" exports what the chart shows.
 
-Plotly draws everything; the page's own script only picks the data for the chosen segment, range and
-interval and hands it to Plotly.react. No Dagster here.
+Plotly draws everything; the page's own script unpacks the data (report_packing), picks what the chosen
+segment, range and interval show and hands it to Plotly.react. No Dagster here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 import json
 from importlib import resources
 from pathlib import Path
 
-from .report_data import MOVERS_MIN_START, ReportData, read_report_data
+from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
+from .report_data import MOVERS_MIN_START, RECENT_DAYS, ReportData, read_report_data
+from .report_packing import ALPHABET, pack
 
 REPORT_TITLE = "Segment growth"
 CHART_ID = "growth-chart"
@@ -31,37 +34,58 @@ def _asset(name: str) -> str:
     return (_ASSETS / name).read_text(encoding="utf-8")
 
 
-def _figure_html() -> str:
-    """Plotly's own JavaScript and an empty figure in the chart's div; the page's script fills it."""
-    # plotly takes a second to import: only the report step pays for it, not every Dagster process
-    import plotly.graph_objects as go
-    import plotly.io as pio
+@functools.cache
+def _packed_plotly() -> tuple[str, int]:
+    """Plotly's JavaScript (4.8 MB), packed to about a third; the page unpacks and runs it."""
+    from plotly.offline import get_plotlyjs
 
-    figure = go.Figure(layout={"margin": {"l": 70, "r": 20, "t": 30, "b": 40}})
-    return pio.to_html(
-        figure,
-        include_plotlyjs=True,
-        full_html=False,
-        div_id=CHART_ID,
-        config={"displaylogo": False, "responsive": True},
-        default_height="30em",
+    return pack(get_plotlyjs().encode("utf-8"))
+
+
+def _packed(element_id: str, packed: tuple[str, int], **attributes: int) -> str:
+    """A packed part as a script element the browser never runs (type text/plain); its text has no "<"."""
+    text, length = packed
+    extra = "".join(f' data-{name}="{value}"' for name, value in attributes.items())
+    return f'<script id="{element_id}" type="text/plain" data-length="{length}"{extra}>{text}</script>\n'
+
+
+# Inside <script>, "</script" ends the element and "<!--" followed by "<script" makes the parser swallow the
+# rest of the page; U+2028/2029 end a line in older JavaScript. JSON may spell any character as \\uXXXX, so
+# these never appear raw in the page (the same escapes as Go's html/template and Rails' json_escape).
+_SCRIPT_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def json_for_script(value) -> str:
+    """`value` as JSON that is safe anywhere inside a <script> element, whatever strings it holds."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
+
+
+def _count(count: int, one: str, many: str) -> str:
+    return f"{count:,} {one if count == 1 else many}"
+
+
+def _header_facts(data: ReportData) -> str:
+    """What the data covers, as HTML: each figure in its own element so a test can read it back."""
+    if not data.segments:
+        return "no segment growth data yet"
+    names = ", ".join(data.accounts)
+    accounts = f"account {names}" if len(data.accounts) == 1 else f"{len(data.accounts)} accounts ({names})"
+    return (
+        f'<span id="header-segments">{_count(len(data.segments), "segment", "segments")}</span> in '
+        f'<span id="header-accounts">{html.escape(accounts)}</span>, '
+        f'<span id="header-span">{data.first_date} to {data.last_date}</span> · '
+        f'<span id="header-anomalies">{_count(data.anomaly_count_30d, "anomaly", "anomalies")}</span>'
+        f" in the {RECENT_DAYS} days to {data.last_date}"
     )
-
-
-def _json_for_script(value) -> str:
-    # inside <script type="application/json"> only "</" could end the element early
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
 
 
 def render_report(data: ReportData, source_name: str, generated: dt.datetime | None = None) -> str:
     """The whole page as a string."""
     generated = generated or dt.datetime.now(dt.UTC)
-    span = (
-        f"{data.first_date} to {data.last_date}" if data.first_date and data.last_date else "no segment growth data yet"
-    )
-    segments = len(data.segments)
-    accounts = len(data.accounts)
-    empty = "" if segments else '<p class="note">no segment growth data yet</p>'
+    empty = "" if data.segments else '<p class="note">no segment growth data yet</p>'
+    page_json = {**data.as_json(), "chart_id": CHART_ID, "alphabet": ALPHABET}
     mover_head = (
         "<tr><th>segment</th><th>members</th><th>net 30d</th><th>growth 30d</th><th>trend</th><th>anomalies</th></tr>"
     )
@@ -76,8 +100,8 @@ def render_report(data: ReportData, source_name: str, generated: dt.datetime | N
 <body>
 <header>
 <h1>{REPORT_TITLE}</h1>
-<p>{segments} segments in {accounts} account(s), {html.escape(span)} · {data.anomaly_count_30d} anomalies in the
-last 30 days · from {html.escape(source_name)}, generated {generated.strftime("%Y-%m-%d %H:%M UTC")}</p>
+<p>{_header_facts(data)} · from {html.escape(source_name)}, generated
+{generated.strftime("%Y-%m-%d %H:%M UTC")}</p>
 </header>
 <main>
 <aside>
@@ -97,8 +121,9 @@ last 30 days · from {html.escape(source_name)}, generated {generated.strftime("
 </div>
 <div id="segment-summary"></div>
 {empty}
-{_figure_html()}
-<p class="note">Bars: members added (up) and removed (down) per day or ISO week (Monday start). ◆ the definition
+<div id="{CHART_ID}" class="plotly-graph-div"></div>
+<p class="note">Bars: members added (up) and removed (down) per day or ISO week (Monday start); a hatched week
+is partial (fewer than 7 of its days in the range or in the data). ◆ the definition
 changed that day (hover for the new version). ✕ an anomaly: churn or net change with a robust z-score of at least
 3.5 against the segment's previous 28 days.</p>
 </section>
@@ -120,13 +145,16 @@ changed that day (hover for the new version). ✕ an anomaly: churn or net chang
 with fewer than {MOVERS_MIN_START} members then are left out. Click a row to chart the segment.</p>
 </div>
 </main>
-<script id="report-data" type="application/json">{_json_for_script({**data.as_json(), "chart_id": CHART_ID})}</script>
+<script id="report-data" type="application/json">{json_for_script(page_json)}</script>
+{_packed("report-summary", data.packed_summary())}\
+{"".join(_packed(f"report-chunk-{i}", (c.text, c.length), days=c.days) for i, c in enumerate(data.chunks))}\
+{_packed("plotly-packed", _packed_plotly())}\
 <script>{_asset("report.js")}</script>
 </body>
 </html>
 """
 
 
-def build_report(source: Path) -> str:
+def build_report(source: Path, memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT) -> str:
     """Read the analyst copy (or any file with the marts) and render the page."""
-    return render_report(read_report_data(source), source.name)
+    return render_report(read_report_data(source, memory_limit), source.name)

@@ -30,12 +30,15 @@ import duckdb
 if TYPE_CHECKING:
     import dlt
 
+from . import state_files
 from .config import (
     DEFAULT_DUCKDB_MEMORY_LIMIT,
     DEFAULT_DUCKDB_WAIT_SECONDS,
     DEFAULT_LOCK_TIMEOUT_SECONDS,
     StorageSettings,
 )
+from .klaviyo.planner import SegmentFacts, settled_by
+from .state_files import StateFileError
 from .tables import ACCOUNTS_TABLE, RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
 
@@ -65,10 +68,10 @@ def read_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         connection = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
         if is_lock_error(exc):
+            # a read cannot know what the step wrote before it: say only what failed
             raise WarehouseLockedError(
-                f"the warehouse {path} is locked by {lock_holder(exc)}. Close that DuckDB session "
-                "(analysts should open the analyst copy, ANALYTICS_PATH, instead) and run again; nothing was "
-                "written."
+                f"the warehouse {path} is locked by {lock_holder(exc)}, so it could not be read. Close that DuckDB "
+                "session (analysts should open the analyst copy, ANALYTICS_PATH, instead) and run again."
             ) from exc
         raise
     try:
@@ -125,10 +128,13 @@ def lock_holder_description(warehouse_path: Path) -> str | None:
 
 
 def wait_until_duckdb_opens(warehouse_path: Path, timeout: float, log: Callable[[str], None] | None = None) -> None:
-    """Wait (bounded) until no process holds DuckDB's own lock on the file.
+    """Wait (bounded) until no other process has the file open, read-only or not.
 
     The warehouse lock says no *step* uses the file; a dbt child process of a killed run can still hold it
-    for a few seconds until it finishes. Anyone else holding it (an analyst's session) gets a clear error.
+    for a few seconds until it finishes, and an analyst may have it open. The probe opens the file for
+    writing, as the step will: DuckDB lets a read-only session share the file with other readers but with no
+    writer, so a read-only probe would pass a read-only session by and the step's load would fail at once.
+    Whoever still holds the file when the wait runs out gets named in a clear error.
     """
     if not warehouse_path.exists():
         return
@@ -136,7 +142,7 @@ def wait_until_duckdb_opens(warehouse_path: Path, timeout: float, log: Callable[
     logged = False
     while True:
         try:
-            duckdb.connect(str(warehouse_path), read_only=True).close()
+            duckdb.connect(str(warehouse_path)).close()
             return
         except duckdb.Error as exc:
             if "different configuration" in str(exc):
@@ -145,10 +151,10 @@ def wait_until_duckdb_opens(warehouse_path: Path, timeout: float, log: Callable[
                 raise
             if time.monotonic() >= deadline:
                 raise WarehouseLockedError(
-                    f"the warehouse {warehouse_path} is locked by {lock_holder(exc)} (DuckDB's own lock, held "
-                    f"for more than {timeout:.0f} s). Close that DuckDB session (analysts should open the analyst "
-                    f"copy, ANALYTICS_PATH, instead) and run again; nothing was written. {DUCKDB_WAIT_ENV} sets "
-                    "how long to wait."
+                    f"the warehouse {warehouse_path} is locked by {lock_holder(exc)} (DuckDB's own lock, which a "
+                    f"read-only session holds too), still after waiting {timeout:.0f} s ({DUCKDB_WAIT_ENV}). Close "
+                    "that DuckDB session (analysts should open the analyst copy, ANALYTICS_PATH, instead) and run "
+                    "again; nothing was written."
                 ) from exc
             if log and not logged:
                 log(f"the warehouse file is still open in {lock_holder(exc)}; waiting up to {timeout:.0f} s")
@@ -179,8 +185,15 @@ def _kernel_lock(
         finally:
             held.depth -= 1
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the whole step
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # a holder note that is not text (a damaged file) is shown as best it can be, never a decoding error
+        handle = open(path, "a+", encoding="utf-8", errors="replace")  # noqa: SIM115 - held open for the whole step
+    except OSError as exc:
+        raise StateFileError(
+            f"the lock file {path} cannot be opened ({state_files.describe(exc)}): {state_files.advice(exc, path)}. "
+            "Nothing was sent or written."
+        ) from exc
     try:
         started = time.monotonic()
         last_logged = None
@@ -204,18 +217,21 @@ def _kernel_lock(
             "step": step,
             "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps(holder))
-        handle.flush()
+        # the note only tells waiting steps whom they wait for: a full disk must not stop the step for it
+        with contextlib.suppress(OSError):
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps(holder))
+            handle.flush()
         held.depth = 1
         try:
             yield True
         finally:
             held.depth = 0
-            handle.seek(0)
-            handle.truncate()
-            handle.flush()
+            with contextlib.suppress(OSError):
+                handle.seek(0)
+                handle.truncate()
+                handle.flush()
             fcntl.flock(handle, fcntl.LOCK_UN)
     finally:
         handle.close()
@@ -316,29 +332,34 @@ def stored_segments(path: Path, account_id: str) -> list[dict]:
     return records
 
 
+def _columns(connection: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    return {
+        row[0]
+        for row in connection.execute(
+            "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+            [RAW_DATASET, table],
+        ).fetchall()
+    }
+
+
 def stored_series_islands(
-    path: Path, account_id: str, first: dt.date, last: dt.date
+    path: Path, account_id: str, first: dt.date, last: dt.date, whole_history_of: list[str] | tuple[str, ...] = ()
 ) -> list[tuple[str, dt.date | None, dt.date, dt.date]]:
     """The account's stored series cells from `first` to `last`, as runs of consecutive days.
 
     Returns (segment_id, fetched_on, first_day, last_day) for each run of consecutive days of one segment
     fetched on the same day: a few rows per request instead of one per cell, so a year of 10,000 segments
-    stays small. Whether those days are final is the planner's decision, not this query's.
+    stays small. The segments of `whole_history_of` come with every stored day up to `last`, whatever `first`.
+    Whether those days are final is the planner's decision, not this query's.
     """
     if not path.exists():
         return []
     with read_connection(path) as connection:
         if not _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
             return []
-        columns = {
-            row[0]
-            for row in connection.execute(
-                "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
-                [RAW_DATASET, SEGMENT_SERIES_TABLE],
-            ).fetchall()
-        }
         # rows loaded before fetched_on existed have no fetch day: they count as never final
-        fetched_on = "fetched_on" if "fetched_on" in columns else "cast(null as date)"
+        has_fetched_on = "fetched_on" in _columns(connection, SEGMENT_SERIES_TABLE)
+        fetched_on = "fetched_on" if has_fetched_on else "cast(null as date)"
         return connection.execute(
             f"""
             select segment_id, fetched_on, min(date), max(date)
@@ -347,11 +368,12 @@ def stored_series_islands(
                     date_diff('day', date '2000-01-01', date)
                         - row_number() over (partition by segment_id, {fetched_on} order by date) as island
                 from {RAW_DATASET}.{SEGMENT_SERIES_TABLE}
-                where account_id = ? and date between ? and ?
+                where account_id = ? and date <= ?
+                    and (date >= ? or list_contains(?::varchar[], segment_id))
             )
             group by segment_id, fetched_on, island
             """,
-            [account_id, first, last],
+            [account_id, last, first, list(whole_history_of)],
         ).fetchall()
 
 
@@ -368,6 +390,127 @@ def series_rows_by_day(path: Path, account_id: str, first: dt.date, last: dt.dat
             [account_id, first, last],
         ).fetchall()
     return dict(rows)
+
+
+def newer_stored_cells(
+    path: Path, account_id: str, fetches: list[tuple[tuple[str, ...], dt.date, dt.date, dt.date, dt.datetime]]
+) -> list[set[tuple[str, dt.date]]]:
+    """For each fetch (segment ids, first day, last day, fetched_on, fetched_at), the stored series cells of it
+    that come from a newer fetch: loading that fetch must not overwrite them.
+
+    A stored row is newer when its `fetched_at` is later; a row loaded before `fetched_at` existed is newer only
+    when its `fetched_on` is a later day (the same day: the fetch being loaded wins).
+    """
+    if not fetches or not path.exists():
+        return [set() for _ in fetches]
+    with read_connection(path) as connection:
+        if not _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
+            return [set() for _ in fetches]
+        columns = _columns(connection, SEGMENT_SERIES_TABLE)
+        if "fetched_at" in columns:
+            newer = "coalesce(fetched_at > $fetched_at, fetched_on > $fetched_on)"
+        elif "fetched_on" in columns:
+            newer = "fetched_on > $fetched_on"
+        else:
+            return [set() for _ in fetches]
+        query = (
+            f"select segment_id, date from {RAW_DATASET}.{SEGMENT_SERIES_TABLE} where account_id = $account "
+            f"and date between $first and $last and list_contains($ids, segment_id) and {newer}"
+        )
+        found = []
+        for segment_ids, first, last, fetched_on, fetched_at in fetches:
+            params = {
+                "account": account_id,
+                "first": first,
+                "last": last,
+                "ids": list(segment_ids),
+                "fetched_on": fetched_on,
+                "fetched_at": fetched_at,
+            }
+            if "fetched_at" not in columns:
+                del params["fetched_at"]
+            found.append({(sid, day) for sid, day in connection.execute(query, params).fetchall()})
+    return found
+
+
+def segment_settling_facts(path: Path, account_id: str, since: dt.date) -> list[SegmentFacts]:
+    """What decides when each live segment's numbers settle (see `planner.settling_of`), one query.
+
+    From `klaviyo.segments`: `created`, the last load that saw it `is_processing`, when it was last listed;
+    `created` missing falls back to when the pipeline first saw the segment. From its stored series days
+    since `since` (the oldest day Klaviyo still reports): the oldest day, the oldest non-zero day, the newest
+    day's total_members and the oldest fetch day; read only for segments that may not have settled by then
+    (`planner.settled_by`), since a year of 10,000 segments is millions of rows.
+    """
+    if not path.exists():
+        return []
+    with read_connection(path) as connection:
+        if not _table_exists(connection, RAW_DATASET, SEGMENTS_TABLE):
+            return []
+        segment_columns = _columns(connection, SEGMENTS_TABLE)
+        seen = "processing_seen_at" if "processing_seen_at" in segment_columns else "cast(null as timestamptz)"
+        series = "select null::varchar as segment_id, null::date as first_day, null::date as first_nonzero_day, "
+        series += "null::bigint as members_now, null::date as first_fetched_on where false"
+        parameters: dict = {"account": account_id}
+        if _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
+            parameters.update(since=since, settled_by=settled_by(since))
+            has_fetched_on = "fetched_on" in _columns(connection, SEGMENT_SERIES_TABLE)
+            series = f"""
+                select segment_id, min(date) as first_day,
+                    min(date) filter (
+                        where total_members <> 0 or members_added <> 0 or members_removed <> 0
+                    ) as first_nonzero_day,
+                    arg_max(total_members, date) as members_now,
+                    {"min(fetched_on)" if has_fetched_on else "cast(null as date)"} as first_fetched_on
+                from {RAW_DATASET}.{SEGMENT_SERIES_TABLE}
+                where account_id = $account and date >= $since and segment_id in (
+                    select id from {RAW_DATASET}.{SEGMENTS_TABLE}
+                    where account_id = $account
+                        and (created is null or created >= $settled_by or is_processing or {seen} >= $settled_by)
+                )
+                group by segment_id
+            """
+        first_seen = "select null::varchar as segment_id, null::timestamptz as first_seen where false"
+        if _table_exists(connection, RAW_DATASET, SEGMENT_DEFINITIONS_TABLE):
+            first_seen = f"""
+                select segment_id, min(first_seen_at) as first_seen
+                from {RAW_DATASET}.{SEGMENT_DEFINITIONS_TABLE} where account_id = $account group by segment_id
+            """
+        rows = connection.execute(
+            f"""
+            with series as ({series}), first_seen as ({first_seen})
+            select s.id,
+                epoch(coalesce(s.created, first_seen.first_seen)),
+                epoch(s._loaded_at),
+                epoch(case when s.is_processing then s._loaded_at else {seen} end),
+                series.first_day, series.first_nonzero_day, series.members_now, series.first_fetched_on
+            from {RAW_DATASET}.{SEGMENTS_TABLE} as s
+            left join series on series.segment_id = s.id
+            left join first_seen on first_seen.segment_id = s.id
+            where s.account_id = $account and not coalesce(s.is_deleted, false)
+            order by s.id
+            """,
+            parameters,
+        ).fetchall()
+
+    def moment(seconds: float | None) -> dt.datetime | None:
+        return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+    return [
+        SegmentFacts(
+            segment_id=segment_id,
+            created=moment(created),
+            listed_at=moment(listed_at),
+            processing_seen_at=moment(processing_seen_at),
+            first_stored_day=first_day,
+            first_nonzero_day=first_nonzero_day,
+            members_now=members_now,
+            first_fetched_on=first_fetched_on,
+        )
+        for segment_id, created, listed_at, processing_seen_at, first_day, first_nonzero_day, members_now, (
+            first_fetched_on
+        ) in rows
+    ]
 
 
 def live_segments(path: Path, account_id: str) -> list[dict]:
@@ -424,19 +567,38 @@ def dlt_pipeline(
 ) -> dlt.Pipeline:
     """A dlt pipeline writing the RAW_DATASET schema of the warehouse; its working dir stays in the project."""
     import dlt  # here, not at the top: the publish step and the demo need this module but not dlt
+    from dlt.common.exceptions import DltException
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
     # dlt would otherwise send anonymous telemetry; this machine and many production hosts have no internet
     dlt.config["runtime.dlthub_telemetry"] = False
+    # dlt keeps a copy of every load's data files in its working folder (the state folder) unless told not to: a
+    # copy of every response, kept for ever. The staged responses are the copy that matters, until a load commits.
+    dlt.config["load.delete_completed_jobs"] = True
     warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     pipelines_dir.mkdir(parents=True, exist_ok=True)
     credentials = DuckDbCredentials(str(warehouse_path), global_config={"memory_limit": memory_limit})
-    return dlt.pipeline(
-        pipeline_name=pipeline_name,
-        pipelines_dir=str(pipelines_dir),
-        destination=dlt.destinations.duckdb(credentials),
-        dataset_name=RAW_DATASET,
-    )
+    try:
+        return dlt.pipeline(
+            pipeline_name=pipeline_name,
+            pipelines_dir=str(pipelines_dir),
+            destination=dlt.destinations.duckdb(credentials),
+            dataset_name=RAW_DATASET,
+        )
+    except (ValueError, KeyError, TypeError, OSError, DltException) as exc:
+        folder = pipelines_dir / pipeline_name
+        cause = state_files.write_error_cause(exc)
+        if cause is not None:
+            raise StateFileError(
+                f"dlt's working folder {folder} cannot be written ({state_files.describe(cause)}): "
+                f"{state_files.advice(cause, folder)}. Nothing was loaded."
+            ) from exc
+        # its working folder (state, schema, load packages) is a copy of what the warehouse holds
+        raise StateFileError(
+            f"dlt's working folder of the {pipeline_name} load, {folder}, cannot be read "
+            f"({type(exc).__name__}: {exc}). Nothing was loaded. Delete that folder and run again: dlt restores "
+            "its state and schema from the warehouse, and staged report responses are kept until they are loaded."
+        ) from exc
 
 
 @dataclass(frozen=True)

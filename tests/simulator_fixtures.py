@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
+from klaviyo_simulator.foreign_host import ForeignHost
 from klaviyo_simulator.recording import RecordedRequest
 from tests.openapi_contract import (
     Contract,
@@ -128,3 +129,10 @@ def make_simulator(request: pytest.FixtureRequest) -> Iterator[MakeSimulator]:
 def simulator(make_simulator: MakeSimulator) -> KlaviyoSimulator:
     """A running simulator with `DEFAULT_SIMULATOR_CONFIG` (key `TEST_API_KEY`, 12 segments, real-time limits)."""
     return make_simulator()
+
+
+@pytest.fixture
+def foreign_host() -> Iterator[ForeignHost]:
+    """A second real HTTP server, for a host the API key must never reach; it records what arrives."""
+    with ForeignHost() as host:
+        yield host

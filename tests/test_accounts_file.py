@@ -92,7 +92,7 @@ def test_a_good_file_gives_typed_frozen_settings_with_defaults_filled_in(tmp_pat
     )
     assert b.segments.tracks_all and not a.segments.tracks_all
     assert accounts["brand_b"] is b
-    with pytest.raises(KeyError, match="brand_a, brand_b"):
+    with pytest.raises(KeyError, match="the accounts are 'brand_a' and 'brand_b'"):
         accounts["brand_c"]
     with pytest.raises(Exception, match="frozen"):
         a.timezone = "UTC"  # type: ignore[misc]
@@ -301,6 +301,23 @@ def test_a_key_written_in_the_file_is_refused_and_never_echoed(tmp_path):
         error = problems_of(write(tmp_path, text))
         assert PASTED_KEY not in str(error) and "rotate" in str(error)
         assert [problem.line for problem in error.problems] in ([12], [13], [10])
+
+
+def test_a_key_in_a_comment_a_mapping_key_or_a_broken_file_is_refused_and_never_echoed(tmp_path):
+    for text, lines in (
+        # a comment is still in the file: committed or shared, the key is out
+        (GOOD.replace("    timezone: US/Pacific\n", f"    timezone: US/Pacific  # old key {PASTED_KEY}\n"), [13]),
+        (f"# {PASTED_KEY}\n" + GOOD, [1]),
+        (GOOD + f"# brand_c: {PASTED_KEY}\n", [14]),
+        # as a mapping key (YAML's "unknown key" message would have echoed it)
+        (GOOD.replace("    lookback_days: 5\n", f"    {PASTED_KEY}: 5\n"), [7]),
+        # beside other problems: each is still named, the key only by its line
+        (GOOD.replace("US/Pacific", "Nowhere/City") + f"# {PASTED_KEY}\n", [13, 14]),
+        (f"# {PASTED_KEY}\naccounts: [\n", [1, 3]),
+    ):
+        error = problems_of(write(tmp_path, text))
+        assert PASTED_KEY not in str(error) and "rotate" in str(error) and "comment" in str(error)
+        assert [problem.line for problem in error.problems] == lines, str(error)
 
 
 def test_a_key_holder_name_gets_a_plain_answer_even_for_a_short_key(tmp_path):

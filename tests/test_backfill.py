@@ -5,6 +5,9 @@ account in parallel against the simulator serving several accounts, one account'
 from __future__ import annotations
 
 import datetime as dt
+import io
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +17,7 @@ import duckdb
 import pytest
 
 from klaviyo_simulator.demo import write_accounts_file
+from segment_pipeline import backfill as backfill_module
 from segment_pipeline.accounts import Accounts, AccountSettings
 from segment_pipeline.backfill import (
     ACCOUNT_TAG,
@@ -22,9 +26,12 @@ from segment_pipeline.backfill import (
     account_today,
     plan_ranges,
 )
+from segment_pipeline.backfill import main as backfill_main
 from segment_pipeline.defs.account_names import job_name
 from segment_pipeline.klaviyo.limits import REPORT_QUOTA_WINDOW_SECONDS, SEGMENT_SERIES_PATH, STEADY_WINDOW_SECONDS
-from tests.dagster_processes import REPO, pipeline_env
+from segment_pipeline.warehouse import lock_holder_description
+from tests.dagster_processes import REPO, DagsterProcess, pipeline_env
+from tests.pipeline_helpers import API_KEY
 
 SPEED = 60.0
 DAYS = 8
@@ -79,6 +86,45 @@ def test_what_klaviyo_or_the_partitions_would_refuse_is_refused_for_every_accoun
     with pytest.raises(BackfillRefused) as refused:
         plan_ranges(ACCOUNTS, now=NOW, **kwargs)
     assert expected in str(refused.value)
+
+
+def test_messages_count_in_words_that_agree(tmp_path, monkeypatch):
+    one_day = plan_ranges(ACCOUNTS, ["kolkata"], days=1, now=NOW)
+    assert one_day[0].describe() == "2026-03-09 to 2026-03-09 (1 day, Asia/Kolkata)"
+    with pytest.raises(BackfillRefused) as refused:
+        plan_ranges(ACCOUNTS, ["pacific"], start=dt.date(2026, 3, 1), end=dt.date(2026, 3, 10), now=NOW)
+    assert "the range ends on 2026-03-10, but today is 2026-03-10 there, so the last day" in str(refused.value)
+    alone = Accounts((account("default", "UTC"),))
+    with pytest.raises(BackfillRefused, match="the only account is 'default'$"):
+        plan_ranges(alone, ["brand_a"], days=1, now=NOW)
+    with pytest.raises(BackfillRefused, match="the accounts are 'sydney', 'pacific' and 'kolkata'$"):
+        plan_ranges(ACCOUNTS, ["brand_a"], days=1, now=NOW)
+
+    # the run itself replaced by its outcome: the lines around it
+    def ran(ranges, *args, **kwargs):
+        return [backfill_module.AccountOutcome(ranges[0], 0, 1.0, tmp_path / "kolkata.log")]
+
+    monkeypatch.setattr(backfill_module, "run_ranges", ran)
+    out = io.StringIO()
+    backfill_module.backfill(one_day, ACCOUNTS, {}, tmp_path, out=out)
+    assert "Backfilling 1 account, 1 at a time" in out.getvalue()
+    assert "Backfill finished in " in out.getvalue() and " s: 1 of 1 account ok." in out.getvalue()
+
+
+def test_without_the_single_account_key_nothing_starts(tmp_path, capsys):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("KLAVIYO_")},
+        "DAGSTER_HOME": str(home),
+        "PIPELINE_STATE_DIR": str(tmp_path / "state"),
+        "KLAVIYO_API_KEY": "  ",  # set but blank counts as unset
+    }
+    assert backfill_main(["--days", "3"], env=env) == 2
+    err = capsys.readouterr().err
+    assert "nothing was started" in err and "KLAVIYO_API_KEY is not set" in err and "account 'default'" in err
+    # refused before the instance was even touched: no run, no log
+    assert not (tmp_path / "state").exists() and list(home.iterdir()) == []
 
 
 def backfill_command(*args: str) -> list[str]:
@@ -204,3 +250,64 @@ def test_every_account_in_parallel_and_a_revoked_key_fails_only_its_account(serv
     first_day = account_today(account("sydney", TIMEZONES["sydney"])) - dt.timedelta(days=DAYS)
     assert len(sydney_reports) == 2
     assert sydney_reports[-1].json["data"]["attributes"]["timeframe"]["start"].startswith(first_day.isoformat())
+
+
+def descendants(root: int) -> set[int]:
+    """Every process started, directly or not, by `root` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_stops_every_run_of_the_backfill_and_leaves_nothing_running(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=3, speed=SPEED)
+    # Klaviyo's real pace: after the first of the two reports (70 days), the run waits 30 s for the second
+    env = pipeline_env(sim, tmp_path, KLAVIYO_REPORT_RATE_PER_MINUTE="2")
+    backfill = DagsterProcess(["segment_pipeline.cli", "backfill", "--days", "70"], env)
+    logs = tmp_path / "state" / "backfill_logs"
+    started: set[int] = set()
+    try:
+        backfill.wait_until(
+            lambda: any("report 1/2" in path.read_text() for path in logs.rglob("default.log")),
+            what="the first report of the account's run",
+        )
+        started = descendants(backfill.process.pid)
+        assert started, "the account's run is a process of its own"
+        backfill.process.send_signal(signal.SIGTERM)
+        returncode = backfill.finish(timeout=120)
+    finally:
+        # whatever the outcome, leave nothing running
+        survivors = [pid for pid in started if alive(pid)]
+        if backfill.process.poll() is None:
+            backfill.kill_group()
+        for pid in survivors:
+            os.kill(pid, signal.SIGKILL)
+    out = backfill.output
+    assert not survivors, "processes of the backfill outlived it"
+    assert returncode == 128 + signal.SIGTERM, out
+    assert "Backfill stopped by SIGTERM" in out and "1 run stopped." in out and "default stopped: run " in out
+    # and what it leaves is consistent: its run ended (not "started" forever), the locks are free
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        (run,) = instance.get_runs(dg.RunsFilter(tags={BACKFILL_TAG: next(logs.iterdir()).name}))
+    assert run.status == dg.DagsterRunStatus.FAILURE, run.status
+    assert run.run_id in out
+    assert lock_holder_description(tmp_path / "warehouse.duckdb") is None
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 1

@@ -136,7 +136,8 @@ SEGMENTS = [
     SyntheticSegment(
         "acct_ny",
         "VipE3",
-        "VIP customers",
+        # named as in the demo, so the analysts' guide's example segment exists here too
+        'VIP "Gold" customers',
         _utc(2023, 3, 15, 8),
         [
             (_definition([_did_metric("OrderM9")]), _utc(2023, 11, 2, 10), _utc(2024, 1, 1, 6)),
@@ -918,9 +919,9 @@ def test_publish_and_chart_the_built_warehouse(built: BuiltWarehouse, tmp_path: 
     assert "Engaged 30d" in page and "Old test segment" not in page
 
     # the report marks each definition change on its account-local day with the new version's summary
-    from segment_pipeline.report_data import read_report_data
+    from segment_pipeline.report_packing import read_page
 
-    (vip,) = [s for s in read_report_data(Path(stats["path"])).segments if s["id"] == "VipE3"]
+    (vip,) = [s for s in read_page(page)["segments"] if s["id"] == "VipE3"]
     start = dt.date.fromisoformat(vip["start"])
     changes = {start + dt.timedelta(days=index): summary for index, summary in vip["changes"]}
     assert changes == {
@@ -930,3 +931,18 @@ def test_publish_and_chart_the_built_warehouse(built: BuiltWarehouse, tmp_path: 
         ),
     }
     assert vip["tags"] == ["Lifecycle"]
+
+
+def test_rollup_member_counts_are_bigint(built: BuiltWarehouse) -> None:
+    # DuckDB sums integers into HUGEINT, which pandas (and many BI tools) read as floats
+    rollups = ("segment_growth_weekly", "segment_growth_monthly", "segment_growth_by_tag_daily")
+    rollups += ("segment_growth_by_tag_weekly",)
+    wide = query(
+        built.path,
+        "select table_name, column_name from information_schema.columns "
+        f"where table_schema = 'marts' and data_type = 'HUGEINT' and table_name in {rollups}",
+    )
+    assert wide.empty, wide.values.tolist()
+    for table in rollups:
+        frame = query(built.path, f"select members_added, members_removed, net_members_changed from marts.{table}")
+        assert not frame.empty and set(frame.dtypes.astype(str)) == {"int64"}, (table, frame.dtypes)

@@ -6,6 +6,7 @@ through the pipeline's own backfill code; every count is checked against the sim
 """
 
 import datetime as dt
+import json
 import os
 import re
 import subprocess
@@ -15,15 +16,19 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from klaviyo_simulator import SimulatorConfig, command, demo
+from klaviyo_simulator import SimulatorConfig, command, demo, scenario
 from klaviyo_simulator.account import SimulatedAccount
 from klaviyo_simulator.accounts import numbered_configs
 from segment_pipeline.accounts import read_accounts_file
 from segment_pipeline.backfill import account_today
+from segment_pipeline.report_data import read_report_data
+
+from .test_dbt_models import ANALYST_DOCS
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-DAYS, SEGMENTS, ACCOUNTS = 20, 12, 3
+# 35 days: the analysts' guide's 30-day windows are complete on the demo's data (still one report per account)
+DAYS, SEGMENTS, ACCOUNTS = 35, 12, 3
 DEMO_ARGS = ["demo", "--days", str(DAYS), "--segments", str(SEGMENTS), "--accounts", str(ACCOUNTS)]
 # one line per account in the demo's summary: name, timezone, segments, series rows, days, requests
 ACCOUNT_LINE = re.compile(
@@ -43,16 +48,23 @@ def demo_run(tmp_path_factory):
     env.pop("KLAVIYO_API_KEY", None)  # the demo needs no Klaviyo account
     data = tmp_path / "demo"
     started = dt.datetime.now(dt.UTC)
-    finished = subprocess.run(
+    demo_process = subprocess.Popen(
         [sys.executable, "-m", "segment_pipeline.cli", *DEMO_ARGS, "--data-dir", str(data)],
         cwd=REPO,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=420,
     )
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    return data, finished.stdout, finished.stderr, started
+    try:
+        out, err = demo_process.communicate(timeout=420)
+    except subprocess.TimeoutExpired:
+        # SIGTERM, not SIGKILL: the demo passes it on to the accounts' runs and waits for them, leaving none
+        demo_process.terminate()
+        out, err = demo_process.communicate(timeout=120)
+        pytest.fail(f"the demo took more than 420 s:\n{out[-3000:]}{err[-3000:]}")
+    assert demo_process.returncode == 0, out[-3000:] + err[-3000:]
+    return data, out, err, started
 
 
 def simulated_accounts() -> dict[str, SimulatedAccount]:
@@ -110,7 +122,13 @@ def test_the_demo_writes_the_accounts_file_and_never_a_key(demo_run):
         ("account_3", "US/Pacific"),
     ]
     logs = "".join(path.read_text() for path in (data / "state" / "backfill_logs").rglob("*.log"))
-    assert len(list((data / "state" / "backfill_logs").rglob("*.log"))) == ACCOUNTS
+    # one log per account's run, and the first account's listing before the demo's definition change
+    assert sorted(path.name for path in (data / "state" / "backfill_logs").rglob("*.log")) == [
+        "account_1.listing.log",
+        "account_1.log",
+        "account_2.log",
+        "account_3.log",
+    ]
     assert demo.DEMO_API_KEY not in out + err + logs + (data / "accounts.yaml").read_text()
     assert "not handled" not in out and "is not there yet" not in out
 
@@ -187,3 +205,88 @@ def test_the_report_works_in_a_real_browser_offline(demo_run, tmp_path):
     assert problems == []
     assert all(url.startswith(("file:", "data:", "blob:")) for url in requests), requests
     assert (tmp_path / "growth-report.png").stat().st_size > 10_000
+
+
+# the guide's queries whose empty answer is the demo's truth, by title, with why
+EMPTY_ON_THE_DEMO = {"Days where Klaviyo's numbers do not add up": "the simulator's numbers always add up"}
+
+
+def guide_queries() -> dict[str, str]:
+    text = ANALYST_DOCS.read_text()
+    titled = dict(re.findall(r"^\*\*([^\n]*)\*\*\n+```sql\n(.*?)```", text, flags=re.MULTILINE | re.DOTALL))
+    assert len(titled) == text.count("```sql"), "every query of the guide has a bold title right above it"
+    return titled
+
+
+def test_every_query_of_the_analysts_guide_returns_rows_on_the_demos_copy(demo_run):
+    data = demo_run[0]
+    queries = guide_queries()
+    assert set(EMPTY_ON_THE_DEMO) <= set(queries)
+    # the guide opens the demo's copy by the path the demo writes (relative to where `make demo` runs)
+    assert "data/demo/analytics.duckdb" in ANALYST_DOCS.read_text()
+    empty = []
+    with duckdb.connect(str(data / "analytics.duckdb"), read_only=True) as connection:
+        for title, sql in queries.items():
+            rows = connection.execute(sql).fetchall()
+            if not rows and title not in EMPTY_ON_THE_DEMO:
+                empty.append(title)
+            if title in EMPTY_ON_THE_DEMO:
+                assert rows == [], title
+    assert empty == [], f"these queries of {ANALYST_DOCS.name} return no rows on the demo's data: {empty}"
+
+
+def test_the_demo_shows_a_definition_change_inside_its_range(demo_run):
+    data, out, _, _ = demo_run
+    found = re.search(r"the definition of (?P<name>.+) edited on (?P<day>\d{4}-\d\d-\d\d)", out)
+    assert found, out
+    name, day = found["name"], dt.date.fromisoformat(found["day"])
+    # the segment the scenario picks in the demo's first account, edited in the middle of its range
+    account = simulated_accounts()["account_1"]
+    segment = scenario.segment_to_edit(account)
+    assert segment is not None and repr(segment.name) == name
+    with duckdb.connect(str(data / "analytics.duckdb"), read_only=True) as connection:
+        first, last = connection.execute(
+            "select min(date), max(date) from marts.segment_growth_daily where account_id = ?", [account.account_id]
+        ).fetchone()
+        changed = connection.execute(
+            "select segment_id, date from marts.segment_growth_daily where definition_changed"
+        ).fetchall()
+        versions = connection.execute(
+            "select version_number from marts.segment_definition_history where segment_id = ? and account_id = ? "
+            "order by 1",
+            [segment.id, account.account_id],
+        ).fetchall()
+    assert day == scenario.change_day(first, last) and first < day < last
+    assert changed == [(segment.id, day)]
+    assert versions == [(1,), (2,)]
+    # and the growth report marks it on that day
+    (embedded,) = [s for s in read_report_data(data / "analytics.duckdb").segments if s["id"] == segment.id]
+    start = dt.date.fromisoformat(embedded["start"])
+    assert [start + dt.timedelta(days=index) for index, _ in embedded["changes"]] == [day]
+
+
+def test_dev_says_where_its_runs_are_and_opens_the_demos_on_request(demo_run):
+    dev_dir, demo_dir = Path(demo.DEV_DATA_DIR).resolve(), Path(demo.DEMO_DATA_DIR).resolve()
+    notice = demo.dev_notice(dev_dir, dev_dir / "dagster_home", 3)
+    assert f"instance {dev_dir / 'dagster_home'}" in notice
+    assert "runs of `make demo` are in their own instance" in notice
+    assert "`make dev DEV_DATA_DIR=data/demo SIM_ACCOUNTS=3`" in notice
+    assert "make demo" not in demo.dev_notice(demo_dir, demo_dir / "dagster_home", 1)
+    # which `make dev DEV_DATA_DIR=...` passes on (the instance is `<data dir>/dagster_home`)
+    planned = subprocess.run(
+        ["make", "-n", "dev", "DEV_DATA_DIR=data/demo"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert "--data-dir data/demo" in planned.stdout, planned.stdout + planned.stderr
+
+    # dev's simulator makes the demo's edit too: on the demo's warehouse its listings find the definition the
+    # demo loaded last, so no change is recorded that did not happen
+    data = demo_run[0]
+    account = simulated_accounts()["account_1"]
+    yesterday = account.today() - dt.timedelta(days=1)
+    change = scenario.stage_definition_change(account, yesterday - dt.timedelta(days=demo.DEMO_DAYS - 1), yesterday)
+    with duckdb.connect(str(data / "analytics.duckdb"), read_only=True) as connection:
+        (loaded,) = connection.execute(
+            "select definition from marts.segments where account_id = ? and segment_id = ?",
+            [account.account_id, change.segment_id],
+        ).fetchone()
+    assert json.loads(loaded) == account.segment(change.segment_id).definition

@@ -39,6 +39,7 @@ from segment_pipeline.defs.publish.assets import analytics_copy, growth_chart
 from segment_pipeline.defs.transform.assets import segment_growth_models
 from segment_pipeline.defs.transform.project import dbt_project
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
+from segment_pipeline.report_packing import read_page
 from tests.openapi_contract import load_contract
 from tests.simulator_fixtures import contract_problems
 
@@ -517,9 +518,9 @@ def test_growth_chart_files_are_a_png_and_a_self_contained_page(pipeline: Pipeli
         return pipeline.sim.account.series(segment.id, pipeline.last, pipeline.last)[0]["total_members"]
 
     largest = max(pipeline.sim.account.segments, key=latest_total)
-    assert f'"key":"{pipeline.account_id}/{largest.id}"' in text
-    for segment in pipeline.sim.account.segments:
-        assert f'"id":"{segment.id}"' in text
+    embedded = read_page(text)["segments"]
+    assert embedded[0]["key"] == f"{pipeline.account_id}/{largest.id}"
+    assert {s["id"] for s in embedded} == {segment.id for segment in pipeline.sim.account.segments}
 
 
 # ---------------------------------------------------------------------------------------------------------

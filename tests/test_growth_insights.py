@@ -8,8 +8,6 @@ that change state (a tampered row, a tag taken off) come last and put things bac
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from segment_pipeline.defs.transform.assets import segment_growth_models
 from segment_pipeline.defs.transform.project import dbt_project
 from segment_pipeline.klaviyo import DayWindow
 from segment_pipeline.klaviyo.limits import SEGMENT_VALUES_PATH
+from segment_pipeline.report_packing import read_page
 from tests.simulator_fixtures import contract_problems
 
 from .pipeline_helpers import API_KEY, FAST, materialize, query, range_tags, resources
@@ -206,8 +205,7 @@ def test_the_anomaly_check_warns_about_the_newest_day(run: Run) -> None:
 
 def test_the_report_embeds_the_anomalies(run: Run) -> None:
     page = (run.work / "charts" / "segment_growth.html").read_text(encoding="utf-8")
-    found = re.search(r'<script id="report-data" type="application/json">(.*?)</script>', page, re.DOTALL)
-    segments = {s["id"]: s for s in json.loads(found.group(1))["segments"]}
+    segments = {s["id"]: s for s in read_page(page)["segments"]}
     embedded = set()
     for segment_id, segment in segments.items():
         start = dt.date.fromisoformat(segment["start"])
@@ -280,10 +278,39 @@ def test_reconciliation_fails_on_a_tampered_row_naming_the_segment(run: Run, mon
             )
     assert not result.passed
     assert result.metadata["segments_disagreeing"].value == 1
+    assert result.description.startswith("1 segment disagrees with Klaviyo's values report for ")
     assert segment.id in result.description and "members_removed" in result.description
     assert "difference +7" in result.description
     assert "members_removed" in result.metadata["mismatches"].value
     assert invoke_check(run).passed  # put back: agrees again
+
+
+def test_a_budget_spent_by_the_series_fails_only_the_check_and_says_the_series_is_loaded(
+    make_simulator, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
+    # room for the series' one request, none for the check's
+    monkeypatch.setenv("KLAVIYO_REPORT_DAILY_LIMIT", "1")
+    sim = make_simulator(api_key=API_KEY, segment_count=4, speed=FAST, seed=SEED)
+    last = sim.account.today() - dt.timedelta(days=1)
+    materialize([segments], sim, tmp_path)
+    result = materialize(
+        [segment_series_daily, series_reconciles_with_klaviyo],
+        sim,
+        tmp_path,
+        tags=range_tags(last - dt.timedelta(days=9), last),
+        raise_on_error=False,
+    )
+    assert result.asset_materializations_for_node("klaviyo__segment_series_daily")
+    (loaded,) = query(tmp_path / "warehouse.duckdb", "select count(*) from klaviyo.segment_series_daily")
+    assert loaded == (4 * 10,)
+    assert sim.count(method="POST", path=SEGMENT_VALUES_PATH) == 0
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.user_failure_data.description
+    # true to what happened: the series was sent and loaded, only the check's request was not
+    assert "Nothing was sent" not in message and "this run needs" not in message
+    assert "the reconciliation check (the series is loaded" in message, message
+    assert "needs 1 report request but only 0 are left" in message and "That request was not sent" in message
 
 
 # ---------------------------------------------------------------------------------------------------------

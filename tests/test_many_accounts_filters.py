@@ -71,3 +71,25 @@ def test_segment_filters_send_requests_only_for_the_chosen_segments(make_simulat
             [sim.accounts[name].account_id],
         )
         assert {row[0] for row in stored} == ids, name
+
+
+def test_a_filter_that_matches_nothing_fails_before_any_report_request(make_simulator, tmp_path, monkeypatch):
+    sim = start_simulator(make_simulator)
+    env = deployment_env(sim, tmp_path, sydney={"segments": {"name_matches": "no segment is called this"}})
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    warehouse = WarehouseResource.from_env(env)
+    deployment = build_deployment(warehouse, load_accounts(env), env)
+    ingest = [a for a in deployment.assets if any(k.path[:2] == ["klaviyo", "sydney"] for k in a.keys)]
+    result = dg.materialize(
+        ingest,
+        resources={**deployment.resources, "warehouse": warehouse},
+        tags=range_tags(*local_range("sydney")),
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.user_failure_data.description
+    # the segments step and the account check did send requests: only report requests were spared
+    assert "passes its segment filter" in message and "no report request was sent" in message, message
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 0 and sim.count(path="/api/accounts") > 0

@@ -171,6 +171,19 @@ def islands(cells):
     return rows
 
 
+def cells_asked_once(plan) -> set:
+    """The (segment, day) cells a plan asks for, checking each request's limits and that none is asked twice."""
+    covered = set()
+    for request in plan:
+        assert 1 <= len(request.segment_ids) <= MAX_SEGMENT_IDS_PER_REPORT
+        assert 1 <= request.window.days <= MAX_DAYS_PER_DAILY_SERIES
+        for sid in request.segment_ids:
+            for day in request.window.dates():
+                assert (sid, day) not in covered, "a cell asked for twice"
+                covered.add((sid, day))
+    return covered
+
+
 @settings(max_examples=200, deadline=None)
 @given(stored_cells())
 def test_the_plan_asks_for_exactly_the_cells_missing_or_not_final_in_few_requests(case):
@@ -192,15 +205,7 @@ def test_the_plan_asks_for_exactly_the_cells_missing_or_not_final_in_few_request
     assert got == expected
 
     plan = plan_needed_requests(needed)
-    covered = {}
-    for request in plan:
-        assert 1 <= len(request.segment_ids) <= MAX_SEGMENT_IDS_PER_REPORT
-        assert 1 <= request.window.days <= MAX_DAYS_PER_DAILY_SERIES
-        for sid in request.segment_ids:
-            for day in request.window.dates():
-                assert (sid, day) not in covered, "a cell asked for twice"
-                covered[(sid, day)] = True
-    assert expected <= set(covered)
+    assert expected <= cells_asked_once(plan)
     assert [r.window.start for r in plan] == sorted(r.window.start for r in plan)  # oldest days first
     # never more requests than asking for the whole range would take
     if expected:
@@ -238,3 +243,177 @@ def test_segments_needing_different_days_are_planned_apart():
     assert set(needed) == set(new)
     plan = plan_needed_requests(needed)
     assert len(plan) == 1 and set(plan[0].segment_ids) == set(new) and plan[0].window == DayWindow(start, end)
+
+
+# -- numbers that have not settled: new or processing segments, an all-zero past ------------------------------
+
+from segment_pipeline.klaviyo.planner import (  # noqa: E402
+    NEW_SEGMENT_SETTLE,
+    ZERO_HISTORY_WAIT,
+    SegmentFacts,
+    Settling,
+    settling_of,
+    to_repair,
+)
+
+UTC = dt.UTC
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def test_a_new_segment_settles_the_first_local_day_after_48_hours():
+    facts = SegmentFacts("s", created=at("2026-11-24T10:00:00+00:00"), listed_at=at("2026-11-26T09:00:00+00:00"))
+    assert NEW_SEGMENT_SETTLE == dt.timedelta(hours=48)
+    # 48 h after creation is 2026-11-26 10:00 UTC: every fetch of the 27th is later
+    assert settling_of(facts, "UTC") == Settling(settled_on=dt.date(2026, 11, 27), refetch_from=dt.date(2026, 11, 27))
+    # in the account's days: 2026-11-26 10:00 UTC is already the 27th at UTC+14
+    assert settling_of(facts, "Pacific/Kiritimati").settled_on == dt.date(2026, 11, 28)
+    # a fetch on the settle day itself, or earlier, is not final; the day after it is
+    assert not is_final(dt.date(2026, 1, 1), dt.date(2026, 11, 26), 5, settled_on=dt.date(2026, 11, 27))
+    assert is_final(dt.date(2026, 1, 1), dt.date(2026, 11, 27), 5, settled_on=dt.date(2026, 11, 27))
+    # the lookback still applies to a settled segment
+    assert not is_final(dt.date(2026, 11, 22), dt.date(2026, 11, 27), 5, settled_on=dt.date(2026, 11, 27))
+
+
+def test_processing_seen_later_than_creation_moves_the_settle_day():
+    facts = SegmentFacts(
+        "s",
+        created=at("2025-01-01T00:00:00+00:00"),
+        listed_at=at("2026-11-26T06:00:00+00:00"),
+        processing_seen_at=at("2026-11-26T06:00:00+00:00"),
+    )
+    assert settling_of(facts, "UTC").settled_on == dt.date(2026, 11, 29)
+
+
+def test_nothing_dates_a_segment_without_creation_or_processing():
+    assert settling_of(SegmentFacts("s", created=None, listed_at=at("2026-11-26T06:00:00+00:00")), "UTC") is None
+
+
+def test_a_creation_time_later_than_the_listing_counts_as_the_listing():
+    facts = SegmentFacts("s", created=at("2099-01-01T00:00:00+00:00"), listed_at=at("2026-11-26T06:00:00+00:00"))
+    assert settling_of(facts, "UTC").settled_on == dt.date(2026, 11, 29)
+
+
+@pytest.mark.parametrize(
+    "first_nonzero_day, members_now, waits",
+    [
+        pytest.param(None, 500, True, id="zeros before creation, members now"),
+        pytest.param(dt.date(2026, 11, 20), 500, True, id="non-zero only from the creation day"),
+        pytest.param(dt.date(2026, 11, 10), 500, False, id="a non-zero day before creation"),
+        pytest.param(None, 0, False, id="no members now"),
+    ],
+)
+def test_an_all_zero_past_where_klaviyo_reports_members_waits_up_to_a_week(first_nonzero_day, members_now, waits):
+    created = at("2026-11-20T15:00:00+00:00")
+    facts = SegmentFacts(
+        "s",
+        created=created,
+        listed_at=at("2026-11-26T06:00:00+00:00"),
+        first_stored_day=dt.date(2026, 11, 1),
+        first_nonzero_day=first_nonzero_day,
+        members_now=members_now,
+    )
+    settle = settling_of(facts, "UTC")
+    assert settle.refetch_from == dt.date(2026, 11, 23)  # asked again from the day it is past 48 h
+    assert settle.settled_on == (
+        (created + ZERO_HISTORY_WAIT).date() + dt.timedelta(days=1) if waits else settle.refetch_from
+    )
+
+
+def test_segments_to_repair_are_those_with_cells_fetched_before_they_settled_and_due_today():
+    today = dt.date(2026, 11, 26)
+    settling = {
+        "due": Settling(dt.date(2026, 11, 25), dt.date(2026, 11, 25)),
+        "waiting": Settling(dt.date(2026, 11, 28), dt.date(2026, 11, 28)),
+        "repaired": Settling(dt.date(2026, 11, 25), dt.date(2026, 11, 25)),
+    }
+    facts = [
+        SegmentFacts("due", created=None, first_fetched_on=dt.date(2026, 11, 24)),
+        SegmentFacts("waiting", created=None, first_fetched_on=dt.date(2026, 11, 24)),
+        SegmentFacts("repaired", created=None, first_fetched_on=dt.date(2026, 11, 25)),
+        SegmentFacts("old", created=None, first_fetched_on=dt.date(2025, 1, 1)),
+    ]
+    assert to_repair(facts, settling, today) == ["due"]
+
+
+@st.composite
+def stored_cells_and_settling(draw):
+    """`stored_cells`, some of whose segments have not settled, are due a repair, or settled after a fetch."""
+    today, start, end, ids, lookback, cells = draw(stored_cells())
+    settling = {}
+    for sid in draw(st.lists(st.sampled_from(ids), max_size=8, unique=True)):
+        settled_on = today + dt.timedelta(days=draw(st.integers(-12, 4)))
+        refetch_from = settled_on - dt.timedelta(days=draw(st.integers(0, 6)))
+        settling[sid] = Settling(settled_on=settled_on, refetch_from=refetch_from)
+    return today, start, end, ids, lookback, cells, settling
+
+
+@settings(max_examples=120, deadline=None)
+@given(stored_cells_and_settling())
+def test_the_plan_asks_for_unsettled_cells_and_never_for_final_ones(case):
+    today, start, end, ids, lookback, cells, settling = case
+    needed = days_to_fetch(ids, start, end, islands(cells), lookback, today, settling=settling)
+    earliest = earliest_reportable_day(today)
+    expected = set()
+    for sid in ids:
+        settle = settling.get(sid)
+        settled_on = settle.settled_on if settle else None
+        day = start
+        while day <= end:
+            if not is_final(day, cells.get((sid, day)), lookback, settled_on):
+                expected.add((sid, day))
+            day += dt.timedelta(days=1)
+        for back in range(1, lookback + 1):
+            day = start - dt.timedelta(days=back)
+            if (sid, day) in cells and day >= earliest and not is_final(day, cells[(sid, day)], lookback, settled_on):
+                expected.add((sid, day))
+        # fetched before the segment settled: asked again, wherever the day lies, once it is due
+        if settle is not None and settle.refetch_from <= today:
+            expected |= {
+                (s, d) for (s, d), fetched in cells.items() if s == sid and d >= earliest and fetched < settled_on
+            }
+    got = {(sid, d) for sid, days in needed.items() for w in days for d in w.dates()}
+    assert got == expected
+    assert expected <= cells_asked_once(plan_needed_requests(needed))
+
+
+@st.composite
+def daily_runs_history(draw):
+    """What the daily run reads after a daily run every day, as islands: the lookback days, last fetched
+    yesterday; some segments new (not settled, not due yet), some due a repair of their whole stored past."""
+    today = draw(st.dates(min_value=dt.date(2024, 9, 1), max_value=dt.date(2030, 12, 31)))
+    lookback = draw(st.integers(0, 59))
+    ids = [f"S{i:04d}" for i in range(draw(st.integers(1, 1050)))]
+    yesterday = today - dt.timedelta(days=1)
+    new = draw(st.integers(0, len(ids)))
+    due = draw(st.integers(0, len(ids) - new))
+    history = draw(st.integers(lookback + 2, 400))
+    stored = []
+    for index, sid in enumerate(ids):
+        if new <= index < new + due:  # fetched in its first hours, two days ago: all of it read, unsettled
+            stored.append(
+                (sid, today - dt.timedelta(days=3), today - dt.timedelta(days=history), today - dt.timedelta(days=2))
+            )
+        elif lookback:
+            stored.append((sid, yesterday, today - dt.timedelta(days=lookback + 1), today - dt.timedelta(days=2)))
+    settling = {sid: Settling(today + dt.timedelta(days=2), today + dt.timedelta(days=2)) for sid in ids[:new]}
+    settling.update({sid: Settling(today, today) for sid in ids[new : new + due]})
+    return today, lookback, ids, history, stored, settling, due
+
+
+@settings(max_examples=150, deadline=None)
+@given(daily_runs_history())
+def test_the_daily_run_is_one_request_per_100_segments_whatever_the_lookback(case):
+    today, lookback, ids, history, stored, settling, due = case
+    yesterday = today - dt.timedelta(days=1)
+    plan = plan_needed_requests(days_to_fetch(ids, yesterday, yesterday, stored, lookback, today, settling=settling))
+    others = len(ids) - due
+    # the lookback rides along in the daily request; segments not settled yet are in the same requests
+    daily = math.ceil(others / MAX_SEGMENT_IDS_PER_REPORT)
+    assert minimal_request_count(others, lookback + 1) == daily
+    # a segment due a repair is asked once for its whole stored past (what Klaviyo still reports of it), apart
+    reportable = (yesterday - max(today - dt.timedelta(days=history), earliest_reportable_day(today))).days + 1
+    repair = minimal_request_count(due, reportable)
+    assert len(plan) == daily + repair

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import subprocess
@@ -22,6 +21,7 @@ from segment_pipeline.publish import (
     WarehouseNotFoundError,
     publish_analytics_copy,
 )
+from segment_pipeline.report_packing import page_elements, read_page, unpack
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -240,9 +240,8 @@ def make_growth_mart(path: Path, sizes: dict[str, int], days: int = 40) -> None:
 
 
 def report_data(page: str) -> dict:
-    """The JSON the growth report embeds for its script."""
-    found = re.search(r'<script id="report-data" type="application/json">(.*?)</script>', page, re.DOTALL)
-    return json.loads(found.group(1))
+    """What the growth report embeds for its script, unpacked."""
+    return read_page(page)
 
 
 def test_charts_draw_the_largest_segments_and_the_report_has_every_segment(tmp_path: Path) -> None:
@@ -293,7 +292,8 @@ def test_the_html_page_is_self_contained(tmp_path: Path) -> None:
     database = tmp_path / "analytics.duckdb"
     make_growth_mart(database, {"A": 10, "B": 20})
     page = write_growth_charts(database, tmp_path / "charts")["html"].read_text()
-    assert "plotly.js" in page.lower()  # the library itself is embedded
+    plotly = page_elements(page)["plotly-packed"]
+    assert b"plotly.js" in unpack(plotly[1], int(plotly[0]["length"])).lower()  # the library itself is embedded
     assert not re.search(r"<script[^>]*\bsrc\b", page, re.IGNORECASE)
     assert not re.search(r"<link\b|@import|<iframe", page, re.IGNORECASE)
 
@@ -326,3 +326,28 @@ def test_charts_read_while_an_analyst_holds_the_copy(tmp_path: Path) -> None:
         analyst.kill()
     assert paths["png"].exists()
     assert oct(os.stat(paths["html"]).st_mode & 0o777) == oct(0o644)
+
+
+def test_the_png_writes_whole_members_and_keeps_the_legend_off_the_lines(tmp_path: Path) -> None:
+    from segment_pipeline import charts
+
+    database = tmp_path / "analytics.duckdb"
+    names = ["Everyone who ever opened an email in the last two years", "Huge", "Big", "Bigger", "Large"]
+    make_growth_mart(database, dict(zip(names, (2_400_000, 1_800_000, 1_600_000, 1_500_000, 1_200_000), strict=True)))
+    figure = charts._figure(*charts._read(database, 5))
+    figure.canvas.draw()
+    totals_axis, flows_axis = figure.axes
+    for axis in (totals_axis, flows_axis):
+        labels = [label.get_text() for label in axis.get_yticklabels() if label.get_text()]
+        assert labels and all(re.fullmatch(r"[−-]?\d{1,3}(,\d{3})*", label) for label in labels), labels
+        assert axis.yaxis.get_offset_text().get_text() == ""  # no "1e6" above the axis
+    assert (
+        "2,400,000" in [label.get_text() for label in totals_axis.get_yticklabels()]
+        or max(int(label.get_text().replace(",", "")) for label in totals_axis.get_yticklabels() if label.get_text())
+        >= 2_000_000
+    )
+    # the legend sits beside the plotting area: it covers none of the lines
+    legend = totals_axis.get_legend().get_window_extent()
+    assert not legend.overlaps(totals_axis.get_window_extent())
+    assert legend.x1 <= figure.bbox.x1  # and it is inside the picture
+    assert [t.get_text() for t in totals_axis.get_legend().get_texts()][0].endswith("…")

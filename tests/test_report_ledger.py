@@ -2,7 +2,9 @@
 
 import datetime as dt
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -303,8 +305,8 @@ def test_available_at_says_when_a_number_of_requests_will_fit(tmp_path):
     assert budget.available_at(2, now=now).timestamp() == 1110.0
     assert budget.available_at(3, now=now).timestamp() == 1120.0
     assert budget.available_at(50, now=now).timestamp() == 1120.0  # never more than the whole limit at once
-    budget.block_until(1200.0, now=now)
-    assert budget.available_at(1, now=now).timestamp() == 1200.0  # Klaviyo's block comes first
+    budget.block_until(1125.0, now=now)
+    assert budget.available_at(1, now=now).timestamp() == 1125.0  # Klaviyo's block comes first
     assert budget.available_at(1, now=1250.0) is None
 
 
@@ -332,3 +334,120 @@ def test_a_ledger_directory_that_cannot_be_written_is_a_clear_error(sim, tmp_pat
     with make_client(sim, blocker / "ledgers") as client, pytest.raises(ReportLedgerError, match="cannot be written"):
         one_report(client, sim)
     assert sim.count(path=SEGMENT_SERIES_PATH) == 0
+
+
+# stands for a number of 5,000 digits, which Python's json neither writes nor reads
+HUGE = "<a number of 5000 digits>"
+
+
+def ledger_text(sim, **values) -> str:
+    ledger = {"account_id": sim.account.account_id, "sent": [], "last_done": None, "blocked_until": None}
+    text = json.dumps({"blocked_at": None, **ledger, **values}, allow_nan=True)
+    return text.replace(json.dumps(HUGE), "9" * 5000)
+
+
+@pytest.mark.parametrize(
+    "values, problem, fix",
+    [
+        pytest.param(
+            # what an older version stored from `Retry-After: 99999999999999`
+            {"blocked_until": time.time() + 99999999999999, "blocked_at": time.time()},
+            "holds 'blocked_until': 1000",
+            'set "blocked_until" and "blocked_at" to null',
+            id="a block in the year 3170900",
+        ),
+        pytest.param(
+            {"blocked_at": -1e300}, "holds 'blocked_at'", 'set "blocked_until" and "blocked_at" to null', id="-1e300"
+        ),
+        pytest.param({"last_done": float("nan")}, "holds 'last_done': nan,", 'set "last_done" to null', id="NaN"),
+        pytest.param({"sent": [time.time(), float("inf")]}, "holds 'sent': inf,", "remove the entries", id="inf"),
+        pytest.param({"sent": [10**400]}, "holds 'sent': 1000000000", "remove the entries", id="400 digits"),
+        pytest.param({"sent": [-5]}, "holds 'sent': -5,", "remove the entries", id="before 1970"),
+        pytest.param({"sent": [HUGE]}, "is damaged: it is not JSON (Exceeds the limit", "inspect it", id="5000 digits"),
+        pytest.param({"sent": [1.0] * 100_001}, "counts 100001 report requests", "inspect it", id="a count"),
+    ],
+)
+def test_an_impossible_stored_value_fails_closed_naming_the_file_and_the_fix(sim, tmp_path, values, problem, fix):
+    path = ledger_file(tmp_path, sim)
+    content = ledger_text(sim, **values)
+    path.write_text(content)
+    with make_client(sim, tmp_path) as client:
+        with pytest.raises(ReportLedgerError) as caught:
+            one_report(client, sim)
+        for read in (client.budget.remaining, lambda: client.budget.available_at(1)):
+            with pytest.raises(ReportLedgerError):
+                read()
+    message = str(caught.value)
+    assert str(path) in message and problem in message and fix in message
+    assert f"no report request is sent until it is fixed. Fix: {fix}" in message
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 0
+    assert path.read_text() == content
+
+
+def skewed_client(sim, ledger_dir, slept, **overrides):
+    settings = make_client(sim, ledger_dir, **overrides).settings
+    return KlaviyoClient(settings, sleep=slept.append)
+
+
+def test_a_last_request_in_the_future_is_clock_skew_logged_and_never_slept_on(sim, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    path = ledger_file(tmp_path, sim)
+    ahead = time.time() + 3600  # the clock was set back an hour after the last request
+    path.write_text(ledger_text(sim, last_done=ahead))
+    slept = []
+    # Klaviyo's real pace, 2 a minute: the next request waits one interval (31.5 s), never the hour
+    with skewed_client(sim, tmp_path, slept, report_rate_per_minute=2) as client:
+        started = time.time()
+        one_report(client, sim)
+    assert slept and max(slept) <= 31.5 + 0.1
+    stored = json.loads(path.read_text())
+    assert started <= stored["last_done"] <= time.time()
+    text = caplog.text
+    when = dt.datetime.fromtimestamp(ahead, dt.UTC).isoformat(timespec="seconds")
+    assert f"the last report request is recorded as ending at {when}" in text and "set back" in text
+    # the wait itself is logged with its reason and its end
+    assert re.search(r"waiting 3\d\.\d s, until 20\S+Z, to keep report requests at 2 a minute", text)
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 1
+
+
+def test_times_further_ahead_than_a_window_are_capped_once_and_logged(sim, tmp_path, caplog):
+    path = ledger_file(tmp_path, sim)
+    now = time.time()
+    days = 24 * 60 * 60
+    path.write_text(ledger_text(sim, sent=[now - 60, now + 5 * days], blocked_until=now + 3 * days, blocked_at=now))
+    with make_client(sim, tmp_path, report_daily_limit=5) as client:
+        client.get_account()
+        assert client.budget.remaining() == 0  # the block holds, but only for one window
+        resume = client.budget.available_at(1).timestamp()
+        first = json.loads(path.read_text())
+        client.budget.remaining()
+    assert now + days <= resume <= time.time() + days
+    assert now + days <= first["blocked_until"] <= time.time() + days
+    assert all(t <= time.time() for t in first["sent"]) and len(first["sent"]) == 2
+    assert json.loads(path.read_text())["blocked_until"] == first["blocked_until"]  # capped once, not sliding
+    assert "1 report request(s) are counted as sent at up to" in caplog.text
+    assert "Klaviyo's quota block is recorded until" in caplog.text and "no block lasts longer" in caplog.text
+    assert sum("quota block is recorded" in r.getMessage() for r in caplog.records) == 1
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 0
+
+
+def test_the_series_step_logs_clock_skew_in_its_run_and_finishes(make_simulator, tmp_path, monkeypatch):
+    import dagster as dg
+
+    from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
+    from tests.pipeline_helpers import API_KEY, materialize
+
+    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
+    sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
+    materialize([segments], sim, tmp_path)
+    ledgers = tmp_path / "state" / "report_ledgers"
+    ledgers.mkdir(parents=True)
+    ledger_file(ledgers, sim).write_text(ledger_text(sim, last_done=time.time() + 6 * 3600))
+    day = sim.account.today() - dt.timedelta(days=20)
+    started = time.monotonic()
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize([segment_series_daily], sim, tmp_path, instance=instance, partition_key=day.isoformat())
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert time.monotonic() - started < 60
+    assert [m for m in messages if "the last report request is recorded as ending at" in m and "set back" in m]
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 1

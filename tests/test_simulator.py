@@ -1042,6 +1042,28 @@ def test_faults_match_method_and_path_only(sim):
         sim.faults.add(path=SEGMENTS_PATH)
 
 
+def test_faults_that_point_elsewhere_skip_a_page_or_leave_out_tag_data(sim, foreign_host):
+    from klaviyo_simulator.faults import next_link_to, tags_without_data
+
+    sim.faults.add(path=SEGMENTS_PATH, mutate=next_link_to(foreign_host.url))
+    sim.faults.add(path=SEGMENTS_PATH, location=f"{foreign_host.url}/elsewhere")
+    sim.faults.add(path=SEGMENTS_PATH, mutate=tags_without_data((0,)), skip=1)
+    sim.faults.add(path=SEGMENT_SERIES_PATH, retry_after="99999999999999")
+    with client(sim) as http:
+        linked = http.get(SEGMENTS_PATH).json()["links"]
+        redirect = http.get(SEGMENTS_PATH)
+        untouched, without = (http.get(SEGMENTS_PATH, params={"include": "tags"}).json() for _ in range(2))
+        throttled = post(http, SEGMENT_SERIES_PATH, series_body([sim.account.segments[0].id], TODAY, TODAY))
+    assert linked["next"].startswith(f"{foreign_host.url}{SEGMENTS_PATH}?") and "page%5Bcursor%5D=" in linked["next"]
+    assert redirect.status_code == 307 and redirect.headers["Location"] == f"{foreign_host.url}/elsewhere"
+    assert all("data" in r["relationships"]["tags"] for r in untouched["data"])
+    assert "data" not in without["data"][0]["relationships"]["tags"]
+    assert without["data"][0]["relationships"]["tags"]["links"]["related"].endswith("/tags")
+    assert all("data" in r["relationships"]["tags"] for r in without["data"][1:])
+    assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "99999999999999"
+    assert foreign_host.requests == []  # httpx follows no redirect unless told to
+
+
 # -- admin, log, contract, CLI ---------------------------------------------------------------------------------
 
 

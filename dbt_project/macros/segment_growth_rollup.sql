@@ -28,9 +28,10 @@ periods as (
         count(*) as days_covered,
         arg_min(members_at_start, date) as members_at_start,
         arg_max(total_members, date) as members_at_end,
-        sum(members_added) as members_added,
-        sum(members_removed) as members_removed,
-        sum(net_members_changed) as net_members_changed
+        -- DuckDB sums integers into HUGEINT (a float in pandas and many BI tools); members fit BIGINT
+        cast(sum(members_added) as bigint) as members_added,
+        cast(sum(members_removed) as bigint) as members_removed,
+        cast(sum(net_members_changed) as bigint) as net_members_changed
     from daily
     group by 1, 2, 3
 

@@ -3,13 +3,13 @@
 `read_accounts_file` parses the YAML with the line of everything in it (`yaml_lines`), lets pydantic check the
 types and ranges (`settings`), translates pydantic's error locations into lines and plain messages, and then
 checks what spans accounts: duplicate names, shared keys, and key variables missing from the environment.
-A value shaped like a Klaviyo private key is refused wherever it is, and never echoed.
+Text shaped like a Klaviyo private key is refused wherever it is, comments included, and never echoed.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,49 +79,43 @@ def read_accounts_file(path: Path, env: Mapping[str, str]) -> Accounts:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise AccountsFileError(path, [FileProblem(None, "", f"it cannot be read ({exc})", "check the path")]) from None
+    # a pasted key is refused wherever it is, comments included, and named once, by its line only
+    key_lines = _key_shaped_lines(text)
+
+    def refused(problems: Iterable[FileProblem]) -> AccountsFileError:
+        # a problem on a line holding a key could echo it: that line is reported as holding a key instead
+        others = [problem for problem in problems if problem.line not in key_lines]
+        return AccountsFileError(path, _in_line_order([*map(_key_problem, sorted(key_lines)), *others]))
+
     try:
         document = parse_with_lines(text)
     except YamlSyntaxError as error:
         fix = "check the indentation, the colons after keys and the quotes near this line"
-        raise AccountsFileError(
-            path, [FileProblem(error.line, "", f"this is not valid YAML: {error.problem}", fix)]
-        ) from None
+        raise refused([FileProblem(error.line, "", f"this is not valid YAML: {error.problem}", fix)]) from None
     if document.duplicates:
         # PyYAML would silently keep only the last value: refuse, a doubled key is always a mistake
-        raise AccountsFileError(
-            path,
-            [
-                FileProblem(
-                    duplicate.line,
-                    _where(duplicate.location, None),
-                    f"{duplicate.location[-1]!r} is written twice in the same mapping "
-                    f"(first on line {duplicate.first_line})",
-                    "keep one of them",
-                )
-                for duplicate in document.duplicates
-            ],
+        raise refused(
+            FileProblem(
+                duplicate.line,
+                _where(duplicate.location, None),
+                f"{duplicate.location[-1]!r} is written twice in the same mapping "
+                f"(first on line {duplicate.first_line})",
+                "keep one of them",
+            )
+            for duplicate in document.duplicates
         )
     data = document.data
     if data is None:
-        raise AccountsFileError(path, [FileProblem(1, "", "the file is empty", FIELD_HINTS["accounts"])])
+        raise refused([FileProblem(1, "", "the file is empty", FIELD_HINTS["accounts"])])
     if not isinstance(data, dict):
-        raise AccountsFileError(
-            path, [FileProblem(1, "", "the file is not a mapping with `accounts:`", FIELD_HINTS["accounts"])]
-        )
-    problems = list(_key_shaped_values(data, document))
+        raise refused([FileProblem(1, "", "the file is not a mapping with `accounts:`", FIELD_HINTS["accounts"])])
     try:
         parsed = AccountsFileModel.model_validate(data)
     except ValidationError as error:
-        # a pasted key is reported once, by the scan above, with the advice to rotate it
-        key_lines = {problem.line for problem in problems}
-        for item in error.errors(include_url=False):
-            problem = _pydantic_problem(item, data, document)
-            if problem.line not in key_lines:
-                problems.append(problem)
-        raise AccountsFileError(path, _in_line_order(problems)) from None
-    problems += _cross_account_problems(parsed.accounts, document, env)
-    if problems:
-        raise AccountsFileError(path, _in_line_order(problems))
+        raise refused(_pydantic_problem(item, data, document) for item in error.errors(include_url=False)) from None
+    problems = _cross_account_problems(parsed.accounts, document, env)
+    if problems or key_lines:
+        raise refused(problems)
     return Accounts(tuple(parsed.accounts), path)
 
 
@@ -148,22 +142,20 @@ def _in_line_order(problems: list[FileProblem]) -> list[FileProblem]:
 # -- problems -------------------------------------------------------------------------------------------------
 
 
-def _key_shaped_values(data: Any, document: LinedYaml, location: Location = ()) -> Iterator[FileProblem]:
-    """Every value in the file shaped like a Klaviyo private key: keys belong in the environment only."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield from _key_shaped_values(value, document, location + (key,))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            yield from _key_shaped_values(value, document, location + (index,))
-    elif isinstance(data, str) and KEY_SHAPE.search(data):
-        yield FileProblem(
-            document.line_of(location),
-            "",
-            "this line holds what looks like a Klaviyo private API key; keys never go in the accounts file",
-            "delete it, export the key in an environment variable and write that variable's name as api_key_env "
-            "(and rotate the key in Klaviyo if this file was shared or committed)",
-        )
+def _key_shaped_lines(text: str) -> set[int]:
+    """The lines (1-based) holding text shaped like a Klaviyo private key, in values, keys and comments alike."""
+    return {number for number, line in enumerate(text.splitlines(), start=1) if KEY_SHAPE.search(line)}
+
+
+def _key_problem(line: int) -> FileProblem:
+    return FileProblem(
+        line,
+        "",
+        "this line holds what looks like a Klaviyo private API key; keys never go in the accounts file, "
+        "not even in a comment",
+        "delete it, export the key in an environment variable and write that variable's name as api_key_env "
+        "(and rotate the key in Klaviyo if this file was shared or committed)",
+    )
 
 
 def _field(location: Location) -> str | None:

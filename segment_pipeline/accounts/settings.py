@@ -262,8 +262,16 @@ class Accounts:
         """The accounts' names, in order."""
         return tuple(account.name for account in self.accounts)
 
+    @property
+    def listed(self) -> str:
+        """The accounts' names for a message: "the only account is 'default'", "the accounts are 'a' and 'b'"."""
+        quoted = [repr(name) for name in self.names]
+        if len(quoted) == 1:
+            return f"the only account is {quoted[0]}"
+        return f"the accounts are {', '.join(quoted[:-1])} and {quoted[-1]}"
+
     def __getitem__(self, name: str) -> AccountSettings:
         for account in self.accounts:
             if account.name == name:
                 return account
-        raise KeyError(f"no account named {name!r}; the accounts are {', '.join(self.names)}")
+        raise KeyError(f"no account named {name!r}; {self.listed}")

@@ -15,6 +15,7 @@ from .. import warehouse as wh
 from ..config import ConfigError
 from ..ingest.access import IngestError
 from ..klaviyo import KlaviyoError, KlaviyoQuotaExhausted, KlaviyoServerError, ReportWindowError
+from ..state_files import StateFileError
 
 
 def _cause(exc: BaseException) -> BaseException | None:
@@ -22,7 +23,7 @@ def _cause(exc: BaseException) -> BaseException | None:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, (KlaviyoError, wh.WarehouseLockedError, IngestError, ConfigError)):
+        if isinstance(exc, (KlaviyoError, wh.WarehouseLockedError, IngestError, ConfigError, StateFileError)):
             return exc
         if isinstance(exc, Exception) and wh.is_lock_error(exc):
             # the file was taken between our read and dlt's load: say so plainly, not as a dlt stack
@@ -44,7 +45,7 @@ def explained_failures(label: str) -> Iterator[None]:
         yield
     except dg.Failure:
         raise
-    except (KlaviyoError, wh.WarehouseLockedError, IngestError, ConfigError, PipelineStepFailed) as exc:
+    except (KlaviyoError, wh.WarehouseLockedError, IngestError, ConfigError, StateFileError, PipelineStepFailed) as exc:
         cause = _cause(exc) or exc
         retryable = isinstance(cause, (KlaviyoServerError, KlaviyoQuotaExhausted, wh.WarehouseLockedError))
         text = str(cause)

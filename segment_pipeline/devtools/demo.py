@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import logging
 import os
 import shutil
 import subprocess
@@ -25,18 +27,19 @@ import duckdb
 import httpx
 import yaml
 
-from ..backfill import plan_ranges, run_backfill
+from ..backfill import AccountRange, plan_ranges, run_backfill
 from ..charts import HTML_NAME, PNG_NAME
 from ..klaviyo.limits import REPORT_QUOTA_WINDOW_SECONDS, REPORTS_RATE_LIMIT, STEADY_WINDOW_SECONDS
-from ..settings import ACCOUNTS_FILE_ENV, SINGLE_ACCOUNT_VARIABLES, load_settings
+from ..settings import ACCOUNTS_FILE_ENV, SINGLE_ACCOUNT_VARIABLES, Settings, load_settings
 from ..tables import MARTS_SCHEMA, RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 from . import processes
 
 DEMO_API_KEY = "pk_simulator_demo_key"
 DEMO_TIMEZONE = "US/Eastern"
 ACCOUNTS_FILE_NAME = "accounts.yaml"
-# the simulator's admin endpoint with its request counts
+# the simulator's admin endpoints: its request counts, and the demo's definition change (its `scenario.py`)
 STATS_PATH = "/__simulator/stats"
+DEFINITION_CHANGE_PATH = "/__simulator/scenario/definition-change"
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, data_dir: str) -> None:
@@ -159,6 +162,7 @@ def run_demo(argv: list[str] | None = None) -> int:
         # a fresh simulator has a fresh daily quota: forget the requests earlier demos counted
         shutil.rmtree(settings.ledger_dir, ignore_errors=True)
         ranges = plan_ranges(settings.accounts, days=args.days)
+        list_then_edit_a_segment(settings, simulator, ranges[0])
         with processes.dagster(env, data_dir / "dagster.log") as api:
             print(f"Dagster on {api.url} (instance {env['DAGSTER_HOME']}, log {data_dir / 'dagster.log'})")
             code = run_backfill(settings, ranges, api.url)
@@ -172,6 +176,38 @@ def run_demo(argv: list[str] | None = None) -> int:
         print_accounts_summary(settings.storage.analytics_path, simulator, stats)
     print(f"  the demo's Dagster runs: DAGSTER_HOME={env['DAGSTER_HOME']} dagster dev -w workspace.yaml")
     return 0
+
+
+def list_then_edit_a_segment(settings: Settings, simulator: processes.Simulator, first: AccountRange) -> None:
+    """The demo's definition change: the first account's segments are listed once as they are, then the
+    simulator edits one as of the middle day of its range, so the backfill's listing records the change on that
+    day, what a daily schedule would have seen over those days (the report's change markers and the analysts'
+    definition-change query then have one to show).
+
+    The listing goes through the same service the segments asset runs, without tags (the backfill loads them).
+    """
+    from ..ingest.access import KlaviyoAccess
+    from ..ingest.segments import refresh_segments
+    from ..warehouse import Holder, Warehouse
+
+    untagged = dataclasses.replace(settings, klaviyo=dataclasses.replace(settings.klaviyo, tags="off"))
+    access = KlaviyoAccess(untagged, settings.accounts[first.account])
+    log = logging.getLogger("segment_pipeline.demo")
+    refresh_segments(access, Warehouse(settings.storage), Holder(step="demo listing"), log)
+    answer = httpx.post(
+        simulator.base_url + DEFINITION_CHANGE_PATH,
+        params={"account": simulator.accounts[0].account_id, "first": str(first.first), "last": str(first.last)},
+        timeout=10,
+    )
+    if answer.status_code == 409:
+        print("  (no segment old enough to stage a definition change in; the demo shows none)")
+        return
+    answer.raise_for_status()
+    change = answer.json()
+    print(
+        f"  {first.account:<24} segments listed, then the definition of {change['segment_name']!r} edited on "
+        f"{change['at'][:10]} (the demo's definition change)"
+    )
 
 
 def run_dev(argv: list[str] | None = None) -> int:

@@ -55,13 +55,14 @@ class KlaviyoAccess:
         """The deployment's other accounts: a second name for the same Klaviyo account is refused, not merged."""
         return tuple(name for name in self.settings.accounts.names if name != self.account.name)
 
-    def ledgers(self) -> ReportLedgers:
+    def ledgers(self, log=None) -> ReportLedgers:
         """The report ledgers, one per Klaviyo account; reading them needs no key (the resume sensor has none)."""
         return ReportLedgers(
             self.account.report_daily_limit,
             str(self.settings.ledger_dir),
             window_seconds=self.settings.klaviyo.report_budget_window_seconds,
             legacy_file=self.settings.storage.legacy_report_ledger_path,
+            log=log,
         )
 
     def budget(self, account_id: str) -> ReportBudget:
@@ -72,8 +73,11 @@ class KlaviyoAccess:
         """Seconds between report requests at the account's pace (for finish-time estimates)."""
         return min_interval(REPORTS_RATE_LIMIT, self.account.report_rate_per_minute)
 
-    def client(self) -> KlaviyoClient:
-        """A client for this run; the key is read from the account's variable now (KlaviyoConfigError if unset)."""
+    def client(self, log=None) -> KlaviyoClient:
+        """A client for this run; the key is read from the account's variable now (KlaviyoConfigError if unset).
+
+        `log` (a step's logger) gets its waits, retries and bounded values, so the run's log shows them.
+        """
         settings = self.settings.klaviyo.for_account(
             api_key=read_api_key(self.account, self.settings.key_source),
             api_key_variable=self.account.api_key_env,
@@ -81,7 +85,7 @@ class KlaviyoAccess:
             report_daily_limit=self.account.report_daily_limit,
             ledger_dir=self.settings.ledger_dir,
         )
-        return KlaviyoClient(settings, ledgers=self.ledgers())
+        return KlaviyoClient(settings, ledgers=self.ledgers(log), log=log)
 
     @contextlib.contextmanager
     def fetch_lock(self, holder: Holder) -> Iterator[None]:

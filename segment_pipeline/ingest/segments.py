@@ -30,6 +30,10 @@ class SegmentsOutcome:
     tags_loaded: bool
     tags: int
     definition_versions: int
+    # ids the listing lacks but were not marked deleted: the listing shrank too sharply (see `plan_deletions`)
+    deletions_held_back: int = 0
+    # listed without their tags' `data` (the spec allows it): their stored tags are kept
+    segments_without_tag_data: int = 0
 
 
 def list_segments_and_tags(
@@ -69,13 +73,25 @@ def check_one_name_per_account(access: KlaviyoAccess, account: Account, stored_n
 
 
 def refresh_segments(
-    access: KlaviyoAccess, warehouse: Warehouse, holder: Holder, log: logging.Logger
+    access: KlaviyoAccess,
+    warehouse: Warehouse,
+    holder: Holder,
+    log: logging.Logger,
+    *,
+    confirm_deletions: bool = False,
 ) -> SegmentsOutcome:
-    """List the account's segments and load them, their definition versions, tags and the account."""
-    from ..sources.segments import klaviyo_segments_source  # dlt: imported by runs, not by loading the code
+    """List the account's segments and load them, their definition versions, tags and the account.
+
+    Only a complete listing is loaded (the client collects every page first). Segments it lacks are marked
+    deleted, unless it lacks more than half of those stored as live and `confirm_deletions` is off: such a
+    listing is more often cut short than real, so those are held back with a warning.
+    """
+    # dlt: imported by runs, not by loading the code
+    from ..klaviyo.listing import segments_without_tag_data
+    from ..sources.segments import klaviyo_segments_source, plan_deletions
 
     loaded_at = dt.datetime.now(dt.UTC)
-    with access.fetch_lock(holder), access.client() as client:
+    with access.fetch_lock(holder), access.client(holder.log) as client:
         account = client.get_account()
         access.check_timezone(account)
         resources, tag_names = list_segments_and_tags(client, log, access.settings.klaviyo.tags)
@@ -84,11 +100,16 @@ def refresh_segments(
         with warehouse.lock(holder):
             check_one_name_per_account(access, account, wh.account_names_of(warehouse.path, account.id))
             previous = wh.stored_segments(warehouse.path, account.id)
+            deletions = plan_deletions(previous, {r["id"] for r in resources}, confirmed=confirm_deletions)
+            if deletions.held_back:
+                log.warning("%s: %s", access.label, deletions.warning())
             pipeline = warehouse.pipeline("klaviyo_segments")
             # a package left by a failed run would be loaded in place of this run's data: drop it
             pipeline.abort_packages()
             pipeline.run(
-                klaviyo_segments_source(account, resources, previous, loaded_at, tag_names, account_name=access.name)
+                klaviyo_segments_source(
+                    account, resources, deletions.comparable(previous), loaded_at, tag_names, account_name=access.name
+                )
             )
             versions = wh.definition_version_count(warehouse.path, account.id)
     live_ids = {resource["id"] for resource in resources}
@@ -98,7 +119,9 @@ def refresh_segments(
         account=account,
         segments=len(resources),
         new_segments=len(live_ids - known_ids),
-        deleted_segments=len(known_ids - live_ids),
+        deleted_segments=deletions.marked,
+        deletions_held_back=len(deletions.gone) if deletions.held_back else 0,
+        segments_without_tag_data=segments_without_tag_data(resources) if tag_names is not None else 0,
         inactive_segments=sum(1 for r in resources if not (r.get("attributes") or {}).get("is_active", True)),
         requests_sent=requests_sent,
         tags_loaded=tag_names is not None,

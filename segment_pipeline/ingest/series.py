@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,14 +21,22 @@ from .. import reconciliation as rc
 from .. import warehouse as wh
 from ..accounts import select_segments
 from ..klaviyo import DayWindow, KlaviyoQuotaExhausted, check_reporting_window
-from ..klaviyo.planner import cells_in, day_count, days_in, days_left, days_to_fetch, plan_needed_requests
+from ..klaviyo.planner import (
+    cells_in,
+    day_count,
+    days_in,
+    days_left,
+    days_to_fetch,
+    earliest_reportable_day,
+    plan_needed_requests,
+    settling_by_segment,
+    to_repair,
+)
 from ..warehouse import Holder, Warehouse
 from .access import IngestError, KlaviyoAccess
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
-    from ..sources.series_staging import SeriesStaging
+    from ..sources.series_staging import SeriesStaging, SetAside, StagedLoad
 
 
 @dataclass(frozen=True)
@@ -66,10 +73,17 @@ class SeriesOutcome:
     cells_still_missing: int
     lookback_days_added: int
     lookback_cells_refreshed: int
+    # days outside those, fetched before their segment had settled (new or processing), asked again
+    unsettled_cells_refreshed: int
+    segments_not_settled: int
     segments_deleted_meanwhile: int
     staged_files_from_earlier_runs: int
     staged_rows_from_earlier_runs: int
+    # rows of staged responses older than the warehouse's fetch of the same cells, left out
+    staged_rows_superseded: int
     requests_left_today: int
+    # staged files that could not be loaded, moved to quarantine (each says why and what to do)
+    set_aside: tuple[SetAside, ...] = ()
     # rows this run wrote, by day (lookback days before the range included), and rows stored for each day of
     # the range once the run had loaded
     rows_written_by_day: dict[dt.date, int] = field(default_factory=dict)
@@ -102,32 +116,43 @@ def expected_finish(
     return resume_at + dt.timedelta(seconds=full_windows * window_seconds + in_last_window * seconds_per_request)
 
 
-def load_staged(warehouse: Warehouse, staging: SeriesStaging, log: logging.Logger) -> tuple[int, Counter]:
-    """Load every staged response into the warehouse, then delete the files; returns (files, rows by day).
+def load_staged(warehouse: Warehouse, staging: SeriesStaging, log: logging.Logger) -> StagedLoad:
+    """Load every sound staged response into the warehouse, then delete the files; returns what was loaded.
 
-    The files are deleted only after dlt committed the load: a crash in between loads them again next
-    time, which the merge on (account_id, segment_id, date) makes harmless.
+    Files that cannot be loaded are moved aside first, each named in a warning with what to do, and rows
+    older than the warehouse's are left out (`series_staging.prepare_load`). The files are deleted only after
+    dlt committed the load: a crash in between loads them again next time, which the merge on
+    (account_id, segment_id, date) makes harmless.
     """
-    from ..sources.series import klaviyo_series_source  # dlt: imported by runs, not by loading the code
+    # dlt: imported by runs, not by loading the code
+    from dlt.pipeline.exceptions import PipelineStepFailed
 
-    files = staging.files()
-    rows_by_day: Counter = Counter()
-    if not files:
-        staging.remove([])
-        return 0, rows_by_day
+    from ..sources.series import klaviyo_series_source
+    from ..sources.series_staging import load_failure, prepare_load
 
-    def counted(path, table: pa.Table) -> None:
-        counts = table.group_by("date").aggregate([("date", "count")])
-        rows_by_day.update(dict(zip(counts["date"].to_pylist(), counts["date_count"].to_pylist(), strict=True)))
-
-    log.info("loading %d staged report responses into the warehouse", len(files))
+    load = prepare_load(staging, warehouse.path)
+    for aside in load.set_aside:
+        log.warning(aside.describe())
+    # made even with nothing to load: a damaged dlt working folder is then found before anything is paid for
     pipeline = warehouse.pipeline("klaviyo_series")
+    if not load.files:
+        staging.remove([])
+        return load
+    log.info("loading %d staged report responses into the warehouse", len(load.files))
     # a package left by a crashed load is dropped: its rows come again from the staged files
     pipeline.abort_packages()
-    pipeline.run(klaviyo_series_source(files, staging.read, dt.datetime.now(dt.UTC), on_file=counted))
-    staging.remove(files)
-    log.info("loaded %d rows from %d staged responses", sum(rows_by_day.values()), len(files))
-    return len(files), rows_by_day
+    try:
+        pipeline.run(klaviyo_series_source(load.files, load.read, dt.datetime.now(dt.UTC)))
+    except PipelineStepFailed as exc:
+        raise load_failure(exc, staging) or exc from exc
+    staging.remove(load.files)
+    if load.rows_superseded:
+        log.warning(
+            "%d rows of staged responses were left out: the warehouse holds a newer fetch of those cells",
+            load.rows_superseded,
+        )
+    log.info("loaded %d rows from %d staged responses", load.rows, len(load.files))
+    return load
 
 
 def load_series(
@@ -166,24 +191,39 @@ def load_series(
     check_reporting_window(first_day, last_day, today)
     lookback = access.lookback_days
 
-    with access.fetch_lock(holder), access.client() as client:
+    with access.fetch_lock(holder), access.client(holder.log) as client:
         account = client.get_account()
         access.check_timezone(account)
-        staging = SeriesStaging(warehouse.storage.series_staging_dir, account.id)
+        staging = SeriesStaging(
+            warehouse.storage.series_staging_dir, account.id, warehouse.storage.series_quarantine_dir
+        )
         with warehouse.lock(holder):
             # responses a crashed or stopped run paid for come first: they are never asked for again
-            leftover_files, leftover_by_day = load_staged(warehouse, staging, log)
+            leftover = load_staged(warehouse, staging, log)
             live = wh.live_segments(warehouse.path, account.id)
+            # new or processing segments' numbers are not final yet; those fetched before they settled are
+            # asked again, all their days, once they have
+            facts = wh.segment_settling_facts(warehouse.path, account.id, earliest_reportable_day(today))
+            settling = settling_by_segment(facts, access.account.timezone)
             stored = wh.stored_series_islands(
-                warehouse.path, account.id, first_day - dt.timedelta(days=lookback), last_day
+                warehouse.path,
+                account.id,
+                first_day - dt.timedelta(days=lookback),
+                last_day,
+                whole_history_of=to_repair(facts, settling, today),
             )
         segment_ids = _tracked(access, live)
-        needed = days_to_fetch(segment_ids, first_day, last_day, stored, lookback, today, refetch=refetch)
+        needed = days_to_fetch(
+            segment_ids, first_day, last_day, stored, lookback, today, refetch=refetch, settling=settling
+        )
         plan = plan_needed_requests(needed)
         partition = DayWindow(first_day, last_day)
         cells_in_range = len(segment_ids) * partition.days
         needed_in_range = {sid: days_in(days, partition) for sid, days in needed.items()}
         cells_needed = sum(day_count(days) for days in needed_in_range.values())
+        lookback_window = DayWindow(first_day - dt.timedelta(days=lookback), first_day - dt.timedelta(days=1))
+        needed_before = {sid: days_in(days, lookback_window) for sid, days in needed.items()} if lookback else {}
+        lookback_cells = sum(day_count(days) for days in needed_before.values())
         reserved = rc.request_count(len(segment_ids), access.settings.klaviyo.reconcile_days) if reconciling else 0
         budget_left = client.budget.remaining()
         fits = len(plan) if len(plan) + reserved <= budget_left else budget_left
@@ -200,13 +240,23 @@ def load_series(
             len(plan),
             min(fits, len(plan)),
         )
+        if fits:
+            # a full disk or a read-only folder is found before anything is paid for
+            staging.check_room(sum(len(r.segment_ids) * r.window.days for r in plan[:fits]))
         sent, deleted_meanwhile, stopped_by, failure = _fetch(
             plan[:fits], client, account, staging, today, log, fetch_series_table
         )
         # whatever stopped the requests, the responses already paid for go into the warehouse now
-        with warehouse.lock(holder):
-            _, written_by_day = load_staged(warehouse, staging, log)
-            stored_by_day = wh.series_rows_by_day(warehouse.path, account.id, first_day, last_day)
+        try:
+            with warehouse.lock(holder):
+                loaded = load_staged(warehouse, staging, log)
+                stored_by_day = wh.series_rows_by_day(warehouse.path, account.id, first_day, last_day)
+        except Exception as load_error:
+            if failure is None:
+                raise
+            # what stopped the requests is the news (e.g. a response that could not be kept); say both
+            log.error(f"the staged responses were not loaded either: {load_error}")
+            raise failure from load_error
         if failure is not None:
             raise failure
         budget = client.budget
@@ -243,13 +293,17 @@ def load_series(
         cells_requested_now=cells_needed - cells_missing,
         cells_still_missing=cells_missing,
         # not-final days before the range refreshed in the same requests (the late-data lookback)
-        lookback_days_added=max((first_day - days[0].start).days for days in needed.values()) if needed else 0,
-        lookback_cells_refreshed=sum(day_count(days) for days in needed.values()) - cells_needed,
+        lookback_days_added=max(((first_day - d[0].start).days for d in needed_before.values() if d), default=0),
+        lookback_cells_refreshed=lookback_cells,
+        unsettled_cells_refreshed=sum(day_count(days) for days in needed.values()) - cells_needed - lookback_cells,
+        segments_not_settled=sum(1 for sid in segment_ids if sid in settling and settling[sid].settled_on > today),
         segments_deleted_meanwhile=len(deleted_meanwhile),
-        staged_files_from_earlier_runs=leftover_files,
-        staged_rows_from_earlier_runs=sum(leftover_by_day.values()),
+        staged_files_from_earlier_runs=len(leftover.files),
+        staged_rows_from_earlier_runs=leftover.rows,
+        staged_rows_superseded=leftover.rows_superseded + loaded.rows_superseded,
         requests_left_today=budget_left,
-        rows_written_by_day=dict(leftover_by_day + written_by_day),
+        set_aside=tuple(leftover.set_aside + loaded.set_aside),
+        rows_written_by_day=dict(leftover.rows_by_day + loaded.rows_by_day),
         rows_stored_by_day=stored_by_day,
         unfinished=unfinished,
     )
@@ -263,8 +317,9 @@ def _tracked(access: KlaviyoAccess, live: list[dict]) -> list[str]:
     segment_ids = sorted(row["id"] for row in select_segments(live, access.segment_filter))
     if not segment_ids:
         raise IngestError(
-            f"{access.label}: none of its {len(live)} segments passes its segment filter ({access.where_configured}), "
-            "so there is no series to fetch; no request was sent. Loosen `segments:` there (or write `segments: all`)."
+            f"{access.label}: none of its {len(live)} segments passes its segment filter "
+            f"({access.where_configured}), so there is no series to fetch; no report request was sent. Loosen "
+            "`segments:` there (or write `segments: all`)."
         )
     return segment_ids
 

@@ -31,6 +31,7 @@ from .errors import (
     KLAVIYO_QUOTA,
     KlaviyoAPIError,
     KlaviyoAuthError,
+    KlaviyoForeignHostError,
     KlaviyoNotFoundError,
     KlaviyoQuotaExhausted,
     KlaviyoResponseError,
@@ -59,9 +60,11 @@ from .limits import (
     SEGMENTS_RATE_LIMIT,
     SERIES_STATISTICS,
 )
-from .pacing import Pacer, min_interval
+from .listing import included_tag_names, next_link, segment_resources, tag_ids
+from .origins import is_loopback, origin_of
+from .pacing import Pacer, min_interval, until_text
 from .planner import DayWindow, custom_timeframe, series_filter
-from .responses import error_details, retry_after_seconds
+from .responses import bounded_retry_after, error_details
 from .settings import ApiKey, KlaviyoSettings
 
 logger = logging.getLogger(__name__)
@@ -144,6 +147,7 @@ class KlaviyoClient:
             without one).
         transport: an httpx transport, for tests that need one.
         sleep: how to wait; tests may pass a recorder.
+        log: where waits, retries and bounded values are logged (a Dagster run passes `context.log`).
 
     The report budget is the account's: the client learns the account from GET /api/accounts (`get_account()`)
     and, if a report request or `budget` comes first, asks for it then.
@@ -156,10 +160,15 @@ class KlaviyoClient:
         ledgers: ReportLedgers | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        log: logging.Logger | logging.LoggerAdapter | None = None,
     ) -> None:
         self.settings = settings
+        self.log = log or logger
         self.ledgers = ledgers or ReportLedgers(
-            settings.report_daily_limit, settings.ledger_dir, window_seconds=settings.report_budget_window_seconds
+            settings.report_daily_limit,
+            settings.ledger_dir,
+            window_seconds=settings.report_budget_window_seconds,
+            log=self.log,
         )
         self.account: Account | None = None
         self.stats = RequestStats()
@@ -168,12 +177,21 @@ class KlaviyoClient:
             multiplier=settings.backoff_base_seconds, max=_BACKOFF_CAP_SECONDS
         )
         self._sleep = self._counting_sleep(sleep)
+
+        def pacer(interval: float, what: str) -> Pacer:
+            return Pacer(interval, sleep=self._sleep, what=what, log=self.log)
+
         self._pacers = {
-            SEGMENTS: Pacer(min_interval(SEGMENTS_RATE_LIMIT), sleep=self._sleep),
-            ACCOUNTS: Pacer(min_interval(ACCOUNTS_RATE_LIMIT), sleep=self._sleep),
-            SEGMENTS_WITH_TAGS: Pacer(min_interval(SEGMENTS_INCLUDE_RATE_LIMIT), sleep=self._sleep),
-            REPORTS: Pacer(min_interval(REPORTS_RATE_LIMIT, settings.report_rate_per_minute), sleep=self._sleep),
+            SEGMENTS: pacer(min_interval(SEGMENTS_RATE_LIMIT), "Klaviyo's segments rate limit"),
+            ACCOUNTS: pacer(min_interval(ACCOUNTS_RATE_LIMIT), "Klaviyo's accounts rate limit"),
+            SEGMENTS_WITH_TAGS: pacer(min_interval(SEGMENTS_INCLUDE_RATE_LIMIT), "Klaviyo's limit for include=tags"),
+            REPORTS: pacer(
+                min_interval(REPORTS_RATE_LIMIT, settings.report_rate_per_minute),
+                f"report requests at {settings.report_rate_per_minute:g} a minute (KLAVIYO_REPORT_RATE_PER_MINUTE)",
+            ),
         }
+        # the only address the key may go to (settings checked it: https, or http to a loopback address)
+        self.origin = origin_of(settings.base_url)
         self._http = httpx.Client(
             base_url=settings.base_url,
             auth=_KlaviyoKeyAuth(settings.api_key),
@@ -184,6 +202,10 @@ class KlaviyoClient:
                 "User-Agent": USER_AGENT,
             },
             transport=transport,
+            # httpx's default, made explicit: a redirect is an answer (see _classify), never followed with the key
+            follow_redirects=False,
+            # a loopback address is this machine: never through HTTP_PROXY, which would see the key in clear text
+            trust_env=not is_loopback(self.origin.host),
         )
 
     def _counting_sleep(self, sleep: Callable[[float], None]) -> Callable[[float], None]:
@@ -250,6 +272,9 @@ class KlaviyoClient:
         self, family: str, method: str, url: str, path: str, params: dict | None, json: dict | None
     ) -> httpx.Response:
         """One attempt: wait for the pacer (and, for reports, count it in the budget), then send it."""
+        headers = {"Content-Type": JSON_API_MEDIA_TYPE} if json is not None else None
+        request = self._http.build_request(method, url, params=params, json=json, headers=headers)
+        self._check_destination(method, path, request.url)
         pacer = self._pacers[family]
         budget = self.budget if family == REPORTS else None
         if budget is not None:
@@ -258,9 +283,8 @@ class KlaviyoClient:
         else:
             pacer.wait()
         self.stats.sent[family] += 1
-        headers = {"Content-Type": JSON_API_MEDIA_TYPE} if json is not None else None
         try:
-            return self._http.request(method, url, params=params, json=json, headers=headers)
+            return self._http.send(request)
         except httpx.TimeoutException as exc:
             raise _Transient(f"no answer within the timeout ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
@@ -270,9 +294,34 @@ class KlaviyoClient:
             if budget is not None:
                 budget.finished()
 
+    def _check_destination(self, method: str, path: str, url: httpx.URL) -> None:
+        """Refuse, before the key is added, a request to another scheme, host or port than the base URL's."""
+        destination = origin_of(url)
+        if destination != self.origin:
+            raise KlaviyoForeignHostError(
+                f"refused to send {method} {path} to {destination or 'an address that is not http(s)'}: the API key "
+                f"goes only to KLAVIYO_BASE_URL's {self.origin}. Nothing was sent"
+            )
+
+    def _redirected(self, method: str, path: str, response: httpx.Response) -> KlaviyoResponseError:
+        location = response.headers.get("Location", "")
+        try:
+            target = origin_of(response.request.url.join(location)) if location else None
+        except httpx.InvalidURL:
+            target = None
+        where = f"to {target}" if target else "without a usable Location"
+        elsewhere = "" if target in (None, self.origin) else f"; nothing was sent to {target.host}"
+        return KlaviyoResponseError(
+            f"{method} {path} answered HTTP {response.status_code}, a redirect {where}. Redirects are never "
+            f"followed, so the API key goes only to KLAVIYO_BASE_URL ({self.origin}){elsewhere}. Set "
+            "KLAVIYO_BASE_URL to the address the API answers at (Klaviyo's is https://a.klaviyo.com)"
+        )
+
     def _classify(self, family: str, method: str, path: str, response: httpx.Response) -> dict[str, Any]:
         """The decoded body of a success; a typed error for a refusal; `_Transient` for what may pass."""
         status = response.status_code
+        if 300 <= status < 400:
+            raise self._redirected(method, path, response)
         if status == 429:
             self._throttled(family, path, response)
         if status in _RETRYABLE_STATUSES:
@@ -291,10 +340,16 @@ class KlaviyoClient:
         """A 429: wait what it asks (one whole steady window when it does not say), or fail fast if that is long."""
         self.stats.throttled += 1
         now = time.time()
-        wait = retry_after_seconds(response.headers.get("Retry-After"), now=now)
-        if wait is None:
-            # Klaviyo's windows are fixed: whatever window was full, one whole steady window later it is not
-            wait = self.settings.steady_window_seconds
+        # Klaviyo's windows are fixed: whatever window was full, one whole steady window later it is not; and
+        # no wait is longer than the report quota window, so the ledger never holds a time past it
+        wait, note = bounded_retry_after(
+            response.headers.get("Retry-After"),
+            without_advice=self.settings.steady_window_seconds,
+            longest=self.settings.report_budget_window_seconds,
+            now=now,
+        )
+        if note:
+            self.log.warning("%s answered 429: %s", path, note)
         if wait <= self.settings.max_retry_after_seconds:
             raise _Transient("throttled (HTTP 429)", wait=wait)
         until = now + wait
@@ -327,7 +382,14 @@ class KlaviyoClient:
         def before_sleep(state: tenacity.RetryCallState) -> None:
             self.stats.retries += 1
             wait = state.next_action.sleep if state.next_action else 0.0
-            logger.warning("%s %s failed (%s); retrying in %.1f s", method, path, state.outcome.exception(), wait)
+            self.log.warning(
+                "%s %s failed (%s); retrying in %.1f s, at %s",
+                method,
+                path,
+                state.outcome.exception(),
+                wait,
+                until_text(wait),
+            )
 
         def gave_up(state: tenacity.RetryCallState) -> None:
             last = state.outcome.exception()
@@ -371,22 +433,26 @@ class KlaviyoClient:
         return True
 
     def iter_segment_pages(self) -> Iterator[list[dict[str, Any]]]:
-        """Every page of GET /api/segments, following `links.next` exactly as given until it is absent."""
-        for body in self._segment_documents(SEGMENTS, {}):
+        """Every page of GET /api/segments, following `links.next` as given (on the configured host only)."""
+        for body, _ in self._segment_documents(SEGMENTS, {}):
             yield body["data"]
 
-    def _segment_documents(self, family: str, extra_params: dict) -> Iterator[dict[str, Any]]:
+    def _segment_documents(self, family: str, extra_params: dict) -> Iterator[tuple[dict[str, Any], int]]:
+        """Each page of the listing, checked (see listing.py), with its number.
+
+        A page that breaks the spec, or whose `links.next` names another host, raises before the next page
+        is asked for: a caller that collects the whole listing before using it never uses part of one.
+        """
         url: str | None = SEGMENTS_PATH
         params: dict | None = {"page[size]": SEGMENTS_PAGE_SIZE, **extra_params}
         seen: set[str] = set()
+        page = 0
         while url:
+            page += 1
             body = self._request(family, "GET", url, params=params)
-            data = body.get("data")
-            if not isinstance(data, list):
-                raise KlaviyoResponseError("GET /api/segments returned a page without a `data` array")
-            yield body
-            links = body.get("links") or {}
-            url = links.get("next") if isinstance(links, dict) else None
+            segment_resources(body, page)
+            yield body, page
+            url = next_link(body, page, self.origin)
             params = None  # the next link already carries the cursor and the page size
             if url:
                 if url in seen:
@@ -394,32 +460,35 @@ class KlaviyoClient:
                 seen.add(url)
 
     def list_segments(self) -> list[dict[str, Any]]:
-        """All segments as JSON:API resources (id, attributes incl. the whole `definition`)."""
+        """All segments as JSON:API resources (id, attributes incl. the whole `definition`), from a whole listing."""
         segments: dict[str, dict] = {}
-        for page in self.iter_segment_pages():
-            for resource in page:
-                if not isinstance(resource, dict) or "id" not in resource:
-                    raise KlaviyoResponseError("GET /api/segments returned an item without an id")
+        for body, _ in self._segment_documents(SEGMENTS, {}):
+            for resource in body["data"]:
                 segments[resource["id"]] = resource  # a page served twice must not duplicate a segment
         return list(segments.values())
 
     def list_segments_with_tags(self) -> tuple[list[dict[str, Any]], dict[str, str]]:
         """All segments with their tags (GET /api/segments?include=tags): the resources and tag id -> name.
 
-        Each resource's `relationships.tags.data` lists its tag ids. Needs the tags:read scope: without it
-        Klaviyo answers 403 and this raises KlaviyoAuthError naming the scope. Paced under the stricter limit
-        of requests with `include`.
+        Each resource's `relationships.tags.data` lists its tag ids; a resource whose tags relationship has
+        no `data` (the spec allows only `links`) has unknown tags (`listing.tag_ids` gives None). Needs the
+        tags:read scope: without it Klaviyo answers 403 and this raises KlaviyoAuthError naming the scope.
+        Paced under the stricter limit of requests with `include`.
         """
         segments: dict[str, dict] = {}
         tag_names: dict[str, str] = {}
-        for body in self._segment_documents(SEGMENTS_WITH_TAGS, {"include": SEGMENTS_INCLUDE_TAGS}):
+        for body, page in self._segment_documents(SEGMENTS_WITH_TAGS, {"include": SEGMENTS_INCLUDE_TAGS}):
             for resource in body["data"]:
-                if not isinstance(resource, dict) or "id" not in resource:
-                    raise KlaviyoResponseError("GET /api/segments returned an item without an id")
                 segments[resource["id"]] = resource
-            for included in body.get("included") or []:
-                if isinstance(included, dict) and included.get("type") == "tag" and "id" in included:
-                    tag_names[str(included["id"])] = (included.get("attributes") or {}).get("name")
+            tag_names.update(included_tag_names(body, page))
+        for resource in segments.values():
+            unknown = sorted(set(tag_ids(resource) or ()) - set(tag_names))
+            if unknown:
+                raise KlaviyoResponseError(
+                    f"GET /api/segments: segment {resource['id']} lists tags {', '.join(unknown)} that are not "
+                    "among the included tags. The listing was abandoned and none of it is used; run again, and "
+                    "report it if it persists"
+                )
         return list(segments.values()), tag_names
 
     def _report_body(

@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from ..wording import plural
+
 
 @dataclass(frozen=True)
 class ErrorDetail:
@@ -170,6 +172,13 @@ class KlaviyoResponseError(KlaviyoError):
     """
 
 
+class KlaviyoForeignHostError(KlaviyoResponseError):
+    """A response pointed the client at another address than KLAVIYO_BASE_URL; nothing was sent there.
+
+    The API key goes with every request, so a request goes only to the configured scheme, host and port.
+    """
+
+
 class ReportWindowError(KlaviyoError, ValueError):
     """A report range the API would refuse (before 2023-06-01, more than a year back, or inverted).
 
@@ -179,7 +188,8 @@ class ReportWindowError(KlaviyoError, ValueError):
 
 @dataclass
 class ReportBudgetError(KlaviyoError):
-    """A planned run needs more report requests than the budget has left; raised before sending any.
+    """A planned piece of work needs more report requests than the budget has left; raised before sending any
+    of them (what the run did before it, e.g. loading the series, stays done).
 
     Attributes:
         needed: report requests the run needs.
@@ -192,6 +202,7 @@ class ReportBudgetError(KlaviyoError):
         daily_limit: KLAVIYO_REPORT_DAILY_LIMIT.
         window_seconds: the length of the rolling window the limit is counted over.
         blocked_at: KLAVIYO_QUOTA only: when the 429 that set the block was received.
+        purpose: what the requests were for, as the message names it (e.g. "the reconciliation check").
     """
 
     needed: int
@@ -202,24 +213,31 @@ class ReportBudgetError(KlaviyoError):
     daily_limit: int | None = None
     window_seconds: float | None = None
     blocked_at: dt.datetime | None = None
+    purpose: str = "this step"
 
     def __post_init__(self) -> None:
         super().__init__(str(self))
+
+    @property
+    def _none_sent(self) -> str:
+        return "That request was not sent" if self.needed == 1 else f"None of these {self.needed} requests was sent"
 
     def __str__(self) -> str:
         account = f" for account {self.account_id}" if self.account_id else ""
         if self.kind == KLAVIYO_QUOTA:
             return (
-                f"this run needs {self.needed} report requests but Klaviyo's reporting quota{account} is spent: "
-                f"Klaviyo answered 429 at {_moment(self.blocked_at)} and allows no report request before "
-                f"{_moment(self.retry_at)}. Nothing was sent; run again after that time."
+                f"{self.purpose} needs {plural(self.needed, 'report request')} but Klaviyo's reporting "
+                f"quota{account} is spent: Klaviyo answered 429 at {_moment(self.blocked_at)} and allows no report "
+                f"request before {_moment(self.retry_at)}. {self._none_sent}; run it again after that time."
             )
         ages_out = f"; the oldest counted request ages out at {_moment(self.retry_at)}" if self.retry_at else ""
         return (
-            f"this run needs {self.needed} report requests but only {self.remaining} are left{account} under "
-            f"this pipeline's own limit (KLAVIYO_REPORT_DAILY_LIMIT={self.daily_limit} per "
-            f"{window_text(self.window_seconds or 0)}, counted across runs){ages_out}. Nothing was sent. Run a "
-            "shorter range, wait, or raise KLAVIYO_REPORT_DAILY_LIMIT if Klaviyo allows more for this account."
+            f"{self.purpose} needs {plural(self.needed, 'report request')} but only {self.remaining} "
+            f"{'is' if self.remaining == 1 else 'are'} left{account} "
+            f"under this pipeline's own limit (KLAVIYO_REPORT_DAILY_LIMIT={self.daily_limit} per "
+            f"{window_text(self.window_seconds or 0)}, counted across runs){ages_out}. "
+            f"{self._none_sent}. Run it again after that time, or raise KLAVIYO_REPORT_DAILY_LIMIT if Klaviyo "
+            "allows more for this account."
         )
 
 
@@ -264,3 +282,13 @@ def abbreviated(items, shown: int = 5) -> str:
     items = list(items)
     text = ", ".join(str(item) for item in items[:shown])
     return f"{text} and {len(items) - shown} more" if len(items) > shown else text
+
+
+# a value from outside is echoed in a message only this far
+_SHOWN_CHARACTERS = 120
+
+
+def shown(value: object) -> str:
+    """A value from outside (a header, a link, a stored number), cut short for a message; text is quoted."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= _SHOWN_CHARACTERS else text[: _SHOWN_CHARACTERS - 3] + "..."

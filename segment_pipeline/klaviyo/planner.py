@@ -156,12 +156,26 @@ def series_filter(segment_ids: tuple[str, ...]) -> str:
 
 # -- what is still worth asking for --------------------------------------------------------------------------
 #
-# Klaviyo may revise a day's numbers for a few days after it ends (the late-data lookback). A (segment, day)
-# cell fetched when the day was already older than the lookback is final: asking again returns the same
-# numbers. Anything else (never fetched, or fetched while still recent) is worth a request. This is the one
-# place that rule is written; ingestion plans with it and nothing else decides it.
+# A (segment, day) cell is final when asking again would return the same numbers. Two things keep Klaviyo's
+# numbers moving after a first answer:
+# - Klaviyo revises a day's buckets for a few days after it ends (the late-data lookback, about 5 days).
+# - A new segment's past days answer zeros until Klaviyo's asynchronous growth backfill is done, hours and up
+#   to about 48 h after its creation (its `is_processing` turns false before that, when its membership is
+#   done). A segment whose definition is recomputed (`is_processing` again) may move the same way.
+# So a cell is final only when it was fetched once its day was older than the lookback AND the segment had
+# settled: NEW_SEGMENT_SETTLE after its creation and after it was last seen processing. A stored history that
+# is all zeros before the creation day while the segment has members is evidence the backfill had not
+# happened: such a segment settles only ZERO_HISTORY_WAIT after its creation (a backfill that never comes
+# must not cost requests forever). Cells fetched before their segment settled are asked again by the first
+# run once it has settled, whichever days they are. This is the one place those rules are written; ingestion
+# plans with them and nothing else decides them.
 
 Days = tuple[DayWindow, ...]  # sorted, disjoint, non-adjacent inclusive day ranges
+
+# Klaviyo's growth backfill of a new segment takes up to about 48 h (practitioners' reports).
+NEW_SEGMENT_SETTLE = dt.timedelta(hours=48)
+# How long an all-zero past of a segment with members is taken for a backfill still under way.
+ZERO_HISTORY_WAIT = dt.timedelta(days=7)
 
 
 def last_final_day(fetched_on: dt.date, lookback_days: int) -> dt.date:
@@ -174,9 +188,117 @@ def last_final_day(fetched_on: dt.date, lookback_days: int) -> dt.date:
     return fetched_on - dt.timedelta(days=lookback_days + 1)
 
 
-def is_final(day: dt.date, fetched_on: dt.date | None, lookback_days: int) -> bool:
-    """Whether a cell of `day` fetched on `fetched_on` (None: unknown) needs no new request."""
-    return fetched_on is not None and day <= last_final_day(fetched_on, lookback_days)
+def is_final(day: dt.date, fetched_on: dt.date | None, lookback_days: int, settled_on: dt.date | None = None) -> bool:
+    """Whether a cell of `day` fetched on `fetched_on` (None: unknown) needs no new request.
+
+    `settled_on` is the first day on which the segment's numbers had settled (`Settling.settled_on`); a cell
+    fetched before it is not final whatever its age. None: nothing says the segment was ever unsettled.
+    """
+    if fetched_on is None or day > last_final_day(fetched_on, lookback_days):
+        return False
+    return settled_on is None or fetched_on >= settled_on
+
+
+@dataclass(frozen=True)
+class SegmentFacts:
+    """What the warehouse holds about one segment that decides when its numbers settle.
+
+    Attributes:
+        segment_id: the segment.
+        created: Klaviyo's `created`, tz-aware (None: Klaviyo sent none).
+        listed_at: when the segments step last listed it; a `created` later than this is taken as this.
+        processing_seen_at: the last listing that showed it `is_processing` (None: never seen processing).
+        first_stored_day: the oldest day of its stored series (None: nothing stored).
+        first_nonzero_day: the oldest stored day with any statistic other than 0 (None: none).
+        members_now: total_members on its newest stored day: whether Klaviyo reports members.
+        first_fetched_on: the oldest fetch day among its stored days (None: nothing with a fetch day).
+    """
+
+    segment_id: str
+    created: dt.datetime | None
+    listed_at: dt.datetime | None = None
+    processing_seen_at: dt.datetime | None = None
+    first_stored_day: dt.date | None = None
+    first_nonzero_day: dt.date | None = None
+    members_now: int | None = None
+    first_fetched_on: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class Settling:
+    """When a segment's numbers settle, in account-local days.
+
+    Attributes:
+        settled_on: cells of the segment fetched before this day are not final.
+        refetch_from: from this day on, runs ask again for those cells wherever they lie (the day the segment
+            is past its settle period); before it they are asked for only within a run's own days.
+    """
+
+    settled_on: dt.date
+    refetch_from: dt.date
+
+
+def _day_after(moment: dt.datetime, zone: ZoneInfo) -> dt.date:
+    # the first account-local day that starts after `moment`: every fetch on it comes later
+    return moment.astimezone(zone).date() + dt.timedelta(days=1)
+
+
+def zero_history_before_creation(facts: SegmentFacts, created_day: dt.date) -> bool:
+    """Whether the stored series is all zeros before the creation day while the segment has members now."""
+    return (
+        (facts.members_now or 0) > 0
+        and facts.first_stored_day is not None
+        and facts.first_stored_day < created_day
+        and (facts.first_nonzero_day is None or facts.first_nonzero_day >= created_day)
+    )
+
+
+def settling_of(facts: SegmentFacts, timezone: str) -> Settling | None:
+    """When the segment's numbers settle; None when nothing is known to date it (no creation, never processing).
+
+    Settled NEW_SEGMENT_SETTLE after the later of its creation and the last listing that showed it processing;
+    with an all-zero stored past where it has members now, not before ZERO_HISTORY_WAIT after its creation.
+    """
+    zone = ZoneInfo(timezone)
+    created = facts.created
+    if created is not None and facts.listed_at is not None:
+        created = min(created, facts.listed_at)  # a segment exists by the time it is listed
+    seen = facts.processing_seen_at
+    if seen is not None and facts.listed_at is not None:
+        seen = min(seen, facts.listed_at)
+    moments = [moment for moment in (created, seen) if moment is not None]
+    if not moments:
+        return None
+    refetch_from = _day_after(max(moments) + NEW_SEGMENT_SETTLE, zone)
+    settled_on = refetch_from
+    if created is not None and zero_history_before_creation(facts, created.astimezone(zone).date()):
+        settled_on = max(settled_on, _day_after(created + ZERO_HISTORY_WAIT, zone))
+    return Settling(settled_on=settled_on, refetch_from=refetch_from)
+
+
+def settled_by(since: dt.date) -> dt.datetime:
+    """A moment such that a segment created and last seen processing before it had settled by `since`, in any
+    timezone: its cells from `since` on are final by age alone, so what it stored need not be read."""
+    longest = max(NEW_SEGMENT_SETTLE, ZERO_HISTORY_WAIT)
+    return dt.datetime.combine(since, dt.time(), dt.UTC) - longest - dt.timedelta(days=2)
+
+
+def settling_by_segment(facts: list[SegmentFacts], timezone: str) -> dict[str, Settling]:
+    """`settling_of` for each segment that has one."""
+    found = ((f.segment_id, settling_of(f, timezone)) for f in facts)
+    return {segment_id: settle for segment_id, settle in found if settle is not None}
+
+
+def to_repair(facts: list[SegmentFacts], settling: dict[str, Settling], today: dt.date) -> list[str]:
+    """Segments with stored cells fetched before they settled, due to be asked again today (sorted)."""
+    return sorted(
+        f.segment_id
+        for f in facts
+        if f.first_fetched_on is not None
+        and (settle := settling.get(f.segment_id)) is not None
+        and f.first_fetched_on < settle.settled_on
+        and settle.refetch_from <= today
+    )
 
 
 def _normalize(windows) -> Days:
@@ -233,27 +355,38 @@ def days_to_fetch(
     today: dt.date,
     *,
     refetch: bool = False,
+    settling: dict[str, Settling] | None = None,
 ) -> dict[str, Days]:
     """The days each segment still needs from Klaviyo for a run of `start`..`end`.
 
     Args:
         segment_ids: the live segments.
         start, end: the run's days (inclusive, account-local).
-        stored: what the warehouse holds, as (segment_id, fetched_on, first_day, last_day) runs of days.
+        stored: what the warehouse holds, as (segment_id, fetched_on, first_day, last_day) runs of days: the
+            run's days and the `lookback_days` before them, and every stored day of the segments due a repair
+            (`to_repair`).
         lookback_days: the late-data lookback (SERIES_LOOKBACK_DAYS).
         today: the account-local date now.
         refetch: ask for every day of the range again, final or not.
+        settling: segment id -> when its numbers settle (`settling_of`); a segment left out is settled.
 
     Returns:
         segment id -> days to request: every day of the range that is missing or not final (all of them
         with `refetch`), plus the stored days of the `lookback_days` before the range that are not final yet
-        (so the daily run keeps refreshing the last few days, in the same request). Segments that need
-        nothing are left out.
+        (so the daily run keeps refreshing the last few days, in the same request), plus, for a segment past
+        its settle period, every stored day it has (within the year Klaviyo reports) that was fetched before
+        it settled. Segments that need nothing are left out.
     """
+    settling = settling or {}
     final: dict[str, list[DayWindow]] = {}
     not_final: dict[str, list[DayWindow]] = {}
+    unsettled: dict[str, list[DayWindow]] = {}
     for segment_id, fetched_on, first, last in stored:
-        through = last_final_day(fetched_on, lookback_days) if fetched_on is not None else None
+        settle = settling.get(segment_id)
+        settled = fetched_on is not None and (settle is None or fetched_on >= settle.settled_on)
+        if fetched_on is not None and not settled:
+            unsettled.setdefault(segment_id, []).append(DayWindow(first, last))
+        through = last_final_day(fetched_on, lookback_days) if settled else None
         if through is not None and first <= through:
             final.setdefault(segment_id, []).append(DayWindow(first, min(last, through)))
         recent_from = first if through is None else max(first, through + dt.timedelta(days=1))
@@ -261,14 +394,19 @@ def days_to_fetch(
             not_final.setdefault(segment_id, []).append(DayWindow(recent_from, last))
 
     wanted = DayWindow(start, end)
-    before_start = max(earliest_reportable_day(today), start - dt.timedelta(days=lookback_days))
+    earliest = earliest_reportable_day(today)
+    before_start = max(earliest, start - dt.timedelta(days=lookback_days))
     before = DayWindow(before_start, start - dt.timedelta(days=1)) if before_start < start else None
+    reportable = DayWindow(earliest, today)
     needed: dict[str, Days] = {}
     interned: dict[Days, Days] = {}  # 10,000 segments usually share a handful of shapes: keep one copy each
     for segment_id in dict.fromkeys(segment_ids):
         days = (wanted,) if refetch else _subtract(wanted, _normalize(final.get(segment_id, [])))
         if before is not None:
             days = _normalize([*days, *_intersect(_normalize(not_final.get(segment_id, [])), before)])
+        settle = settling.get(segment_id)
+        if settle is not None and settle.refetch_from <= today and segment_id in unsettled:
+            days = _normalize([*days, *_intersect(_normalize(unsettled[segment_id]), reportable)])
         if days:
             needed[segment_id] = interned.setdefault(days, days)
     return needed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import math
+import re
 
 import httpx
 
@@ -38,25 +39,62 @@ def error_details(response: httpx.Response) -> list[ErrorDetail]:
     return details
 
 
+# RFC 9110: delay-seconds is a non-negative whole number; fractions are read too, anything else is not a delay
+_DELAY_SECONDS = re.compile(r"\d+(\.\d+)?")
+# a header is echoed in a log only this far
+_SHOWN_HEADER = 60
+
+
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
     """Seconds a `Retry-After` header asks to wait: delay-seconds or an HTTP date (RFC 9110 allows both).
 
     Klaviyo sends whole seconds; a proxy in front of it may send a date. A date in the past means "now" (0).
-    A missing or unreadable value gives `None`: the caller decides what waiting without advice means.
+    A missing or unreadable value (negative, NaN, junk, a date no calendar holds) gives `None`: the caller
+    decides what waiting without advice means. The result is not bounded: `bounded_retry_after` caps it.
     """
     if value is None or not value.strip():
         return None
     value = value.strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(value)  # may be inf for hundreds of digits; the caller caps it
     try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if moment.tzinfo is None:  # "-0000" means UTC with no claim about local time
-            moment = moment.replace(tzinfo=dt.UTC)
-        seconds = moment.timestamp() - (dt.datetime.now(dt.UTC).timestamp() if now is None else now)
-    if not math.isfinite(seconds):
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return max(0.0, seconds)
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # "-0000" means UTC with no claim about local time
+        moment = moment.replace(tzinfo=dt.UTC)
+    seconds = moment.timestamp() - (dt.datetime.now(dt.UTC).timestamp() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def bounded_retry_after(
+    value: str | None, *, without_advice: float, longest: float, now: float | None = None
+) -> tuple[float, str | None]:
+    """How long to wait after a 429, never more than `longest`, and a note for the log when the header was odd.
+
+    Args:
+        value: the `Retry-After` header, if any.
+        without_advice: the wait for a 429 without a readable header (one steady window).
+        longest: the most any 429 is waited out or recorded for (the report quota window: Klaviyo's daily
+            quota is the longest wait it ever asks for).
+        now: the current time (time.time()), for an HTTP date.
+    """
+    seconds = retry_after_seconds(value, now=now)
+    if value is None:
+        return min(without_advice, longest), None
+    header = value.strip()
+    if len(header) > _SHOWN_HEADER:
+        header = header[:_SHOWN_HEADER] + "..."
+    if seconds is None:
+        return min(without_advice, longest), (
+            f"Retry-After {header!r} is neither a number of seconds nor an HTTP date; waiting one steady window "
+            f"({without_advice:g} s) as for a 429 without it"
+        )
+    if seconds > longest:
+        return longest, (
+            f"Retry-After {header!r} asks for more than the {longest:g} s of the report quota window, the longest "
+            f"wait Klaviyo sets; counted as {longest:g} s"
+        )
+    return seconds, None

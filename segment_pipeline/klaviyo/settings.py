@@ -20,6 +20,7 @@ from .limits import (
     REPORTS_RATE_LIMIT,
     STEADY_WINDOW_SECONDS,
 )
+from .origins import checked_base_url
 
 
 class ApiKey:
@@ -74,6 +75,10 @@ class KlaviyoSettings:
     # the environment variable the key came from: messages about a refused key name it (never the key)
     api_key_variable: str = "KLAVIYO_API_KEY"
 
+    def __post_init__(self) -> None:
+        # every way of making settings passes here: the key goes to no address that is not checked
+        object.__setattr__(self, "base_url", checked_base_url(self.base_url))
+
 
 def checked_api_key(key: str | ApiKey, variable: str = "KLAVIYO_API_KEY", account_name: str | None = None) -> ApiKey:
     """The key as an ApiKey; an empty one fails with what to do, naming the variable it should come from."""
@@ -127,7 +132,8 @@ class KlaviyoOptions:
         if "tags" in given:
             given["tags"] = given["tags"].strip().lower()
         if "base_url" in given:
-            given["base_url"] = given["base_url"].rstrip("/")
+            # checked when the code loads, and again for every client (settings made in code pass there too)
+            given["base_url"] = checked_base_url(given["base_url"])
         options = cls(**given)
         if options.tags not in TAG_MODES:
             raise KlaviyoConfigError(f"KLAVIYO_TAGS={options.tags!r} must be one of {', '.join(TAG_MODES)}")

@@ -2,7 +2,8 @@
 
 One row per segment with its tags as a JSON list of {"id", "name"} (an empty list when it has none), merged
 on (account_id, segment_id). A row per segment rather than per (segment, tag) means a tag taken off a
-segment, or a segment left with no tags, replaces the old row instead of lingering; staging unnests it.
+segment, or a segment left with no tags, replaces the old row instead of lingering; staging unnests it. A
+segment listed without its tags' `data` keeps its stored row.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datetime as dt
 from collections.abc import Iterable
 
 from ..klaviyo.errors import KlaviyoResponseError
+from ..klaviyo.listing import tag_ids
 
 SEGMENT_TAG_COLUMNS = {
     "account_id": {"data_type": "text", "nullable": False},
@@ -24,22 +26,24 @@ SEGMENT_TAG_COLUMNS = {
 def segment_tag_rows(
     resources: Iterable[dict], tag_names: dict[str, str], account_id: str, loaded_at: dt.datetime
 ) -> list[dict]:
-    """One row per segment resource, its tags named from the document's `included` tag resources."""
+    """One row per segment resource whose tags were listed, named from the document's `included` tags.
+
+    A segment whose tags relationship came without `data` (the spec allows only `links`) gets no row: its
+    tags are unknown this run, so the stored row, if any, is kept as it was.
+    """
     rows = []
     for resource in resources:
         segment_id = str(resource["id"])
-        relationship = ((resource.get("relationships") or {}).get("tags") or {}).get("data")
-        if not isinstance(relationship, list):
-            raise KlaviyoResponseError(
-                f"segment {segment_id}: relationships.tags.data is missing although include=tags was asked"
-            )
-        tags = []
-        for entry in relationship:
-            tag_id = str(entry.get("id")) if isinstance(entry, dict) else None
-            if tag_id not in tag_names:
-                raise KlaviyoResponseError(f"segment {segment_id}: tag {tag_id} is not among the included tags")
-            tags.append({"id": tag_id, "name": tag_names[tag_id]})
-        tags.sort(key=lambda tag: (tag["name"] or "", tag["id"]))
+        listed = tag_ids(resource)
+        if listed is None:
+            continue
+        unknown = [tag_id for tag_id in listed if tag_id not in tag_names]
+        if unknown:
+            raise KlaviyoResponseError(f"segment {segment_id}: tag {unknown[0]} is not among the included tags")
+        tags = sorted(
+            ({"id": tag_id, "name": tag_names[tag_id]} for tag_id in listed),
+            key=lambda tag: (tag["name"] or "", tag["id"]),
+        )
         rows.append(
             {
                 "account_id": account_id,

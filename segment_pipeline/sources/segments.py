@@ -4,7 +4,10 @@
   account's short name in this deployment's accounts file), merged on account_id, so a renamed account
   shows its new name after its next load.
 - `segments`: one row per segment, merged on (account_id, id) and refreshed every run so renames,
-  definition edits and deletions show. A segment the API no longer returns stays, flagged `is_deleted`.
+  definition edits and deletions show. A segment the API no longer returns stays, flagged `is_deleted`, but
+  only from a complete listing (the caller collects every page first) and, when the listing lacks more than
+  half of the live segments, only once a run confirms it (`plan_deletions`).
+  `processing_seen_at` keeps the last load that saw it `is_processing` (the planner's finality reads it).
 - `segment_definitions`: one row per observed state of a segment's definition, keyed by
   (account_id, segment_id, segment_updated, definition_hash) and inserted only once, so the first time we
   saw it is never overwritten. Keying on Klaviyo's `updated` as well as the hash keeps a return to an
@@ -19,13 +22,14 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import dlt
 
 from ..config import DEFAULT_ACCOUNT_NAME
 from ..klaviyo import Account
-from ..klaviyo.errors import KlaviyoResponseError
+from ..klaviyo.errors import KlaviyoResponseError, abbreviated
 from ..tables import ACCOUNTS_TABLE, SEGMENT_DEFINITIONS_TABLE, SEGMENT_TAGS_TABLE, SEGMENTS_TABLE
 from .segment_tags import SEGMENT_TAG_COLUMNS, segment_tag_rows
 
@@ -55,6 +59,8 @@ SEGMENT_COLUMNS = {
     "updated": {"data_type": "timestamp"},
     "is_active": {"data_type": "bool"},
     "is_processing": {"data_type": "bool"},
+    # the last load whose listing showed is_processing: the segment's numbers settle some time after it
+    "processing_seen_at": {"data_type": "timestamp"},
     "is_starred": {"data_type": "bool"},
     "is_deleted": {"data_type": "bool"},
     "deleted_seen_at": {"data_type": "timestamp"},
@@ -126,6 +132,62 @@ def segment_rows(resources: Iterable[dict], account_id: str, loaded_at: dt.datet
     return rows
 
 
+# A listing that lacks more than this share of the segments stored as live is more likely broken (cut short
+# by a proxy, an outage, a changed key) than a mass deletion: those deletions are held back until confirmed.
+MASS_DELETION_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Deletions:
+    """What a complete listing says about the segments stored as live.
+
+    Attributes:
+        gone: ids of segments stored as live that the listing lacks.
+        live_before: how many segments were stored as live.
+        held_back: whether `gone` is more than MASS_DELETION_SHARE of `live_before` and not confirmed, so
+            none of them is marked deleted this run.
+    """
+
+    gone: tuple[str, ...]
+    live_before: int
+    held_back: bool
+
+    @property
+    def marked(self) -> int:
+        """Segments marked deleted by this run."""
+        return 0 if self.held_back else len(self.gone)
+
+    def comparable(self, previous: list[dict]) -> list[dict]:
+        """The stored rows to compare the listing with: without the held-back ones, which stay as stored."""
+        held = set(self.gone) if self.held_back else set()
+        return [row for row in previous if row["id"] not in held]
+
+    def warning(self) -> str:
+        return (
+            f"the segments listing lacks {len(self.gone)} of the {self.live_before} segments stored as live (more "
+            f"than {MASS_DELETION_SHARE:.0%} of them), so none of them was marked deleted: a listing that shrinks this "
+            "much is more often cut short than real. If they were deleted in Klaviyo, run the segments step "
+            "again with the run config `confirm_deletions: true`; otherwise the next complete listing keeps "
+            f"them. Lacking: {abbreviated(self.gone)}"
+        )
+
+
+def plan_deletions(previous: Iterable[dict], current_ids: set[str], *, confirmed: bool = False) -> Deletions:
+    """Which stored live segments a complete listing lacks, and whether so many lack that it is held back."""
+    live = {row["id"] for row in previous if not row.get("is_deleted")}
+    gone = tuple(sorted(live - current_ids))
+    sharp = len(gone) > MASS_DELETION_SHARE * len(live)
+    return Deletions(gone=gone, live_before=len(live), held_back=bool(gone) and sharp and not confirmed)
+
+
+def carry_processing_seen(rows: list[dict], previous: Iterable[dict], loaded_at: dt.datetime) -> list[dict]:
+    """Stamp `processing_seen_at`: this load for a segment processing now, else what was stored before."""
+    seen_before = {row["id"]: row.get("processing_seen_at") for row in previous}
+    for row in rows:
+        row["processing_seen_at"] = loaded_at if row["is_processing"] else seen_before.get(row["id"])
+    return rows
+
+
 def deleted_rows(previous: Iterable[dict], current_ids: set[str], loaded_at: dt.datetime) -> list[dict]:
     """Rows stored earlier whose segment the API no longer returns, flagged deleted (the rest kept as was)."""
     rows = []
@@ -174,6 +236,7 @@ def klaviyo_segments_source(
             f"(or {DEFAULT_ACCOUNT_NAME!r} without one); pass the account's `name`"
         )
     current = segment_rows(segment_resources, account.id, loaded_at)
+    carry_processing_seen(current, previous_segments, loaded_at)
     current_ids = {row["id"] for row in current}
     all_segments = current + deleted_rows(previous_segments, current_ids, loaded_at)
 
@@ -201,6 +264,9 @@ def klaviyo_segments_source(
         write_disposition="merge",
         columns=SEGMENT_COLUMNS,
         file_format=LOADER_FILE_FORMAT,
+        # a warehouse made before processing_seen_at existed has the table without it; frozen columns would
+        # refuse to add it. The rows are built here from known fields, so new columns can only be ours
+        schema_contract={"tables": "evolve", "columns": "evolve", "data_type": "freeze"},
     )
     def segments():
         yield all_segments

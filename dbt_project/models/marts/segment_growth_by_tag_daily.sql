@@ -24,11 +24,12 @@ by_tag as (
         any_value(tags.tag_name) as tag_name,
         daily.date,
         count(*) as segments_reporting,
-        sum(daily.total_members) as total_members,
-        sum(daily.members_at_start) as members_at_start,
-        sum(daily.members_added) as members_added,
-        sum(daily.members_removed) as members_removed,
-        sum(daily.net_members_changed) as net_members_changed,
+        -- BIGINT, not the HUGEINT DuckDB sums integers into (a float in pandas and many BI tools)
+        cast(sum(daily.total_members) as bigint) as total_members,
+        cast(sum(daily.members_at_start) as bigint) as members_at_start,
+        cast(sum(daily.members_added) as bigint) as members_added,
+        cast(sum(daily.members_removed) as bigint) as members_removed,
+        cast(sum(daily.net_members_changed) as bigint) as net_members_changed,
         bool_or(daily.definition_changed) as any_definition_changed
     from daily
     join tags

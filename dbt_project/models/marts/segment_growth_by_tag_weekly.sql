@@ -25,11 +25,12 @@ by_tag as (
         weekly.week_start,
         count(*) as segments_reporting,
         min(weekly.days_covered) as min_days_covered,
-        sum(weekly.members_at_start) as members_at_start,
-        sum(weekly.members_at_end) as members_at_end,
-        sum(weekly.members_added) as members_added,
-        sum(weekly.members_removed) as members_removed,
-        sum(weekly.net_members_changed) as net_members_changed
+        -- BIGINT, not the HUGEINT DuckDB sums integers into (a float in pandas and many BI tools)
+        cast(sum(weekly.members_at_start) as bigint) as members_at_start,
+        cast(sum(weekly.members_at_end) as bigint) as members_at_end,
+        cast(sum(weekly.members_added) as bigint) as members_added,
+        cast(sum(weekly.members_removed) as bigint) as members_removed,
+        cast(sum(weekly.net_members_changed) as bigint) as net_members_changed
     from weekly
     join tags
         on weekly.account_id = tags.account_id

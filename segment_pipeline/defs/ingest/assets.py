@@ -25,6 +25,18 @@ from ..failures import explained_failures
 from .series_results import series_failure, series_results
 
 
+class SegmentsConfig(dg.Config):
+    """Run options of the segments step (Launchpad: `ops: {klaviyo_<account>_segments: {config: ...}}`)."""
+
+    confirm_deletions: bool = Field(
+        default=False,
+        description=(
+            "Mark segments deleted even when the listing lacks more than half of those stored as live. Off by "
+            "default: such a listing is more often cut short than real, and its deletions are held back."
+        ),
+    )
+
+
 class SeriesConfig(dg.Config):
     """Run options of the series asset (Launchpad: `ops: {klaviyo__<account>__segment_series_daily: {config: ...}}`)."""
 
@@ -93,12 +105,16 @@ def build_account_assets(
         op_tags={ACCOUNT_TAG: name},
         required_resource_keys={klaviyo_key, "warehouse"},
     )
-    def account_segments(context: dg.AssetExecutionContext):
+    def account_segments(context: dg.AssetExecutionContext, config: SegmentsConfig):
         from ...ingest.segments import refresh_segments
 
         with explained_failures(access.label):
             outcome = refresh_segments(
-                getattr(context.resources, klaviyo_key), context.resources.warehouse, holder(context), context.log
+                getattr(context.resources, klaviyo_key),
+                context.resources.warehouse,
+                holder(context),
+                context.log,
+                confirm_deletions=config.confirm_deletions,
             )
         metadata = {
             "account": name,
@@ -106,11 +122,16 @@ def build_account_assets(
             "segments": outcome.segments,
             "new_segments": outcome.new_segments,
             "deleted_segments": outcome.deleted_segments,
+            "deletions_held_back": outcome.deletions_held_back,
             "inactive_segments": outcome.inactive_segments,
             "requests_sent": outcome.requests_sent,
             "dagster/row_count": outcome.segments,
         }
-        tags = {"tags_loaded": outcome.tags_loaded, "tags": outcome.tags}
+        tags = {
+            "tags_loaded": outcome.tags_loaded,
+            "tags": outcome.tags,
+            "segments_without_tag_data": outcome.segments_without_tag_data,
+        }
         results = {
             segments_key: {**metadata, **tags},
             asset_key(name, SEGMENT_DEFINITIONS_TABLE): {"dagster/row_count": outcome.definition_versions},

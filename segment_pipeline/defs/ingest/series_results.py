@@ -44,9 +44,16 @@ def run_metadata(outcome: SeriesOutcome) -> dict:
         "run_cells_still_missing": outcome.cells_still_missing,
         "run_lookback_days_added": outcome.lookback_days_added,
         "run_lookback_cells_refreshed": outcome.lookback_cells_refreshed,
+        "run_unsettled_cells_refreshed": outcome.unsettled_cells_refreshed,
+        "run_segments_not_settled": outcome.segments_not_settled,
         "run_segments_deleted_meanwhile": outcome.segments_deleted_meanwhile,
         "run_staged_responses_from_earlier_runs": outcome.staged_files_from_earlier_runs,
         "run_staged_rows_from_earlier_runs": outcome.staged_rows_from_earlier_runs,
+        "run_staged_rows_superseded": outcome.staged_rows_superseded,
+        "run_staged_responses_set_aside": len(outcome.set_aside),
+        "run_staged_responses_set_aside_files": dg.MetadataValue.json(
+            [aside.as_metadata() for aside in outcome.set_aside]
+        ),
         "run_report_requests_left_today": outcome.requests_left_today,
     }
 
@@ -109,8 +116,16 @@ def series_failure(
             f"resumes at {iso(unfinished.resume_at)} ({unfinished.why}). Every response received is loaded: "
             f"{len(complete)} of {days} days are complete and materialized, the other {days - len(complete)} show "
             "as failed until segment_growth_resume_sensor (or a re-run of the same range) finishes them, expected at "
-            f"{iso(unfinished.expected_finish)}."
+            f"{iso(unfinished.expected_finish)}.{set_aside_note(outcome)}"
         ),
         metadata={**run_metadata(outcome), **progress},
         allow_retries=False,
     )
+
+
+def set_aside_note(outcome: SeriesOutcome) -> str:
+    """A sentence for a run's message naming the staged files it moved aside (their log lines say why)."""
+    if not outcome.set_aside:
+        return ""
+    moved = ", ".join(str(aside.moved_to) for aside in outcome.set_aside)
+    return f" Staged responses that could not be loaded were moved aside (the log says why and what to do): {moved}."

@@ -63,7 +63,9 @@ def build_publishing(model_keys: Iterable[dg.AssetKey]) -> list[dg.AssetsDefinit
         from ...charts import write_growth_charts
 
         storage = context.resources.warehouse.storage
-        paths = write_growth_charts(storage.analytics_path, storage.charts_dir)
+        paths = write_growth_charts(
+            storage.analytics_path, storage.charts_dir, memory_limit=storage.duckdb_memory_limit
+        )
         context.log.info("growth report written to %s", paths["html"])
         # the UI shows Markdown metadata inline: a small preview as a data URI, so the chart is seen, not just named
         preview = base64.b64encode(paths["preview"].read_bytes()).decode("ascii")

@@ -8,6 +8,7 @@ import dagster as dg
 
 from ... import reconciliation as rc
 from ...ingest.access import KlaviyoAccess
+from ...wording import plural
 from ..account_names import ACCOUNT_TAG, pool_name, resource_key
 from ..failures import explained_failures
 from ..ingest.assets import holder
@@ -56,7 +57,7 @@ def check_result(result: rc.Reconciliation) -> dg.AssetCheckResult:
     more = len(mismatches) - _NAMED_IN_DESCRIPTION
     segments = result.segments_disagreeing
     description = (
-        f"{segments} segment{'s' * (segments != 1)} disagree{'s' * (segments == 1)} with Klaviyo's values report "
+        f"{plural(segments, 'segment')} disagree{'s' * (segments == 1)} with Klaviyo's values report "
         f"for {window.start} to {window.end}: {named}{f'; and {more} more' if more > 0 else ''}. Re-run the "
         "series for those days to reload them."
     )
