@@ -25,21 +25,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
-import re
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
+
+from segment_pipeline.config import StorageSettings
+from segment_pipeline.devtools import processes
+from segment_pipeline.devtools.demo import STATS_PATH, pipeline_environment
+from segment_pipeline.settings import ACCOUNTS_FILE_ENV, SINGLE_ACCOUNT_VARIABLES, child_environment, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -67,78 +72,30 @@ def report(label: str, value: str, target: str, ok: bool | None) -> None:
     print(f"  {label:<42}{value:>14}{status}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
-def simulator(segments: int, speed: float, *extra: str) -> Iterator[str]:
-    """The simulator as a separate process (its memory is not the pipeline's), stopped on the way out."""
-    port = free_port()
-    command = [
-        str(BIN / "klaviyo-simulator"),
-        "serve",
-        "--port",
-        str(port),
-        "--api-key",
-        API_KEY,
-        "--segments",
-        str(segments),
-        "--speed",
-        str(speed),
-        "--timezone",
-        TIMEZONE,
-        *extra,
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base_url}/__simulator/stats", timeout=5):
-                    break
-            except OSError as exc:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    detail = process.stderr.read().decode()[-2000:]
-                    raise RuntimeError(f"the simulator did not start: {detail}") from exc
-                time.sleep(0.2)
-        yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def deployment(
+    work: Path, segments: int, speed: float, accounts: int = 1, **extra: str
+) -> Iterator[tuple[processes.Simulator, dict[str, str]]]:
+    """The simulator as a separate process (its memory is not the pipeline's), stopped on the way out, and the
+    pipeline's environment for it as the demo builds it (every file under `work`, its own Dagster instance), with
+    `extra` variables on top."""
+    timezone = TIMEZONE if accounts == 1 else None
+    with processes.simulator(
+        work, api_key=API_KEY, accounts=accounts, segments=segments, speed=speed, timezone=timezone
+    ) as simulator:
+        env = pipeline_environment(simulator, work, speed)
+        env.update(
+            RUNTIME__DLTHUB_TELEMETRY="false",
+            DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+            PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            **extra,
+        )
+        yield simulator, env
 
 
-def report_requests(base_url: str) -> int:
-    with urllib.request.urlopen(f"{base_url}/__simulator/stats", timeout=10) as answer:
-        stats = json.load(answer)
-    return int(stats.get("report_requests_served", 0))
-
-
-def pipeline_env(work: Path, base_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KLAVIYO_", "DAGSTER_"))}
-    env.update(
-        KLAVIYO_API_KEY=API_KEY,
-        KLAVIYO_BASE_URL=base_url,
-        KLAVIYO_TIMEZONE=TIMEZONE,
-        KLAVIYO_REPORT_DAILY_LIMIT="100000",
-        WAREHOUSE_PATH=str(work / "warehouse.duckdb"),
-        ANALYTICS_PATH=str(work / "analytics.duckdb"),
-        PIPELINE_STATE_DIR=str(work / "state"),
-        CHARTS_DIR=str(work / "charts"),
-        DAGSTER_HOME=str(work / "dagster_home"),
-        RUNTIME__DLTHUB_TELEMETRY="false",
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        **extra,
-    )
-    return env
+def simulator_stats(simulator: processes.Simulator) -> dict:
+    """The simulator's request counters: `report_requests_served` in all, and per account under `accounts`."""
+    return httpx.get(simulator.base_url + STATS_PATH, timeout=10).json()
 
 
 def year_range() -> tuple[dt.date, dt.date]:
@@ -146,12 +103,12 @@ def year_range() -> tuple[dt.date, dt.date]:
     return today - dt.timedelta(days=DAYS), today - dt.timedelta(days=1)
 
 
-def dlt_load_seconds(state_dir: Path) -> tuple[float | None, int | None]:
+def dlt_load_seconds(pipelines_dir: Path) -> tuple[float | None, int | None]:
     """Seconds of the last series load's dlt `load` step (the merge), and the rows it merged."""
     import dlt
 
     try:
-        pipeline = dlt.attach(pipeline_name="klaviyo_series", pipelines_dir=str(state_dir / "dlt"))
+        pipeline = dlt.attach(pipeline_name="klaviyo_series", pipelines_dir=str(pipelines_dir))
         trace = pipeline.last_trace
     except Exception:  # noqa: BLE001 - a layout the harness does not know: report no figure
         return None, None
@@ -192,9 +149,9 @@ def plain_insert_seconds(warehouse: Path, work: Path) -> tuple[float, int]:
 def bench_validate(runs: int = 3) -> None:
     print("dagster definitions validate", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KLAVIYO_API")}
-        env["DAGSTER_HOME"] = tmp
-        shutil.copy(REPO / "dagster_home" / "dagster.yaml", Path(tmp) / "dagster.yaml")
+        # a deployment of the one default account, whatever this shell has set for the pipeline
+        home = processes.prepare_dagster_home(Path(tmp))
+        env = child_environment(without=(*SINGLE_ACCOUNT_VARIABLES, ACCOUNTS_FILE_ENV), DAGSTER_HOME=str(home))
         times = []
         for _ in range(runs):
             started = time.perf_counter()
@@ -217,10 +174,9 @@ def bench_validate(runs: int = 3) -> None:
 
 def run_timeline(dagster_home: Path) -> dict:
     """Wall-clock moments of the latest run from its event log: run start/end and each step's start/end."""
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
     import dagster as dg
 
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         run = instance.get_runs(limit=1)[0]
         timeline = {"steps": {}, "run_start": None, "run_end": None, "materializations": 0}
         starts = {}
@@ -245,11 +201,10 @@ def run_timeline(dagster_home: Path) -> dict:
 def bench_end_to_end(segments: int, speed: float) -> None:
     print(f"a year of {segments:,} segments end to end through the Dagster CLI, 1 report request a second", flush=True)
     first, last = year_range()
-    with tempfile.TemporaryDirectory() as tmp, simulator(segments, speed) as base_url:
-        work = Path(tmp)
-        (work / "dagster_home").mkdir()
-        shutil.copy(REPO / "dagster_home" / "dagster.yaml", work / "dagster_home" / "dagster.yaml")
-        env = pipeline_env(work, base_url, KLAVIYO_REPORT_RATE_PER_MINUTE="60")
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        simulator, env = stack.enter_context(deployment(work, segments, speed, KLAVIYO_REPORT_RATE_PER_MINUTE="60"))
+        settings = load_settings(env)
         command = [
             str(BIN / "dagster"),
             "asset",
@@ -267,31 +222,12 @@ def bench_end_to_end(segments: int, speed: float) -> None:
         if result.returncode != 0:
             print(result.stdout[-3000:], result.stderr[-5000:], sep="\n")
             raise SystemExit("the end-to-end run failed")
-        requests = report_requests(base_url)
+        requests = simulator_stats(simulator)["report_requests_served"]
         floor = max(requests - 1, 1)
-        timeline = run_timeline(work / "dagster_home")
-        load_seconds, _ = dlt_load_seconds(work / "state")
-        insert_seconds, rows = plain_insert_seconds(work / "warehouse.duckdb", work)
-
-        # the same dbt build alone, on a copy of the warehouse as the dbt step found it (raw tables only)
-        alone = work / "alone.duckdb"
-        shutil.copy(work / "warehouse.duckdb", alone)
-        import duckdb
-
-        with duckdb.connect(str(alone)) as connection:
-            for schema in ("staging", "intermediate", "marts"):
-                connection.execute(f"drop schema if exists {schema} cascade")
-        dbt_env = {**env, "WAREHOUSE_PATH": str(alone)}
-        dbt_command = [str(BIN / "dbt"), "build", "--quiet", "--target-path", str(work / "dbt_alone")]
-        started = time.perf_counter()
-        subprocess.run(
-            [*dbt_command, "--project-dir", "dbt_project", "--profiles-dir", "dbt_project"],
-            cwd=REPO,
-            env=dbt_env,
-            check=True,
-            capture_output=True,
-        )
-        dbt_alone = time.perf_counter() - started
+        timeline = run_timeline(Path(env["DAGSTER_HOME"]))
+        load_seconds, _ = dlt_load_seconds(settings.storage.dlt_pipelines_dir)
+        insert_seconds, rows = plain_insert_seconds(settings.storage.warehouse_path, work)
+        dbt_alone = dbt_build_alone(settings.storage, work)
 
     report("report requests", f"{requests}", "", None)
     report("rows loaded", f"{rows:,}", "", None)
@@ -326,6 +262,32 @@ def bench_end_to_end(segments: int, speed: float) -> None:
     merge_figures(load_seconds, insert_seconds, rows)
 
 
+def dbt_build_alone(storage: StorageSettings, work: Path) -> float:
+    """Seconds of the dbt step's own `dbt build` (the same arguments), run alone on a copy of the warehouse as the
+    step found it (raw tables only)."""
+    import duckdb
+
+    from segment_pipeline.defs.transform.assets import DbtConfig, dbt_build_args
+    from segment_pipeline.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
+    from segment_pipeline.tables import MARTS_SCHEMA
+
+    alone = dataclasses.replace(storage, warehouse_path=work / "alone.duckdb")
+    shutil.copy(storage.warehouse_path, alone.warehouse_path)
+    with duckdb.connect(str(alone.warehouse_path)) as connection:
+        for schema in ("staging", "intermediate", MARTS_SCHEMA):
+            connection.execute(f"drop schema if exists {schema} cascade")
+    command = [dbt_executable(), "--quiet", *dbt_build_args(DbtConfig(), alone), "--target-path", str(work / "dbt")]
+    started = time.perf_counter()
+    subprocess.run(
+        [*command, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
+        cwd=DBT_PROJECT_DIR,
+        env=child_environment(DBT_SEND_ANONYMOUS_USAGE_STATS="false"),
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - started
+
+
 def merge_figures(load_seconds: float | None, insert_seconds: float, rows: int) -> None:
     report("plain DuckDB insert of the same rows", f"{insert_seconds:.2f} s", "", None)
     if load_seconds is None:
@@ -339,48 +301,51 @@ def merge_figures(load_seconds: float | None, insert_seconds: float, rows: int) 
 # ------------------------------------------------------------------------------------ 3. memory, 10,000
 
 
-def memory_child(base_url: str, work: str) -> None:
-    """In this process: segments, series, models, copy and chart for a year; prints peak memory as JSON."""
+def memory_child() -> None:
+    """In this process: segments, series, models, copy and chart for a year; prints peak memory as JSON.
+
+    The deployment is the one in this process's environment (the simulator's one account, `default`)."""
     import dagster as dg
-    from dagster_dbt import DbtCliResource
 
     import segment_pipeline.klaviyo.client as client_module
+    from segment_pipeline.accounts import Accounts
+    from segment_pipeline.defs.account_names import asset_key, is_shared_group
+    from segment_pipeline.defs.deployment import build_definitions
+    from segment_pipeline.defs.publish.assets import ANALYTICS_COPY_KEY, GROWTH_CHART_KEY
+    from segment_pipeline.tables import SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
-    # memory does not depend on pacing: lift it so a year of 700 report requests takes seconds, not 12 minutes
+    # memory does not depend on pacing nor on the report budget: lift both, so a year of 700 report requests
+    # takes seconds, not hours, and fits one run (the budget allows Klaviyo's 225 a day at most)
     client_module.min_interval = lambda *args, **kwargs: 0.0
+    settings = load_settings()
+    (account,) = settings.accounts
+    lifted = account.model_copy(update={"report_daily_limit": 1_000_000})
+    settings = dataclasses.replace(settings, accounts=Accounts((lifted,), settings.accounts.source))
+    defs = build_definitions(settings)
 
-    from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
-    from segment_pipeline.defs.publish.assets import analytics_copy, growth_chart
-    from segment_pipeline.defs.resources import KlaviyoResource, WarehouseResource
-    from segment_pipeline.defs.transform.assets import segment_growth_models
-    from segment_pipeline.defs.transform.project import dbt_project
-
-    root = Path(work)
     first, last = year_range()
-    warehouse = WarehouseResource.from_env(
-        warehouse_path=str(root / "warehouse.duckdb"),
-        analytics_path=str(root / "analytics.duckdb"),
-        state_dir=str(root / "state"),
-        charts_dir=str(root / "charts"),
-    )
-    resources = {
-        "klaviyo": KlaviyoResource.from_env(warehouse, base_url=base_url, report_rate_per_minute=100000),
-        "warehouse": warehouse,
-        "dbt": DbtCliResource(project_dir=dbt_project),
-    }
     tags = {
         "dagster/asset_partition_range_start": first.isoformat(),
         "dagster/asset_partition_range_end": last.isoformat(),
     }
-    # the steps one after another in this one process, as the job runs them; the peak after each says which
+    groups = {key: group for assets in defs.assets for key, group in assets.group_names_by_key.items()}
+    models = [key for key, group in groups.items() if is_shared_group(group)]
+    models = [key for key in models if key not in (ANALYTICS_COPY_KEY, GROWTH_CHART_KEY)]
+    # the steps one after another in this one process, as the runs do them; the peak after each says which
     # step raised it (ru_maxrss only grows)
-    steps = {"segments": [segments], "series": [segment_series_daily], "models": [segment_growth_models]}
-    steps |= {"analyst copy": [analytics_copy], "chart": [growth_chart]}
+    steps = {"segments": [asset_key(account.name, SEGMENTS_TABLE)]}
+    steps |= {"series": [asset_key(account.name, SEGMENT_SERIES_TABLE)], "models": models}
+    steps |= {"analyst copy": [ANALYTICS_COPY_KEY], "chart": [GROWTH_CHART_KEY]}
     figures = {"steps": {}}
     started = time.perf_counter()
-    for name, assets in steps.items():
+    for name, keys in steps.items():
         step_started = time.perf_counter()
-        result = dg.materialize(assets, resources=resources, tags=tags if name == "series" else {})
+        result = dg.materialize(
+            defs.assets,
+            selection=dg.AssetSelection.assets(*keys),
+            resources=defs.resources,
+            tags=tags if name == "series" else {},
+        )
         if not result.success:
             raise SystemExit(f"the {name} step failed")
         figures["steps"][name] = {
@@ -401,23 +366,18 @@ def bench_memory(segments: int, keep: Path | None) -> None:
             shutil.rmtree(keep, ignore_errors=True)
             keep.mkdir(parents=True)
         work = keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        base_url = stack.enter_context(simulator(segments, speed=100000))
-        env = pipeline_env(work, base_url)
-        env.pop("DAGSTER_HOME")
+        _, env = stack.enter_context(deployment(work, segments, speed=100000))
+        storage = load_settings(env).storage
         result = subprocess.run(
-            [sys.executable, __file__, "--memory-child", base_url, str(work)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
+            [sys.executable, __file__, "--memory-child"], cwd=REPO, env=env, capture_output=True, text=True
         )
         lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
         if result.returncode != 0 or not lines:
             print(result.stdout[-3000:], result.stderr[-5000:], sep="\n")
             raise SystemExit("the memory run failed")
         figures = json.loads(lines[-1])
-        load_seconds, _ = dlt_load_seconds(work / "state")
-        insert_seconds, rows = plain_insert_seconds(work / "warehouse.duckdb", work)
+        load_seconds, _ = dlt_load_seconds(storage.dlt_pipelines_dir)
+        insert_seconds, rows = plain_insert_seconds(storage.warehouse_path, work)
     report("rows loaded", f"{rows:,}", "", None)
     report("wall time, in process", f"{figures['seconds']:.1f} s", "", None)
     for name, step in figures["steps"].items():
@@ -432,113 +392,100 @@ def bench_memory(segments: int, keep: Path | None) -> None:
 # ------------------------------------------------------------------------------ 4. accounts in parallel
 
 
-def served_accounts(base_url: str) -> list[dict]:
-    with urllib.request.urlopen(f"{base_url}/__simulator/accounts", timeout=10) as answer:
-        return json.load(answer)["accounts"]
-
-
 def accounts_backfill(work: Path, segments: int, speed: float, accounts: int, run: int) -> dict:
     """`segment-pipeline backfill --days 365` of the first `run` of `accounts` simulated accounts, on a fresh
-    simulator and warehouse: wall time, each account's own time and report requests."""
-    from klaviyo_simulator.accounts import derived_key
-    from klaviyo_simulator.demo import key_variable, prepare_dagster_home
-    from segment_pipeline.klaviyo.limits import REPORT_QUOTA_WINDOW_SECONDS, REPORTS_RATE_LIMIT, STEADY_WINDOW_SECONDS
+    simulator, warehouse and Dagster instance (`dagster dev`: webserver and daemon): the command's wall time,
+    the backfill's runs with their times and steps from Dagster's API, each account's report requests."""
+    from segment_pipeline.backfill import BACKFILL_TAG
 
-    with simulator(segments, speed, "--accounts", str(accounts)) as base_url:
-        served = served_accounts(base_url)
-        prepare_dagster_home(work / "dagster_home")
-        entries = "".join(
-            f"  - name: {account['name']}\n    api_key_env: {key_variable(account['name'])}\n"
-            f"    timezone: {account['timezone']}\n"
-            # the simulator's windows run `speed` times faster: pace to match
-            f"    report_rate_per_minute: {REPORTS_RATE_LIMIT.per_minute * speed:g}\n"
-            for account in served
-        )
-        (work / "accounts.yaml").write_text(f"accounts:\n{entries}", encoding="utf-8")
-        keys = {key_variable(account["name"]): derived_key(API_KEY, i) for i, account in enumerate(served, start=1)}
-        env = pipeline_env(
-            work,
-            base_url,
-            KLAVIYO_ACCOUNTS_FILE=str(work / "accounts.yaml"),
-            KLAVIYO_STEADY_WINDOW_SECONDS=str(STEADY_WINDOW_SECONDS / speed),
-            KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS=str(REPORT_QUOTA_WINDOW_SECONDS / speed),
-            **keys,
-        )
-        chosen = [argument for account in served[:run] for argument in ("--account", account["name"])]
-        command = [str(BIN / "segment-pipeline"), "backfill", "--days", str(DAYS), "--parallel", str(run), *chosen]
-        command += ["--log-dir", str(work / "logs")]
+    with contextlib.ExitStack() as stack:
+        simulator, env = stack.enter_context(deployment(work, segments, speed, accounts))
+        api = stack.enter_context(processes.dagster(env, work / "dagster.log"))
+        chosen = [argument for served in simulator.accounts[:run] for argument in ("--account", served.name)]
+        command = [str(BIN / "segment-pipeline"), "backfill", "--days", str(DAYS), "--dagster-url", api.url]
         started = time.perf_counter()
-        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+        result = subprocess.run([*command, *chosen], cwd=REPO, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - started
         if result.returncode != 0:
             print(result.stdout[-4000:], result.stderr[-3000:], sep="\n")
-            raise SystemExit("the accounts backfill failed")
-        after = {account["name"]: account for account in served_accounts(base_url)}
-    # the backfill's line per account as it finishes: "<name> ok <seconds> s ..."
-    own = {}
-    for line in result.stdout.splitlines():
-        parts = line.split()
-        if len(parts) > 3 and parts[0] in after and parts[1] == "ok":
-            own[parts[0]] = float(parts[2])
+            raise SystemExit(f"the accounts backfill failed; Dagster's log: {work / 'dagster.log'}")
+        runs = [timing for timing in api.run_timings() if BACKFILL_TAG in timing.run.tags]
+        served = simulator_stats(simulator)["accounts"]
+    names = [account.name for account in simulator.accounts[:run]]
     return {
         "seconds": seconds,
-        "own": own,
-        "requests": {name: after[name]["report_requests_served"] for name in own},
-        "steps": {name: step_seconds(work / "logs" / f"{name}.log") for name in own},
+        "runs": runs,
+        "accounts": names,
+        "requests": {name: served[name]["report_requests_served"] for name in names},
     }
 
 
-# a Dagster event line: its time, then (after the job, the run id and maybe a pid) the step or event, the event
-_EVENT_LINE = re.compile(r"^(\S+ \S+) \+0000 - dagster - \w+ - \S+ - \S+ - (?:\d+ - )?(\S+) - (\w+)")
+def span(runs: list) -> float:
+    """Seconds from the first run's start to the last run's end."""
+    starts = [timing.start for timing in runs if timing.start is not None]
+    ends = [timing.end for timing in runs if timing.end is not None]
+    return max(ends) - min(starts) if starts and ends else 0.0
 
 
-def step_seconds(log: Path) -> dict[str, float]:
-    """Seconds of one account's steps by the kind of work they do, from its Dagster log (to the second)."""
-    starts: dict[str, float] = {}
-    phases = dict.fromkeys(("segments", "series", "dbt (and its wait)", "checks, publish"), 0.0)
-    for line in log.read_text(encoding="utf-8").splitlines():
-        match = _EVENT_LINE.match(line)
-        if match is None:
-            continue
-        moment = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").timestamp()
-        step, event = match.group(2), match.group(3)
-        if event == "STEP_START":
-            starts[step] = moment
-        elif event in ("STEP_SUCCESS", "STEP_FAILURE") and step in starts:
-            kind = "checks, publish"
-            if step.endswith("segment_series_daily"):
-                kind = "series"
-            elif step.endswith("segments"):
-                kind = "segments"
-            elif step == "segment_growth_models":
-                kind = "dbt (and its wait)"
-            phases[kind] += moment - starts.pop(step)
+def step_phases(runs: list, kinds: dict[str, str], other: str) -> dict[str, float]:
+    """Seconds of the runs' steps by kind: a step named in `kinds` counts as its kind, any other as `other`."""
+    phases = dict.fromkeys([*dict.fromkeys(kinds.values()), other], 0.0)
+    for timing in runs:
+        for step in timing.steps:
+            if step.start is not None and step.end is not None:
+                phases[kinds.get(step.step_key, other)] += step.end - step.start
     return phases
 
 
+def account_phases(runs: list, name: str) -> tuple[float, dict[str, float]]:
+    """One account's time, its runs' first start to last end, and its steps by kind (its segments may share a run
+    with the other accounts' segments: only its own steps count)."""
+    from segment_pipeline.backfill import run_accounts
+    from segment_pipeline.defs.account_names import asset_key, series_op_name
+    from segment_pipeline.tables import SEGMENTS_TABLE
+
+    own = [timing for timing in runs if name in run_accounts(timing.run)]
+    segments_step = "__".join(asset_key(name, SEGMENTS_TABLE).path)
+    # the account's own steps: those of its runs that no other account shares (its series run), and its segments
+    steps = [
+        dataclasses.replace(timing, steps=tuple(s for s in timing.steps if s.step_key == segments_step))
+        if run_accounts(timing.run) != {name}
+        else timing
+        for timing in own
+    ]
+    phases = step_phases(steps, {segments_step: "segments", series_op_name(name): "series"}, "checks")
+    # waits for the daemon to start a run, other accounts' steps in a shared run, each run's start and exit
+    phases["outside its steps"] = span(own) - sum(phases.values())
+    return span(own), phases
+
+
 def bench_accounts(segments: int, speed: float, accounts: int = 4) -> None:
+    from segment_pipeline.backfill import run_accounts
+
     print(
         f"backfill of {accounts} accounts against 1: a year of {segments:,} segments each, "
-        f"{2 * speed:g} report requests a minute per account (time x{speed:g})",
+        f"{2 * speed:g} report requests a minute per account (time x{speed:g}), one Dagster backfill",
         flush=True,
     )
     figures = {}
     for run in (1, accounts):
         with tempfile.TemporaryDirectory() as tmp:
             figures[run] = accounts_backfill(Path(tmp), segments, speed, accounts, run)
-    print("  by step: segments / series / dbt (and its wait for the warehouse) / checks, publish / outside steps")
+    print("  each account's runs, by step: segments / series / checks / outside its steps")
+    print("  the shared build's run, by step: dbt / analyst copy, report, checks / outside steps")
     for run, figure in figures.items():
         report(f"{run} account(s): wall time, command start to exit", f"{figure['seconds']:.1f} s", "", None)
-        for name, seconds in figure["own"].items():
-            report(
-                f"  {name}: its process, report requests", f"{seconds:.1f} s {figure['requests'][name]:>4}", "", None
-            )
-            phases = dict(figure["steps"][name])
-            # imports, loading the definitions, planning, exiting: the process's time outside its steps
-            phases["outside steps"] = seconds - sum(phases.values())
-            report(
-                "    by step (s, as in the heading)", "/".join(f"{value:.0f}" for value in phases.values()), "", None
-            )
+        report("  backfill: first run start to last run end", f"{span(figure['runs']):.1f} s", "", None)
+        for name in figure["accounts"]:
+            seconds, phases = account_phases(figure["runs"], name)
+            requests = figure["requests"][name]
+            report(f"  {name}: its runs, report requests", f"{seconds:.1f} s {requests:>4}", "", None)
+            report("    by step (s, as in the heading)", "/".join(f"{v:.0f}" for v in phases.values()), "", None)
+        shared = [timing for timing in figure["runs"] if not run_accounts(timing.run)]
+        phases = step_phases(shared, {"segment_growth_models": "dbt"}, "publish")
+        phases["outside steps"] = span(shared) - sum(phases.values())
+        report(f"  shared build: {len(shared)} run(s)", f"{span(shared):.1f} s", "", None)
+        report("    by step (s, as in the heading)", "/".join(f"{v:.0f}" for v in phases.values()), "", None)
     ratio = figures[accounts]["seconds"] / figures[1]["seconds"]
     report(
         f"{accounts} accounts / 1 account",
@@ -557,10 +504,10 @@ def main() -> None:
     parser.add_argument("--accounts-speed", type=float, default=5, help="simulator speed of the accounts run")
     parser.add_argument("--only", choices=["validate", "end-to-end", "memory", "accounts"], help="run one benchmark")
     parser.add_argument("--keep", type=Path, help="keep the memory run's files in this directory")
-    parser.add_argument("--memory-child", nargs=2, metavar=("BASE_URL", "WORK"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        memory_child(*args.memory_child)
+        memory_child()
         return
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     if args.only in (None, "validate"):

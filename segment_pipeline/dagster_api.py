@@ -1,4 +1,5 @@
-"""A small client of the Dagster webserver's GraphQL API: launch an asset backfill, follow it, cancel it.
+"""A small client of the Dagster webserver's GraphQL API: launch an asset backfill, follow it, cancel it, and
+read when runs and their steps started and ended.
 
 This is the API the Dagster UI itself uses, so a backfill launched here is the same object as one launched from
 the UI: it shows in the Backfills tab, the daemon runs it, and its runs carry the `dagster/backfill` tag. No
@@ -69,6 +70,22 @@ _LOCATIONS = """
 
 _ASSETS = "{ assetNodes { assetKey { path } groupName } }"
 
+_RUN_TIMES = """
+query RunTimes($filter: RunsFilter, $limit: Int) {
+  runsOrError(filter: $filter, limit: $limit) {
+    __typename
+    ... on Runs {
+      results {
+        runId status startTime endTime tags { key value } assetSelection { path }
+        stepStats { stepKey status startTime endTime }
+      }
+    }
+    ... on InvalidPipelineRunsFilterError { message }
+    ... on PythonError { message }
+  }
+}
+"""
+
 # backfill statuses after which nothing more happens
 FINISHED = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED", "FAILING"}
 # run statuses that are over
@@ -85,6 +102,26 @@ class BackfillRun:
     status: str
     tags: dict[str, str] = field(default_factory=dict)
     asset_keys: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """When one step of a run started and ended (seconds since the epoch; None while not started or not over)."""
+
+    step_key: str
+    status: str | None
+    start: float | None
+    end: float | None
+
+
+@dataclass(frozen=True)
+class RunTiming:
+    """When a run started and ended, and its steps (seconds since the epoch, as Dagster's run storage holds them)."""
+
+    run: BackfillRun
+    start: float | None
+    end: float | None
+    steps: tuple[StepTiming, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,21 +231,41 @@ class DagsterApi:
         result = self._query(_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
         if result["__typename"] != "PartitionBackfill":
             raise DagsterApiError(f"backfill {backfill_id}: {_message(result)}")
-        runs = tuple(
-            BackfillRun(
-                run["runId"],
-                run["status"],
-                {tag["key"]: tag["value"] for tag in run.get("tags") or []},
-                tuple(tuple(key["path"]) for key in run.get("assetSelection") or []),
-            )
-            for run in result.get("runs") or []
-        )
+        runs = tuple(_run(run) for run in result.get("runs") or [])
         return BackfillStatus(result["id"], result["status"], runs, (result.get("error") or {}).get("message"))
+
+    def run_timings(self, tags: dict[str, str] | None = None, limit: int = 1000) -> list[RunTiming]:
+        """The instance's runs (newest first), those carrying every one of `tags` when given, with their times."""
+        run_filter = {"tags": [{"key": key, "value": value} for key, value in tags.items()]} if tags else None
+        result = self._query(_RUN_TIMES, {"filter": run_filter, "limit": limit})["runsOrError"]
+        if result["__typename"] != "Runs":
+            raise DagsterApiError(f"the runs could not be read: {_message(result)}")
+        return [
+            RunTiming(
+                _run(run),
+                run.get("startTime"),
+                run.get("endTime"),
+                tuple(
+                    StepTiming(step["stepKey"], step.get("status"), step.get("startTime"), step.get("endTime"))
+                    for step in run.get("stepStats") or []
+                ),
+            )
+            for run in result["results"]
+        ]
 
     def cancel_backfill(self, backfill_id: str) -> None:
         result = self._query(_CANCEL, {"id": backfill_id})["cancelPartitionBackfill"]
         if result["__typename"] != "CancelBackfillSuccess":
             raise DagsterApiError(f"backfill {backfill_id} could not be canceled: {_message(result)}")
+
+
+def _run(run: dict[str, Any]) -> BackfillRun:
+    return BackfillRun(
+        run["runId"],
+        run["status"],
+        {tag["key"]: tag["value"] for tag in run.get("tags") or []},
+        tuple(tuple(key["path"]) for key in run.get("assetSelection") or []),
+    )
 
 
 def _message(result: dict[str, Any]) -> str:
