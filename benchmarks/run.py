@@ -441,11 +441,10 @@ def account_phases(runs: list, name: str) -> tuple[float, dict[str, float]]:
     """One account's time, its runs' first start to last end, and its steps by kind (its segments may share a run
     with the other accounts' segments: only its own steps count)."""
     from segment_pipeline.backfill import run_accounts
-    from segment_pipeline.defs.account_names import asset_key, series_op_name
-    from segment_pipeline.tables import SEGMENTS_TABLE
+    from segment_pipeline.defs.account_names import segments_op_name, series_op_name
 
     own = [timing for timing in runs if name in run_accounts(timing.run)]
-    segments_step = "__".join(asset_key(name, SEGMENTS_TABLE).path)
+    segments_step = segments_op_name(name)
     # the account's own steps: those of its runs that no other account shares (its series run), and its segments
     steps = [
         dataclasses.replace(timing, steps=tuple(s for s in timing.steps if s.step_key == segments_step))

@@ -60,6 +60,11 @@ def pool_name(account_name: str) -> str:
     return f"klaviyo_{account_name}"
 
 
+def segments_op_name(account_name: str) -> str:
+    """The segments step's name, as run config addresses it (`ops: {<name>: {config: {confirm_deletions: true}}}`)."""
+    return f"klaviyo_{account_name}_segments"
+
+
 def series_op_name(account_name: str) -> str:
     """The series step's name, as run config addresses it (`ops: {<name>: {config: {refetch: true}}}`)."""
     return "__".join(asset_key(account_name, "segment_series_daily").path)

@@ -20,7 +20,7 @@ from ...tables import (
     SEGMENTS_TABLE,
 )
 from ...warehouse import Holder
-from ..account_names import ACCOUNT_TAG, REFETCH_TAG, asset_key, group_name, pool_name, resource_key
+from ..account_names import ACCOUNT_TAG, REFETCH_TAG, asset_key, group_name, pool_name, resource_key, segments_op_name
 from ..failures import explained_failures
 from .series_results import series_failure, series_results
 
@@ -130,7 +130,7 @@ def build_segments_asset(access: KlaviyoAccess) -> dg.AssetsDefinition:
 
     @dg.multi_asset(
         specs=_segment_specs(access),
-        name=f"klaviyo_{access.name}_segments",
+        name=segments_op_name(access.name),
         # the four tables come from one listing and are always loaded together; selecting one is allowed
         can_subset=True,
         # one listing whatever range of days is selected with it
