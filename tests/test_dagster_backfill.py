@@ -18,11 +18,11 @@ import httpx
 import pytest
 
 from segment_pipeline.dagster_api import DagsterApi
-from segment_pipeline.defs.account_names import account_of
+from segment_pipeline.defs.account_names import account_of, series_op_name
 from segment_pipeline.devtools import processes
 from segment_pipeline.devtools.demo import pipeline_environment
 from segment_pipeline.settings import load_settings
-from segment_pipeline.tables import RAW_DATASET, SEGMENT_SERIES_TABLE
+from segment_pipeline.tables import RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
 DAYS = 30
 SEGMENTS = 12
@@ -84,7 +84,8 @@ def test_materialize_all_over_30_days_is_one_backfill_of_one_run_per_account_the
 
     series_runs = runs_with(lambda key: key[-1] == SEGMENT_SERIES_TABLE)
     shared_runs = runs_with(lambda key: account_of(key) is None)
-    segments_runs = runs_with(lambda key: key[-1] == "segments")
+    # an account's segments (the marts have a `segments` model too)
+    segments_runs = runs_with(lambda key: account_of(key) is not None and key[-1] == SEGMENTS_TABLE)
     # one series run per account, for its whole range, and nothing of another account in it
     assert sorted(account_of(run.asset_keys[0]) for run in series_runs) == sorted(settings.accounts.names)
     for run in series_runs:
@@ -100,6 +101,7 @@ def test_materialize_all_over_30_days_is_one_backfill_of_one_run_per_account_the
     assert {run.tags.get("dagster/backfill") for run in status.runs} == {backfill_id}
     backfills = graphql(api, _BACKFILLS)["partitionBackfillsOrError"]["results"]
     assert backfill_id in {backfill["id"] for backfill in backfills}
+    check_run_timings(api, backfill_id, series_runs, shared_runs[0])
 
     # the rows of each account's days, as the simulator serves them
     with duckdb.connect(str(settings.storage.analytics_path), read_only=True) as connection:
@@ -111,6 +113,20 @@ def test_materialize_all_over_30_days_is_one_backfill_of_one_run_per_account_the
         )
     served = {account.account_id: account.segments for account in sim.accounts}
     assert sum(counts.values()) == DAYS * sum(served.values())
+
+
+def check_run_timings(api: DagsterApi, backfill_id: str, series_runs: list, shared_run) -> None:
+    """The backfill's runs as `run_timings` reads them (what `make benchmark` times accounts by): its runs and
+    no other, each series step inside its run, the shared build after every series step."""
+    timings = {timing.run.run_id: timing for timing in api.run_timings(tags={"dagster/backfill": backfill_id})}
+    assert set(timings) == {run.run_id for run in api.backfill(backfill_id).runs}
+    for timing in timings.values():
+        assert timing.start is not None and timing.end is not None and timing.start <= timing.end, timing
+    for run in series_runs:
+        timing = timings[run.run_id]
+        (step,) = [step for step in timing.steps if step.step_key == series_op_name(account_of(run.asset_keys[0]))]
+        assert step.status == "SUCCESS" and timing.start <= step.start <= step.end <= timing.end, timing
+        assert timings[shared_run.run_id].start >= step.end
 
 
 def test_the_shared_build_does_not_run_again_after_the_backfill_built_it(deployment):
