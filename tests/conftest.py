@@ -37,6 +37,7 @@ FAST_MODULES = {
     "test_docs",
     "test_openapi_contract",
     "test_planner",
+    "test_resume_tags",
     "test_series_rows",
     "test_settings",
 }
