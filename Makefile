@@ -14,7 +14,7 @@ SIM_ACCOUNTS ?= 1
 # where `make dev` keeps its instance and data; `make dev DEV_DATA_DIR=data/demo` opens the demo's runs
 DEV_DATA_DIR ?= data/dev
 
-.PHONY: install manifest demo dev test lint benchmark clean browser
+.PHONY: install manifest demo dev test test-fast lint benchmark clean browser
 
 install: $(VENV)/.installed
 
@@ -51,6 +51,11 @@ browser:
 PYTEST_WORKERS ?= 2
 test: manifest browser
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+# the fast tier (tests/conftest.py FAST_MODULES): pure logic, no servers, Dagster or dbt; under a minute
+# only those files are collected: importing the others (Dagster, dlt, dbt) alone takes most of a minute
+test-fast: install
+	$(BIN)/pytest -m fast -q $$($(BIN)/python -c "from tests.conftest import fast_test_files; print(*fast_test_files())")
 
 # ruff (rules in pyproject.toml): lint and formatting of the Python code
 lint: install

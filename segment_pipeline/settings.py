@@ -180,6 +180,14 @@ def load_settings(env: Mapping[str, str] | None = None, **storage_overrides: Any
     )
 
 
+def child_environment(without: tuple[str, ...] = (), **changes: str) -> dict[str, str]:
+    """The environment a process this one starts inherits (Dagster, the simulator): this one's, less the
+    variables named in `without`, with `changes`. Here so that this module stays the one that reads it."""
+    env = {name: value for name, value in os.environ.items() if name not in without}
+    env.update(changes)
+    return env
+
+
 def read_api_key(account: AccountSettings, env: Mapping[str, str] | None = None) -> ApiKey:
     """The account's key, read from its variable when a run needs it (never kept in the settings).
 
@@ -264,7 +272,7 @@ def _number(env: Mapping[str, str], name: str, cast: Callable[[str], Any], minim
         kind = "a whole number" if cast is int else "a number"
         raise ConfigError(f"{name}={raw!r} is not {kind}") from None
     if value != value or value < minimum:  # NaN, or below the least the setting allows
-        least = "above 0" if minimum < 1e-6 else f"at least {minimum:g}"
+        least = "above 0" if 0 < minimum < 1e-6 else f"at least {minimum:g}"
         raise ConfigError(f"{name}={raw!r} must be {least}")
     return value
 

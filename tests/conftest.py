@@ -28,6 +28,35 @@ DBT_PROJECT = REPO / "dbt_project"
 pytest_plugins = ["tests.simulator_fixtures"]
 
 
+# The fast tier (`make test-fast`, `pytest -m fast`): pure logic, no servers, no Dagster processes, no dbt;
+# under a minute in all, for the edit-test loop. A module listed here must stay that way.
+FAST_MODULES = {
+    "test_accounts_file",
+    "test_code_structure",
+    "test_definition_history_upgrade",
+    "test_docs",
+    "test_openapi_contract",
+    "test_planner",
+    "test_series_rows",
+    "test_settings",
+}
+
+
+def fast_test_files() -> list[str]:
+    """The fast tier's files, for `make test-fast` (collecting only them keeps it quick)."""
+    return [f"tests/{name}.py" for name in sorted(FAST_MODULES) if (REPO / "tests" / f"{name}.py").exists()]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in FAST_MODULES:
+            item.add_marker(pytest.mark.fast)
+
+
+def _fast_tier_only(config) -> bool:
+    return (config.getoption("markexpr", default="") or "").strip() == "fast"
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session):
     """Build dbt's manifest once per run (the Dagster definitions read it when imported).
@@ -35,7 +64,7 @@ def pytest_sessionstart(session):
     Under pytest-xdist only the controlling process builds it, before the workers start: two dbt parses
     writing one target directory at once could leave a half-written manifest.
     """
-    if hasattr(session.config, "workerinput"):
+    if hasattr(session.config, "workerinput") or _fast_tier_only(session.config):
         return
     env = {**os.environ, "WAREHOUSE_PATH": str(REPO / "data" / "parse-only.duckdb")}
     subprocess.run(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from .account_names import ACCOUNT_TAG, job_name, schedule_name
 
@@ -12,7 +11,7 @@ from .account_names import ACCOUNT_TAG, job_name, schedule_name
 LOCAL_HOUR = 6
 
 
-def build_account_job(account_name: str, selection: dg.AssetSelection) -> UnresolvedAssetJobDefinition:
+def build_account_job(account_name: str, selection: dg.AssetSelection):
     """The account's job: its segments and its series for the selected days (the models follow by automation)."""
     return dg.define_asset_job(
         name=job_name(account_name),
@@ -25,7 +24,7 @@ def build_account_job(account_name: str, selection: dg.AssetSelection) -> Unreso
     )
 
 
-def build_daily_schedule(account_name: str, job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+def build_daily_schedule(account_name: str, job) -> dg.ScheduleDefinition:
     """The account's job for yesterday, every day at 06:00 in the account's timezone."""
     return dg.build_schedule_from_partitioned_job(
         job,

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import dataclasses
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import yaml
 from ..backfill import AccountRange, plan_ranges, run_backfill
 from ..charts import HTML_NAME, PNG_NAME
 from ..klaviyo.limits import REPORT_QUOTA_WINDOW_SECONDS, REPORTS_RATE_LIMIT, STEADY_WINDOW_SECONDS
-from ..settings import ACCOUNTS_FILE_ENV, SINGLE_ACCOUNT_VARIABLES, Settings, load_settings
+from ..settings import ACCOUNTS_FILE_ENV, SINGLE_ACCOUNT_VARIABLES, Settings, child_environment, load_settings
 from ..tables import MARTS_SCHEMA, RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 from . import processes
 
@@ -90,8 +89,7 @@ def key_variable(account_name: str) -> str:
 def pipeline_environment(simulator: processes.Simulator, data_dir: Path, speed: float) -> dict[str, str]:
     """The pipeline's environment for the simulator: every file under `data_dir`, its own Dagster instance,
     the simulator's one account as the single-account variables, or an accounts file for several."""
-    env = {name: value for name, value in os.environ.items() if name not in SINGLE_ACCOUNT_VARIABLES}
-    env.pop(ACCOUNTS_FILE_ENV, None)
+    env = child_environment(without=(*SINGLE_ACCOUNT_VARIABLES, ACCOUNTS_FILE_ENV))
     env.update(
         KLAVIYO_BASE_URL=simulator.base_url,
         # the simulator's steady window and quota day are `speed` times shorter: wait and count to match

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..dagster_api import DagsterApi
+from ..settings import child_environment
 
 REPO = Path(__file__).resolve().parents[2]
 WORKSPACE = REPO / "workspace.yaml"
@@ -99,7 +100,7 @@ def simulator(
         *([f"--timezone={timezone}"] if timezone else []),
         *extra,
     ]
-    env = {**os.environ, "KLAVIYO_API_KEY": api_key}
+    env = child_environment(KLAVIYO_API_KEY=api_key)
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -90,19 +90,53 @@ def build_account_assets(
     access: KlaviyoAccess, partitions: dg.DailyPartitionsDefinition
 ) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
     """The account's `segments` multi-asset and its `segment_series_daily` asset, partitioned by its own days."""
+    return build_segments_asset(access), build_series_asset(access, partitions)
+
+
+def segments_metadata(access: KlaviyoAccess, outcome) -> dict[dg.AssetKey, dict]:
+    """What each of the four tables of one listing shows in the UI."""
     name = access.name
-    klaviyo_key = resource_key(name)
-    segments_key = asset_key(name, SEGMENTS_TABLE)
-    series_key = asset_key(name, SEGMENT_SERIES_TABLE)
-    reconciliation = dg.AssetCheckKey(series_key, CHECK_NAME)
+    tags = {
+        "tags_loaded": outcome.tags_loaded,
+        "tags": outcome.tags,
+        "segments_without_tag_data": outcome.segments_without_tag_data,
+    }
+    segments = {
+        "account": name,
+        "account_id": outcome.account.id,
+        "segments": outcome.segments,
+        "new_segments": outcome.new_segments,
+        "deleted_segments": outcome.deleted_segments,
+        "deletions_held_back": outcome.deletions_held_back,
+        "inactive_segments": outcome.inactive_segments,
+        "requests_sent": outcome.requests_sent,
+        "dagster/row_count": outcome.segments,
+    }
+    return {
+        asset_key(name, SEGMENTS_TABLE): {**segments, **tags},
+        asset_key(name, SEGMENT_DEFINITIONS_TABLE): {"dagster/row_count": outcome.definition_versions},
+        asset_key(name, ACCOUNTS_TABLE): {
+            "account": name,
+            "account_id": outcome.account.id,
+            "timezone": outcome.account.timezone,
+        },
+        asset_key(name, SEGMENT_TAGS_TABLE): tags,
+    }
+
+
+def build_segments_asset(access: KlaviyoAccess) -> dg.AssetsDefinition:
+    """The account's segments, definition history, tags and account: four tables from one listing."""
+    klaviyo_key = resource_key(access.name)
 
     @dg.multi_asset(
         specs=_segment_specs(access),
-        name=f"klaviyo_{name}_segments",
+        name=f"klaviyo_{access.name}_segments",
         # the four tables come from one listing and are always loaded together; selecting one is allowed
         can_subset=True,
-        pool=pool_name(name),
-        op_tags={ACCOUNT_TAG: name},
+        # one listing whatever range of days is selected with it
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=pool_name(access.name),
+        op_tags={ACCOUNT_TAG: access.name},
         required_resource_keys={klaviyo_key, "warehouse"},
     )
     def account_segments(context: dg.AssetExecutionContext, config: SegmentsConfig):
@@ -116,35 +150,19 @@ def build_account_assets(
                 context.log,
                 confirm_deletions=config.confirm_deletions,
             )
-        metadata = {
-            "account": name,
-            "account_id": outcome.account.id,
-            "segments": outcome.segments,
-            "new_segments": outcome.new_segments,
-            "deleted_segments": outcome.deleted_segments,
-            "deletions_held_back": outcome.deletions_held_back,
-            "inactive_segments": outcome.inactive_segments,
-            "requests_sent": outcome.requests_sent,
-            "dagster/row_count": outcome.segments,
-        }
-        tags = {
-            "tags_loaded": outcome.tags_loaded,
-            "tags": outcome.tags,
-            "segments_without_tag_data": outcome.segments_without_tag_data,
-        }
-        results = {
-            segments_key: {**metadata, **tags},
-            asset_key(name, SEGMENT_DEFINITIONS_TABLE): {"dagster/row_count": outcome.definition_versions},
-            asset_key(name, ACCOUNTS_TABLE): {
-                "account": name,
-                "account_id": outcome.account.id,
-                "timezone": outcome.account.timezone,
-            },
-            asset_key(name, SEGMENT_TAGS_TABLE): tags,
-        }
-        for key, values in results.items():
+        for key, values in segments_metadata(access, outcome).items():
             if key in context.selected_asset_keys:
                 yield dg.MaterializeResult(asset_key=key, metadata=values)
+
+    return account_segments
+
+
+def build_series_asset(access: KlaviyoAccess, partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
+    """The account's daily series, partitioned by its own days; a range of days is one run."""
+    name = access.name
+    klaviyo_key = resource_key(name)
+    series_key = asset_key(name, SEGMENT_SERIES_TABLE)
+    reconciliation = dg.AssetCheckKey(series_key, CHECK_NAME)
 
     @dg.asset(
         key=series_key,
@@ -152,7 +170,7 @@ def build_account_assets(
         partitions_def=partitions,
         # a range is one run: one request covers up to 60 days and 100 segments
         backfill_policy=dg.BackfillPolicy.single_run(),
-        deps=[segments_key],
+        deps=[asset_key(name, SEGMENTS_TABLE)],
         kinds={"dlt", "duckdb"},
         pool=pool_name(name),
         op_tags={ACCOUNT_TAG: name},
@@ -160,10 +178,10 @@ def build_account_assets(
         description=(
             f"Klaviyo's daily segment series of {access.label} (raw table klaviyo.segment_series_daily), in its days "
             f"({access.account.timezone}): one row per tracked segment and day with total_members, members_added, "
-            "members_removed and net_members_changed, and fetched_on. A run asks only for the (segment, day) cells "
-            "that are missing or not final yet, in the fewest requests, and keeps each response on disk before the "
-            "next is sent. A range larger than the report budget materializes the days it completed; the resume "
-            "sensor finishes the rest."
+            "members_removed and net_members_changed, fetched_on and fetched_at. A run asks only for the (segment, "
+            "day) cells that are missing or not final yet, in the fewest requests, and keeps each response on disk "
+            "before the next is sent. A range larger than the report budget materializes the days it completed; "
+            "the resume sensor finishes the rest."
         ),
     )
     def account_series(context: dg.AssetExecutionContext, config: SeriesConfig):
@@ -187,4 +205,4 @@ def build_account_assets(
             raise series_failure(context, access, outcome, series_key)
         yield from series_results(context, access, outcome, series_key)
 
-    return account_segments, account_series
+    return account_series

@@ -18,6 +18,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from ...config import StorageSettings
+from ...tables import SEGMENT_SERIES_TABLE
 from ..account_names import GROUP, SHARED_GROUP_PREFIX, asset_key
 from ..automation import SHARED_BUILD
 from ..ingest.assets import holder
@@ -32,8 +33,8 @@ class DbtConfig(dg.Config):
 
 class SegmentGrowthTranslator(DagsterDbtTranslator):
     """Groups models by dbt layer so the UI shows staging, intermediate and marts apart, makes each model that
-    reads a raw table depend on every account's asset of that table, and puts every model under the shared
-    build's automation condition.
+    reads a raw table depend on every account's asset of that table (and every model on every account's
+    series), and puts every model under the shared build's automation condition.
 
     dbt sees one raw table `klaviyo.<table>` holding every account's rows; Dagster has one asset of it per
     account (`klaviyo/<account>/<table>`).
@@ -47,14 +48,20 @@ class SegmentGrowthTranslator(DagsterDbtTranslator):
         spec = super().get_asset_spec(manifest, unique_id, project)
         if not unique_id.startswith("model."):
             return spec
-        deps: list[dg.AssetDep] = []
+        deps: dict[dg.AssetKey, dg.AssetDep] = {}
         for dep in spec.deps:
             path = dep.asset_key.path
             if len(path) == 2 and path[0] == GROUP:
-                deps.extend(dg.AssetDep(asset_key(name, path[1])) for name in self._account_names)
+                deps.update((asset_key(name, path[1]),) * 2 for name in self._account_names)
             else:
-                deps.append(dep)
-        return spec.replace_attributes(deps=deps, automation_condition=SHARED_BUILD)
+                deps[dep.asset_key] = dep
+        # every model also follows every account's series, even a model that reads only segments: a backfill
+        # then builds the models once, after the series it loads, never part of them in a segments run
+        deps.update((asset_key(name, SEGMENT_SERIES_TABLE),) * 2 for name in self._account_names)
+        return spec.replace_attributes(
+            deps=[dep if isinstance(dep, dg.AssetDep) else dg.AssetDep(dep) for dep in deps.values()],
+            automation_condition=SHARED_BUILD,
+        )
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props.get("resource_type") == "model":
@@ -86,6 +93,8 @@ def build_models(account_names: Sequence[str]) -> dg.AssetsDefinition:
             account_names, settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
         ),
         required_resource_keys={"warehouse", "dbt"},
+        # one build whatever range of the accounts' series is selected with the models
+        backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def segment_growth_models(context: dg.AssetExecutionContext, config: DbtConfig):
         warehouse = context.resources.warehouse
