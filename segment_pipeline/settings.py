@@ -26,6 +26,7 @@ from .accounts import AccountsFileError, read_accounts_file
 from .accounts.settings import ACCOUNTS_FILE_ENV, FIELD_HINTS, SINGLE_ACCOUNT_KEY_ENV, Accounts, AccountSettings
 from .config import (
     DEFAULT_ACCOUNT_NAME,
+    DEFAULT_LOOKBACK_DAYS,
     DEFAULT_TIMEZONE,
     ConfigError,
     StorageSettings,
@@ -49,7 +50,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("KLAVIYO_TIMEZONE", DEFAULT_TIMEZONE, "the one account's timezone as Klaviyo shows it"),
     Variable("KLAVIYO_REPORT_RATE_PER_MINUTE", "2", "the one account's report requests a minute"),
     Variable("KLAVIYO_REPORT_DAILY_LIMIT", "225", "the one account's share of Klaviyo's daily report quota"),
-    Variable("SERIES_LOOKBACK_DAYS", "(see below)", "the one account's late-data lookback, in days"),
+    Variable("SERIES_LOOKBACK_DAYS", str(DEFAULT_LOOKBACK_DAYS), "the one account's late-data lookback, in days"),
     Variable("KLAVIYO_HISTORY_START", "(first load - 1 year)", "the one account's first daily partition"),
     Variable(ACCOUNTS_FILE_ENV, "(unset)", "a YAML file of several accounts; the five above are then ignored"),
     Variable("KLAVIYO_BASE_URL", "https://a.klaviyo.com", "where Klaviyo is (the simulator's URL in the demo)"),

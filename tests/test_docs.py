@@ -13,8 +13,6 @@ import pytest
 from segment_pipeline.accounts import AccountSettings, SegmentFilter
 from segment_pipeline.settings import VARIABLES
 
-pytestmark = pytest.mark.fast
-
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]

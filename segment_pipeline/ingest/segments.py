@@ -115,13 +115,22 @@ def refresh_segments(
     live_ids = {resource["id"] for resource in resources}
     known_ids = {row["id"] for row in previous if not row.get("is_deleted")}
     log.info("loaded %d segments of %s (Klaviyo account %s)", len(resources), access.label, account.id)
+    without_tags = segments_without_tag_data(resources) if tag_names is not None else 0
+    if without_tags:
+        log.warning(
+            "%s: %d of %d segments were listed without their tags (Klaviyo may leave a relationship's data out); "
+            "their stored tags are kept as last loaded",
+            access.label,
+            without_tags,
+            len(resources),
+        )
     return SegmentsOutcome(
         account=account,
         segments=len(resources),
         new_segments=len(live_ids - known_ids),
         deleted_segments=deletions.marked,
         deletions_held_back=len(deletions.gone) if deletions.held_back else 0,
-        segments_without_tag_data=segments_without_tag_data(resources) if tag_names is not None else 0,
+        segments_without_tag_data=without_tags,
         inactive_segments=sum(1 for r in resources if not (r.get("attributes") or {}).get("is_active", True)),
         requests_sent=requests_sent,
         tags_loaded=tag_names is not None,
