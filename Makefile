@@ -12,7 +12,7 @@ SIM_SEGMENTS ?= 150
 # several simulated accounts, in an accounts file (data/dev/accounts.yaml): make dev SIM_ACCOUNTS=3
 SIM_ACCOUNTS ?= 1
 
-.PHONY: install manifest demo dev test lint benchmark clean browser
+.PHONY: install manifest demo dev test lint benchmark clean browser postgres
 
 install: $(VENV)/.installed
 
@@ -43,10 +43,14 @@ CHROMIUM ?= /usr/bin/chromium
 browser:
 	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# the lake tests start a PostgreSQL server of their own (tests/postgres_fixtures.py) from Debian's package
+postgres: install
+	$(BIN)/python -m segment_pipeline.devtools.postgres install
+
 # two workers (this project's machines have 2 cores); a test file's tests stay together on one worker, so
 # module-scoped fixtures (a built warehouse, a running webserver, one demo run) are made once
 PYTEST_WORKERS ?= 2
-test: manifest browser
+test: manifest browser postgres
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # ruff (rules in pyproject.toml): lint and formatting of the Python code
