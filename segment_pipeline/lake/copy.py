@@ -52,7 +52,8 @@ class CopyReport:
     source: Path
     lake: str
     tables: list[TableCopy] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (schema.name, why)
+    views: list[str] = field(default_factory=list)  # schema.name of each view, left out
+    dlt_staging: list[str] = field(default_factory=list)  # schema.name of each dlt staging table, left out
 
     @property
     def rows_copied(self) -> int:
@@ -63,14 +64,19 @@ class CopyReport:
         return sum(1 for table in self.tables if table.copied)
 
     def lines(self) -> list[str]:
-        """The report as a person reads it: a line per table, then the totals."""
+        """The report as a person reads it: a line per table, what was left out, then the totals."""
         width = max((len(f"{t.schema}.{t.table}") for t in self.tables), default=0)
         lines = [f"Copy of {self.source} into {self.lake}:"]
         for table in self.tables:
             what = "copied" if table.copied else "already copied by an earlier run"
-            lines.append(f"  {f'{table.schema}.{table.table}':<{width}}  {table.rows:>12,} rows  {what}")
-        for name, why in self.skipped:
-            lines.append(f"  {name:<{width}}  not copied: {why}")
+            rows = f"{table.rows:,} row{'' if table.rows == 1 else 's'}"
+            lines.append(f"  {f'{table.schema}.{table.table}':<{width}}  {rows:>16}  {what}")
+        if self.views:
+            lines.append(f"Not copied: {len(self.views)} view(s), which dbt creates again on its next build.")
+        if self.dlt_staging:
+            lines.append(
+                f"Not copied: {len(self.dlt_staging)} table(s) of dlt's staging datasets, emptied before every load."
+            )
         already = len(self.tables) - self.tables_copied
         lines.append(
             f"{self.tables_copied} table(s) and {self.rows_copied:,} row(s) copied"
@@ -117,10 +123,10 @@ def _source_tables(connection: duckdb.DuckDBPyConnection, report: CopyReport) ->
     tables: list[_SourceTable] = []
     for schema, name, kind in objects:
         if kind == "view":
-            report.skipped.append((f"{schema}.{name}", "a view (dbt creates it again on its next build)"))
+            report.views.append(f"{schema}.{name}")
             continue
         if schema.endswith(DLT_STAGING_SUFFIX) and schema[: -len(DLT_STAGING_SUFFIX)] in schemas:
-            report.skipped.append((f"{schema}.{name}", "dlt's staging table (emptied before every load)"))
+            report.dlt_staging.append(f"{schema}.{name}")
             continue
         columns = tuple(
             connection.execute(

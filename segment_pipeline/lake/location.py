@@ -102,6 +102,8 @@ class Lake:
         """
         connection = duckdb.connect(config={**self.duckdb_config(), **(config or {})})
         try:
+            # a service's connection: DuckDB would draw a progress bar on whatever terminal started it
+            connection.execute("set enable_progress_bar = false")
             connection.execute(self.attach_sql(read_only=read_only))
             connection.execute(f"USE {self.alias}")
         except duckdb.Error as exc:
