@@ -59,13 +59,15 @@ class PostgresForTests:
 def postgres() -> PostgresForTests:
     """The run's PostgreSQL server (started on first use)."""
     folder = Path(os.environ[FOLDER_ENV])
-    local = LocalPostgres(folder)
-    server = local.start()
+    folder.mkdir(parents=True, exist_ok=True)
+    # the watcher first: a run killed even while the cluster is being created leaves nothing behind
     with file_lock(folder / "watcher.lock"):
         marker = folder / "watched"
         if not marker.exists():
-            stop_when_gone(folder, int(os.environ[OWNER_ENV]))
+            stop_when_gone(folder, int(os.environ[OWNER_ENV]), remove=True)
             marker.touch()
+    local = LocalPostgres(folder)
+    server = local.start()
     return PostgresForTests(local, server)
 
 

@@ -519,8 +519,8 @@ class LocalPostgres:
                 cursor.execute(sql.SQL("grant select on all tables in schema {} to {reader}").format(target, **names))
 
 
-def _watch(folder: Path, pid: int) -> None:
-    """Stop the server once process `pid` has ended, however it ended (the test run's safety net)."""
+def _watch(folder: Path, pid: int, remove: bool) -> None:
+    """Stop the server once process `pid` has ended, however it ended; then remove `folder` if asked."""
     while True:
         try:
             os.kill(pid, 0)
@@ -530,16 +530,25 @@ def _watch(folder: Path, pid: int) -> None:
             pass
         time.sleep(1)
     if folder.exists():
-        LocalPostgres(folder, log=lambda _: None).stop()
+        cluster = LocalPostgres(folder, log=lambda _: None)
+        cluster.stop()
+        if remove:
+            # an initdb whose starter died may still be writing: let it finish before deleting under it
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            while (_processes_in(cluster.data_dir) or _processes_in(cluster.folder)) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
-def stop_when_gone(folder: Path, pid: int) -> subprocess.Popen:
+def stop_when_gone(folder: Path, pid: int, *, remove: bool = False) -> subprocess.Popen:
     """Start a small detached watcher that stops the server in `folder` when process `pid` ends.
 
-    A test run or demo killed with kill -9 runs no clean-up code; the watcher still stops what it started.
+    A test run or demo killed with kill -9 runs no clean-up code; the watcher still stops what it started
+    (and, with `remove`, deletes the folder: a test run's throwaway cluster).
     """
+    command = [sys.executable, "-m", "segment_pipeline.devtools.postgres", "watch", str(folder), "--pid", str(pid)]
     return subprocess.Popen(
-        [sys.executable, "-m", "segment_pipeline.devtools.postgres", "watch", str(folder), "--pid", str(pid)],
+        [*command, "--remove"] if remove else command,
         start_new_session=True,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -562,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     watch = commands.add_parser("watch", help="stop the server in FOLDER once process PID has ended")
     watch.add_argument("folder", type=Path)
     watch.add_argument("--pid", type=int, required=True)
+    watch.add_argument("--remove", action="store_true", help="then delete FOLDER")
     args = parser.parse_args(argv)
     try:
         if args.command == "install":
@@ -576,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"running on {server.host}:{server.port}" if server else "not running")
             return 0 if server else 3
         else:
-            _watch(args.folder, args.pid)
+            _watch(args.folder, args.pid, args.remove)
     except PostgresError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
