@@ -27,6 +27,8 @@ def build_publishing(model_keys: Iterable[dg.AssetKey]) -> list[dg.AssetsDefinit
         deps=list(model_keys),
         kinds={"duckdb"},
         automation_condition=SHARED_BUILD,
+        # one run, even when selected with a partition range (the CLI's --partition-range requires this)
+        backfill_policy=dg.BackfillPolicy.single_run(),
         required_resource_keys={"warehouse"},
         description=(
             "A copy of the whole warehouse for SQL analysts at ANALYTICS_PATH, published atomically after the "
@@ -51,6 +53,8 @@ def build_publishing(model_keys: Iterable[dg.AssetKey]) -> list[dg.AssetsDefinit
         deps=[ANALYTICS_COPY_KEY],
         kinds={"html"},
         automation_condition=SHARED_BUILD,
+        # one run, even when selected with a partition range (the CLI's --partition-range requires this)
+        backfill_policy=dg.BackfillPolicy.single_run(),
         required_resource_keys={"warehouse"},
         description=(
             "The growth report (CHARTS_DIR/segment_growth.html: every segment, interactive, works offline) and a "

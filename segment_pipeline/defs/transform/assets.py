@@ -86,6 +86,8 @@ def build_models(account_names: Sequence[str]) -> dg.AssetsDefinition:
             account_names, settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
         ),
         required_resource_keys={"warehouse", "dbt"},
+        # one build, even when selected with a partition range (the CLI's --partition-range requires this)
+        backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def segment_growth_models(context: dg.AssetExecutionContext, config: DbtConfig):
         warehouse = context.resources.warehouse
