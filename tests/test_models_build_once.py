@@ -84,11 +84,9 @@ def wait_for(condition, daemon: DagsterProcess, what: str, timeout: float = 4 * 
     return found
 
 
-# SHARED_BUILD's `~any_deps_in_progress` looks at each model's direct deps only: once west's segments are
-# materialized (its series still loading), the models that read only segment tables are requested, and the
-# marts after them through `will_be_requested`, without stg_klaviyo__segment_series_daily (a fresh warehouse:
-# the build fails; otherwise the marts build twice). Remove the mark once automation.py waits for whole runs.
-@pytest.mark.xfail(strict=True, reason="the shared build starts while an account's run is still loading")
+# SHARED_BUILD's `~any_deps_in_progress` looks at each model's direct deps: every model follows every account's
+# series (the translator adds them), so while any account's series is loading no model is requested, not even
+# one that reads only segment tables.
 def test_the_shared_build_runs_once_after_every_overlapping_accounts_load(make_simulator, tmp_path):
     sim = make_simulator(accounts=ACCOUNTS, speed=FAST)
     env = deployment_env(sim, tmp_path)
