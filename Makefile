@@ -14,7 +14,7 @@ SIM_ACCOUNTS ?= 1
 # where `make dev` keeps its instance and data; `make dev DEV_DATA_DIR=data/demo` opens the demo's runs
 DEV_DATA_DIR ?= data/dev
 
-.PHONY: install manifest demo dev test test-fast lint benchmark clean browser
+.PHONY: install manifest demo dev test test-fast lint benchmark clean browser postgres
 
 install: $(VENV)/.installed
 
@@ -46,10 +46,14 @@ CHROMIUM ?= /usr/bin/chromium
 browser:
 	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# the lake tests start a PostgreSQL server of their own (tests/postgres_fixtures.py) from Debian's package
+postgres: install
+	$(BIN)/python -m segment_pipeline.devtools.postgres install
+
 # two workers (this project's machines have 2 cores); a test file's tests stay together on one worker, so
 # module-scoped fixtures (a built warehouse, a running webserver, one demo run) are made once
 PYTEST_WORKERS ?= 2
-test: manifest browser
+test: manifest browser postgres
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # the fast tier (tests/conftest.py FAST_MODULES): pure logic, no servers, Dagster or dbt; under a minute

@@ -2,7 +2,7 @@
 failure to write or read one said in words that name the file and what to do.
 
 The state folder holds what a run must not lose or must not misread: staged report responses, the report
-ledgers, the record of unfinished backfills, the locks, dlt's working folder. A full disk, a read-only mount
+ledgers, the locks, dlt's working folder. A full disk, a read-only mount
 or a file that cannot be read there must stop a run with a message, never a bare `OSError`.
 
 No Dagster imports.

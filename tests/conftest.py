@@ -25,7 +25,7 @@ for name in (
 REPO = Path(__file__).resolve().parents[1]
 DBT_PROJECT = REPO / "dbt_project"
 
-pytest_plugins = ["tests.simulator_fixtures"]
+pytest_plugins = ["tests.simulator_fixtures", "tests.postgres_fixtures"]
 
 
 # The fast tier (`make test-fast`, `pytest -m fast`): pure logic, no servers, no Dagster processes, no dbt;
@@ -37,6 +37,7 @@ FAST_MODULES = {
     "test_docs",
     "test_openapi_contract",
     "test_planner",
+    "test_resume_tags",
     "test_series_rows",
     "test_settings",
 }

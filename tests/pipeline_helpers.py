@@ -109,3 +109,21 @@ def range_tags(first: dt.date, last: dt.date) -> dict:
 def query(path: Path, sql: str, params=None):
     with duckdb.connect(str(path), read_only=True) as connection:
         return connection.execute(sql, params or []).fetchall()
+
+
+SERIES_STATS = ("total_members", "members_added", "members_removed", "net_members_changed")
+
+
+def series_truth(sim, first: dt.date, last: dt.date) -> dict:
+    """The simulator's series of every segment from `first` to `last`, as {(segment_id, day): stats}."""
+    return {
+        (s.id, row["date"]): tuple(row[k] for k in SERIES_STATS)
+        for s in sim.account.segments
+        for row in sim.account.series(s.id, first, last)
+    }
+
+
+def stored_series(warehouse: Path) -> dict:
+    """The raw series in the warehouse file, as {(segment_id, day): stats}."""
+    rows = query(warehouse, f"select segment_id, date, {', '.join(SERIES_STATS)} from klaviyo.segment_series_daily")
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}

@@ -1,5 +1,5 @@
 """The definitions an accounts file makes: names, partitions and schedules in each account's own days, the
-dbt models downstream of every account, the sensor per account, and the failures that name the account."""
+dbt models downstream of every account, the resume sensor per account, and the failures that name the account."""
 
 from __future__ import annotations
 
@@ -7,20 +7,27 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import uuid
 
 import dagster as dg
 import pytest
 import yaml
 
-from segment_pipeline.accounts import read_accounts_file
 from segment_pipeline.defs.account_names import asset_key, job_name, resource_key, schedule_name
-from segment_pipeline.defs.deployment import build_deployment
-from segment_pipeline.defs.ingest.assets import build_ingest_assets
-from segment_pipeline.defs.ingest.pending import PendingRange, record_unfinished
-from segment_pipeline.defs.partitions import account_partitions
-from segment_pipeline.defs.resources import KlaviyoResource, WarehouseResource
+from segment_pipeline.defs.automation import SHARED_BUILD
+from segment_pipeline.defs.deployment import build_definitions
+from segment_pipeline.defs.ingest.resume_sensor import SENSOR_NAME
+from segment_pipeline.defs.ingest.series_results import (
+    KLAVIYO_ACCOUNT_TAG,
+    RANGE_TAG,
+    RESUME_AT_TAG,
+    RESUMES_TAG,
+    UNFINISHED_TAG,
+)
+from segment_pipeline.defs.publish.assets import ANALYTICS_COPY_KEY
+from segment_pipeline.settings import ACCOUNTS_FILE_ENV, load_settings
 
-from .pipeline_helpers import API_KEY
+from .pipeline_helpers import API_KEY, SEGMENTS, materialize
 
 ACCOUNTS_YAML = {
     "accounts": [
@@ -29,131 +36,112 @@ ACCOUNTS_YAML = {
     ]
 }
 ENV = {"KEY_SYD": "pk_test_syd0000000000000000", "KEY_LA": "pk_test_la00000000000000000"}
+SERIES = "segment_series_daily"
+
+
+def write_accounts(tmp_path, accounts: list[dict]):
+    path = tmp_path / "accounts.yaml"
+    path.write_text(yaml.safe_dump({"accounts": accounts}), encoding="utf-8")
+    return path
 
 
 @pytest.fixture
-def deployment(tmp_path):
-    path = tmp_path / "accounts.yaml"
-    path.write_text(yaml.safe_dump(ACCOUNTS_YAML), encoding="utf-8")
-    accounts = read_accounts_file(path, ENV)
-    warehouse = WarehouseResource(warehouse_path=str(tmp_path / "w.duckdb"), state_dir=str(tmp_path / "state"))
-    built = build_deployment(warehouse, accounts, {**ENV, "KLAVIYO_ACCOUNTS_FILE": str(path)})
-    defs = dg.Definitions(
-        assets=built.assets,
-        asset_checks=built.asset_checks,
-        jobs=built.jobs,
-        schedules=built.schedules,
-        sensors=built.sensors,
-        resources={**built.resources, "warehouse": warehouse, "dbt": dg.ResourceDefinition.none_resource()},
-    )
-    return built, defs, warehouse
+def defs(tmp_path):
+    path = write_accounts(tmp_path, ACCOUNTS_YAML["accounts"])
+    env = {
+        **ENV,
+        ACCOUNTS_FILE_ENV: str(path),
+        "WAREHOUSE_PATH": str(tmp_path / "w.duckdb"),
+        "PIPELINE_STATE_DIR": str(tmp_path / "state"),
+    }
+    return build_definitions(load_settings(env))
 
 
-def test_each_account_has_its_days_job_schedule_resource_and_the_models_follow_all(deployment):
-    built, defs, _ = deployment
+def test_each_account_has_its_days_job_schedule_resource_and_the_models_follow_all(defs):
     repository = defs.get_repository_def()
     for name, timezone in (("brand_syd", "Australia/Sydney"), ("brand_la", "US/Pacific")):
         job = repository.get_job(job_name(name))
         assert job.partitions_def.timezone == timezone
-        assert asset_key(name, "segment_series_daily") in job.asset_layer.selected_asset_keys
+        assert asset_key(name, SERIES) in job.asset_layer.selected_asset_keys
         schedule = repository.get_schedule_def(schedule_name(name))
         # 06:00 in the account's own timezone
         assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 * * *", timezone)
-        series = repository.asset_graph.get(asset_key(name, "segment_series_daily"))
+        series = repository.asset_graph.get(asset_key(name, SERIES))
         assert series.group_name == f"klaviyo_{name}"
-    # the other account's assets are not in an account's job; the shared models and the copy are in both
+    # an account's job loads that account only; the shared models and the copy follow every account's loads
+    # by their automation condition
     syd = repository.get_job(job_name("brand_syd")).asset_layer.selected_asset_keys
-    assert asset_key("brand_la", "segment_series_daily") not in syd
-    assert dg.AssetKey(["marts", "segment_growth_daily"]) in syd and dg.AssetKey(["analytics", "warehouse_copy"]) in syd
+    assert asset_key("brand_la", SERIES) not in syd
+    assert all(key.path[:2] == ["klaviyo", "brand_syd"] for key in syd)
+    for shared in (dg.AssetKey(["marts", "segment_growth_daily"]), ANALYTICS_COPY_KEY):
+        assert repository.asset_graph.get(shared).automation_condition == SHARED_BUILD
     staging = repository.asset_graph.get(dg.AssetKey(["staging", "stg_klaviyo__segment_series_daily"]))
-    assert staging.parent_keys == {asset_key(n, "segment_series_daily") for n in ("brand_syd", "brand_la")}
+    assert staging.parent_keys == {asset_key(n, SERIES) for n in ("brand_syd", "brand_la")}
     # no stray unprefixed raw-table assets: every dependency is an asset of the code location
-    assert dg.AssetKey(["klaviyo", "segment_series_daily"]) not in repository.asset_graph.get_all_asset_keys()
+    assert dg.AssetKey(["klaviyo", SERIES]) not in repository.asset_graph.get_all_asset_keys()
 
-    la = built.resources[resource_key("brand_la")]
-    assert (la.report_daily_limit, la.timezone, la.segment_filter.is_starred) == (225, "US/Pacific", True)
-    assert built.resources[resource_key("brand_syd")].report_daily_limit == 100
-    # the key is the variable's EnvVar: its value is read when a run starts, never stored in the definitions
-    assert la.api_key == dg.EnvVar("KEY_LA")
-    assert ENV["KEY_LA"] not in repr(la)
+    la = defs.resources[resource_key("brand_la")].account
+    assert (la.report_daily_limit, la.timezone, la.segments.is_starred) == (225, "US/Pacific", True)
+    assert defs.resources[resource_key("brand_syd")].account.report_daily_limit == 100
+    # the key is only its variable's name: its value is read when a run starts, never held by the definitions
+    assert la.api_key_env == "KEY_LA"
+    assert ENV["KEY_LA"] not in repr(defs.resources[resource_key("brand_la")])
 
 
-def test_the_resume_sensor_starts_each_accounts_own_job(deployment, tmp_path, monkeypatch):
-    built, _, warehouse = deployment
-    for variable, key in ENV.items():
-        monkeypatch.setenv(variable, key)
-    now = dt.datetime.now(dt.UTC)
-    for name in ("brand_syd", "brand_la"):
-        record_unfinished(
-            built.resources[resource_key(name)].pending_path,
-            PendingRange(
-                account_id=f"id_{name}",
-                account_name=name,
-                start="2026-01-01",
-                end="2026-03-31",
-                requests_total=4,
-                requests_done=1,
-                resume_at=(now - dt.timedelta(minutes=1)).isoformat(timespec="seconds"),
-                expected_finish=now.isoformat(timespec="seconds"),
-                updated_at=(now - dt.timedelta(minutes=2)).isoformat(timespec="seconds"),
-            ),
-        )
-    assert (tmp_path / "state" / "series_pending" / "brand_la.json").is_file()
-    (sensor,) = built.sensors
-    with (
-        dg.DagsterInstance.ephemeral() as instance,
-        dg.build_sensor_context(instance=instance, resources={**built.resources, "warehouse": warehouse}) as context,
-    ):
-        requests = sensor(context)
-    assert sorted((r.job_name, r.tags["segment_pipeline/resumes"]) for r in requests) == [
-        (job_name("brand_la"), "brand_la:2026-01-01...2026-03-31"),
-        (job_name("brand_syd"), "brand_syd:2026-01-01...2026-03-31"),
+def cut_short(instance: dg.DagsterInstance, name: str, resume_at: dt.datetime) -> str:
+    """A run of `name`'s series that the budget cut short, as its tags record it; returns its id."""
+    run_id = str(uuid.uuid4())
+    tags = {
+        UNFINISHED_TAG: name,
+        RANGE_TAG: "2026-01-01..2026-03-31",
+        RESUME_AT_TAG: resume_at.isoformat(timespec="seconds"),
+        KLAVIYO_ACCOUNT_TAG: f"id_{name}",
+    }
+    instance.add_run(
+        dg.DagsterRun(job_name=job_name(name), run_id=run_id, tags=tags, status=dg.DagsterRunStatus.FAILURE)
+    )
+    return run_id
+
+
+def test_the_resume_sensor_resumes_each_accounts_own_series(defs):
+    sensor = defs.get_sensor_def(SENSOR_NAME)
+    resume_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    with dg.DagsterInstance.ephemeral() as instance:
+        cut = {name: cut_short(instance, name, resume_at) for name in ("brand_syd", "brand_la")}
+        with dg.build_sensor_context(instance=instance) as context:
+            result = sensor(context)
+    assert sorted((r.asset_selection, r.tags[RESUMES_TAG]) for r in result.run_requests) == [
+        ([asset_key("brand_la", SERIES)], cut["brand_la"]),
+        ([asset_key("brand_syd", SERIES)], cut["brand_syd"]),
     ]
-
-
-def _account_resources(sim, tmp_path, name: str, timezone: str, others=()):
-    path = tmp_path / "accounts.yaml"
-    warehouse = WarehouseResource(
-        warehouse_path=str(tmp_path / "w.duckdb"),
-        analytics_path=str(tmp_path / "a.duckdb"),
-        state_dir=str(tmp_path / "state"),
-    )
-    klaviyo = KlaviyoResource(
-        warehouse=warehouse,
-        account_name=name,
-        timezone=timezone,
-        accounts_file=str(path),
-        other_account_names=list(others),
-        api_key=API_KEY,
-        base_url=sim.base_url,
-        report_rate_per_minute=2 * sim.config.speed,
-    )
-    return {resource_key(name): klaviyo, "warehouse": warehouse}
+    for request in result.run_requests:
+        assert request.tags["dagster/asset_partition_range_start"] == "2026-01-01"
+        assert request.tags["dagster/asset_partition_range_end"] == "2026-03-31"
 
 
 def test_a_timezone_the_account_does_not_report_in_fails_naming_the_account_and_the_fix(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, speed=60.0, timezone="US/Eastern")
-    segments, _ = build_ingest_assets("brand_x", account_partitions("Asia/Tokyo"))
-    result = dg.materialize(
-        [segments], resources=_account_resources(sim, tmp_path, "brand_x", "Asia/Tokyo"), raise_on_error=False
-    )
+    path = write_accounts(tmp_path, [{"name": "brand_x", "api_key_env": "KEY_X", "timezone": "Asia/Tokyo"}])
+    env = {ACCOUNTS_FILE_ENV: str(path), "KEY_X": API_KEY}
+    result = materialize([SEGMENTS], sim, tmp_path, account="brand_x", env=env, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data
-    assert "account 'brand_x'" in failure.description
-    assert "timezone: US/Eastern" in failure.description and str(tmp_path / "accounts.yaml") in failure.description
+    assert failure.description.startswith("account 'brand_x'")
+    assert "timezone: US/Eastern" in failure.description and str(path) in failure.description
 
 
 def test_two_entries_for_one_klaviyo_account_are_refused_not_merged(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, speed=60.0, timezone="US/Eastern")
-    first, _ = build_ingest_assets("brand_a", account_partitions("US/Eastern"))
-    assert dg.materialize([first], resources=_account_resources(sim, tmp_path, "brand_a", "US/Eastern")).success
-    # a second entry whose key belongs to the same Klaviyo account
-    second, _ = build_ingest_assets("brand_b", account_partitions("US/Eastern"))
-    result = dg.materialize(
-        [second],
-        resources=_account_resources(sim, tmp_path, "brand_b", "US/Eastern", others=["brand_a"]),
-        raise_on_error=False,
-    )
+    rate = 2 * sim.config.speed
+    brand_a = {"name": "brand_a", "api_key_env": "KEY_A", "timezone": "US/Eastern", "report_rate_per_minute": rate}
+    path = write_accounts(tmp_path, [brand_a])
+    env = {ACCOUNTS_FILE_ENV: str(path), "KEY_A": API_KEY}
+    assert materialize([SEGMENTS], sim, tmp_path, account="brand_a", env=env).success
+    # a second entry whose key belongs to the same Klaviyo account (brand_a's key has changed meanwhile)
+    brand_b = {**brand_a, "name": "brand_b", "api_key_env": "KEY_B"}
+    write_accounts(tmp_path, [brand_a, brand_b])
+    env = {**env, "KEY_A": "pk_test_other0000000000000", "KEY_B": API_KEY}
+    result = materialize([SEGMENTS], sim, tmp_path, account="brand_b", env=env, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data
     assert "already loaded as account 'brand_a'" in failure.description
@@ -164,7 +152,7 @@ def test_a_bad_accounts_file_stops_the_code_location_naming_the_line(tmp_path):
     path.write_text(
         "accounts:\n  - name: brand_a\n    api_key_env: KEY_SYD\n    timezone: Australia/Sidney\n", encoding="utf-8"
     )
-    env = {**os.environ, **ENV, "KLAVIYO_ACCOUNTS_FILE": str(path), "DAGSTER_HOME": str(tmp_path)}
+    env = {**os.environ, **ENV, ACCOUNTS_FILE_ENV: str(path), "DAGSTER_HOME": str(tmp_path)}
     finished = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "segment_pipeline.definitions"],
         env=env,

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
-from segment_pipeline.accounts import DEFAULT_ACCOUNT_NAME
+from segment_pipeline.config import DEFAULT_ACCOUNT_NAME
 from segment_pipeline.klaviyo import Account, ApiKey, DayWindow, KlaviyoClient, KlaviyoSettings, SeriesRequest
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
 from segment_pipeline.sources.segments import ACCOUNT_COLUMNS, klaviyo_segments_source

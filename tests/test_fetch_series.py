@@ -14,6 +14,7 @@ from segment_pipeline.klaviyo import (
     fetch_series,
 )
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH, SEGMENTS_PATH
+from segment_pipeline.klaviyo.settings import ApiKey
 
 KEY = "pk_fetch_test_key"
 FAST = 60.0
@@ -26,8 +27,8 @@ def sim(make_simulator):
 
 @pytest.fixture
 def client(sim):
-    settings = KlaviyoSettings.from_env(
-        env={}, api_key=KEY, base_url=sim.base_url, report_rate_per_minute=2 * FAST, timeout_seconds=5.0
+    settings = KlaviyoSettings(
+        api_key=ApiKey(KEY), base_url=sim.base_url, report_rate_per_minute=2 * FAST, timeout_seconds=5.0
     )
     with KlaviyoClient(settings) as client:
         yield client
@@ -114,17 +115,15 @@ def test_every_segment_deleted_gives_no_rows_and_names_them_all(sim, client):
 def test_the_series_asset_keeps_the_others_when_a_segment_was_deleted_after_the_listing(
     make_simulator, tmp_path, monkeypatch
 ):
-    from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
-    from tests.pipeline_helpers import API_KEY, materialize, query, range_tags
+    from tests.pipeline_helpers import API_KEY, SEGMENTS, SERIES, materialize, query, range_tags
 
-    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     ids = [s.id for s in sim.account.segments]
     sim.account.delete(ids[0])  # after the listing the plan is made from
     last = sim.account.today() - dt.timedelta(days=30)
     first = last - dt.timedelta(days=2)
-    materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last))
+    materialize([SERIES], sim, tmp_path, tags=range_tags(first, last))
     stored = query(
         tmp_path / "warehouse.duckdb", "select segment_id, count(*) from klaviyo.segment_series_daily group by 1"
     )

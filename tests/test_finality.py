@@ -11,19 +11,18 @@ import pytest
 import time_machine
 
 from segment_pipeline.config import DEFAULT_LOOKBACK_DAYS
-from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
 from segment_pipeline.klaviyo.limits import MAX_SEGMENT_IDS_PER_REPORT, SEGMENT_SERIES_PATH
 from segment_pipeline.klaviyo.planner import NEW_SEGMENT_SETTLE
 
-from .pipeline_helpers import API_KEY, FAST, materialize, query, range_tags
+from .pipeline_helpers import API_KEY, FAST, SEGMENTS, SERIES, materialize, query, range_tags
 
-SERIES_NODE = "klaviyo__segment_series_daily"
+SERIES_NODE = "klaviyo__default__segment_series_daily"
 
 
 @pytest.fixture(autouse=True)
 def environment(monkeypatch):
-    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
-    monkeypatch.delenv("SERIES_LOOKBACK_DAYS", raising=False)  # the default lookback is under test
+    # the default lookback is under test: none may leak in from the environment the tests copy
+    monkeypatch.delenv("SERIES_LOOKBACK_DAYS", raising=False)
 
 
 def noon(sim, day: dt.date):
@@ -67,9 +66,9 @@ def run_series(sim, tmp_path, first: dt.date, last: dt.date | None = None) -> di
     """Materialize the series for `first`..`last` (one partition without `last`); its metadata, by name."""
     sim.reset_log()
     if last is None:
-        result = materialize([segment_series_daily], sim, tmp_path, partition_key=first.isoformat())
+        result = materialize([SERIES], sim, tmp_path, partition_key=first.isoformat())
     else:
-        result = materialize([segment_series_daily], sim, tmp_path, tags=range_tags(first, last))
+        result = materialize([SERIES], sim, tmp_path, tags=range_tags(first, last))
     metadata = result.asset_materializations_for_node(SERIES_NODE)[0].metadata
     return {name: value.value for name, value in metadata.items()}
 
@@ -91,7 +90,7 @@ def test_a_segment_first_fetched_while_processing_ends_with_its_true_history(mak
     first = t0 - dt.timedelta(days=20)
     with noon(sim, t0):
         fresh = sim.account.create_segment("Fresh VIPs", processing_hours=1, backfill_hours=6)
-        materialize([segments], sim, tmp_path)
+        materialize([SEGMENTS], sim, tmp_path)
         flags = query(
             tmp_path / "warehouse.duckdb",
             "select is_processing, processing_seen_at is not null from klaviyo.segments where id = ?",
@@ -99,7 +98,7 @@ def test_a_segment_first_fetched_while_processing_ends_with_its_true_history(mak
         )
         assert flags == [(True, True)]
         metadata = run_series(sim, tmp_path, first, t0 - dt.timedelta(days=1))
-        assert metadata["segments_not_settled"] == 1
+        assert metadata["run_segments_not_settled"] == 1
     old_ids = [s.id for s in sim.account.segments if s.id != fresh.id]
     held = stored(tmp_path)
     # Klaviyo answered zeros for the new segment's past: stored, but not final
@@ -112,7 +111,7 @@ def test_a_segment_first_fetched_while_processing_ends_with_its_true_history(mak
     with noon(sim, t0 + dt.timedelta(days=1)):
         metadata = run_series(sim, tmp_path, t0)
         assert sim.count(path=SEGMENT_SERIES_PATH) == 1
-        assert metadata["segments_not_settled"] == 1 and metadata["unsettled_cells_refreshed"] == 0
+        assert metadata["run_segments_not_settled"] == 1 and metadata["run_unsettled_cells_refreshed"] == 0
     lookback_first = t0 - dt.timedelta(days=DEFAULT_LOOKBACK_DAYS)
     assert stored(tmp_path, fresh.id) == {
         **{(fresh.id, day): (0, 0, 0) for day in days(first, lookback_first - dt.timedelta(days=1))},
@@ -124,7 +123,7 @@ def test_a_segment_first_fetched_while_processing_ends_with_its_true_history(mak
     assert settled_on == t0 + dt.timedelta(days=3)
     day = settled_on - dt.timedelta(days=1)
     with noon(sim, settled_on):
-        materialize([segments], sim, tmp_path)  # no longer processing: the last time it was is kept
+        materialize([SEGMENTS], sim, tmp_path)  # no longer processing: the last time it was is kept
         assert query(
             tmp_path / "warehouse.duckdb",
             "select is_processing, processing_seen_at < created + interval 1 hour from klaviyo.segments where id = ?",
@@ -138,8 +137,8 @@ def test_a_segment_first_fetched_while_processing_ends_with_its_true_history(mak
             ((day - dt.timedelta(days=DEFAULT_LOOKBACK_DAYS)).isoformat(), day.isoformat(), len(old_ids)),
         ]
         outside = days(first, day - dt.timedelta(days=DEFAULT_LOOKBACK_DAYS + 1))
-        assert metadata["unsettled_cells_refreshed"] == len(outside)
-        assert metadata["segments_not_settled"] == 0
+        assert metadata["run_unsettled_cells_refreshed"] == len(outside)
+        assert metadata["run_segments_not_settled"] == 0
     assert stored(tmp_path, fresh.id) == truth(sim, [fresh.id], first, day)
 
     # settled: its old days are final, never asked again; the daily run is one request for every segment
@@ -148,9 +147,9 @@ def test_a_segment_first_fetched_while_processing_ends_with_its_true_history(mak
         assert windows_asked(sim) == [
             ((settled_on - dt.timedelta(days=DEFAULT_LOOKBACK_DAYS)).isoformat(), settled_on.isoformat(), 7)
         ]
-        assert metadata["unsettled_cells_refreshed"] == 0
+        assert metadata["run_unsettled_cells_refreshed"] == 0
         old_days = (first, t0 - dt.timedelta(days=DEFAULT_LOOKBACK_DAYS))  # each read once at least 6 days old
-        assert run_series(sim, tmp_path, *old_days)["report_requests_sent"] == 0
+        assert run_series(sim, tmp_path, *old_days)["run_report_requests_sent"] == 0
     assert stored(tmp_path) == truth(sim, [*old_ids, fresh.id], first, settled_on)
 
 
@@ -166,7 +165,7 @@ def test_an_all_zero_past_where_klaviyo_reports_members_is_asked_again_until_the
         slow = sim.account.create_segment(
             "Slow backfill", created=sim.account.now() - dt.timedelta(hours=72), processing_hours=1, backfill_hours=100
         )
-        materialize([segments], sim, tmp_path)
+        materialize([SEGMENTS], sim, tmp_path)
         run_series(sim, tmp_path, first, t0 - dt.timedelta(days=1))
     created_day = slow.created.date()
     held = stored(tmp_path, slow.id)
@@ -174,16 +173,16 @@ def test_an_all_zero_past_where_klaviyo_reports_members_is_asked_again_until_the
     assert held[(slow.id, t0 - dt.timedelta(days=1))][0] > 0  # Klaviyo reports members
 
     with noon(sim, t0 + dt.timedelta(days=2)):  # the backfill has landed
-        materialize([segments], sim, tmp_path)
+        materialize([SEGMENTS], sim, tmp_path)
         metadata = run_series(sim, tmp_path, t0 + dt.timedelta(days=1))
-        assert metadata["segments_not_settled"] == 1 and metadata["unsettled_cells_refreshed"] > 0
+        assert metadata["run_segments_not_settled"] == 1 and metadata["run_unsettled_cells_refreshed"] > 0
     assert stored(tmp_path, slow.id) == truth(sim, [slow.id], first, t0 + dt.timedelta(days=1))
 
     # its past is no longer all zeros: settled by its age, so nothing old is asked again
     with noon(sim, t0 + dt.timedelta(days=3)):
         metadata = run_series(sim, tmp_path, t0 + dt.timedelta(days=2))
         assert sim.count(path=SEGMENT_SERIES_PATH) == 1
-        assert metadata["segments_not_settled"] == 0 and metadata["unsettled_cells_refreshed"] == 0
+        assert metadata["run_segments_not_settled"] == 0 and metadata["run_unsettled_cells_refreshed"] == 0
 
 
 def test_revised_recent_days_are_corrected_by_the_daily_runs_one_request_per_100_segments(make_simulator, tmp_path):
@@ -193,7 +192,7 @@ def test_revised_recent_days_are_corrected_by_the_daily_runs_one_request_per_100
     t0 = sim.account.today()
     day = t0 - dt.timedelta(days=1)
     with noon(sim, t0):
-        materialize([segments], sim, tmp_path)
+        materialize([SEGMENTS], sim, tmp_path)
         run_series(sim, tmp_path, day)
         assert stored(tmp_path) == answered_now(sim, ids, day, day)
     assert stored(tmp_path) != truth(sim, ids, day, day)  # the day was not counted in full yet
@@ -201,7 +200,7 @@ def test_revised_recent_days_are_corrected_by_the_daily_runs_one_request_per_100
     def daily_run(today: dt.date) -> None:
         # the lookback rides in the daily request: one per 100 segments
         metadata = run_series(sim, tmp_path, today - dt.timedelta(days=1))
-        assert sim.count(path=SEGMENT_SERIES_PATH) == metadata["report_requests_sent"] == per_run
+        assert sim.count(path=SEGMENT_SERIES_PATH) == metadata["run_report_requests_sent"] == per_run
         held = stored(tmp_path)
         now = answered_now(sim, ids, day, today - dt.timedelta(days=1))
         assert {key: held[key] for key in now} == now  # what Klaviyo answers now, revised days included
@@ -216,4 +215,4 @@ def test_revised_recent_days_are_corrected_by_the_daily_runs_one_request_per_100
         daily_run(last_read)
     assert {k: v for k, v in stored(tmp_path).items() if k[1] == day} == truth(sim, ids, day, day)
     with noon(sim, last_read + dt.timedelta(days=1)):  # final: never asked again
-        assert run_series(sim, tmp_path, day)["report_requests_sent"] == 0
+        assert run_series(sim, tmp_path, day)["run_report_requests_sent"] == 0

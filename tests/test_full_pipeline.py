@@ -1,7 +1,7 @@
 """The whole pipeline end to end: real Dagster assets, the simulator over HTTP, dlt, dbt, analyst copy, chart.
 
-One module-scoped run loads 25 segments and 75 days (ending yesterday in the account's timezone) through
-`segments`, `segment_series_daily`, `segment_growth_models`, `analytics_copy` and `growth_chart`. Every mart
+One module-scoped run loads 25 segments and 75 days (ending yesterday in the account's timezone) through the
+code location's assets: the account's segments and series, the dbt models, the analyst copy and the report. Every mart
 is then read from the ANALYST COPY and compared with values computed here, in plain Python / pandas, from the
 simulator's own truth (`sim.account.series`, `sim.account.segments`), never from the warehouse.
 
@@ -31,21 +31,19 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-from dagster_dbt import DbtCliResource
 
 from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
-from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
-from segment_pipeline.defs.publish.assets import analytics_copy, growth_chart
-from segment_pipeline.defs.transform.assets import segment_growth_models
-from segment_pipeline.defs.transform.project import dbt_project
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
 from segment_pipeline.report_packing import read_page
 from tests.openapi_contract import load_contract
 from tests.simulator_fixtures import contract_problems
 
-from .pipeline_helpers import API_KEY, FAST, range_tags, resources
+from .pipeline_helpers import API_KEY, CHART, COPY, FAST, MODELS, SEGMENTS, SERIES, definitions, keys, range_tags
 
 pytestmark = pytest.mark.timeout(600)
+
+SERIES_NODE = "klaviyo__default__segment_series_daily"
+DAILY_MART = dg.AssetKey(["marts", "segment_growth_daily"])
 
 SEGMENT_COUNT = 25  # <= 100: one id batch per report request
 DAYS = 75  # two 60-day report windows
@@ -122,6 +120,10 @@ class Pipeline:
     definition_changes: set[tuple[str, dt.date]] = field(default_factory=set)
     # every dbt command the runs started, with the run's partition key (None for a range or no partitions)
     dbt_calls: list[tuple[str | None, str]] = field(default_factory=list)
+    defs: dg.Definitions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.defs = definitions(self.sim, self.work)
 
     @property
     def analytics(self) -> Path:
@@ -135,14 +137,15 @@ class Pipeline:
     def account_id(self) -> str:
         return self.sim.account.account_id
 
-    def resources(self) -> dict:
-        dbt = DbtCliResource(project_dir=dbt_project)
-        return resources(self.sim, self.work, dbt=dbt)
-
-    def run(self, assets: list, **kwargs) -> dg.ExecuteInProcessResult:
+    def run(self, names: list[str], **kwargs) -> dg.ExecuteInProcessResult:
+        """Materialize the named assets (see pipeline_helpers), with the dbt tests of the models among them."""
+        selection = models_with_their_tests(self.defs, names)
+        assets = [*self.defs.assets, *(self.defs.asset_checks or [])]
         # an instance of our own, to read the run's logs afterwards (dagster-dbt logs the dbt command there)
         with dg.DagsterInstance.ephemeral() as instance:
-            result = dg.materialize(assets, resources=self.resources(), instance=instance, **kwargs)
+            result = dg.materialize(
+                assets, selection=selection, resources=self.defs.resources, instance=instance, **kwargs
+            )
             assert result.success
             for entry in instance.all_logs(result.run_id):
                 found = re.search(r"Running dbt command: `(.*)`", entry.user_message or "")
@@ -158,22 +161,25 @@ class Pipeline:
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
+def models_with_their_tests(defs: dg.Definitions, names: list[str]) -> dg.AssetSelection:
+    """The named assets, and the checks of the dbt models among them (dbt's tests, run by `dbt build`)."""
+    chosen = set(keys(names, defs))
+    tests = [key for key in defs.get_assets_def(DAILY_MART).check_keys if key.asset_key in chosen]
+    return dg.AssetSelection.assets(*chosen).without_checks() | dg.AssetSelection.checks(*tests)
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     work = tmp_path_factory.mktemp("full_pipeline")
     config = SimulatorConfig(api_key=API_KEY, segment_count=SEGMENT_COUNT, speed=FAST, seed=SEED)
     # the function-scoped make_simulator fixture can't serve a module fixture: start the simulator here (the
     # OpenAPI check it would do at teardown is the last test of this module instead)
-    with pytest.MonkeyPatch.context() as env, KlaviyoSimulator(config) as sim:
-        env.setenv("KLAVIYO_API_KEY", API_KEY)
+    with KlaviyoSimulator(config) as sim:
         last = sim.account.today() - dt.timedelta(days=1)
         run = Pipeline(sim=sim, work=work, first=last - dt.timedelta(days=DAYS - 1), last=last)
         run.initial_segments = {s.id: (s.created, copy.deepcopy(s.definition)) for s in sim.account.segments}
-        run.segments_result = run.run([segments])
-        run.range_result = run.run(
-            [segment_series_daily, segment_growth_models, analytics_copy, growth_chart],
-            tags=range_tags(run.first, run.last),
-        )
+        run.segments_result = run.run([SEGMENTS])
+        run.range_result = run.run([SERIES, MODELS, COPY, CHART], tags=range_tags(run.first, run.last))
         yield run
 
 
@@ -473,12 +479,17 @@ def test_the_initial_history_has_one_open_version_per_segment(pipeline: Pipeline
 
 
 def test_the_range_run_sent_the_fewest_report_requests(pipeline: Pipeline) -> None:
-    metadata = pipeline.range_result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
-    # ceil(25 / 100) id batches x ceil(75 / 60) windows; the range ends yesterday, so the lookback is inside it
-    assert metadata["report_requests_sent"].value == 2
-    assert metadata["rows_written"].value == SEGMENT_COUNT * DAYS
-    assert metadata["first_day"].value == pipeline.first.isoformat()
-    assert metadata["last_day"].value == pipeline.last.isoformat()
+    materializations = pipeline.range_result.asset_materializations_for_node(SERIES_NODE)
+    # one materialization per day, each with that day's rows, and the run's own numbers on each
+    days = [pipeline.first + dt.timedelta(days=i) for i in range(DAYS)]
+    assert sorted(m.partition for m in materializations) == [day.isoformat() for day in days]
+    for materialization in materializations:
+        metadata = materialization.metadata
+        assert metadata["rows_written"].value == metadata["dagster/row_count"].value == SEGMENT_COUNT
+        # ceil(25 / 100) id batches x ceil(75 / 60) windows; the range ends yesterday, so the lookback is inside it
+        assert metadata["run_report_requests_sent"].value == 2
+        assert metadata["run_first_day"].value == pipeline.first.isoformat()
+        assert metadata["run_last_day"].value == pipeline.last.isoformat()
 
 
 def test_dbt_tests_surface_as_asset_checks_and_pass(pipeline: Pipeline) -> None:
@@ -486,7 +497,7 @@ def test_dbt_tests_surface_as_asset_checks_and_pass(pipeline: Pipeline) -> None:
     assert evaluations
     evaluated = {(e.asset_key, e.check_name) for e in evaluations}
     # every test dagster-dbt declared as a check of the models ran in the build
-    declared = {(spec.asset_key, spec.name) for spec in segment_growth_models.check_specs}
+    declared = {(spec.asset_key, spec.name) for spec in pipeline.defs.get_assets_def(DAILY_MART).check_specs}
     assert declared and declared <= evaluated, sorted(declared - evaluated)[:10]
     daily_checks = {name for key, name in evaluated if key.path[-1] == "segment_growth_daily"}
     assert any(name.startswith("unique_combination_of_columns") for name in daily_checks), daily_checks
@@ -541,11 +552,11 @@ def test_a_partitioned_rerun_of_three_days_leaves_the_daily_mart_identical(pipel
     first = pipeline.last - dt.timedelta(days=20)
     last = first + dt.timedelta(days=2)
     reports_before, calls_before = pipeline.sim.count(path=SEGMENT_SERIES_PATH), len(pipeline.dbt_calls)
-    pipeline.run([segment_series_daily, segment_growth_models, analytics_copy], tags=range_tags(first, last))
+    pipeline.run([SERIES, MODELS, COPY], tags=range_tags(first, last))
     # those days were fetched when already older than the lookback: they are final, nothing is asked again
     assert pipeline.sim.count(path=SEGMENT_SERIES_PATH) == reports_before
-    # nothing was loaded, so the models are already built from every load: the run skips the build
-    assert pipeline.dbt_calls[calls_before:] == []
+    # the three days build the models once (a single-run backfill policy), not once a day
+    assert len(pipeline.dbt_calls[calls_before:]) == 1
     # and dbt is never told about a run's days (only the warehouse, as every run): the mart finds what changed
     assert pipeline.dbt_calls and all(set(dbt_vars(command)) == PROFILE_VARS for _, command in pipeline.dbt_calls)
     after = daily_snapshot(pipeline)
@@ -575,9 +586,9 @@ def test_definition_edits_add_a_version_dated_in_the_account_timezone(pipeline: 
     assert edit_days == {edited_yesterday.id: pipeline.last, edited_today.id: sim.account.today()}
     pipeline.definition_changes.add((edited_yesterday.id, pipeline.last))
 
-    pipeline.run([segments])
-    # the daily run's models
-    pipeline.run([segment_growth_models, analytics_copy])
+    pipeline.run([SEGMENTS])
+    # the shared build after the daily run
+    pipeline.run([MODELS, COPY])
 
     for segment in (edited_yesterday, edited_today):
         history = pipeline.rows(
@@ -673,7 +684,7 @@ def test_a_full_run_succeeds_while_an_analyst_holds_the_copy_open(pipeline: Pipe
     try:
         before = analyst.query(LOADED_SQL)
         result = pipeline.run(
-            [segments, segment_series_daily, segment_growth_models, analytics_copy, growth_chart],
+            [SEGMENTS, SERIES, MODELS, COPY, CHART],
             partition_key=pipeline.last.isoformat(),
         )
         materialized = {e.asset_key for e in result.get_asset_materialization_events()}
@@ -697,7 +708,7 @@ def test_no_run_passes_days_to_dbt(pipeline: Pipeline) -> None:
     # the run, dbt gets the same --vars (the profile's warehouse and memory limit, no days), so its partial
     # parsing stays valid from run to run
     if not any(key is not None for key, _ in pipeline.dbt_calls):
-        pipeline.run([segment_growth_models])
+        pipeline.run([MODELS])
     assert pipeline.dbt_calls
     first = dbt_vars(pipeline.dbt_calls[0][1])
     assert set(first) == PROFILE_VARS and first["warehouse_path"] == str((pipeline.work / "warehouse.duckdb").resolve())

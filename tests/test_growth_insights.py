@@ -17,23 +17,22 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-from dagster_dbt import DbtCliResource
 
 from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
 from segment_pipeline import reconciliation as rc
-from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
-from segment_pipeline.defs.publish.assets import analytics_copy, growth_chart
-from segment_pipeline.defs.quality.anomalies import no_anomalies_on_the_newest_day
-from segment_pipeline.defs.quality.reconciliation import reconcile, series_reconciles_with_klaviyo
-from segment_pipeline.defs.resources import KlaviyoResource
-from segment_pipeline.defs.transform.assets import segment_growth_models
-from segment_pipeline.defs.transform.project import dbt_project
+from segment_pipeline.defs.quality.reconciliation import check_result
+from segment_pipeline.ingest.access import KlaviyoAccess
 from segment_pipeline.klaviyo import DayWindow
 from segment_pipeline.klaviyo.limits import SEGMENT_VALUES_PATH
 from segment_pipeline.report_packing import read_page
+from segment_pipeline.warehouse import Holder, Warehouse
 from tests.simulator_fixtures import contract_problems
 
-from .pipeline_helpers import API_KEY, FAST, materialize, query, range_tags, resources
+from . import pipeline_helpers as pipeline
+from .pipeline_helpers import API_KEY, FAST, definitions, materialize, query, range_tags, settings
+
+SEGMENTS_NODE = "klaviyo_default_segments"
+SERIES_NODE = "klaviyo__default__segment_series_daily"
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -73,23 +72,14 @@ class Run:
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     work = tmp_path_factory.mktemp("growth_insights")
     config = SimulatorConfig(api_key=API_KEY, segment_count=SEGMENTS, speed=FAST, seed=SEED)
-    with pytest.MonkeyPatch.context() as env, KlaviyoSimulator(config) as sim:
-        env.setenv("KLAVIYO_API_KEY", API_KEY)
+    with KlaviyoSimulator(config) as sim:
         last = sim.account.today() - dt.timedelta(days=1)
         first = last - dt.timedelta(days=DAYS - 1)
-        materialize([segments], sim, work)
-        result = dg.materialize(
-            [
-                segment_series_daily,
-                segment_growth_models,
-                analytics_copy,
-                growth_chart,
-                series_reconciles_with_klaviyo,
-                no_anomalies_on_the_newest_day,
-            ],
-            resources=resources(sim, work, dbt=DbtCliResource(project_dir=dbt_project)),
-            tags=range_tags(first, last),
-        )
+        defs = definitions(sim, work)
+        materialize([pipeline.SEGMENTS], sim, work, defs=defs)
+        # with their checks: the reconciliation check on the series, the anomaly check on the anomaly mart
+        everything = [pipeline.SERIES, pipeline.MODELS, pipeline.COPY, pipeline.CHART]
+        result = materialize(everything, sim, work, defs=defs, checks=True, tags=range_tags(first, last))
         assert result.success
         yield Run(sim, work, first, last, result)
 
@@ -226,8 +216,8 @@ def test_reconciliation_passes_on_consistent_data_and_counts_its_request(run: Ru
     assert metadata["last_day"] == run.last.isoformat()
     assert metadata["report_requests_planned"] == metadata["report_requests_sent"] == 1
     assert run.sim.count(method="POST", path=SEGMENT_VALUES_PATH) == 1
-    series_metadata = run.result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
-    assert series_metadata["reconciliation_requests_planned"].value == 1
+    series_metadata = run.result.asset_materializations_for_node(SERIES_NODE)[0].metadata
+    assert series_metadata["run_reconciliation_requests_reserved"].value == 1
 
 
 def test_the_reconciled_window_never_reaches_before_the_first_loaded_day(run: Run) -> None:
@@ -239,27 +229,21 @@ def test_the_reconciled_window_never_reaches_before_the_first_loaded_day(run: Ru
     assert rc.latest_window(run.warehouse, "no-such-account", 7, run.last) is None
 
 
-def invoke_check(run: Run) -> dg.AssetCheckResult:
-    res = resources(run.sim, run.work)
-    # the check's body, called directly with its resources (the check itself reads them from its context)
-    # the key itself, where a run would resolve it from the EnvVar
-    klaviyo = KlaviyoResource.from_env(
-        res["warehouse"], base_url=run.sim.base_url, report_rate_per_minute=2 * run.sim.config.speed, api_key=API_KEY
-    )
-    return reconcile(dg.build_asset_check_context(), klaviyo, res["warehouse"], klaviyo.timezone)
+def invoke_check(run: Run, **env: str) -> dg.AssetCheckResult:
+    """The check's body, called directly with the services its run would hand it."""
+    deployment = settings(run.sim, run.work, **env)
+    access = KlaviyoAccess(deployment, deployment.accounts["default"])
+    return check_result(rc.reconcile_account(access, Warehouse(deployment.storage), Holder(step="test")))
 
 
-def test_reconciliation_can_be_turned_off(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
-    monkeypatch.setenv("KLAVIYO_RECONCILE_DAYS", "0")
+def test_reconciliation_can_be_turned_off(run: Run) -> None:
     before = run.sim.count(path=SEGMENT_VALUES_PATH)
-    result = invoke_check(run)
+    result = invoke_check(run, KLAVIYO_RECONCILE_DAYS="0")
     assert result.passed and result.metadata["enabled"].value is False
     assert run.sim.count(path=SEGMENT_VALUES_PATH) == before
 
 
-def test_reconciliation_fails_on_a_tampered_row_naming_the_segment(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
+def test_reconciliation_fails_on_a_tampered_row_naming_the_segment(run: Run) -> None:
     segment = run.sim.account.segments[3]
     with duckdb.connect(str(run.warehouse)) as connection:
         connection.execute(
@@ -286,22 +270,23 @@ def test_reconciliation_fails_on_a_tampered_row_naming_the_segment(run: Run, mon
 
 
 def test_a_budget_spent_by_the_series_fails_only_the_check_and_says_the_series_is_loaded(
-    make_simulator, tmp_path, monkeypatch
+    make_simulator, tmp_path
 ) -> None:
-    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
-    # room for the series' one request, none for the check's
-    monkeypatch.setenv("KLAVIYO_REPORT_DAILY_LIMIT", "1")
     sim = make_simulator(api_key=API_KEY, segment_count=4, speed=FAST, seed=SEED)
+    # room for the series' one request, none for the check's
+    defs = definitions(sim, tmp_path, KLAVIYO_REPORT_DAILY_LIMIT="1")
     last = sim.account.today() - dt.timedelta(days=1)
-    materialize([segments], sim, tmp_path)
+    materialize([pipeline.SEGMENTS], sim, tmp_path, defs=defs)
     result = materialize(
-        [segment_series_daily, series_reconciles_with_klaviyo],
+        [pipeline.SERIES],
         sim,
         tmp_path,
+        defs=defs,
+        checks=True,
         tags=range_tags(last - dt.timedelta(days=9), last),
         raise_on_error=False,
     )
-    assert result.asset_materializations_for_node("klaviyo__segment_series_daily")
+    assert result.asset_materializations_for_node(SERIES_NODE)
     (loaded,) = query(tmp_path / "warehouse.duckdb", "select count(*) from klaviyo.segment_series_daily")
     assert loaded == (4 * 10,)
     assert sim.count(method="POST", path=SEGMENT_VALUES_PATH) == 0
@@ -318,27 +303,24 @@ def test_a_budget_spent_by_the_series_fails_only_the_check_and_says_the_series_i
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_a_tag_taken_off_a_segment_disappears_on_the_next_load(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
+def test_a_tag_taken_off_a_segment_disappears_on_the_next_load(run: Run) -> None:
     tagged = next(s for s in run.sim.account.segments if s.tags)
     run.sim.account.set_tags(tagged.id, ())
-    materialize([segments], run.sim, run.work)
+    materialize([pipeline.SEGMENTS], run.sim, run.work)
     (row,) = query(run.warehouse, "select tag_count from klaviyo.segment_tags where segment_id = ?", [tagged.id])
     assert row == (0,)
 
 
-def test_a_key_without_tags_read_loads_segments_and_keeps_no_tags(make_simulator, tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
+def test_a_key_without_tags_read_loads_segments_and_keeps_no_tags(make_simulator, tmp_path) -> None:
     sim = make_simulator(api_key=API_KEY, segment_count=4, speed=FAST, missing_scopes=("tags:read",))
-    result = materialize([segments], sim, tmp_path)
-    metadata = result.asset_materializations_for_node("klaviyo_segments")[0].metadata
+    result = materialize([pipeline.SEGMENTS], sim, tmp_path)
+    metadata = result.asset_materializations_for_node(SEGMENTS_NODE)[0].metadata
     assert metadata["tags_loaded"].value is False and metadata["segments"].value == 4
     tables = query(tmp_path / "warehouse.duckdb", "select table_name from information_schema.tables")
     assert ("segment_tags",) not in tables and ("segments",) in tables
     assert sim.count(path="/api/segments", status=403) == 1
 
-    monkeypatch.setenv("KLAVIYO_TAGS", "required")
-    failed = materialize([segments], sim, tmp_path, raise_on_error=False)
+    failed = materialize([pipeline.SEGMENTS], sim, tmp_path, env={"KLAVIYO_TAGS": "required"}, raise_on_error=False)
     assert not failed.success
     message = next(e for e in failed.all_events if e.is_step_failure).step_failure_data.error.message
     assert "tags:read" in message and API_KEY not in message

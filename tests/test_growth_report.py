@@ -15,20 +15,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pytest
-from dagster_dbt import DbtCliResource
 
 from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
 from klaviyo_simulator.tags import Tag
-from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
-from segment_pipeline.defs.publish.assets import analytics_copy, growth_chart
-from segment_pipeline.defs.transform.assets import segment_growth_models
-from segment_pipeline.defs.transform.project import dbt_project
 from segment_pipeline.report_packing import page_elements
 
-from .pipeline_helpers import API_KEY, FAST, materialize, range_tags, resources
+from . import pipeline_helpers as pipeline
+from .pipeline_helpers import API_KEY, FAST, definitions, materialize, range_tags
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -69,19 +64,17 @@ class Report:
 def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Report]:
     work = tmp_path_factory.mktemp("growth_report")
     config = SimulatorConfig(api_key=API_KEY, segment_count=SEGMENTS, speed=FAST, seed=SEED)
-    with pytest.MonkeyPatch.context() as env, KlaviyoSimulator(config) as sim:
-        env.setenv("KLAVIYO_API_KEY", API_KEY)
+    with KlaviyoSimulator(config) as sim:
         for segment, name in zip(sim.account.segments, HOSTILE_NAMES, strict=False):
             sim.account.rename(segment.id, name)
         tagged = sim.account.segments[-1]
         sim.account.set_tags(tagged.id, (*tagged.tags, Tag(id="hostile-tag", name=HOSTILE_TAG)))
         last = sim.account.today() - dt.timedelta(days=1)
-        materialize([segments], sim, work)
-        result = dg.materialize(
-            [segment_series_daily, segment_growth_models, analytics_copy, growth_chart],
-            resources=resources(sim, work, dbt=DbtCliResource(project_dir=dbt_project)),
-            tags=range_tags(last - dt.timedelta(days=DAYS - 1), last),
-        )
+        defs = definitions(sim, work)
+        materialize([pipeline.SEGMENTS], sim, work, defs=defs)
+        days = range_tags(last - dt.timedelta(days=DAYS - 1), last)
+        everything = [pipeline.SERIES, pipeline.MODELS, pipeline.COPY, pipeline.CHART]
+        result = materialize(everything, sim, work, defs=defs, tags=days)
         assert result.success
         yield Report(sim, work, last)
 

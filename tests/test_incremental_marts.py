@@ -21,15 +21,11 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from dagster_dbt import DbtCliResource
 
 from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
-from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
-from segment_pipeline.defs.transform.assets import segment_growth_models
-from segment_pipeline.defs.transform.project import dbt_project
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
 
-from .pipeline_helpers import API_KEY, FAST, range_tags, resources
+from .pipeline_helpers import API_KEY, FAST, MODELS, SEGMENTS, SERIES, definitions, range_tags
 from .test_dbt_models import run_dbt
 from .test_full_pipeline import (
     DAILY_COLUMNS,
@@ -37,9 +33,12 @@ from .test_full_pipeline import (
     assert_rows_match,
     expected_daily,
     expected_rollup,
+    models_with_their_tests,
 )
 
 pytestmark = pytest.mark.timeout(600)
+
+SERIES_NODE = "klaviyo__default__segment_series_daily"
 
 SEGMENT_COUNT = 5
 SEED = 23
@@ -65,9 +64,11 @@ class Account:
     first: dt.date = field(init=False)  # the first loaded day, once everything is loaded
     definition_changes: set[tuple[str, dt.date]] = field(default_factory=set)
     steps: int = 0
+    defs: dg.Definitions = field(init=False)
 
     def __post_init__(self) -> None:
         self.first = self.last - dt.timedelta(days=DAYS - 1)
+        self.defs = definitions(self.sim, self.work)
 
     @property
     def account_id(self) -> str:
@@ -80,15 +81,17 @@ class Account:
     def day(self, days_back: int) -> dt.date:
         return self.last - dt.timedelta(days=days_back)
 
-    def run(self, assets: list, **kwargs) -> None:
-        dbt = DbtCliResource(project_dir=dbt_project)
-        result = dg.materialize(assets, resources=resources(self.sim, self.work, dbt=dbt), **kwargs)
+    def run(self, names: list[str], **kwargs) -> None:
+        """Materialize the named assets, with the dbt tests of the models among them."""
+        selection = models_with_their_tests(self.defs, names)
+        assets = [*self.defs.assets, *(self.defs.asset_checks or [])]
+        result = dg.materialize(assets, selection=selection, resources=self.defs.resources, **kwargs)
         assert result.success
 
     def load(self, first_back: int, last_back: int) -> None:
         """Series for [last - first_back, last - last_back], then the models, as a range run does."""
         tags = range_tags(self.day(first_back), self.day(last_back))
-        self.run([segment_series_daily, segment_growth_models], tags=tags)
+        self.run([SERIES, MODELS], tags=tags)
 
 
 def mart_rows(warehouse: Path, mart: str) -> list[tuple]:
@@ -142,10 +145,9 @@ def revise_day(day: dt.date):
 def account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Account]:
     work = tmp_path_factory.mktemp("incremental")
     config = SimulatorConfig(api_key=API_KEY, segment_count=SEGMENT_COUNT, speed=FAST, seed=SEED)
-    with pytest.MonkeyPatch.context() as env, KlaviyoSimulator(config) as sim:
-        env.setenv("KLAVIYO_API_KEY", API_KEY)
+    with KlaviyoSimulator(config) as sim:
         shared = Account(sim=sim, work=work, last=sim.account.today() - dt.timedelta(days=1))
-        shared.run([segments])
+        shared.run([SEGMENTS])
         yield shared
 
 
@@ -169,9 +171,9 @@ def test_loads_in_any_order_give_the_marts_of_a_full_rebuild(account: Account) -
     # the old partition re-run picks up Klaviyo's revised numbers; the next 29 days' windows follow. The day
     # was fetched when already old, so it counts as final: only a forced refetch asks Klaviyo again
     account.run(
-        [segment_series_daily, segment_growth_models],
+        [SERIES, MODELS],
         partition_key=revised.isoformat(),
-        run_config={"ops": {"klaviyo__segment_series_daily": {"config": {"refetch": True}}}},
+        run_config={"ops": {SERIES_NODE: {"config": {"refetch": True}}}},
     )
     assert_equals_a_full_rebuild(account)
 
@@ -181,7 +183,7 @@ def test_loads_in_any_order_give_the_marts_of_a_full_rebuild(account: Account) -
     account.load(55, 10)
     renamed = sim.account.segments[0]
     sim.account.rename(renamed.id, 'Renamed: VIP "gold" ✨')
-    account.run([segments, segment_series_daily, segment_growth_models], partition_key=account.day(20).isoformat())
+    account.run([SEGMENTS, SERIES, MODELS], partition_key=account.day(20).isoformat())
     assert_equals_a_full_rebuild(account)
 
     # every day is loaded now: the marts are also the simulator's truth, computed independently
@@ -221,7 +223,7 @@ def test_a_return_to_an_earlier_definition_is_a_third_version(account: Account) 
             sim.account.set_today(None)
         changed.append((day, definition, sim.account.segment(segment.id).updated))
         account.definition_changes.add((segment.id, day))
-        account.run([segments, segment_growth_models])
+        account.run([SEGMENTS, MODELS])
     (b_day, definition_b, b_updated), (a_day, definition_back, a_updated) = changed
     assert definition_b != definition_a and definition_back == definition_a
 

@@ -1,5 +1,6 @@
 """The real ingestion assets against the simulator over HTTP, into a temporary DuckDB file."""
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -12,6 +13,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from klaviyo_simulator.faults import next_link_to, tags_without_data
+from segment_pipeline.config import DEFAULT_LOOKBACK_DAYS
 from segment_pipeline.defs.account_names import asset_key
 from segment_pipeline.defs.ingest.series_results import RANGE_TAG, RESUME_AT_TAG, UNFINISHED_TAG
 from segment_pipeline.klaviyo.limits import (
@@ -19,7 +22,9 @@ from segment_pipeline.klaviyo.limits import (
     MAX_DAYS_PER_DAILY_SERIES,
     MAX_SEGMENT_IDS_PER_REPORT,
     SEGMENT_SERIES_PATH,
+    SEGMENTS_PATH,
 )
+from segment_pipeline.settings import load_settings
 
 from .pipeline_helpers import API_KEY, FAST, SEGMENTS, SERIES, definitions, materialize, query, range_tags
 
@@ -155,8 +160,9 @@ def test_an_account_in_another_timezone_is_refused_with_the_value_to_set(make_si
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST, timezone="Europe/Paris")
     result = materialize([SEGMENTS], sim, tmp_path, env={"KLAVIYO_TIMEZONE": "US/Eastern"}, raise_on_error=False)
     assert not result.success
-    message = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error.message
-    assert "KLAVIYO_TIMEZONE=Europe/Paris" in message and message.startswith("account 'default'")
+    # the Failure's own description (the error's message is prefixed with its class)
+    message = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
+    assert "KLAVIYO_TIMEZONE=Europe/Paris" in message and message.startswith("account 'default': ")
     assert sim.count(path=ACCOUNTS_PATH) == 1 and sim.count() == 1
 
 
@@ -165,21 +171,23 @@ def test_the_daily_run_refreshes_the_days_not_final_yet_in_the_same_request(make
     materialize([SEGMENTS], sim, tmp_path)
     today = sim.account.today()
     yesterday = today - dt.timedelta(days=1)
-    # four days fetched today: only the oldest was already older than the 3-day lookback, so only it is final
-    materialize([SERIES], sim, tmp_path, tags=range_tags(today - dt.timedelta(days=4), yesterday))
+    # days fetched today: only the oldest was already older than the lookback, so only it is final
+    oldest = today - dt.timedelta(days=DEFAULT_LOOKBACK_DAYS + 1)
+    materialize([SERIES], sim, tmp_path, tags=range_tags(oldest, yesterday))
     sim.reset_log()
     result = materialize([SERIES], sim, tmp_path, partition_key=yesterday.isoformat())
     assert sim.count(path=SEGMENT_SERIES_PATH) == 1
     (request,) = [r for r in sim.requests if r.path == SEGMENT_SERIES_PATH]
     timeframe = request.json["data"]["attributes"]["timeframe"]
-    assert timeframe["start"].startswith((today - dt.timedelta(days=3)).isoformat())
+    assert timeframe["start"].startswith((oldest + dt.timedelta(days=1)).isoformat())
     assert timeframe["end"].startswith(yesterday.isoformat())
-    assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, today - dt.timedelta(days=4), yesterday)
+    assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, oldest, yesterday)
     (materialization,) = result.asset_materializations_for_node(SERIES_NODE)
     metadata = materialization.metadata
-    assert metadata["run_lookback_days_added"].value == 2
+    assert metadata["run_lookback_days_added"].value == DEFAULT_LOOKBACK_DAYS - 1
     assert metadata["run_cells_final_already"].value == 0 and metadata["run_cells_still_missing"].value == 0
-    assert metadata["run_lookback_cells_refreshed"].value == 2 * 5
+    assert metadata["run_lookback_cells_refreshed"].value == (DEFAULT_LOOKBACK_DAYS - 1) * 5
+    assert metadata["run_unsettled_cells_refreshed"].value == 0 and metadata["run_segments_not_settled"].value == 0
     # this day's rows: every segment once; the lookback days' rows were written too, but are not this day's
     assert metadata["dagster/row_count"].value == metadata["rows_written"].value == 5
 
@@ -275,7 +283,9 @@ def test_a_spent_quota_fails_fast_saying_when_and_keeps_everything(loaded, tmp_p
     assert stored_series(tmp_path / "warehouse.duckdb") == before
 
 
-def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tmp_path):
+# an analyst's session, read-write or read-only (DuckDB lets readers share the file, but with no writer)
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tmp_path, read_only):
     sim, before = loaded
     # the step waits this long for DuckDB's own lock (a dbt child of a killed run lets go within seconds)
     wait = {"WAREHOUSE_DUCKDB_WAIT_SECONDS": "1"}
@@ -284,8 +294,10 @@ def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tm
         [
             sys.executable,
             "-c",
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'True'); "
+            "print('ready', flush=True); sys.stdin.read()",
             str(warehouse),
+            str(read_only),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -295,9 +307,7 @@ def test_a_locked_warehouse_fails_with_what_to_do_and_sends_no_report(loaded, tm
         assert holder.stdout.readline().strip() == "ready"
         sim.reset_log()
         day = sim.account.today() - dt.timedelta(days=20)
-        result = materialize(
-            [SERIES], sim, tmp_path, env=wait, partition_key=day.isoformat(), raise_on_error=False
-        )
+        result = materialize([SERIES], sim, tmp_path, env=wait, partition_key=day.isoformat(), raise_on_error=False)
         assert not result.success
         assert "is locked by" in failure_message(result) and "nothing was written" in failure_message(result)
         assert sim.count(path=SEGMENT_SERIES_PATH) == 0
@@ -395,3 +405,97 @@ def test_a_backfill_larger_than_the_budget_sends_what_fits_and_materializes_only
         assert dt.datetime.fromisoformat(tags[RESUME_AT_TAG]) > dt.datetime.now(dt.UTC)
     # the 60 days that came are in the warehouse, exactly
     assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, first, complete_until)
+
+
+# -- a listing is used whole or not at all ----------------------------------------------------------------------
+
+
+def stored_segments(path):
+    return sorted(query(path, "select id, name, is_deleted, deleted_seen_at, _loaded_at from klaviyo.segments"))
+
+
+def test_a_listing_that_fails_half_way_marks_nothing_deleted_and_loads_nothing(make_simulator, foreign_host, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=25, speed=FAST)  # three pages
+    defs = definitions(sim, tmp_path, KLAVIYO_MAX_ATTEMPTS="1")  # a 503 fails the listing at once
+    materialize([SEGMENTS], sim, tmp_path, defs=defs)
+    warehouse = tmp_path / "warehouse.duckdb"
+    before = stored_segments(warehouse)
+    # what the first page would bring if a partial listing were loaded: a rename
+    first_listed = min(sim.account.segments, key=lambda s: (s.created, s.id))
+    sim.account.rename(first_listed.id, "renamed while the listing broke")
+    faults = {
+        "links.next on another host": ({"mutate": next_link_to(foreign_host.url)}, "names its next page on"),
+        "a malformed second page": ({"skip": 1, "raw_body": b'{"data": {"id": "x"}}'}, "has no `data` array"),
+        "an error on the second page": ({"skip": 1, "status": 503}, "last problem: HTTP 503"),
+    }
+    for name, (fault, problem) in faults.items():
+        sim.faults.clear()
+        sim.faults.add(path=SEGMENTS_PATH, **fault)
+        result = materialize([SEGMENTS], sim, tmp_path, defs=defs, raise_on_error=False)
+        assert not result.success, name
+        assert problem in failure_message(result), name
+        assert stored_segments(warehouse) == before, name
+    assert foreign_host.requests == []
+
+
+def test_a_listing_that_shrinks_sharply_holds_deletions_back_until_a_run_confirms_them(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=12, speed=FAST)
+    materialize([SEGMENTS], sim, tmp_path)
+    warehouse = tmp_path / "warehouse.duckdb"
+    gone = sorted(s.id for s in sim.account.segments[:7])
+    for segment_id in gone:
+        sim.account.delete(segment_id)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize([SEGMENTS], sim, tmp_path, instance=instance)
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    metadata = result.asset_materializations_for_node(SEGMENTS_NODE)[0].metadata
+    assert (metadata["deleted_segments"].value, metadata["deletions_held_back"].value) == (0, 7)
+    assert [m for m in messages if "lacks 7 of the 12 segments stored as live" in m and "confirm_deletions" in m]
+    assert query(warehouse, "select count(*) from klaviyo.segments where is_deleted") == [(0,)]
+
+    confirm = {"ops": {SEGMENTS_NODE: {"config": {"confirm_deletions": True}}}}
+    result = materialize([SEGMENTS], sim, tmp_path, run_config=confirm)
+    metadata = result.asset_materializations_for_node(SEGMENTS_NODE)[0].metadata
+    assert (metadata["deleted_segments"].value, metadata["deletions_held_back"].value) == (7, 0)
+    assert [r[0] for r in query(warehouse, "select id from klaviyo.segments where is_deleted order by id")] == gone
+
+
+def test_segments_listed_without_their_tags_keep_their_stored_tags(make_simulator, tmp_path):
+    sim = make_simulator(api_key=API_KEY, segment_count=12, speed=FAST)  # pages of 10 and 2
+    materialize([SEGMENTS], sim, tmp_path)
+    warehouse = tmp_path / "warehouse.duckdb"
+    tags_sql = "select segment_id, tags, _loaded_at from klaviyo.segment_tags"
+    before = {row[0]: row[1:] for row in query(warehouse, tags_sql)}
+    assert len(before) == 12
+    sim.reset_log()
+    sim.faults.add(path=SEGMENTS_PATH, mutate=tags_without_data((0, 1)), times=None)
+    result = materialize([SEGMENTS], sim, tmp_path)
+    listed = [r for entry in sim.requests if entry.path == SEGMENTS_PATH for r in entry.response_json["data"]]
+    unknown = {r["id"] for r in listed if "data" not in r["relationships"]["tags"]}
+    assert len(unknown) == 4
+    metadata = result.asset_materializations_for_node(SEGMENTS_NODE)[0].metadata
+    assert metadata["segments_without_tag_data"].value == 4 and metadata["tags_loaded"].value is True
+    after = {row[0]: row[1:] for row in query(warehouse, tags_sql)}
+    assert {sid: after[sid] for sid in unknown} == {sid: before[sid] for sid in unknown}
+    assert all(after[sid][1] > before[sid][1] for sid in set(after) - unknown)
+
+
+def test_a_base_url_that_would_send_the_key_in_clear_text_is_refused_before_any_request(make_simulator, tmp_path):
+    from segment_pipeline.config import ConfigError
+    from segment_pipeline.defs.deployment import build_definitions
+
+    from .pipeline_helpers import pipeline_env, settings
+
+    sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
+    clear_text = "http://klaviyo.example.com"
+    message = "would send the API key unencrypted to klaviyo.example.com: use https://"
+    # from the environment: the code location does not load
+    with pytest.raises(ConfigError, match=message):
+        load_settings(pipeline_env(sim, tmp_path, KLAVIYO_BASE_URL=clear_text))
+    # options made in code skip that check; the client checks again, so the run fails before sending the key
+    configured = settings(sim, tmp_path)
+    configured = dataclasses.replace(configured, klaviyo=dataclasses.replace(configured.klaviyo, base_url=clear_text))
+    result = materialize([SEGMENTS], sim, tmp_path, defs=build_definitions(configured), raise_on_error=False)
+    assert not result.success
+    assert message in failure_message(result)
+    assert sim.count() == 0

@@ -1,17 +1,22 @@
 """The Klaviyo client against the bundled simulator over real HTTP: paging, pacing, retries, errors, secrecy."""
 
 import datetime as dt
+import json
 import logging
 import time
 
 import pytest
 
+from klaviyo_simulator.faults import next_link_to, tags_without_data
+from segment_pipeline.config import ConfigError
 from segment_pipeline.klaviyo import (
     KLAVIYO_QUOTA,
     DayWindow,
     KlaviyoAPIError,
     KlaviyoAuthError,
     KlaviyoClient,
+    KlaviyoConfigError,
+    KlaviyoForeignHostError,
     KlaviyoNotFoundError,
     KlaviyoQuotaExhausted,
     KlaviyoResponseError,
@@ -27,7 +32,9 @@ from segment_pipeline.klaviyo.limits import (
     SEGMENT_SERIES_PATH,
     SEGMENTS_PATH,
 )
+from segment_pipeline.klaviyo.listing import segments_without_tag_data, tag_ids
 from segment_pipeline.klaviyo.settings import checked_api_key
+from segment_pipeline.settings import load_settings
 
 # A key that looks real, so a leak of it anywhere is easy to spot.
 SECRET = "pk_live_7f3c9a1e5b2d4f6a8c0e"
@@ -309,8 +316,7 @@ def test_the_key_never_appears_in_logs_errors_or_reprs(sim, caplog):
 
 
 def test_missing_key_is_a_clear_configuration_error():
-    from segment_pipeline.klaviyo import KlaviyoConfigError
-    from segment_pipeline.settings import load_settings, read_api_key
+    from segment_pipeline.settings import read_api_key
 
     # the settings load without a key (it is read when a run needs it); the run then says what to set
     account = load_settings({}).accounts["default"]
@@ -331,3 +337,249 @@ def test_values_report_matches_the_truth_over_the_window(sim):
         assert got[sid]["total_members"] == days[-1]["total_members"]
         for flow in ("members_added", "members_removed", "net_members_changed"):
             assert got[sid][flow] == sum(day[flow] for day in days)
+
+
+# -- where the key may go ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["another port", "another host name", "another scheme"])
+def test_a_next_link_to_another_origin_is_refused_and_nothing_is_sent_there(sim, foreign_host, where):
+    port = sim.base_url.rsplit(":", 1)[1]
+    origin = {
+        "another port": foreign_host.url,  # another server on the same machine
+        "another host name": f"http://localhost:{port}",  # the simulator itself, under another name
+        "another scheme": f"https://127.0.0.1:{port}",
+    }[where]
+    sim.faults.add(path=SEGMENTS_PATH, mutate=next_link_to(origin))
+    with make_client(sim) as client, pytest.raises(KlaviyoForeignHostError) as caught:
+        client.list_segments()
+    message = str(caught.value)
+    assert f"page 1 names its next page on {origin}, not on KLAVIYO_BASE_URL's {sim.base_url}" in message
+    assert "Nothing was sent" in message and "no segment is marked deleted" in message and "proxy" in message
+    assert foreign_host.requests == []
+    assert sim.count(path=SEGMENTS_PATH) == 1  # the first page, and nothing after it
+
+
+def test_a_redirect_is_never_followed_with_the_key(sim, foreign_host):
+    sim.faults.add(path=SEGMENTS_PATH, location=f"{foreign_host.url}{SEGMENTS_PATH}")
+    with make_client(sim) as client, pytest.raises(KlaviyoResponseError) as caught:
+        client.list_segments()
+    message = str(caught.value)
+    assert f"answered HTTP 307, a redirect to {foreign_host.url}" in message and "never followed" in message
+    assert "nothing was sent to 127.0.0.1" in message and "KLAVIYO_BASE_URL" in message
+    assert foreign_host.requests == []
+
+
+def test_a_loopback_base_url_never_goes_through_an_http_proxy(sim, foreign_host, monkeypatch):
+    # a proxy on the way to a plain-http address would read the key
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, foreign_host.url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with make_client(sim) as client:
+        assert len(client.list_segments()) == 23
+    assert foreign_host.requests == []
+
+
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        ("http://klaviyo-proxy.internal:8080", "would send the API key unencrypted to klaviyo-proxy.internal"),
+        ("ftp://a.klaviyo.com", "is not an http(s) URL with a host"),
+        ("a.klaviyo.com", "is not an http(s) URL with a host"),
+        ("https://ops:hunter2@a.klaviyo.com", "holds a user name or password"),
+        ("https://a.klaviyo.com/?token=1", "has a query or fragment"),
+    ],
+)
+def test_a_base_url_that_could_leak_the_key_is_refused_before_any_request(url, problem):
+    # from the environment, when the code loads
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"KLAVIYO_API_KEY": SECRET, "KLAVIYO_BASE_URL": url})
+    # and settings made in code, whatever made them
+    with pytest.raises(KlaviyoConfigError) as made_in_code:
+        KlaviyoSettings(api_key=checked_api_key(SECRET), base_url=url)
+    for refused in (caught.value, made_in_code.value):
+        assert problem in str(refused) and "KLAVIYO_BASE_URL" in str(refused)
+        assert "hunter2" not in str(refused)
+
+
+def test_https_anywhere_and_http_to_this_machine_are_accepted():
+    for url in (
+        "https://a.klaviyo.com/",
+        "https://proxy.example:8443/klaviyo",
+        "http://127.0.0.1:8765",
+        "http://[::1]:1",
+    ):
+        assert load_settings({"KLAVIYO_API_KEY": SECRET, "KLAVIYO_BASE_URL": url}).klaviyo.base_url == url.rstrip("/")
+        assert KlaviyoSettings(api_key=checked_api_key(SECRET), base_url=url).base_url == url.rstrip("/")
+    assert load_settings({"KLAVIYO_API_KEY": SECRET}).klaviyo.base_url == "https://a.klaviyo.com"
+
+
+# -- Retry-After, bounded --------------------------------------------------------------------------------------
+
+
+def one_report(client, sim):
+    day = yesterday(sim)
+    return client.query_segment_series((sim.account.segments[0].id,), DayWindow(day, day), sim.account.timezone)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param("99999999999999", id="14 digits"),
+        pytest.param("9" * 400, id="400 digits"),
+        pytest.param(dt.datetime(9999, 12, 31, tzinfo=dt.UTC), id="a date in 9999"),
+    ],
+)
+def test_an_absurd_retry_after_is_capped_to_the_quota_window_before_it_is_stored(sim, tmp_path, caplog, header):
+    sim.faults.add(path=SEGMENT_SERIES_PATH, retry_after=header)
+    with make_client(sim, ledger_dir=str(tmp_path)) as client:
+        before = time.time()
+        with pytest.raises(KlaviyoQuotaExhausted) as caught:
+            one_report(client, sim)
+        # later reads of the ledger work, and say when the block ends
+        assert client.budget.remaining() == 0
+        with pytest.raises(ReportBudgetError, match="allows no report request before"):
+            client.budget.ensure_available(1)
+        free_at = client.budget.available_at(1)
+    day = 24 * 60 * 60
+    assert before + day <= caught.value.retry_at.timestamp() <= time.time() + day
+    assert abs(free_at.timestamp() - caught.value.retry_at.timestamp()) < 1
+    stored = json.loads((tmp_path / f"{sim.account.account_id}.json").read_text())
+    assert before + day <= stored["blocked_until"] <= time.time() + day
+    assert "asks for more than the 86400 s of the report quota window" in caplog.text
+    assert sim.count(path=SEGMENT_SERIES_PATH) == 1
+
+
+@pytest.mark.parametrize("header", ["NaN", "-5", "inf", "1e3", "soon", "Mon, 99 Foo 2026 25:61:00 GMT"])
+def test_an_unreadable_retry_after_waits_one_steady_window_and_says_so(sim, caplog, header):
+    sim.faults.add(path=SEGMENT_SERIES_PATH, retry_after=header)
+    slept = []
+    with make_client(sim, sleep=slept.append) as client:
+        one_report(client, sim)
+        assert client.stats.throttled == 1
+    assert 60.0 in slept and max(slept) == 60.0
+    assert "is neither a number of seconds nor an HTTP date; waiting one steady window (60 s)" in caplog.text
+    assert sim.count(path=SEGMENT_SERIES_PATH, status=200) == 1
+
+
+def test_every_retry_says_how_long_and_until_when(sim, caplog):
+    caplog.set_level(logging.WARNING)
+    sim.faults.add(path=SEGMENT_SERIES_PATH, status=429, retry_after=2)
+    slept = []
+    with make_client(sim, sleep=slept.append) as client:
+        one_report(client, sim)
+    (line,) = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert "retrying in 2.0 s, at 20" in line and line.endswith("Z")
+
+
+# -- the listing: what the spec leaves optional, and what it does not allow -----------------------------------
+
+
+def _each_segment(change):
+    def mutate(body):
+        for resource in body["data"]:
+            change(resource)
+        return body
+
+    return mutate
+
+
+def _without_included_and_tag_data(body):
+    body.pop("included", None)
+    return tags_without_data()(body)
+
+
+def _last_page_without_links(body):
+    if "next" not in body["links"]:
+        del body["links"]
+    return body
+
+
+def _null_next(body):
+    body["links"].setdefault("next", None)
+    body["meta"] = {}
+    return body
+
+
+def _null_attributes(resource):
+    resource["attributes"].update(name=None, definition=None, created=None, updated=None)
+
+
+@pytest.mark.parametrize(
+    "mutate, tags_known",
+    [
+        pytest.param(tags_without_data(), False, id="tags with only links"),
+        pytest.param(_each_segment(lambda r: r.pop("relationships")), False, id="no relationships"),
+        pytest.param(_without_included_and_tag_data, False, id="no included"),
+        pytest.param(_last_page_without_links, True, id="a last page without links"),
+        pytest.param(_null_next, True, id="links.next null, and meta"),
+        pytest.param(_each_segment(_null_attributes), True, id="nullable attributes null"),
+    ],
+)
+def test_the_listing_accepts_whatever_the_spec_leaves_optional(sim, mutate, tags_known):
+    sim.faults.add(path=SEGMENTS_PATH, mutate=mutate, times=None)
+    with make_client(sim) as client:
+        resources, tag_names = client.list_segments_with_tags()
+    assert sorted(r["id"] for r in resources) == sorted(s.id for s in sim.account.segments)
+    by_id = {s.id: s for s in sim.account.segments}
+    if tags_known:
+        assert {r["id"]: sorted(tag_names[t] for t in tag_ids(r)) for r in resources} == {
+            sid: sorted(t.name for t in s.tags) for sid, s in by_id.items()
+        }
+    else:  # unknown, not empty: the stored tags are kept
+        assert [tag_ids(r) for r in resources] == [None] * 23 and segments_without_tag_data(resources) == 23
+
+
+def _first_segment(change):
+    def mutate(body):
+        change(body["data"][0])
+        return body
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    "mutate, problem",
+    [
+        pytest.param(lambda b: {**b, "data": {"id": "x"}}, "has no `data` array", id="data is an object"),
+        pytest.param(_first_segment(lambda r: r.update(type="profile")), "is a 'profile', not a segment", id="type"),
+        pytest.param(_first_segment(lambda r: r.update(id=42)), "has no string id", id="id not a string"),
+        pytest.param(
+            _first_segment(lambda r: r["relationships"]["tags"].update(data="t1")),
+            "relationships.tags.data is not an array",
+            id="tag data not an array",
+        ),
+        pytest.param(
+            _first_segment(lambda r: r["relationships"]["tags"].update(data=[{"type": "tag"}])),
+            "relationships.tags.data holds",
+            id="tag without id",
+        ),
+        pytest.param(lambda b: {**b, "included": {}}, "`included` is not an array", id="included not an array"),
+        pytest.param(lambda b: {**b, "links": "next"}, "`links` is not an object", id="links not an object"),
+        pytest.param(
+            lambda b: {**b, "links": {"self": "x", "next": "/api/segments?page%5Bcursor%5D=a"}},
+            "is not a full http(s) URL",
+            id="relative next",
+        ),
+        pytest.param(
+            _first_segment(lambda r: r["relationships"]["tags"].update(data=[{"type": "tag", "id": "nope"}])),
+            "lists tags nope that are not among the included tags",
+            id="tag not included",
+        ),
+    ],
+)
+def test_a_malformed_page_abandons_the_whole_listing(sim, mutate, problem):
+    sim.faults.add(path=SEGMENTS_PATH, mutate=mutate)
+    with make_client(sim) as client, pytest.raises(KlaviyoResponseError) as caught:
+        client.list_segments_with_tags()
+    message = str(caught.value)
+    assert problem in message and "none of it is used" in message
+
+
+def test_no_request_leaves_for_another_origin_whatever_asks_for_it(sim, foreign_host):
+    with make_client(sim) as client:
+        with pytest.raises(KlaviyoForeignHostError, match="goes only to KLAVIYO_BASE_URL's http://127.0.0.1"):
+            client._request("segments", "GET", f"{foreign_host.url}{SEGMENTS_PATH}")
+        assert client.stats.sent_for("segments") == 0
+    assert foreign_host.requests == []

@@ -434,19 +434,17 @@ def test_times_further_ahead_than_a_window_are_capped_once_and_logged(sim, tmp_p
 def test_the_series_step_logs_clock_skew_in_its_run_and_finishes(make_simulator, tmp_path, monkeypatch):
     import dagster as dg
 
-    from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
-    from tests.pipeline_helpers import API_KEY, materialize
+    from tests.pipeline_helpers import API_KEY, SEGMENTS, SERIES, materialize
 
-    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     ledgers = tmp_path / "state" / "report_ledgers"
     ledgers.mkdir(parents=True)
     ledger_file(ledgers, sim).write_text(ledger_text(sim, last_done=time.time() + 6 * 3600))
     day = sim.account.today() - dt.timedelta(days=20)
     started = time.monotonic()
     with dg.DagsterInstance.ephemeral() as instance:
-        result = materialize([segment_series_daily], sim, tmp_path, instance=instance, partition_key=day.isoformat())
+        result = materialize([SERIES], sim, tmp_path, instance=instance, partition_key=day.isoformat())
         messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert time.monotonic() - started < 60
     assert [m for m in messages if "the last report request is recorded as ending at" in m and "set back" in m]

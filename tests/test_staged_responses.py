@@ -18,43 +18,41 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
+from segment_pipeline.ingest.access import KlaviyoAccess
 from segment_pipeline.klaviyo import DayWindow, SeriesRequest
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
 from segment_pipeline.sources.series import fetch_series_table
 from segment_pipeline.sources.series_staging import MAX_ROWS, LabelError, SeriesStaging, StagedLabel, rows_sha256
+from segment_pipeline.warehouse import Warehouse
 
 from .pipeline_helpers import (
     API_KEY,
     FAST,
+    SEGMENTS,
+    SERIES,
     SERIES_STATS,
     materialize,
     query,
     range_tags,
-    resources,
     series_truth,
+    settings,
     stored_series,
 )
 
 
-@pytest.fixture(autouse=True)
-def api_key(monkeypatch):
-    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
-
-
 def stage(sim, work: Path, first, last, segment_ids=None, mutate=None) -> Path:
     """Fetch one response over HTTP and stage it with the pipeline's code, as a run does before its load."""
-    klaviyo = resources(sim, work)["klaviyo"].model_copy(update={"api_key": API_KEY})  # outside Dagster: no EnvVar
-    settings = klaviyo.warehouse.settings
+    deployment = settings(sim, work)
+    storage = deployment.storage
     if mutate is not None:
         sim.faults.add(path=SEGMENT_SERIES_PATH, mutate=mutate, times=1)
-    with klaviyo.client() as client:
+    with KlaviyoAccess(deployment, deployment.accounts["default"]).client() as client:
         account = client.get_account()
         ids = tuple(segment_ids or sorted(s.id for s in sim.account.segments))
         request = SeriesRequest(ids, DayWindow(first, last))
         today = sim.account.today()
         table = fetch_series_table(client, account, request, fetched_on=today).table
-    return SeriesStaging(settings.series_staging_dir, account.id, settings.series_quarantine_dir).put(table, request)
+    return SeriesStaging(storage.series_staging_dir, account.id, storage.series_quarantine_dir).put(table, request)
 
 
 def inflated(body):
@@ -74,17 +72,17 @@ def series_windows(sim) -> list[tuple[str, str]]:
 
 
 def series_metadata(result) -> dict:
-    return result.asset_materializations_for_node("klaviyo__segment_series_daily")[0].metadata
+    return result.asset_materializations_for_node("klaviyo__default__segment_series_daily")[0].metadata
 
 
 def run_series(sim, work, first, last, instance=None, **kwargs):
-    return materialize([segment_series_daily], sim, work, tags=range_tags(first, last), instance=instance, **kwargs)
+    return materialize([SERIES], sim, work, tags=range_tags(first, last), instance=instance, **kwargs)
 
 
 def test_staged_files_that_cannot_be_loaded_are_set_aside_and_their_cells_fetched_again(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
     other = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST, seed=11, account_id="OtherAcct7")
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     account_id = sim.account.account_id
     last = sim.account.today() - dt.timedelta(days=30)
     first = last - dt.timedelta(days=11)  # four windows of three days, each staged as one response
@@ -118,9 +116,9 @@ def test_staged_files_that_cannot_be_loaded_are_set_aside_and_their_cells_fetche
     assert list((tmp_path / "state" / "staging" / "series" / account_id).iterdir()) == []
 
     metadata = series_metadata(result)
-    assert metadata["staged_responses_from_earlier_runs"].value == 1
-    assert metadata["staged_responses_set_aside"].value == 3
-    listed = {Path(entry["file"]).name: entry for entry in metadata["staged_responses_set_aside_files"].value}
+    assert metadata["run_staged_responses_from_earlier_runs"].value == 1
+    assert metadata["run_staged_responses_set_aside"].value == 3
+    listed = {Path(entry["file"]).name: entry for entry in metadata["run_staged_responses_set_aside_files"].value}
     assert "is not a whole Parquet file" in listed[truncated.name]["problem"]
     assert "does not match its checksum" in listed[tampered.name]["problem"]
     assert f"belongs to Klaviyo account OtherAcct7, not {account_id}" in listed[foreign.name]["problem"]
@@ -139,12 +137,12 @@ def test_staged_files_that_cannot_be_loaded_are_set_aside_and_their_cells_fetche
     # nothing is left to block the account: the next run has nothing to load and nothing to ask
     sim.reset_log()
     result = run_series(sim, tmp_path, first, last)
-    assert series_windows(sim) == [] and series_metadata(result)["staged_responses_set_aside"].value == 0
+    assert series_windows(sim) == [] and series_metadata(result)["run_staged_responses_set_aside"].value == 0
 
 
 def test_the_newest_fetch_of_a_cell_wins_in_one_load_and_across_loads(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     last = sim.account.today() - dt.timedelta(days=30)
     first = last - dt.timedelta(days=4)
 
@@ -160,14 +158,14 @@ def test_the_newest_fetch_of_a_cell_wins_in_one_load_and_across_loads(make_simul
     result = run_series(sim, tmp_path, first, last)
     assert stored_series(tmp_path / "warehouse.duckdb") == series_truth(sim, first, last)
     assert series_windows(sim) == []  # both were kept; nothing was asked again
-    assert series_metadata(result)["staged_rows_superseded"].value == 0  # one load: dlt kept the newest
+    assert series_metadata(result)["run_staged_rows_superseded"].value == 0  # one load: dlt kept the newest
 
     # the older response restored into the staging folder (from a backup) never overwrites the newer rows
     shutil.copy(backup, older)
     result = run_series(sim, tmp_path, first, last)
     assert stored_series(tmp_path / "warehouse.duckdb") == series_truth(sim, first, last)
-    assert series_metadata(result)["staged_rows_superseded"].value == 3 * 5
-    assert series_metadata(result)["staged_responses_from_earlier_runs"].value == 1
+    assert series_metadata(result)["run_staged_rows_superseded"].value == 3 * 5
+    assert series_metadata(result)["run_staged_responses_from_earlier_runs"].value == 1
     assert not older.exists() and series_windows(sim) == []
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         moments = con.execute("select distinct fetched_at from klaviyo.segment_series_daily").fetchall()
@@ -183,7 +181,7 @@ def test_a_warehouse_and_a_staged_file_of_the_previous_version_load_without_a_fu
     from segment_pipeline.tables import SEGMENT_SERIES_TABLE
 
     sim = make_simulator(api_key=API_KEY, segment_count=2, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     last = sim.account.today() - dt.timedelta(days=30)
     first = last - dt.timedelta(days=5)
     middle = first + dt.timedelta(days=2)
@@ -214,7 +212,7 @@ def test_a_warehouse_and_a_staged_file_of_the_previous_version_load_without_a_fu
             columns=old_columns,
         )
 
-    resources(sim, tmp_path)["warehouse"].pipeline("klaviyo_series").run(old_source())
+    Warehouse(settings(sim, tmp_path).storage).pipeline("klaviyo_series").run(old_source())
 
     # an old, unlabelled file of the last three days, named as the old version named them
     staged = stage(sim, tmp_path, middle + dt.timedelta(days=1), last)
@@ -225,7 +223,7 @@ def test_a_warehouse_and_a_staged_file_of_the_previous_version_load_without_a_fu
     result = run_series(sim, tmp_path, first, last)
     assert stored_series(tmp_path / "warehouse.duckdb") == series_truth(sim, first, last)
     assert series_windows(sim) == []  # the old rows are final, the old file was loaded
-    assert series_metadata(result)["staged_responses_from_earlier_runs"].value == 1
+    assert series_metadata(result)["run_staged_responses_from_earlier_runs"].value == 1
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         stamped = dict(
             con.execute(

@@ -20,15 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from segment_pipeline.defs.ingest.assets import segment_series_daily, segments
+from segment_pipeline.klaviyo.ledger import MAX_LEDGER_BYTES
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
 
-from .pipeline_helpers import API_KEY, FAST, materialize, range_tags, series_truth, stored_series
-
-
-@pytest.fixture(autouse=True)
-def api_key(monkeypatch):
-    monkeypatch.setenv("KLAVIYO_API_KEY", API_KEY)
+from .pipeline_helpers import API_KEY, FAST, SEGMENTS, SERIES, materialize, range_tags, series_truth, stored_series
 
 
 @pytest.fixture
@@ -74,13 +69,13 @@ def failure_message(result) -> str:
 
 
 def run_series(sim, work, first, last):
-    return materialize([segment_series_daily], sim, work, tags=range_tags(first, last), raise_on_error=False)
+    return materialize([SERIES], sim, work, tags=range_tags(first, last), raise_on_error=False)
 
 
 def test_a_full_disk_is_found_before_the_first_report_request(make_simulator, tmp_path, mount):
     state = mount(tmp_path / "state", "8m")
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     filler = fill(state, leave=64 * 1024)
     last = sim.account.today() - dt.timedelta(days=30)
     first = last - dt.timedelta(days=9)
@@ -102,7 +97,7 @@ def test_a_full_disk_is_found_before_the_first_report_request(make_simulator, tm
 def test_a_response_that_arrives_as_the_disk_fills_up_is_said_lost_and_asked_again(make_simulator, tmp_path, mount):
     state = mount(tmp_path / "state", "8m")
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     last = sim.account.today() - dt.timedelta(days=30)
     first = last - dt.timedelta(days=69)  # two windows: 60 days, then 10
     fillers = []
@@ -136,7 +131,7 @@ def test_a_response_that_arrives_as_the_disk_fills_up_is_said_lost_and_asked_aga
 def test_a_read_only_state_folder_is_refused_before_anything_is_sent(make_simulator, tmp_path, mount):
     state = mount(tmp_path / "state", "8m")
     sim = make_simulator(api_key=API_KEY, segment_count=3, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     last = sim.account.today() - dt.timedelta(days=30)
 
     # only the staging folder is read-only: found before the first report request
@@ -161,21 +156,12 @@ def test_a_read_only_state_folder_is_refused_before_anything_is_sent(make_simula
 
 def test_every_state_file_that_cannot_be_read_stops_the_run_before_a_report_request(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=2, speed=FAST)
-    materialize([segments], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path)
     last = sim.account.today() - dt.timedelta(days=30)
     assert run_series(sim, tmp_path, last, last).success  # every state file exists now
     state = tmp_path / "state"
-    pending = state / "series_pending.json"
-    entry = {
-        "account_id": sim.account.account_id,
-        "start": "2026-01-01",
-        "end": "2026-01-31",
-        "requests_total": 2,
-        "requests_done": 1,
-        "resume_at": "2026-01-02T00:00:00",  # no timezone: the sensor could not compare it
-        "expected_finish": "2026-01-02T00:00:00+00:00",
-        "updated_at": "2026-01-01T00:00:00+00:00",
-    }
+    # the single ledger file of older versions: its counts are adopted by the first run that finds it
+    legacy = state / "klaviyo_report_budget.json"
 
     def as_directory(path: Path):
         saved = path.with_name(path.name + ".saved")
@@ -187,6 +173,11 @@ def test_every_state_file_that_cannot_be_read_stops_the_run_before_a_report_requ
         path.write_text(text)
         return lambda: path.unlink()
 
+    def oversized(path: Path):
+        with path.open("wb") as sparse:  # no disk needed: the size alone must refuse it
+            sparse.truncate(MAX_LEDGER_BYTES + 1)
+        return lambda: path.unlink()
+
     def truncated(path: Path):
         whole = path.read_bytes()
         path.write_bytes(whole[: len(whole) // 2])
@@ -194,13 +185,16 @@ def test_every_state_file_that_cannot_be_read_stops_the_run_before_a_report_requ
 
     cases = [
         (
-            lambda: written(pending, json.dumps({"version": 1, "ranges": {"2026-01-01...2026-01-31": entry}})),
-            f"the record of unfinished backfills {pending} is damaged (resume_at '2026-01-02T00:00:00' has no "
-            "timezone). Delete it and re-run the unfinished range",
+            lambda: written(legacy, '{"sent": [1, 2'),
+            f"the report ledger of an older version, {legacy}, is damaged or not shaped like a ledger",
         ),
         (
-            lambda: (pending.mkdir(), lambda: pending.rmdir())[1],
-            f"the record of unfinished backfills {pending} cannot be read ([Errno {errno.EISDIR}] Is a directory",
+            lambda: (legacy.mkdir(), lambda: legacy.rmdir())[1],
+            f"the report ledger of an older version, {legacy}, cannot be read ([Errno {errno.EISDIR}] Is a directory",
+        ),
+        (
+            lambda: oversized(legacy),
+            f"the report ledger of an older version, {legacy}, is larger than {MAX_LEDGER_BYTES // 2**20} MB",
         ),
         (
             lambda: as_directory(state / "report_ledgers" / f"{sim.account.account_id}.json"),

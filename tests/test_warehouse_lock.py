@@ -13,7 +13,13 @@ import duckdb
 import pytest
 
 from segment_pipeline.settings import load_settings
-from segment_pipeline.warehouse import Warehouse, WarehouseLockedError, lock_holder_description, warehouse_lock
+from segment_pipeline.warehouse import (
+    Warehouse,
+    WarehouseLockedError,
+    lock_holder_description,
+    read_connection,
+    warehouse_lock,
+)
 
 HOLDER = """
 import sys, time
@@ -77,35 +83,63 @@ def test_a_lock_held_too_long_fails_saying_by_whom_and_which_setting_waits_longe
 
 DUCKDB_HOLDER = """
 import sys, time, duckdb
-connection = duckdb.connect(sys.argv[1])
+connection = duckdb.connect(sys.argv[1], read_only=sys.argv[3] == "read_only")
 print("open", flush=True)
 time.sleep(float(sys.argv[2]))
 connection.close()
 """
 
 
-def test_after_the_lock_it_waits_for_duckdb_to_let_go_of_the_file(tmp_path):
+def hold_duckdb(path, seconds: float, mode: str) -> subprocess.Popen:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", DUCKDB_HOLDER, str(path), str(seconds), mode], stdout=subprocess.PIPE
+    )
+    assert holder.stdout.readline().strip() == b"open"
+    return holder
+
+
+# a dbt child of a killed run holds the file read-write; an analyst's session often read-only, which DuckDB
+# lets other readers share but no writer: both must be waited for, as the step then writes
+@pytest.mark.parametrize("mode", ["read_write", "read_only"])
+def test_after_the_lock_it_waits_for_duckdb_to_let_go_of_the_file(tmp_path, mode):
     warehouse = tmp_path / "warehouse.duckdb"
     duckdb.connect(str(warehouse)).close()
-    # like a dbt child of a killed run: it holds DuckDB's own lock for a moment more, then exits
-    straggler = subprocess.Popen([sys.executable, "-c", DUCKDB_HOLDER, str(warehouse), "1.5"], stdout=subprocess.PIPE)
-    assert straggler.stdout.readline().strip() == b"open"
+    # it holds DuckDB's own lock for a moment more, then lets go
+    straggler = hold_duckdb(warehouse, 1.5, mode)
     messages: list[str] = []
     with warehouse_lock(warehouse, log=messages.append, duckdb_wait=30):
-        duckdb.connect(str(warehouse)).close()
+        # the step's own write, as dlt's load or dbt does it
+        with duckdb.connect(str(warehouse)) as connection:
+            connection.execute("create or replace table written as select 1 as one")
     assert straggler.wait(timeout=10) == 0
-    assert any("still open" in m for m in messages), messages
+    assert any("still open in" in m and f"PID {straggler.pid}" in m for m in messages), messages
 
     # anyone holding it for longer (an analyst's session) gets a plain error after the wait
-    holder = subprocess.Popen([sys.executable, "-c", DUCKDB_HOLDER, str(warehouse), "60"], stdout=subprocess.PIPE)
+    holder = hold_duckdb(warehouse, 60, mode)
     try:
-        assert holder.stdout.readline().strip() == b"open"
         with (
             pytest.raises(WarehouseLockedError, match="DuckDB's own lock") as caught,
             warehouse_lock(warehouse, duckdb_wait=0.5),
         ):
             pass
-        assert "ANALYTICS_PATH" in str(caught.value) and "nothing was written" in str(caught.value)
+        message = str(caught.value)
+        assert f"PID {holder.pid}" in message and "WAREHOUSE_DUCKDB_WAIT_SECONDS" in message
+        assert "ANALYTICS_PATH" in message and "nothing was written" in message
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_read_refused_by_a_writer_says_only_that_it_could_not_read(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    duckdb.connect(str(warehouse)).close()
+    holder = hold_duckdb(warehouse, 60, "read_write")
+    try:
+        with pytest.raises(WarehouseLockedError) as caught, read_connection(warehouse):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    # a read cannot know what its step wrote before: no claim that nothing was
+    message = str(caught.value)
+    assert f"PID {holder.pid}" in message and "could not be read" in message and "nothing" not in message

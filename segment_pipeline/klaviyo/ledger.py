@@ -425,11 +425,21 @@ class ReportBudget:
 
     def adopt_legacy(self, legacy: Path) -> None:
         """Merge the counts of an older version's account-less ledger into this one, then retire that file."""
+        what_to_do = (
+            "so its counts cannot be moved to the per-account ledgers. Inspect it, or delete it if you are sure no "
+            f"report requests were sent in the last {window_text(self.window_seconds)} (deleting it forgets them)."
+        )
         with self._ledger() as ledger:
             try:
-                text = legacy.read_text(encoding="utf-8")
+                # bounded like a ledger: a file no ledger grows to is not read whole
+                problem = f"is larger than {MAX_LEDGER_BYTES // 2**20} MB, which no ledger grows to"
+                text = None if legacy.stat().st_size > MAX_LEDGER_BYTES else legacy.read_text(encoding="utf-8")
             except FileNotFoundError:
                 return  # none, or another process adopted it first
+            except (OSError, UnicodeDecodeError) as exc:
+                problem, text = f"cannot be read ({exc})", None
+            if text is None:
+                raise ReportLedgerError(f"the report ledger of an older version, {legacy}, {problem}, {what_to_do}")
             try:
                 old = json.loads(text)
             except ValueError:
@@ -437,9 +447,8 @@ class ReportBudget:
             keys = ("sent", "blocked_until", "last_done")
             if not (isinstance(old, dict) and all(k in old for k in keys) and isinstance(old["sent"], list)):
                 raise ReportLedgerError(
-                    f"the report ledger of an older version, {legacy}, is damaged or not shaped like a ledger, so "
-                    "its counts cannot be moved to the per-account ledgers. Inspect it, or delete it if you are "
-                    "sure no report requests were sent in the last 24 hours (deleting it forgets them)."
+                    f"the report ledger of an older version, {legacy}, is damaged or not shaped like a ledger, "
+                    f"{what_to_do}"
                 )
             # what is no time is no request; a time ahead of the clock is bounded by the next read
             ledger["sent"] = sorted(set(ledger["sent"]) | {t for t in old["sent"] if _is_time(t)})

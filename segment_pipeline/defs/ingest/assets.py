@@ -52,7 +52,7 @@ class SeriesConfig(dg.Config):
 def holder(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> Holder:
     """Who this step is, for the lock files (a directly invoked asset in a test has no run)."""
     try:
-        return Holder(run_id=context.run_id, step=context.op_def.name, log=context.log)
+        return Holder(run_id=context.run.run_id, step=context.op_def.name, log=context.log)
     except (AttributeError, dg.DagsterError):
         return Holder(log=context.log)
 

@@ -12,6 +12,7 @@ daemon (`dagster dev` and `make dev` run one).
 """
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 
 import dagster as dg
@@ -62,6 +63,37 @@ def build_resume_sensor(
     return segment_growth_resume_sensor
 
 
+# a resume time further ahead than this was not written by a run (Klaviyo's quota window is a day)
+_LONGEST_WAIT = dt.timedelta(days=2)
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _checked_tags(tags: Mapping[str, str], now: dt.datetime) -> tuple[str, str, dt.datetime, str | None]:
+    """The range, resume time and Klaviyo account id a cut-short run was tagged with, each bounded.
+
+    Raises:
+        ValueError: A tag holds what a run of this pipeline never writes (the message says which).
+    """
+    first, _, last = tags.get(RANGE_TAG, "").partition("..")
+    try:
+        first_day, last_day = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    except ValueError:
+        raise ValueError(f"its tag {RANGE_TAG}={tags.get(RANGE_TAG)!r} is not a range of days") from None
+    if first_day > last_day:
+        raise ValueError(f"its tag {RANGE_TAG}={tags.get(RANGE_TAG)!r} ends before it starts")
+    raw = tags.get(RESUME_AT_TAG, now.isoformat())
+    try:
+        resume_at = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"its tag {RESUME_AT_TAG}={raw!r} is not a time") from None
+    if resume_at.tzinfo is None or resume_at > now + _LONGEST_WAIT:
+        raise ValueError(f"its tag {RESUME_AT_TAG}={raw!r} is not a time within the next two days, with a timezone")
+    account_id = tags.get(KLAVIYO_ACCOUNT_TAG)
+    if account_id is not None and not _ACCOUNT_ID.match(account_id):
+        raise ValueError(f"its tag {KLAVIYO_ACCOUNT_TAG}={account_id!r} is not a Klaviyo account id")
+    return first_day.isoformat(), last_day.isoformat(), resume_at, account_id
+
+
 def _resume(
     instance: dg.DagsterInstance, access: KlaviyoAccess, key: dg.AssetKey, now: dt.datetime
 ) -> tuple[dg.RunRequest | None, str | None]:
@@ -71,7 +103,15 @@ def _resume(
         return None, None
     cut = records[0].dagster_run
     tags = cut.tags
-    first, _, last = tags.get(RANGE_TAG, "").partition("..")
+    try:
+        first, last, resume_at, account_id = _checked_tags(tags, now)
+    except ValueError as exc:
+        # run tags can be edited in the UI: a value this pipeline did not write is named, never a crash
+        return None, (
+            f"{access.label}: run {cut.run_id} is tagged as an unfinished range, but {exc}; re-run the range it "
+            "loaded (its partitions show as failed), or remove its tag "
+            f"{UNFINISHED_TAG} to stop this sensor looking at it"
+        )
     described = f"{access.label} {first} to {last} (left unfinished by run {cut.run_id})"
     attempts = instance.get_runs(dg.RunsFilter(tags={RESUMES_TAG: cut.run_id}))
     if any(run.status == dg.DagsterRunStatus.SUCCESS for run in attempts):
@@ -84,10 +124,8 @@ def _resume(
             f"{described}: {len(attempts)} resume runs ended without progress (last: run {attempts[0].run_id}); "
             "fix what its log says, then re-run the range"
         )
-    resume_at = dt.datetime.fromisoformat(tags.get(RESUME_AT_TAG, now.isoformat()))
     if resume_at > now:
         return None, f"{described}: resumes at {resume_at.isoformat(timespec='seconds')}"
-    account_id = tags.get(KLAVIYO_ACCOUNT_TAG)
     if account_id and access.budget(account_id).remaining() <= 0:
         return None, f"{described}: waiting for room in the report budget"
     return (
