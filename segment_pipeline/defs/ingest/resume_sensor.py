@@ -73,6 +73,13 @@ def _resume(
     tags = cut.tags
     first, _, last = tags.get(RANGE_TAG, "").partition("..")
     described = f"{access.label} {first} to {last} (left unfinished by run {cut.run_id})"
+    if _date(first) is None or _date(last) is None:
+        # run tags can be edited and copied (re-execution): a range that cannot be read is not guessed at
+        return None, (
+            f"{access.label}: run {cut.run_id} was left unfinished but its tag {RANGE_TAG}="
+            f"{tags.get(RANGE_TAG, '')[:40]!r} is not a range of days (YYYY-MM-DD..YYYY-MM-DD); re-run its "
+            "days from the UI (a backfill of the series) to finish them"
+        )
     attempts = instance.get_runs(dg.RunsFilter(tags={RESUMES_TAG: cut.run_id}))
     if any(run.status == dg.DagsterRunStatus.SUCCESS for run in attempts):
         return None, None
@@ -84,7 +91,7 @@ def _resume(
             f"{described}: {len(attempts)} resume runs ended without progress (last: run {attempts[0].run_id}); "
             "fix what its log says, then re-run the range"
         )
-    resume_at = dt.datetime.fromisoformat(tags.get(RESUME_AT_TAG, now.isoformat()))
+    resume_at = _moment(tags.get(RESUME_AT_TAG)) or now  # unreadable: due now, the budget below still decides
     if resume_at > now:
         return None, f"{described}: resumes at {resume_at.isoformat(timespec='seconds')}"
     account_id = tags.get(KLAVIYO_ACCOUNT_TAG)
@@ -102,3 +109,19 @@ def _resume(
         ),
         None,
     )
+
+
+def _date(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _moment(text: str | None) -> dt.datetime | None:
+    """A tag's time, with its offset (a time without one cannot be compared: read as unknown)."""
+    try:
+        moment = dt.datetime.fromisoformat(text or "")
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
