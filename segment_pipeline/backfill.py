@@ -92,10 +92,8 @@ def plan_ranges(
         raise BackfillRefused(f"--days must be at least 1 (it is {days})")
     unknown = [name for name in names if name not in accounts.names]
     if unknown:
-        listed = ", ".join(accounts.names)
-        raise BackfillRefused(
-            f"no account named {', '.join(map(repr, unknown))}; the deployment's accounts are: {listed}"
-        )
+        where = accounts.source or "this deployment (one account, no KLAVIYO_ACCOUNTS_FILE)"
+        raise BackfillRefused(f"no account named {', '.join(map(repr, unknown))} in {where}; {accounts.listed}")
     chosen = [accounts[name] for name in dict.fromkeys(names)] if names else list(accounts)
     ranges, problems = [], []
     for account in chosen:
@@ -111,7 +109,7 @@ def plan_ranges(
         if last > yesterday:
             # the newest partition is yesterday: today is not over, so its numbers are not a day's yet
             problems.append(
-                f"account {account.name!r} ({account.timezone}): the range ends on {last}, but it is {today} there, "
+                f"account {account.name!r} ({account.timezone}): the range ends on {last}, but today is {today} there, "
                 f"so the last day that can be loaded is {yesterday}; end the range on {yesterday} or before"
             )
             continue
@@ -179,9 +177,12 @@ def follow(
     ranges: Sequence[AccountRange],
     out: Callable[[str], None] = print,
     poll_seconds: float = _POLL_SECONDS,
+    stop: list[int] | None = None,
 ) -> BackfillStatus:
-    """Wait for the backfill to finish, telling each run as it ends; Ctrl-C or SIGTERM cancels it."""
-    stop: list[int] = []
+    """Wait for the backfill to finish, telling each run as it ends; Ctrl-C or SIGTERM cancels it (and the
+    signals received are appended to `stop`)."""
+    stop = [] if stop is None else stop
+    canceled = len(stop)
 
     def _request_stop(signum: int, frame: FrameType | None) -> None:
         stop.append(signum)
@@ -195,10 +196,11 @@ def follow(
                 if run.run_id not in told and run.status in ("SUCCESS", "FAILURE", "CANCELED"):
                     told.add(run.run_id)
                     out(f"  run {run.run_id} {run.status.lower()}: {_run_label(run)}")
-            if stop:
-                out(f"stopping: canceling backfill {backfill_id} (its runs stop with it)")
+            if len(stop) > canceled:
+                name = signal.Signals(stop[-1]).name
+                out(f"{name}: canceling backfill {backfill_id} (its runs stop with it)")
                 api.cancel_backfill(backfill_id)
-                stop.clear()
+                canceled = len(stop)
             if status.finished:
                 return status
             time.sleep(poll_seconds)
@@ -242,12 +244,17 @@ def run_backfill(
         if detach:
             out("it runs in Dagster; follow it in the UI (Overview > Backfills)")
             return EXIT_OK
-        status = follow(api, backfill_id, ranges, out)
-    out(f"backfill {backfill_id} {status.status.lower().replace('_', ' ')}:")
+        signals: list[int] = []
+        status = follow(api, backfill_id, ranges, out, stop=signals)
+    stopped_by = f" (stopped by {signal.Signals(signals[0]).name})" if signals else ""
+    out(f"backfill {backfill_id} {status.status.lower().replace('_', ' ')}{stopped_by}:")
     for line in summarize(status, ranges, url):
         out(line)
     if status.error:
         out(f"  Dagster reported: {status.error}")
+    if signals:
+        # as a shell reports a process ended by a signal (130 for SIGINT, 143 for SIGTERM)
+        return 128 + signals[0]
     ok = status.status in ("COMPLETED", "COMPLETED_SUCCESS") and all(run.status == "SUCCESS" for run in status.runs)
     return EXIT_OK if ok else EXIT_FAILED
 
