@@ -159,13 +159,26 @@ def run_accounts(run: BackfillRun) -> set[str]:
     return {name for name in map(account_of, run.asset_keys) if name}
 
 
+def account_verdict(status: BackfillStatus, account: str) -> str:
+    """ "ok" when every partition of the account's assets in the backfill is materialized, "FAILED" when one
+    failed, else "not run". Read per asset, not per run: one run may hold several accounts' steps."""
+    from .defs.account_names import account_of
+
+    progress = [p for path, p in status.assets.items() if account_of(path) == account]
+    if any(p.failed for p in progress):
+        return "FAILED"
+    if progress and all(p.materialized == p.targeted for p in progress):
+        return "ok"
+    return "not run"
+
+
 def summarize(status: BackfillStatus, ranges: Sequence[AccountRange], url: str) -> list[str]:
-    """One line per account, from the backfill's runs."""
+    """One line per account, from its assets' progress in the backfill; a failure links the run that failed."""
     lines = []
     for account_range in ranges:
+        verdict = account_verdict(status, account_range.account)
         runs = [run for run in status.runs if account_range.account in run_accounts(run)]
-        failed = [run for run in runs if run.status != "SUCCESS"]
-        verdict = "ok" if runs and not failed else "FAILED" if failed else "not run"
+        failed = [run for run in runs if run.status != "SUCCESS"] if verdict == "FAILED" else []
         detail = f" (run {failed[0].run_id}: {url}/runs/{failed[0].run_id})" if failed else ""
         lines.append(f"  {account_range.account:<16} {account_range.describe():<44} {verdict}{detail}")
     return lines
@@ -256,7 +269,7 @@ def run_backfill(
         # as a shell reports a process ended by a signal (130 for SIGINT, 143 for SIGTERM)
         return 128 + signals[0]
     ok = status.status in ("COMPLETED", "COMPLETED_SUCCESS") and all(run.status == "SUCCESS" for run in status.runs)
-    return EXIT_OK if ok else EXIT_FAILED
+    return EXIT_OK if ok and all(account_verdict(status, r.account) == "ok" for r in ranges) else EXIT_FAILED
 
 
 def _date(value: str) -> dt.date:

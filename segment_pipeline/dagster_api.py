@@ -44,6 +44,12 @@ query Backfill($id: String!) {
       id
       status
       runs(limit: 1000) { runId status tags { key value } assetSelection { path } }
+      assetBackfillData { assetBackfillStatuses {
+        __typename
+        ... on AssetPartitionsStatusCounts { assetKey { path } numPartitionsTargeted numPartitionsInProgress
+          numPartitionsMaterialized numPartitionsFailed }
+        ... on UnpartitionedAssetStatus { assetKey { path } inProgress materialized failed }
+      } }
       error { message }
     }
     ... on BackfillNotFoundError { message }
@@ -88,11 +94,23 @@ class BackfillRun:
 
 
 @dataclass(frozen=True)
+class AssetProgress:
+    """One asset of a backfill: its partitions targeted, materialized, failed and in progress (1 or 0 each for
+    an unpartitioned asset). A run may hold several accounts' steps: this, not the run's status, is per asset."""
+
+    targeted: int
+    materialized: int
+    failed: int
+    in_progress: int
+
+
+@dataclass(frozen=True)
 class BackfillStatus:
     backfill_id: str
     status: str
     runs: tuple[BackfillRun, ...]
     error: str | None = None
+    assets: dict[tuple[str, ...], AssetProgress] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -203,12 +221,27 @@ class DagsterApi:
             )
             for run in result.get("runs") or []
         )
-        return BackfillStatus(result["id"], result["status"], runs, (result.get("error") or {}).get("message"))
+        assets = {
+            tuple(entry["assetKey"]["path"]): _progress(entry)
+            for entry in (result.get("assetBackfillData") or {}).get("assetBackfillStatuses") or []
+        }
+        return BackfillStatus(result["id"], result["status"], runs, (result.get("error") or {}).get("message"), assets)
 
     def cancel_backfill(self, backfill_id: str) -> None:
         result = self._query(_CANCEL, {"id": backfill_id})["cancelPartitionBackfill"]
         if result["__typename"] != "CancelBackfillSuccess":
             raise DagsterApiError(f"backfill {backfill_id} could not be canceled: {_message(result)}")
+
+
+def _progress(entry: dict[str, Any]) -> AssetProgress:
+    if entry["__typename"] == "AssetPartitionsStatusCounts":
+        return AssetProgress(
+            entry["numPartitionsTargeted"],
+            entry["numPartitionsMaterialized"],
+            entry["numPartitionsFailed"],
+            entry["numPartitionsInProgress"],
+        )
+    return AssetProgress(1, int(entry["materialized"]), int(entry["failed"]), int(entry["inProgress"]))
 
 
 def _message(result: dict[str, Any]) -> str:
