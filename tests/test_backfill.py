@@ -104,21 +104,16 @@ def test_messages_count_in_words_that_agree():
         plan_ranges(ACCOUNTS, ["brand_a"], days=1, now=NOW)
 
 
-def backfill_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "segment_pipeline.cli", "backfill", *args]
+def backfill(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`segment-pipeline backfill ...` run to its end."""
+    command = [sys.executable, "-m", "segment_pipeline.cli", "backfill", *args]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def refused(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """The command against a webserver address nobody listens on: a refusal must come before any call to it."""
     nowhere = f"http://127.0.0.1:{free_port()}"
-    finished = subprocess.run(
-        backfill_command(*args, "--dagster-url", nowhere),
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    finished = backfill(env, *args, "--dagster-url", nowhere, timeout=120)
     assert finished.returncode == 2, finished.stdout + finished.stderr
     assert "nothing was submitted" in finished.stderr and "cannot be reached" not in finished.stderr
     return finished
@@ -253,14 +248,7 @@ def test_one_backfill_of_every_account_and_a_revoked_key_fails_only_its_account(
     sim, env, url, keys, dagster = deployment
     work = Path(env["WAREHOUSE_PATH"]).parent
     sim.revoke_key("pacific")
-    finished = subprocess.run(
-        backfill_command("--days", str(DAYS), "--dagster-url", url),
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    finished = backfill(env, "--days", str(DAYS), "--dagster-url", url)
     out = finished.stdout
     assert finished.returncode == 1, out + finished.stderr
     backfill_id = submitted_id(out)
@@ -295,15 +283,8 @@ def test_one_backfill_of_every_account_and_a_revoked_key_fails_only_its_account(
 
     # with the key back, the failed account again, and the loaded one asked again in full with --refetch
     sim.restore_key("pacific")
-    again = subprocess.run(
-        backfill_command(
-            "--days", str(DAYS), "--account", "pacific", "--account", "sydney", "--refetch", "--dagster-url", url
-        ),
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    again = backfill(
+        env, "--days", str(DAYS), "--account", "pacific", "--account", "sydney", "--refetch", "--dagster-url", url
     )
     assert again.returncode == 0, again.stdout + again.stderr
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in backfill_runs(env, submitted_id(again.stdout)))
