@@ -111,6 +111,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def config_of(args: argparse.Namespace, api_key: str) -> SimulatorConfig:
+    """The (first) account's configuration the options describe; `numbered_configs` derives the others."""
+    return SimulatorConfig(
+        api_key=api_key,
+        segment_count=args.segments,
+        seed=args.seed,
+        speed=args.speed,
+        quota_day_seconds=args.quota_day_seconds,
+        timezone=args.timezone,
+        today=args.today,
+        missing_scopes=tuple(args.missing_scope),
+        backfill_hours=args.backfill_hours,
+        processing_hours=min(args.backfill_hours, SimulatorConfig.processing_hours),
+        revision_days=args.revision_days,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM.
 
@@ -128,19 +145,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        config = SimulatorConfig(
-            api_key=api_key,
-            segment_count=args.segments,
-            seed=args.seed,
-            speed=args.speed,
-            quota_day_seconds=args.quota_day_seconds,
-            timezone=args.timezone,
-            today=args.today,
-            missing_scopes=tuple(args.missing_scope),
-            backfill_hours=args.backfill_hours,
-            processing_hours=min(args.backfill_hours, SimulatorConfig.processing_hours),
-            revision_days=args.revision_days,
-        )
+        config = config_of(args, api_key)
         if args.accounts > 1:
             simulator = KlaviyoSimulator(accounts=numbered_configs(config, args.accounts), log_limit=_LOG_LIMIT)
         elif args.accounts == 1:

@@ -92,10 +92,8 @@ def plan_ranges(
         raise BackfillRefused(f"--days must be at least 1 (it is {days})")
     unknown = [name for name in names if name not in accounts.names]
     if unknown:
-        listed = ", ".join(accounts.names)
-        raise BackfillRefused(
-            f"no account named {', '.join(map(repr, unknown))}; the deployment's accounts are: {listed}"
-        )
+        where = accounts.source or "this deployment (one account, no KLAVIYO_ACCOUNTS_FILE)"
+        raise BackfillRefused(f"no account named {', '.join(map(repr, unknown))} in {where}; {accounts.listed}")
     chosen = [accounts[name] for name in dict.fromkeys(names)] if names else list(accounts)
     ranges, problems = [], []
     for account in chosen:
@@ -111,7 +109,7 @@ def plan_ranges(
         if last > yesterday:
             # the newest partition is yesterday: today is not over, so its numbers are not a day's yet
             problems.append(
-                f"account {account.name!r} ({account.timezone}): the range ends on {last}, but it is {today} there, "
+                f"account {account.name!r} ({account.timezone}): the range ends on {last}, but today is {today} there, "
                 f"so the last day that can be loaded is {yesterday}; end the range on {yesterday} or before"
             )
             continue
@@ -161,13 +159,26 @@ def run_accounts(run: BackfillRun) -> set[str]:
     return {name for name in map(account_of, run.asset_keys) if name}
 
 
+def account_verdict(status: BackfillStatus, account: str) -> str:
+    """ "ok" when every partition of the account's assets in the backfill is materialized, "FAILED" when one
+    failed, else "not run". Read per asset, not per run: one run may hold several accounts' steps."""
+    from .defs.account_names import account_of
+
+    progress = [p for path, p in status.assets.items() if account_of(path) == account]
+    if any(p.failed for p in progress):
+        return "FAILED"
+    if progress and all(p.materialized == p.targeted for p in progress):
+        return "ok"
+    return "not run"
+
+
 def summarize(status: BackfillStatus, ranges: Sequence[AccountRange], url: str) -> list[str]:
-    """One line per account, from the backfill's runs."""
+    """One line per account, from its assets' progress in the backfill; a failure links the run that failed."""
     lines = []
     for account_range in ranges:
+        verdict = account_verdict(status, account_range.account)
         runs = [run for run in status.runs if account_range.account in run_accounts(run)]
-        failed = [run for run in runs if run.status != "SUCCESS"]
-        verdict = "ok" if runs and not failed else "FAILED" if failed else "not run"
+        failed = [run for run in runs if run.status != "SUCCESS"] if verdict == "FAILED" else []
         detail = f" (run {failed[0].run_id}: {url}/runs/{failed[0].run_id})" if failed else ""
         lines.append(f"  {account_range.account:<16} {account_range.describe():<44} {verdict}{detail}")
     return lines
@@ -179,9 +190,12 @@ def follow(
     ranges: Sequence[AccountRange],
     out: Callable[[str], None] = print,
     poll_seconds: float = _POLL_SECONDS,
+    stop: list[int] | None = None,
 ) -> BackfillStatus:
-    """Wait for the backfill to finish, telling each run as it ends; Ctrl-C or SIGTERM cancels it."""
-    stop: list[int] = []
+    """Wait for the backfill to finish, telling each run as it ends; Ctrl-C or SIGTERM cancels it (and the
+    signals received are appended to `stop`)."""
+    stop = [] if stop is None else stop
+    canceled = len(stop)
 
     def _request_stop(signum: int, frame: FrameType | None) -> None:
         stop.append(signum)
@@ -195,10 +209,11 @@ def follow(
                 if run.run_id not in told and run.status in ("SUCCESS", "FAILURE", "CANCELED"):
                     told.add(run.run_id)
                     out(f"  run {run.run_id} {run.status.lower()}: {_run_label(run)}")
-            if stop:
-                out(f"stopping: canceling backfill {backfill_id} (its runs stop with it)")
+            if len(stop) > canceled:
+                name = signal.Signals(stop[-1]).name
+                out(f"{name}: canceling backfill {backfill_id} (its runs stop with it)")
                 api.cancel_backfill(backfill_id)
-                stop.clear()
+                canceled = len(stop)
             if status.finished:
                 return status
             time.sleep(poll_seconds)
@@ -242,14 +257,19 @@ def run_backfill(
         if detach:
             out("it runs in Dagster; follow it in the UI (Overview > Backfills)")
             return EXIT_OK
-        status = follow(api, backfill_id, ranges, out)
-    out(f"backfill {backfill_id} {status.status.lower().replace('_', ' ')}:")
+        signals: list[int] = []
+        status = follow(api, backfill_id, ranges, out, stop=signals)
+    stopped_by = f" (stopped by {signal.Signals(signals[0]).name})" if signals else ""
+    out(f"backfill {backfill_id} {status.status.lower().replace('_', ' ')}{stopped_by}:")
     for line in summarize(status, ranges, url):
         out(line)
     if status.error:
         out(f"  Dagster reported: {status.error}")
+    if signals:
+        # as a shell reports a process ended by a signal (130 for SIGINT, 143 for SIGTERM)
+        return 128 + signals[0]
     ok = status.status in ("COMPLETED", "COMPLETED_SUCCESS") and all(run.status == "SUCCESS" for run in status.runs)
-    return EXIT_OK if ok else EXIT_FAILED
+    return EXIT_OK if ok and all(account_verdict(status, r.account) == "ok" for r in ranges) else EXIT_FAILED
 
 
 def _date(value: str) -> dt.date:

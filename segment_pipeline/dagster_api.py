@@ -45,6 +45,12 @@ query Backfill($id: String!) {
       id
       status
       runs(limit: 1000) { runId status tags { key value } assetSelection { path } }
+      assetBackfillData { assetBackfillStatuses {
+        __typename
+        ... on AssetPartitionsStatusCounts { assetKey { path } numPartitionsTargeted numPartitionsInProgress
+          numPartitionsMaterialized numPartitionsFailed }
+        ... on UnpartitionedAssetStatus { assetKey { path } inProgress materialized failed }
+      } }
       error { message }
     }
     ... on BackfillNotFoundError { message }
@@ -125,11 +131,23 @@ class RunTiming:
 
 
 @dataclass(frozen=True)
+class AssetProgress:
+    """One asset of a backfill: its partitions targeted, materialized, failed and in progress (1 or 0 each for
+    an unpartitioned asset). A run may hold several accounts' steps: this, not the run's status, is per asset."""
+
+    targeted: int
+    materialized: int
+    failed: int
+    in_progress: int
+
+
+@dataclass(frozen=True)
 class BackfillStatus:
     backfill_id: str
     status: str
     runs: tuple[BackfillRun, ...]
     error: str | None = None
+    assets: dict[tuple[str, ...], AssetProgress] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -232,7 +250,11 @@ class DagsterApi:
         if result["__typename"] != "PartitionBackfill":
             raise DagsterApiError(f"backfill {backfill_id}: {_message(result)}")
         runs = tuple(_run(run) for run in result.get("runs") or [])
-        return BackfillStatus(result["id"], result["status"], runs, (result.get("error") or {}).get("message"))
+        assets = {
+            tuple(entry["assetKey"]["path"]): _progress(entry)
+            for entry in (result.get("assetBackfillData") or {}).get("assetBackfillStatuses") or []
+        }
+        return BackfillStatus(result["id"], result["status"], runs, (result.get("error") or {}).get("message"), assets)
 
     def run_timings(self, tags: dict[str, str] | None = None, limit: int = 1000) -> list[RunTiming]:
         """The instance's runs (newest first), those carrying every one of `tags` when given, with their times."""
@@ -266,6 +288,17 @@ def _run(run: dict[str, Any]) -> BackfillRun:
         {tag["key"]: tag["value"] for tag in run.get("tags") or []},
         tuple(tuple(key["path"]) for key in run.get("assetSelection") or []),
     )
+
+
+def _progress(entry: dict[str, Any]) -> AssetProgress:
+    if entry["__typename"] == "AssetPartitionsStatusCounts":
+        return AssetProgress(
+            entry["numPartitionsTargeted"],
+            entry["numPartitionsMaterialized"],
+            entry["numPartitionsFailed"],
+            entry["numPartitionsInProgress"],
+        )
+    return AssetProgress(1, int(entry["materialized"]), int(entry["failed"]), int(entry["inProgress"]))
 
 
 def _message(result: dict[str, Any]) -> str:

@@ -120,23 +120,13 @@ def job_execute(env: dict[str, str], first, last, job: str = JOB) -> DagsterProc
     )
 
 
-# the series and everything built from it up to the analyst copy (the chart only reads the copy)
-SERIES_TO_COPY = 'kind:dbt or key:"klaviyo/default/segment_series_daily" or key:"analytics/warehouse_copy"'
+# the shared build up to the analyst copy (the chart only reads the copy): what follows the accounts' loads
+SHARED_TO_COPY = 'kind:dbt or key:"analytics/warehouse_copy"'
 
 
-def asset_materialize(env: dict[str, str], select: str, first, last) -> DagsterProcess:
-    """`dagster asset materialize` of a selection for a range of days (one run, as a backfill)."""
+def asset_materialize(env: dict[str, str], select: str, first=None, last=None) -> DagsterProcess:
+    """`dagster asset materialize` of a selection, for a range of days when given (one run, as a backfill)."""
+    days = ["--partition-range", f"{first.isoformat()}...{last.isoformat()}"] if first is not None else []
     return DagsterProcess(
-        [
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "segment_pipeline.definitions",
-            "--select",
-            select,
-            "--partition-range",
-            f"{first.isoformat()}...{last.isoformat()}",
-        ],
-        env,
+        ["dagster", "asset", "materialize", "-m", "segment_pipeline.definitions", "--select", select, *days], env
     )

@@ -6,24 +6,21 @@ import re
 from pathlib import Path
 from textwrap import dedent
 
-import dagster as dg
 import pytest
 
 from segment_pipeline.accounts import (
-    ACCOUNTS_FILE_ENV,
     Accounts,
     AccountSettings,
     AccountsFileError,
     SegmentFilter,
-    load_accounts,
     read_accounts_file,
     select_segments,
-    single_account_from_env,
 )
-from segment_pipeline.config import MAX_LOOKBACK_DAYS, ConfigError
-from segment_pipeline.defs.resources import KlaviyoResource, WarehouseResource
+from segment_pipeline.config import DEFAULT_LOOKBACK_DAYS, MAX_LOOKBACK_DAYS, ConfigError
+from segment_pipeline.ingest.access import KlaviyoAccess
 from segment_pipeline.klaviyo.errors import KlaviyoConfigError
 from segment_pipeline.klaviyo.limits import REPORTS_RATE_LIMIT
+from segment_pipeline.settings import ACCOUNTS_FILE_ENV, load_settings, read_api_key
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = {"KEY_A": "key-of-a", "KEY_B": "key-of-b", "KEY_C": "key-of-c"}
@@ -50,6 +47,10 @@ def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "accounts.yaml"
     path.write_text(dedent(text))
     return path
+
+
+def load_accounts(env: dict) -> Accounts:
+    return load_settings(env).accounts
 
 
 def problems_of(path: Path, env: dict | None = None) -> AccountsFileError:
@@ -88,7 +89,7 @@ def test_a_good_file_gives_typed_frozen_settings_with_defaults_filled_in(tmp_pat
     assert (b.report_rate_per_minute, b.report_daily_limit, b.lookback_days) == (
         REPORTS_RATE_LIMIT.per_minute,
         REPORTS_RATE_LIMIT.per_day,
-        3,
+        DEFAULT_LOOKBACK_DAYS,
     )
     assert b.segments.tracks_all and not a.segments.tracks_all
     assert accounts["brand_b"] is b
@@ -97,7 +98,7 @@ def test_a_good_file_gives_typed_frozen_settings_with_defaults_filled_in(tmp_pat
     with pytest.raises(Exception, match="frozen"):
         a.timezone = "UTC"  # type: ignore[misc]
     # the key is read from its variable when asked for, and never shows in a repr
-    assert a.api_key(KEYS).reveal() == "key-of-a"
+    assert read_api_key(a, KEYS).reveal() == "key-of-a"
     assert "key-of-a" not in repr(a) + repr(accounts)
 
 
@@ -159,19 +160,21 @@ def test_yaml_anchors_and_merge_keys_share_settings_between_accounts(tmp_path):
     assert (b.timezone, b.report_daily_limit, c.api_key_env) == ("Pacific/Auckland", 100, "KEY_C")
 
 
-def test_an_accounts_resource_carries_its_key_variable_rate_and_budget(tmp_path):
-    accounts = read_accounts_file(write(tmp_path, GOOD), KEYS)
+def test_an_accounts_client_carries_its_key_variable_rate_and_budget(tmp_path):
     # the single-account variables must not leak into (or break) an account that sets its own values
     env = {
         **KEYS,
+        ACCOUNTS_FILE_ENV: str(write(tmp_path, GOOD)),
         "KLAVIYO_REPORT_RATE_PER_MINUTE": "junk",
         "KLAVIYO_REPORT_DAILY_LIMIT": "9",
         "KLAVIYO_TIMEOUT": "12.5",
+        "PIPELINE_STATE_DIR": str(tmp_path / "state"),
     }
-    klaviyo = KlaviyoResource.for_account(accounts["brand_a"], WarehouseResource(), accounts, env)
-    assert klaviyo.api_key == dg.EnvVar("KEY_A") and klaviyo.api_key_env == "KEY_A"
-    assert (klaviyo.report_rate_per_minute, klaviyo.report_daily_limit) == (1.5, 150)
-    assert klaviyo.timeout_seconds == 12.5  # the shared settings still come from the environment
+    settings = load_settings(env)
+    client = KlaviyoAccess(settings, settings.accounts["brand_a"]).client()
+    assert client.settings.api_key.reveal() == "key-of-a" and client.settings.api_key_variable == "KEY_A"
+    assert (client.settings.report_rate_per_minute, client.settings.report_daily_limit) == (1.5, 150)
+    assert client.settings.timeout_seconds == 12.5  # the shared settings still come from the environment
 
 
 # -- the segment filter ---------------------------------------------------------------------------------------
@@ -279,6 +282,8 @@ def test_a_value_of_the_wrong_type_is_refused(tmp_path, old, new, line, fragment
         ("lookback_days: 5", f"lookback_days: {MAX_LOOKBACK_DAYS + 1}", 7, f"from 0 to {MAX_LOOKBACK_DAYS}"),
         ("lookback_days: 5", "lookback_days: -1", 7, "greater than or equal to 0"),
         ("report_rate_per_minute: 1.5", "report_rate_per_minute: 0", 5, "greater than 0"),
+        ("lookback_days: 5", "lookback_days: 5\n    history_start: 2023-05-31", 8, "before Klaviyo's first day"),
+        ("lookback_days: 5", "lookback_days: 5\n    history_start: June", 8, "'June' is not a date (YYYY-MM-DD)"),
     ],
 )
 def test_a_number_out_of_range_is_refused_with_the_allowed_range(tmp_path, old, new, line, fragment):
@@ -390,7 +395,7 @@ def test_without_the_file_the_single_account_variables_make_one_default_account(
         ),
         None,
     )
-    assert accounts["default"].api_key(env).reveal() == "the-key"
+    assert read_api_key(accounts["default"], env).reveal() == "the-key"
 
 
 def test_without_any_variable_the_defaults_are_todays():
@@ -399,26 +404,26 @@ def test_without_any_variable_the_defaults_are_todays():
         "UTC",
         REPORTS_RATE_LIMIT.per_minute,
         REPORTS_RATE_LIMIT.per_day,
-        3,
+        DEFAULT_LOOKBACK_DAYS,
     )
     assert account.segments.tracks_all
     # loading works without the key (a run needs it, and says so, as before)
     with pytest.raises(KlaviyoConfigError, match="KLAVIYO_API_KEY is not set"):
-        account.api_key({})
+        read_api_key(account, {})
 
 
 @pytest.mark.parametrize(
     ("variable", "value", "fragment"),
     [
         ("KLAVIYO_TIMEZONE", "Mars/Base", "KLAVIYO_TIMEZONE='Mars/Base'"),
-        ("KLAVIYO_REPORT_RATE_PER_MINUTE", "fast", "KLAVIYO_REPORT_RATE_PER_MINUTE='fast' is not a number"),
+        ("KLAVIYO_REPORT_RATE_PER_MINUTE", "fast", "RATE_PER_MINUTE='fast' cannot be read. Fix: write a number"),
         ("KLAVIYO_REPORT_RATE_PER_MINUTE", "0", "KLAVIYO_REPORT_RATE_PER_MINUTE='0'"),
         ("KLAVIYO_REPORT_DAILY_LIMIT", "500", "KLAVIYO_REPORT_DAILY_LIMIT='500'"),
         ("SERIES_LOOKBACK_DAYS", "60", "SERIES_LOOKBACK_DAYS='60'"),
-        ("SERIES_LOOKBACK_DAYS", "1.5", "SERIES_LOOKBACK_DAYS='1.5' is not a whole number"),
+        ("SERIES_LOOKBACK_DAYS", "1.5", "SERIES_LOOKBACK_DAYS='1.5' cannot be read. Fix: write a whole number"),
     ],
 )
 def test_a_bad_single_account_variable_is_named(variable, value, fragment):
     with pytest.raises(ConfigError) as caught:
-        single_account_from_env({variable: value})
+        load_settings({variable: value})
     assert fragment in str(caught.value) and not isinstance(caught.value, AccountsFileError)

@@ -1,8 +1,9 @@
 """`segment-pipeline demo`, the command behind `make demo`, end to end on small simulated accounts, and its
 growth report opened in a real headless Chromium (Debian's `chromium`, driven by Playwright).
 
-One demo run serves the module: three simulated accounts in different timezones, all backfilled in parallel
-through the pipeline's own backfill code; every count is checked against the simulator's truth.
+One demo run serves the module: the simulator (its own process) serving three accounts in different
+timezones, `dagster dev` (webserver and daemon), and one Dagster backfill of every account submitted through
+the webserver as `segment-pipeline backfill` submits it; every count is checked against the simulator's truth.
 """
 
 import datetime as dt
@@ -16,16 +17,17 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from klaviyo_simulator import SimulatorConfig, command, demo, scenario
+from klaviyo_simulator import command, scenario
 from klaviyo_simulator.account import SimulatedAccount
-from klaviyo_simulator.accounts import numbered_configs
+from klaviyo_simulator.accounts import derived_key, numbered_configs
 from segment_pipeline.accounts import read_accounts_file
 from segment_pipeline.backfill import account_today
-from segment_pipeline.report_data import read_report_data
-
-from .test_dbt_models import ANALYST_DOCS
+from segment_pipeline.charts import HTML_NAME
+from segment_pipeline.devtools import demo, processes
+from segment_pipeline.report_packing import read_page
 
 REPO = Path(__file__).resolve().parents[1]
+ANALYST_DOCS = REPO / "docs" / "for-sql-analysts.md"
 CHROMIUM = Path("/usr/bin/chromium")
 # 35 days: the analysts' guide's 30-day windows are complete on the demo's data (still one report per account)
 DAYS, SEGMENTS, ACCOUNTS = 35, 12, 3
@@ -41,11 +43,8 @@ ACCOUNT_LINE = re.compile(
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("demo")
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text())
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    env.pop("KLAVIYO_API_KEY", None)  # the demo needs no Klaviyo account
+    env = dict(os.environ)
+    env.pop("KLAVIYO_API_KEY", None)  # the demo needs no Klaviyo account (and keeps its own Dagster instance)
     data = tmp_path / "demo"
     started = dt.datetime.now(dt.UTC)
     demo_process = subprocess.Popen(
@@ -57,20 +56,21 @@ def demo_run(tmp_path_factory):
         text=True,
     )
     try:
-        out, err = demo_process.communicate(timeout=420)
+        out, err = demo_process.communicate(timeout=600)
     except subprocess.TimeoutExpired:
-        # SIGTERM, not SIGKILL: the demo passes it on to the accounts' runs and waits for them, leaving none
+        # SIGTERM, not SIGKILL: the demo cancels its backfill and stops the simulator and Dagster it started
         demo_process.terminate()
-        out, err = demo_process.communicate(timeout=120)
-        pytest.fail(f"the demo took more than 420 s:\n{out[-3000:]}{err[-3000:]}")
+        out, err = demo_process.communicate(timeout=180)
+        pytest.fail(f"the demo took more than 600 s:\n{out[-3000:]}{err[-3000:]}")
     assert demo_process.returncode == 0, out[-3000:] + err[-3000:]
     return data, out, err, started
 
 
 def simulated_accounts() -> dict[str, SimulatedAccount]:
-    """The demo's accounts, made again from the same options: the simulator's truth to check against."""
-    args = command.build_parser().parse_args(DEMO_ARGS)
-    return {name: SimulatedAccount(config) for name, config in numbered_configs(demo.simulator_config(args), 3).items()}
+    """The demo's accounts, made again from the options the demo serves them with: the truth to check against."""
+    args = command.build_parser().parse_args(["serve", f"--segments={SEGMENTS}", "--seed=42", "--speed=60"])
+    configs = numbered_configs(command.config_of(args, demo.DEMO_API_KEY), ACCOUNTS)
+    return {name: SimulatedAccount(config) for name, config in configs.items()}
 
 
 def test_every_account_is_loaded_with_exact_rows_for_its_own_days(demo_run):
@@ -107,7 +107,8 @@ def test_every_account_is_loaded_with_exact_rows_for_its_own_days(demo_run):
     with duckdb.connect(str(data / "analytics.duckdb"), read_only=True) as connection:
         assert connection.execute("select count(*) from marts.segment_growth_daily").fetchone()[0] == total_rows
         assert connection.execute("select count(distinct account_id) from klaviyo.segments").fetchone()[0] == ACCOUNTS
-    assert f"{ACCOUNTS} of {ACCOUNTS} accounts ok." in out
+    for name in truth:
+        assert re.search(rf"^  {name} .* ok$", out, re.MULTILINE), out
     for path in ("analytics.duckdb", "charts/segment_growth.png", "charts/segment_growth.html"):
         assert (data / path).exists(), path
 
@@ -121,30 +122,22 @@ def test_the_demo_writes_the_accounts_file_and_never_a_key(demo_run):
         ("account_2", "Australia/Sydney"),
         ("account_3", "US/Pacific"),
     ]
-    logs = "".join(path.read_text() for path in (data / "state" / "backfill_logs").rglob("*.log"))
-    # one log per account's run, and the first account's listing before the demo's definition change
-    assert sorted(path.name for path in (data / "state" / "backfill_logs").rglob("*.log")) == [
-        "account_1.listing.log",
-        "account_1.log",
-        "account_2.log",
-        "account_3.log",
-    ]
-    assert demo.DEMO_API_KEY not in out + err + logs + (data / "accounts.yaml").read_text()
+    # no key in what it printed, in Dagster's log (the runs' output too) or in the accounts file
+    logs = (data / "dagster.log").read_text() + (data / "simulator.log").read_text()
+    for key in [demo.DEMO_API_KEY, *(derived_key(demo.DEMO_API_KEY, i) for i in (1, 2, 3))]:
+        assert key not in out + err + logs + (data / "accounts.yaml").read_text()
     assert "not handled" not in out and "is not there yet" not in out
 
 
 def test_one_account_is_the_demo_of_before(tmp_path):
-    args = command.build_parser().parse_args(["demo"])
-    assert args.accounts == 1
-    simulator = demo.demo_simulator(args)
-    assert len(simulator.accounts) == 1
-    assert simulator.config == SimulatorConfig(
-        api_key=demo.DEMO_API_KEY, segment_count=150, seed=42, speed=60.0, timezone=demo.DEMO_TIMEZONE
-    )
-    env = demo.demo_environment("http://127.0.0.1:1", tmp_path, args.speed)
+    args = demo.demo_parser().parse_args([])
+    assert (args.accounts, args.segments, args.seed, args.speed, args.days) == (1, 150, 42, 60.0, demo.DEMO_DAYS)
+    served = processes.ServedAccount("account_1", "ACCT1", demo.DEMO_TIMEZONE, 150, demo.DEMO_API_KEY)
+    simulator = processes.Simulator("http://127.0.0.1:1", (served,), tmp_path / "simulator.log")
+    env = demo.pipeline_environment(simulator, tmp_path, args.speed)
     assert (env["KLAVIYO_API_KEY"], env["KLAVIYO_TIMEZONE"]) == (demo.DEMO_API_KEY, demo.DEMO_TIMEZONE)
-    assert "KLAVIYO_ACCOUNTS_FILE" not in env
-    assert command.main(["demo", "--accounts", "0"]) == 2
+    assert "KLAVIYO_ACCOUNTS_FILE" not in env and env["DAGSTER_HOME"] == str(tmp_path / "dagster_home")
+    assert demo.run_demo(["--accounts", "0"]) == 2
 
 
 def chart_state(page) -> dict:
@@ -259,8 +252,9 @@ def test_the_demo_shows_a_definition_change_inside_its_range(demo_run):
     assert day == scenario.change_day(first, last) and first < day < last
     assert changed == [(segment.id, day)]
     assert versions == [(1,), (2,)]
-    # and the growth report marks it on that day
-    (embedded,) = [s for s in read_report_data(data / "analytics.duckdb").segments if s["id"] == segment.id]
+    # and the growth report marks it on that day (the page's data, unpacked as its script unpacks it)
+    page = (data / "charts" / HTML_NAME).read_text(encoding="utf-8")
+    (embedded,) = [s for s in read_page(page)["segments"] if s["id"] == segment.id]
     start = dt.date.fromisoformat(embedded["start"])
     assert [start + dt.timedelta(days=index) for index, _ in embedded["changes"]] == [day]
 
@@ -268,6 +262,7 @@ def test_the_demo_shows_a_definition_change_inside_its_range(demo_run):
 def test_dev_says_where_its_runs_are_and_opens_the_demos_on_request(demo_run):
     dev_dir, demo_dir = Path(demo.DEV_DATA_DIR).resolve(), Path(demo.DEMO_DATA_DIR).resolve()
     notice = demo.dev_notice(dev_dir, dev_dir / "dagster_home", 3)
+    assert demo.dev_parser().parse_args([]).data_dir == demo.DEV_DATA_DIR
     assert f"instance {dev_dir / 'dagster_home'}" in notice
     assert "runs of `make demo` are in their own instance" in notice
     assert "`make dev DEV_DATA_DIR=data/demo SIM_ACCOUNTS=3`" in notice

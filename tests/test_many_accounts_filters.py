@@ -6,40 +6,42 @@ import json
 
 import dagster as dg
 
-from segment_pipeline.accounts import load_accounts
-from segment_pipeline.defs.deployment import build_deployment
-from segment_pipeline.defs.resources import WarehouseResource
+from segment_pipeline.defs.deployment import build_definitions
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH, SEGMENT_VALUES_PATH
+from segment_pipeline.reconciliation import CHECK_NAME
+from segment_pipeline.settings import load_settings
 
 from .many_accounts import ACCOUNTS, deployment_env, local_range, start_simulator
 from .pipeline_helpers import query, range_tags
 
 
-def backfill_in_process(env: dict[str, str], monkeypatch) -> None:
+def account_assets(defs: dg.Definitions, name: str) -> list:
+    """The account's ingestion assets (its segments and its series)."""
+    ingest = [a for a in defs.assets if any(k.path[:2] == ["klaviyo", name] for k in a.keys)]
+    assert len(ingest) == 2, name
+    return ingest
+
+
+def backfill_in_process(env: dict[str, str]) -> None:
     """Each account's segments and series for its range, one account after the other, in this process."""
-    for variable, value in env.items():
-        monkeypatch.setenv(variable, value)
-    warehouse = WarehouseResource.from_env(env)
-    deployment = build_deployment(warehouse, load_accounts(env), env)
-    resources = {**deployment.resources, "warehouse": warehouse}
+    defs = build_definitions(load_settings(env))
     for name in ACCOUNTS:
-        ingest = [a for a in deployment.assets if any(k.path[:2] == ["klaviyo", name] for k in a.keys)]
-        assert len(ingest) == 2, name
         # with the account's reconciliation check, which asks Klaviyo's values report
         (check,) = [
             c
-            for c in deployment.asset_checks
-            if c.check_key.asset_key.path[:2] == ["klaviyo", name]
-            and c.check_key.name == "series_reconciles_with_klaviyo"
+            for c in defs.asset_checks
+            if c.check_key.asset_key.path[:2] == ["klaviyo", name] and c.check_key.name == CHECK_NAME
         ]
-        result = dg.materialize([*ingest, check], resources=resources, tags=range_tags(*local_range(name)))
+        result = dg.materialize(
+            [*account_assets(defs, name), check], resources=defs.resources, tags=range_tags(*local_range(name))
+        )
         assert result.success, name
         # untracked segments have no series: comparing them with Klaviyo would be a false alarm
         (evaluation,) = result.get_asset_check_evaluations()
         assert evaluation.passed, (name, evaluation.description)
 
 
-def test_segment_filters_send_requests_only_for_the_chosen_segments(make_simulator, tmp_path, monkeypatch):
+def test_segment_filters_send_requests_only_for_the_chosen_segments(make_simulator, tmp_path):
     sim = start_simulator(make_simulator)
     env = deployment_env(
         sim,
@@ -47,7 +49,7 @@ def test_segment_filters_send_requests_only_for_the_chosen_segments(make_simulat
         sydney={"segments": {"is_starred": False}},
         los_angeles={"segments": {"name_matches": ["[a-m]*"]}},
     )
-    backfill_in_process(env, monkeypatch)
+    backfill_in_process(env)
 
     chosen = {
         "sydney": {s.id for s in sim.accounts["sydney"].account.segments if not s.is_starred},
@@ -73,17 +75,13 @@ def test_segment_filters_send_requests_only_for_the_chosen_segments(make_simulat
         assert {row[0] for row in stored} == ids, name
 
 
-def test_a_filter_that_matches_nothing_fails_before_any_report_request(make_simulator, tmp_path, monkeypatch):
+def test_a_filter_that_matches_nothing_fails_before_any_report_request(make_simulator, tmp_path):
     sim = start_simulator(make_simulator)
     env = deployment_env(sim, tmp_path, sydney={"segments": {"name_matches": "no segment is called this"}})
-    for variable, value in env.items():
-        monkeypatch.setenv(variable, value)
-    warehouse = WarehouseResource.from_env(env)
-    deployment = build_deployment(warehouse, load_accounts(env), env)
-    ingest = [a for a in deployment.assets if any(k.path[:2] == ["klaviyo", "sydney"] for k in a.keys)]
+    defs = build_definitions(load_settings(env))
     result = dg.materialize(
-        ingest,
-        resources={**deployment.resources, "warehouse": warehouse},
+        account_assets(defs, "sydney"),
+        resources=defs.resources,
         tags=range_tags(*local_range("sydney")),
         raise_on_error=False,
     )

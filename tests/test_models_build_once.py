@@ -13,7 +13,6 @@ import threading
 import time
 
 import dagster as dg
-import pytest
 import yaml
 from dagster._core.scheduler.instigation import TickStatus  # not exported by dagster itself
 

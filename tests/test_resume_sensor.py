@@ -1,81 +1,137 @@
-"""The resume sensor's decisions, evaluated directly: wait for the resume time and the budget, then one run."""
+"""The resume sensor's decisions, evaluated directly on run records: wait for the resume time and the budget,
+then one run of the range, until a run finishes it."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import uuid
 
 import dagster as dg
+import pytest
 
-from segment_pipeline.defs.ingest.pending import PendingRange, read_pending, record_finished, record_unfinished
-from segment_pipeline.defs.ingest.resume_sensor import RESUME_TAG, segment_growth_resume_sensor
-from segment_pipeline.defs.resources import KlaviyoResource, WarehouseResource
+from segment_pipeline.defs.account_names import ACCOUNT_TAG, asset_key, job_name
+from segment_pipeline.defs.ingest.resume_sensor import MAX_ATTEMPTS_WITHOUT_PROGRESS, SENSOR_NAME
+from segment_pipeline.defs.ingest.series_results import (
+    KLAVIYO_ACCOUNT_TAG,
+    RANGE_TAG,
+    RESUME_AT_TAG,
+    RESUMES_TAG,
+    UNFINISHED_TAG,
+)
+from segment_pipeline.ingest.access import KlaviyoAccess
+from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
+
+from . import pipeline_helpers
+
+KLAVIYO_ID = "acct"
 
 
-def entry(resume_at: dt.datetime) -> PendingRange:
-    now = dt.datetime.now(dt.UTC)
-    return PendingRange(
-        account_id="acct",
-        start="2026-01-01",
-        end="2026-06-30",
-        requests_total=700,
-        requests_done=225,
-        resume_at=resume_at.isoformat(timespec="seconds"),
-        expected_finish=(resume_at + dt.timedelta(days=3)).isoformat(timespec="seconds"),
-        updated_at=(now - dt.timedelta(seconds=1)).isoformat(timespec="seconds"),
+@pytest.fixture
+def sensor(tmp_path):
+    """The code location's sensor (a report budget of one request a day), without a key: it never needs one."""
+    defs = pipeline_helpers.definitions(None, tmp_path, KLAVIYO_API_KEY="", KLAVIYO_REPORT_DAILY_LIMIT="1")
+    return defs.get_sensor_def(SENSOR_NAME)
+
+
+def evaluate(sensor, instance):
+    with dg.build_sensor_context(instance=instance) as context:
+        return sensor(context)
+
+
+def add_run(instance, tags: dict, status=dg.DagsterRunStatus.FAILURE) -> str:
+    run = dg.DagsterRun(job_name=job_name("default"), run_id=str(uuid.uuid4()), tags=tags, status=status)
+    instance.add_run(run)
+    return run.run_id
+
+
+def cut_short(instance, resume_at: str, range_tag: str = "2026-01-01..2026-06-30") -> str:
+    """A series run the budget cut short, tagged as the series step tags it."""
+    return add_run(
+        instance,
+        {
+            UNFINISHED_TAG: "default",
+            ACCOUNT_TAG: "default",
+            RANGE_TAG: range_tag,
+            RESUME_AT_TAG: resume_at,
+            KLAVIYO_ACCOUNT_TAG: KLAVIYO_ID,
+        },
     )
 
 
-def evaluate(instance, tmp_path, cursor=None):
-    warehouse = WarehouseResource(warehouse_path=str(tmp_path / "warehouse.duckdb"), state_dir=str(tmp_path / "state"))
-    # the klaviyo resource nests the warehouse one, so the resources are opened (and closed) as a block
-    with dg.build_sensor_context(
-        instance=instance,
-        cursor=cursor,
-        resources={"klaviyo": KlaviyoResource.from_env(warehouse), "warehouse": warehouse},
-    ) as context:
-        return segment_growth_resume_sensor(context), context
+def iso(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="seconds")
 
 
-def test_the_sensor_waits_for_the_resume_time_then_asks_for_one_run_of_the_range(tmp_path, monkeypatch):
-    monkeypatch.delenv("KLAVIYO_API_KEY", raising=False)  # the sensor never needs the key
-    pending = tmp_path / "state" / "series_pending.json"
+def test_the_sensor_waits_for_the_resume_time_then_asks_for_one_run_until_one_finishes(sensor):
+    now = dt.datetime.now(dt.UTC)
     with dg.instance_for_test() as instance:
-        result, _ = evaluate(instance, tmp_path)
-        assert isinstance(result, dg.SkipReason) and "no unfinished" in result.skip_message
+        result = evaluate(sensor, instance)
+        assert isinstance(result, dg.SkipReason) and result.skip_message == "no unfinished series range"
 
-        later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=5)
-        record_unfinished(pending, entry(later))
-        result, context = evaluate(instance, tmp_path)
+        later = now + dt.timedelta(hours=5)
+        cut = cut_short(instance, iso(later))
+        result = evaluate(sensor, instance)
         assert isinstance(result, dg.SkipReason)
-        assert "225 of 700 report requests done, 475 left; resumes at" in result.skip_message
-        assert json.loads(context.cursor)["2026-01-01...2026-06-30"]["requests_left"] == 475
+        assert result.skip_message == (
+            f"account 'default' 2026-01-01 to 2026-06-30 (left unfinished by run {cut}): resumes at {iso(later)}"
+        )
 
-        record_unfinished(pending, entry(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)))
-        result, _ = evaluate(instance, tmp_path)
-        (request,) = result
+        cut = cut_short(instance, iso(now - dt.timedelta(seconds=5)))
+        (request,) = evaluate(sensor, instance).run_requests
         assert request.tags["dagster/asset_partition_range_start"] == "2026-01-01"
         assert request.tags["dagster/asset_partition_range_end"] == "2026-06-30"
-        assert request.tags[RESUME_TAG] == "2026-01-01...2026-06-30"
-        assert request.run_key.startswith("2026-01-01...2026-06-30@")
+        assert request.tags[RESUMES_TAG] == cut and request.run_key == f"{cut}#0"
+        assert request.asset_selection == [asset_key("default", "segment_series_daily")]
 
-    # a range completed by any run is forgotten
-    assert record_finished(pending, dt.date(2025, 12, 1), dt.date(2026, 7, 1)) == ["2026-01-01...2026-06-30"]
-    assert read_pending(pending) == {} and not pending.exists()
+        # while its resume run goes on, nothing more is asked
+        resuming = add_run(instance, {RESUMES_TAG: cut}, status=dg.DagsterRunStatus.STARTED)
+        assert f"run {resuming} is resuming it" in evaluate(sensor, instance).skip_message
+        # that run failed without progress: the next attempt has its own run key
+        instance.report_run_failed(instance.get_run_by_id(resuming))
+        (request,) = evaluate(sensor, instance).run_requests
+        assert request.run_key == f"{cut}#1"
+        # a run that finished the range: forgotten
+        add_run(instance, {RESUMES_TAG: cut}, status=dg.DagsterRunStatus.SUCCESS)
+        assert evaluate(sensor, instance).skip_message == "no unfinished series range"
 
 
-def test_a_damaged_record_is_reported_not_guessed(tmp_path):
-    pending = tmp_path / "state" / "series_pending.json"
-    pending.parent.mkdir(parents=True)
-    pending.write_text('{"ranges": [1, 2')
+def test_attempts_without_progress_stop_and_say_what_to_do(sensor):
     with dg.instance_for_test() as instance:
-        result, _ = evaluate(instance, tmp_path)
-    assert isinstance(result, dg.SkipReason)
-    assert "is damaged" in result.skip_message and "Delete it and re-run" in result.skip_message
+        cut = cut_short(instance, iso(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)))
+        for _ in range(MAX_ATTEMPTS_WITHOUT_PROGRESS):
+            add_run(instance, {RESUMES_TAG: cut})
+        message = evaluate(sensor, instance).skip_message
+    assert f"{MAX_ATTEMPTS_WITHOUT_PROGRESS} resume runs ended without progress" in message
+    assert "fix what its log says, then re-run the range" in message
+
+
+def test_the_budget_must_have_room(sensor, tmp_path):
+    # the day's one report request is spent (the sensor reads the same ledger)
+    settings = pipeline_helpers.settings(None, tmp_path, KLAVIYO_REPORT_DAILY_LIMIT="1")
+    KlaviyoAccess(settings, settings.accounts["default"]).budget(KLAVIYO_ID).take(SEGMENT_SERIES_PATH)
+    with dg.instance_for_test() as instance:
+        cut_short(instance, iso(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)))
+        message = evaluate(sensor, instance).skip_message
+    assert message.endswith("waiting for room in the report budget"), message
+
+
+def test_damaged_tags_are_reported_or_left_to_the_budget_never_a_crash(sensor):
+    with dg.instance_for_test() as instance:
+        cut = cut_short(instance, iso(dt.datetime.now(dt.UTC)), range_tag="2026-01-01..June")
+        message = evaluate(sensor, instance).skip_message
+        assert (
+            f"run {cut} is tagged as an unfinished range, but its tag {RANGE_TAG}='2026-01-01..June' is not a range"
+            in message
+        )
+        # a resume time that cannot be read (or has no offset) is due now: the report budget still decides
+        for resume_at in ("soon", "2026-01-01T00:00:00"):
+            cut = cut_short(instance, resume_at)
+            (request,) = evaluate(sensor, instance).run_requests
+            assert request.tags[RESUMES_TAG] == cut
 
 
 def test_a_year_of_10000_segments_finishes_over_four_days_of_quota():
-    from segment_pipeline.defs.ingest.assets import expected_finish
+    from segment_pipeline.ingest.series import expected_finish
     from segment_pipeline.klaviyo.planner import days_to_fetch, plan_needed_requests
 
     today = dt.date(2026, 11, 26)

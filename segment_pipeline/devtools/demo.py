@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import httpx
@@ -36,6 +38,9 @@ from . import processes
 DEMO_API_KEY = "pk_simulator_demo_key"
 DEMO_TIMEZONE = "US/Eastern"
 ACCOUNTS_FILE_NAME = "accounts.yaml"
+DEMO_DATA_DIR = "data/demo"
+DEV_DATA_DIR = "data/dev"
+DEMO_DAYS = 90
 # the simulator's admin endpoints: its request counts, and the demo's definition change (its `scenario.py`)
 STATS_PATH = "/__simulator/stats"
 DEFINITION_CHANGE_PATH = "/__simulator/scenario/definition-change"
@@ -65,8 +70,10 @@ def demo_parser() -> argparse.ArgumentParser:
         description="The whole pipeline on a fresh bundled Klaviyo simulator: a backfill of the last N days of "
         "every account through Dagster, then the models, the analyst copy and the growth report.",
     )
-    parser.add_argument("--days", type=int, default=90, help="days of series to load, ending yesterday (default 90)")
-    add_common_arguments(parser, "data/demo")
+    parser.add_argument(
+        "--days", type=int, default=DEMO_DAYS, help=f"days of series to load, ending yesterday (default {DEMO_DAYS})"
+    )
+    add_common_arguments(parser, DEMO_DATA_DIR)
     return parser
 
 
@@ -77,7 +84,7 @@ def dev_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--port", type=int, default=8765, help="the simulator's port (default 8765)")
     parser.add_argument("--dagster-port", type=int, default=3000, help="the Dagster UI's port (default 3000)")
-    add_common_arguments(parser, "data/dev")
+    add_common_arguments(parser, DEV_DATA_DIR)
     return parser
 
 
@@ -192,20 +199,45 @@ def list_then_edit_a_segment(settings: Settings, simulator: processes.Simulator,
     access = KlaviyoAccess(untagged, settings.accounts[first.account])
     log = logging.getLogger("segment_pipeline.demo")
     refresh_segments(access, Warehouse(settings.storage), Holder(step="demo listing"), log)
-    answer = httpx.post(
-        simulator.base_url + DEFINITION_CHANGE_PATH,
-        params={"account": simulator.accounts[0].account_id, "first": str(first.first), "last": str(first.last)},
-        timeout=10,
-    )
-    if answer.status_code == 409:
+    change = stage_definition_change(simulator, first.first, first.last)
+    if change is None:
         print("  (no segment old enough to stage a definition change in; the demo shows none)")
         return
-    answer.raise_for_status()
-    change = answer.json()
     print(
         f"  {first.account:<24} segments listed, then the definition of {change['segment_name']!r} edited on "
         f"{change['at'][:10]} (the demo's definition change)"
     )
+
+
+def stage_definition_change(simulator: processes.Simulator, first: dt.date, last: dt.date) -> dict | None:
+    """The simulator edits one segment of its first account as of the middle day of `first`..`last`
+    (account-local); None when it has no segment old enough to edit."""
+    answer = httpx.post(
+        simulator.base_url + DEFINITION_CHANGE_PATH,
+        params={"account": simulator.accounts[0].account_id, "first": str(first), "last": str(last)},
+        timeout=10,
+    )
+    if answer.status_code == 409:
+        return None
+    answer.raise_for_status()
+    return answer.json()
+
+
+def dev_notice(data_dir: Path, dagster_home: Path, accounts: int, dagster_port: int = 3000) -> str:
+    """What `dev` says before the UI starts: where its runs and data are, and how to open the demo's instead."""
+    lines = [
+        f"Dagster UI on http://127.0.0.1:{dagster_port} with the instance {dagster_home} and the warehouse, "
+        f"analyst copy and report under {data_dir}."
+    ]
+    demo_dir = Path(DEMO_DATA_DIR).resolve()
+    if data_dir != demo_dir:
+        also = f" SIM_ACCOUNTS={accounts}" if accounts > 1 else ""
+        lines.append(
+            f"The runs of `make demo` are in their own instance ({demo_dir / 'dagster_home'}), not in this UI: "
+            f"`make dev DEV_DATA_DIR={DEMO_DATA_DIR}{also}` (or `segment-pipeline dev --data-dir {DEMO_DATA_DIR}`) "
+            "opens the UI on them and on the demo's warehouse (give the demo's --accounts too, when it had several)."
+        )
+    return "\n".join(lines)
 
 
 def run_dev(argv: list[str] | None = None) -> int:
@@ -219,8 +251,12 @@ def run_dev(argv: list[str] | None = None) -> int:
     with running_simulator(args, data_dir, port=args.port) as simulator:
         env = pipeline_environment(simulator, data_dir, args.speed)
         load_settings(env)  # a bad accounts file stops here, with its lines, before Dagster starts
-        print(f"Dagster UI on http://127.0.0.1:{args.dagster_port} (instance {env['DAGSTER_HOME']})")
-        print("  the demo's runs are in another instance: DAGSTER_HOME=data/demo/dagster_home dagster dev")
+        # the demo's edit, so that on the demo's warehouse the listings find the definition it loaded last and
+        # record no change that did not happen
+        first_account = simulator.accounts[0]
+        yesterday = dt.datetime.now(dt.UTC).astimezone(ZoneInfo(first_account.timezone)).date() - dt.timedelta(days=1)
+        stage_definition_change(simulator, yesterday - dt.timedelta(days=DEMO_DAYS - 1), yesterday)
+        print(dev_notice(data_dir, Path(env["DAGSTER_HOME"]), args.accounts, args.dagster_port))
         command = [sys.executable, "-m", "dagster", "dev", "-w", str(processes.WORKSPACE)]
         command += ["-h", "127.0.0.1", "-p", str(args.dagster_port)]
         process = subprocess.Popen(command, env=env, cwd=processes.REPO)

@@ -72,7 +72,8 @@ def _checked_tags(tags: Mapping[str, str], now: dt.datetime) -> tuple[str, str, 
     """The range, resume time and Klaviyo account id a cut-short run was tagged with, each bounded.
 
     Raises:
-        ValueError: A tag holds what a run of this pipeline never writes (the message says which).
+        ValueError: The range or the account id is not what a run of this pipeline writes (the message says
+            which); a resume time that cannot be read is taken as now.
     """
     first, _, last = tags.get(RANGE_TAG, "").partition("..")
     try:
@@ -81,13 +82,11 @@ def _checked_tags(tags: Mapping[str, str], now: dt.datetime) -> tuple[str, str, 
         raise ValueError(f"its tag {RANGE_TAG}={tags.get(RANGE_TAG)!r} is not a range of days") from None
     if first_day > last_day:
         raise ValueError(f"its tag {RANGE_TAG}={tags.get(RANGE_TAG)!r} ends before it starts")
-    raw = tags.get(RESUME_AT_TAG, now.isoformat())
-    try:
-        resume_at = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        raise ValueError(f"its tag {RESUME_AT_TAG}={raw!r} is not a time") from None
-    if resume_at.tzinfo is None or resume_at > now + _LONGEST_WAIT:
-        raise ValueError(f"its tag {RESUME_AT_TAG}={raw!r} is not a time within the next two days, with a timezone")
+    # a resume time that cannot be read, has no offset or lies further ahead than any quota block is due
+    # now: the report budget, checked before a run is asked for, still decides
+    resume_at = _moment(tags.get(RESUME_AT_TAG))
+    if resume_at is None or resume_at > now + _LONGEST_WAIT:
+        resume_at = now
     account_id = tags.get(KLAVIYO_ACCOUNT_TAG)
     if account_id is not None and not _ACCOUNT_ID.match(account_id):
         raise ValueError(f"its tag {KLAVIYO_ACCOUNT_TAG}={account_id!r} is not a Klaviyo account id")
@@ -140,3 +139,12 @@ def _resume(
         ),
         None,
     )
+
+
+def _moment(text: str | None) -> dt.datetime | None:
+    """A tag's time, with its offset (a time without one cannot be compared: read as unknown)."""
+    try:
+        moment = dt.datetime.fromisoformat(text or "")
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
