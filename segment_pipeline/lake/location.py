@@ -114,7 +114,7 @@ class Lake:
             raise
         return connection
 
-    def dlt_destination(self, pipeline_name: str) -> Destination:
+    def dlt_destination(self, pipeline_name: str, config: dict[str, object] | None = None) -> Destination:
         """dlt's `ducklake` destination writing this lake.
 
         Each pipeline stages its merges in its own dataset (`<dataset>_staging_<pipeline>`): dlt empties the
@@ -141,7 +141,7 @@ class Lake:
             ducklake_name=self.alias, metadata_schema=self.metadata_schema, catalog=catalog, storage=self.data_path
         )
         # dlt applies these with SET GLOBAL right after connecting, before it attaches the lake
-        credentials.global_config = self.duckdb_config()
+        credentials.global_config = {**self.duckdb_config(), **(config or {})}
         return ducklake(credentials=credentials, staging_dataset_name_layout=f"%s_staging_{staging_suffix}")
 
     def dbt_output(self, *, schema: str = "main", threads: int = 1, **fields: Any) -> dict[str, Any]:
@@ -166,6 +166,19 @@ class Lake:
                 }
             ],
             **fields,
+        }
+
+    def dbt_vars(self) -> dict[str, str]:
+        """The `--vars` the `lake` target of dbt_project/profiles.yml attaches this lake with (the extensions
+        are placed first: dbt-duckdb only loads them)."""
+        if self.alias != DEFAULT_ALIAS:
+            raise CatalogSettingError(f"dbt_project/profiles.yml attaches the lake as {DEFAULT_ALIAS!r}")
+        place_extensions(self.extension_dir)
+        return {
+            "lake": self.catalog.url(),
+            "lake_data_path": self.data_path,
+            "lake_metadata_schema": self.metadata_schema,
+            "extension_dir": str(self.extension_dir),
         }
 
     def analyst_sql(self) -> str:
