@@ -725,4 +725,6 @@ class Warehouse:
             return
         from .lake.loading import run_pipeline
 
+        # made before dlt attaches it: the accounts' first runs on a new lake start together
+        self.lake.create_if_missing()
         run_pipeline(self.lake, pipeline, data, log=(holder or Holder()).info)

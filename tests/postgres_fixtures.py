@@ -52,6 +52,9 @@ class PostgresForTests:
         name = f"{prefix}_{secrets.token_hex(4)}"
         password = secrets.token_urlsafe(16)
         self.local.ensure_database(self.server, name, name, password)
+        # a throwaway database: commits need not wait for the disk (every DuckLake statement commits to it)
+        with self.server.admin() as connection, connection.cursor() as cursor:
+            cursor.execute(f"alter database {name} set synchronous_commit = off")
         return PostgresCatalog(dbname=name, host=self.server.host, user=name, port=self.server.port), password
 
 

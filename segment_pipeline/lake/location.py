@@ -10,6 +10,7 @@ DuckDB, dlt's `ducklake` destination and dbt-duckdb's `attach`.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from .catalog import LAKE_PREFIX, CatalogSettingError, PostgresCatalog
-from .errors import LakeUnavailableError, catalog_problem
+from .errors import LakeUnavailableError, catalog_problem, is_creation_race
 from .extensions import connection_config, place_extensions
 
 if TYPE_CHECKING:
@@ -113,6 +114,21 @@ class Lake:
                 raise LakeUnavailableError(problem) from exc
             raise
         return connection
+
+    def create_if_missing(self, attempts: int = 5) -> None:
+        """Create the lake's metadata in its catalog unless it is there (the first writer's attach does).
+
+        Writers that start together on a new lake would each try to create it, and all but one fail on
+        PostgreSQL's unique names; they try again and find it made.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                self.connect().close()
+                return
+            except duckdb.Error as exc:
+                if attempt == attempts or not is_creation_race(exc):
+                    raise
+                time.sleep(0.2 * attempt)
 
     def dlt_destination(self, pipeline_name: str, config: dict[str, object] | None = None) -> Destination:
         """dlt's `ducklake` destination writing this lake.
