@@ -18,8 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
+from .lake.location import Lake
 from .report import build_report
-from .report_data import GROWTH_DAILY_TABLE, SEGMENT_SUMMARY_SQL, connect_read_only
+from .report_data import GROWTH_DAILY_TABLE, SEGMENT_SUMMARY_SQL, connect_read_only, source_name
 from .tables import MARTS_SCHEMA
 
 __all__ = ["GROWTH_DAILY_TABLE", "write_growth_charts"]
@@ -40,17 +41,22 @@ order by daily.account_id, daily.segment_id, daily.date
 """
 
 
-def _read(path: Path, top_n: int, memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _read(
+    path: Path | Lake, top_n: int, memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     with (
         tempfile.TemporaryDirectory(prefix="growth-chart-") as spill_dir,
         connect_read_only(path, memory_limit, spill_dir) as connection,
     ):
         exists = connection.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            "select count(*) from information_schema.tables "
+            "where table_catalog = current_database() and table_schema = ? and table_name = ?",
             [MARTS_SCHEMA, "segment_growth_daily"],
         ).fetchone()[0]
         if not exists:
-            raise LookupError(f"{path} has no {GROWTH_DAILY_TABLE}: build the dbt models (and publish) first")
+            raise LookupError(
+                f"{source_name(path)} has no {GROWTH_DAILY_TABLE}: build the dbt models (and publish) first"
+            )
         top = connection.execute(_TOP_SEGMENTS_SQL, [top_n]).df()
         keys = [top["account_id"].tolist(), top["segment_id"].tolist()]
         series = connection.execute(_SERIES_SQL, keys).df()
@@ -135,7 +141,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def write_growth_charts(
-    warehouse_or_analytics_path: str | os.PathLike[str],
+    warehouse_or_analytics_path: str | os.PathLike[str] | Lake,
     out_dir: str | os.PathLike[str],
     top_n: int = 5,
     memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT,
@@ -144,7 +150,7 @@ def write_growth_charts(
 
     Args:
         warehouse_or_analytics_path: a DuckDB file with `marts.segment_growth_daily` (normally the analyst
-            copy, so the live warehouse is never held). Opened read-only and closed before drawing.
+            copy, so the live warehouse is never held), or a lake. Opened read-only and closed before drawing.
         out_dir: directory for segment_growth.png, segment_growth_preview.png and segment_growth.html
             (created if missing).
         top_n: how many segments to draw, largest first.
@@ -160,8 +166,10 @@ def write_growth_charts(
     """
     if top_n < 1:
         raise ValueError(f"top_n must be at least 1, got {top_n}")
-    source = Path(warehouse_or_analytics_path).expanduser().absolute()
-    if not source.is_file():
+    source = warehouse_or_analytics_path
+    if not isinstance(source, Lake):
+        source = Path(source).expanduser().absolute()
+    if isinstance(source, Path) and not source.is_file():
         raise FileNotFoundError(f"{source} does not exist: publish the analyst copy (or build the warehouse) first")
     out = Path(out_dir).expanduser().absolute()
     out.mkdir(parents=True, exist_ok=True)

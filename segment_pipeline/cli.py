@@ -3,6 +3,7 @@
 segment-pipeline backfill --days 30        # one Dagster backfill of every account's last 30 days
 segment-pipeline demo                      # the whole pipeline on the simulator (make demo)
 segment-pipeline dev                       # the Dagster UI on the simulator (make dev)
+segment-pipeline lake copy                 # move a file warehouse into the lake WAREHOUSE_PATH names
 segment-pipeline simulator --port 8765     # the simulator alone (python -m klaviyo_simulator serve)
 """
 
@@ -11,11 +12,12 @@ from __future__ import annotations
 import os
 import sys
 
-_USAGE = """usage: segment-pipeline {backfill,demo,dev,simulator} [options]
+_USAGE = """usage: segment-pipeline {backfill,demo,dev,lake,simulator} [options]
 
   backfill    load a range of days for the deployment's accounts as one Dagster backfill
   demo        run the whole pipeline on a fresh bundled Klaviyo simulator
   dev         the Dagster UI with the bundled simulator as Klaviyo
+  lake        copy a file warehouse into the DuckLake warehouse; print the analysts' DuckDB line
   simulator   serve the bundled Klaviyo simulator over HTTP (python -m klaviyo_simulator serve)
 
 `segment-pipeline <command> --help` lists a command's options; docs/operating.md says more.
@@ -37,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         from .devtools.demo import run_dev
 
         return run_dev(rest)
+    if command == "lake":
+        from .lake.command import main as lake_main
+
+        return lake_main(rest)
     if command == "simulator":
         # exec, not a child: signals (Ctrl-C, SIGTERM) and the exit code reach the simulator directly
         os.execv(

@@ -11,11 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .klaviyo.limits import MAX_DAYS_PER_DAILY_SERIES
+from .lake.catalog import CatalogSettingError
+from .lake.location import Lake
 
 DEFAULT_WAREHOUSE_PATH = "data/warehouse.duckdb"
 DEFAULT_ANALYTICS_PATH = "data/analytics.duckdb"
 DEFAULT_STATE_DIR = "data/state"
 DEFAULT_CHARTS_DIR = "data/charts"
+# a warehouse setting that starts with this names a DuckLake instead of a DuckDB file
+LAKE_SCHEME = "ducklake:"
+# the variables of the warehouse setting, named in its messages
+WAREHOUSE_ENV = "WAREHOUSE_PATH"
+WAREHOUSE_DATA_PATH_ENV = "WAREHOUSE_DATA_PATH"
+# DuckDB's extensions for a lake, placed from their packages (lake/extensions.py), under the state folder
+EXTENSION_DIR_NAME = "duckdb_extensions"
 DEFAULT_TIMEZONE = "UTC"
 # the one account of a deployment without an accounts file
 DEFAULT_ACCOUNT_NAME = "default"
@@ -39,7 +48,11 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class StorageSettings:
-    """Where things are written: the warehouse, the analyst copy, the report, and the pipeline's state."""
+    """Where things are written: the warehouse, the analyst copy, the report, and the pipeline's state.
+
+    The warehouse is a DuckDB file (`warehouse_path`) or, when `lake` is set, a DuckLake; `warehouse_path` is
+    then only where a file warehouse to move over would be (`segment-pipeline lake copy`).
+    """
 
     warehouse_path: Path
     analytics_path: Path
@@ -49,6 +62,7 @@ class StorageSettings:
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
     lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS
     duckdb_wait_seconds: float = DEFAULT_DUCKDB_WAIT_SECONDS
+    lake: Lake | None = None
 
     @classmethod
     def resolved(
@@ -60,21 +74,50 @@ class StorageSettings:
         duckdb_memory_limit: str | None = None,
         lock_timeout_seconds: float | None = None,
         duckdb_wait_seconds: float | None = None,
+        warehouse_data_path: str | None = None,
+        extension_dir: str | Path | None = None,
     ) -> StorageSettings:
-        """The settings with defaults for what is not given, every path made absolute."""
+        """The settings with defaults for what is not given, every path made absolute.
+
+        `warehouse_path` is a file, or a lake `ducklake:postgres:<libpq connection string>` whose data go under
+        `warehouse_data_path`; `extension_dir` is where DuckDB finds the lake's extensions.
+
+        Raises:
+            ConfigError: the lake setting cannot be used (the message names the variable and the fix).
+        """
 
         def absolute(value: str | Path | None, default: str) -> Path:
             return Path(value or default).expanduser().resolve()
 
+        state = absolute(state_dir, DEFAULT_STATE_DIR)
+        lake = None
+        if str(warehouse_path or "").startswith(LAKE_SCHEME):
+            extensions = absolute(extension_dir, str(state / EXTENSION_DIR_NAME))
+            lake = _lake(str(warehouse_path), warehouse_data_path, extensions)
+            warehouse_path = None
+        elif warehouse_data_path:
+            raise ConfigError(
+                f"{WAREHOUSE_DATA_PATH_ENV} is set but {WAREHOUSE_ENV} names a DuckDB file: a data path belongs to a "
+                f"DuckLake warehouse ({WAREHOUSE_ENV}=ducklake:postgres:dbname=... host=... port=... user=...). "
+                "Unset it, or set the lake."
+            )
         return cls(
             warehouse_path=absolute(warehouse_path, DEFAULT_WAREHOUSE_PATH),
             analytics_path=absolute(analytics_path, DEFAULT_ANALYTICS_PATH),
-            state_dir=absolute(state_dir, DEFAULT_STATE_DIR),
+            state_dir=state,
             charts_dir=absolute(charts_dir, DEFAULT_CHARTS_DIR),
             duckdb_memory_limit=duckdb_memory_limit or DEFAULT_DUCKDB_MEMORY_LIMIT,
             lock_timeout_seconds=DEFAULT_LOCK_TIMEOUT_SECONDS if lock_timeout_seconds is None else lock_timeout_seconds,
             duckdb_wait_seconds=DEFAULT_DUCKDB_WAIT_SECONDS if duckdb_wait_seconds is None else duckdb_wait_seconds,
+            lake=lake,
         )
+
+    @property
+    def warehouse_description(self) -> str:
+        """The warehouse as messages name it: the file, or the lake's catalog and data path (never a password)."""
+        if self.lake is None:
+            return str(self.warehouse_path)
+        return f"the DuckLake {self.lake.catalog.describe()} (data in {self.lake.data_path})"
 
     @property
     def dlt_pipelines_dir(self) -> Path:
@@ -109,3 +152,17 @@ class StorageSettings:
     def legacy_report_ledger_path(self) -> Path:
         """The single ledger file of versions before per-account ledgers; its counts are adopted, then retired."""
         return self.state_dir / "klaviyo_report_budget.json"
+
+
+def _lake(setting: str, data_path: str | None, extension_dir: Path) -> Lake:
+    """The lake the warehouse setting names, checked; ConfigError says what is wrong and what to write."""
+    if not data_path:
+        raise ConfigError(
+            f"{WAREHOUSE_ENV} names a DuckLake but {WAREHOUSE_DATA_PATH_ENV} is not set: set it to the folder (or "
+            "object storage URL, s3://bucket/prefix/) where the lake's Parquet files go, the same for every "
+            "process that writes the lake."
+        )
+    try:
+        return Lake.from_url(setting, data_path, extension_dir)
+    except CatalogSettingError as exc:
+        raise ConfigError(f"{WAREHOUSE_ENV}: {exc}") from None

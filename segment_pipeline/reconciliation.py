@@ -15,7 +15,6 @@ import datetime as dt
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from . import warehouse as wh
 from .klaviyo import DayWindow, KlaviyoClient, KlaviyoResponseError, ReportBudgetError
@@ -62,10 +61,12 @@ class LoadedValues:
     members_removed: int
 
 
-def latest_window(warehouse_path: Path, account_id: str, days: int, last_day: dt.date) -> DayWindow | None:
+def latest_window(warehouse: wh.Source, account_id: str, days: int, last_day: dt.date) -> DayWindow | None:
     """The `days` days ending on the newest loaded day not after `last_day`, never before the first loaded day
     (a young warehouse is compared over what it has); None when nothing is loaded."""
-    with wh.read_connection(warehouse_path) as connection:
+    with wh.reading(warehouse) as connection:
+        if connection is None:
+            return None
         oldest, newest = connection.execute(
             f"select min(date), max(date) from {RAW_DATASET}.{SEGMENT_SERIES_TABLE} where account_id = ? and date <= ?",
             [account_id, last_day],
@@ -75,7 +76,7 @@ def latest_window(warehouse_path: Path, account_id: str, days: int, last_day: dt
     return DayWindow(max(oldest, newest - dt.timedelta(days=days - 1)), newest)
 
 
-def loaded_values(warehouse_path: Path, account_id: str, window: DayWindow) -> dict[str, LoadedValues]:
+def loaded_values(warehouse: wh.Source, account_id: str, window: DayWindow) -> dict[str, LoadedValues]:
     """Per live segment: the loaded series summed over the window, and its total on the window's last day."""
     sql = f"""
         select
@@ -93,7 +94,9 @@ def loaded_values(warehouse_path: Path, account_id: str, window: DayWindow) -> d
         where segments.account_id = ? and not coalesce(segments.is_deleted, false)
         group by segments.id, segments.name
     """
-    with wh.read_connection(warehouse_path) as connection:
+    with wh.reading(warehouse) as connection:
+        if connection is None:
+            return {}
         rows = connection.execute(sql, [window.end, window.start, window.end, account_id]).fetchall()
     return {
         segment_id: LoadedValues(name, days, total, int(added), int(removed))
@@ -177,11 +180,11 @@ def reconcile_account(access, warehouse, holder, today: dt.date | None = None) -
         access.check_timezone(account)
         # the warehouse lock only while reading the warehouse, not while Klaviyo answers
         with warehouse.lock(holder):
-            window = latest_window(warehouse.path, account.id, days, yesterday)
-            loaded = loaded_values(warehouse.path, account.id, window) if window is not None else {}
+            window = latest_window(warehouse.location, account.id, days, yesterday)
+            loaded = loaded_values(warehouse.location, account.id, window) if window is not None else {}
             if not access.segment_filter.tracks_all:
                 # only the segments the account tracks now (the series step reserved requests for those)
-                live = wh.live_segments(warehouse.path, account.id)
+                live = wh.live_segments(warehouse.location, account.id)
                 tracked = {row["id"] for row in select_segments(live, access.segment_filter)}
                 loaded = {segment_id: values for segment_id, values in loaded.items() if segment_id in tracked}
         if window is None:

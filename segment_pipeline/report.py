@@ -20,7 +20,8 @@ from importlib import resources
 from pathlib import Path
 
 from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
-from .report_data import MOVERS_MIN_START, RECENT_DAYS, ReportData, read_report_data
+from .lake.location import Lake
+from .report_data import MOVERS_MIN_START, RECENT_DAYS, ReportData, read_report_data, source_name
 from .report_packing import ALPHABET, pack
 
 REPORT_TITLE = "Segment growth"
@@ -155,6 +156,6 @@ with fewer than {MOVERS_MIN_START} members then are left out. Click a row to cha
 """
 
 
-def build_report(source: Path, memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT) -> str:
-    """Read the analyst copy (or any file with the marts) and render the page."""
-    return render_report(read_report_data(source, memory_limit), source.name)
+def build_report(source: Path | Lake, memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT) -> str:
+    """Read the analyst copy (or any file with the marts, or a lake) and render the page."""
+    return render_report(read_report_data(source, memory_limit), source_name(source))

@@ -26,6 +26,7 @@ import duckdb
 import numpy as np
 
 from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
+from .lake.location import Lake
 from .report_packing import CHUNK_DAYS, HAS_ADDED, HAS_REMOVED, HAS_TOTAL, pack, pack_chunk
 from .tables import MARTS_SCHEMA, RAW_DATASET
 
@@ -240,7 +241,8 @@ def _records(
 def _has_table(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     return bool(
         connection.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            "select count(*) from information_schema.tables "
+            "where table_catalog = current_database() and table_schema = ? and table_name = ?",
             [schema, table],
         ).fetchone()[0]
     )
@@ -386,13 +388,21 @@ def _chunks(connection: duckdb.DuckDBPyConnection, segments: list[dict[str, Any]
         first += len(members)
 
 
-def connect_read_only(path: Path, memory_limit: str, spill_dir: str) -> duckdb.DuckDBPyConnection:
-    """A read-only connection that keeps to `memory_limit`, spilling to `spill_dir` beyond it."""
+def connect_read_only(path: Path | Lake, memory_limit: str, spill_dir: str) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a DuckDB file, or to a lake (attached read-only and in use), that keeps to
+    `memory_limit`, spilling to `spill_dir` beyond it."""
     config = {"memory_limit": memory_limit, "temp_directory": spill_dir}
+    if isinstance(path, Lake):
+        return path.connect(read_only=True, config=config)
     return duckdb.connect(str(path), read_only=True, config=config)
 
 
-def read_report_data(path: Path, memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT) -> ReportData:
+def source_name(source: Path | Lake) -> str:
+    """How the report names where it was read from: the file's name, or the lake's catalog."""
+    return f"the DuckLake {source.catalog.describe()}" if isinstance(source, Lake) else source.name
+
+
+def read_report_data(path: Path | Lake, memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT) -> ReportData:
     """Read the report's data from a DuckDB file with the marts (normally the analyst copy), read-only."""
     with (
         tempfile.TemporaryDirectory(prefix="growth-report-") as spill_dir,

@@ -62,7 +62,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("KLAVIYO_REPORT_LEDGER_DIR", "$PIPELINE_STATE_DIR/report_ledgers", "where the report ledgers live"),
     Variable("KLAVIYO_REPORT_BUDGET_WINDOW_SECONDS", "86400", "the window the daily budget counts (tests only)"),
     Variable("KLAVIYO_STEADY_WINDOW_SECONDS", "60", "Klaviyo's steady window (a sped-up simulator only)"),
-    Variable("WAREHOUSE_PATH", "data/warehouse.duckdb", "the DuckDB warehouse file"),
+    Variable(
+        "WAREHOUSE_PATH",
+        "data/warehouse.duckdb",
+        "the warehouse: a DuckDB file, or a DuckLake `ducklake:postgres:dbname=... host=... port=... user=...`",
+    ),
+    Variable("WAREHOUSE_DATA_PATH", "(unset)", "a DuckLake warehouse's Parquet files: a folder or s3://... URL"),
+    Variable("DUCKDB_EXTENSION_DIR", "$PIPELINE_STATE_DIR/duckdb_extensions", "where DuckDB finds a lake's extensions"),
     Variable("ANALYTICS_PATH", "data/analytics.duckdb", "the analysts' copy, replaced after every build"),
     Variable("PIPELINE_STATE_DIR", "data/state", "staged responses, ledgers, locks, history starts"),
     Variable("CHARTS_DIR", "data/charts", "the growth report and its PNG"),
@@ -150,6 +156,8 @@ def load_settings(env: Mapping[str, str] | None = None, **storage_overrides: Any
         duckdb_memory_limit=_text(env, "DUCKDB_MEMORY_LIMIT"),
         lock_timeout_seconds=_number(env, "WAREHOUSE_LOCK_TIMEOUT_SECONDS", float),
         duckdb_wait_seconds=_number(env, "WAREHOUSE_DUCKDB_WAIT_SECONDS", float, minimum=0),
+        warehouse_data_path=_text(env, "WAREHOUSE_DATA_PATH"),
+        extension_dir=_text(env, "DUCKDB_EXTENSION_DIR"),
         **storage_overrides,
     )
     ledger_dir = _text(env, "KLAVIYO_REPORT_LEDGER_DIR")
@@ -181,12 +189,23 @@ def load_settings(env: Mapping[str, str] | None = None, **storage_overrides: Any
     )
 
 
-def child_environment(without: tuple[str, ...] = (), **changes: str) -> dict[str, str]:
+def child_environment(without: tuple[str, ...] = (), without_prefix: str = "", **changes: str) -> dict[str, str]:
     """The environment a process this one starts inherits (Dagster, the simulator): this one's, less the
-    variables named in `without`, with `changes`. Here so that this module stays the one that reads it."""
-    env = {name: value for name, value in os.environ.items() if name not in without}
+    variables named in `without` (or starting with `without_prefix`), with `changes`. Here so that this module
+    stays the one that reads it."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in without and not (without_prefix and name.startswith(without_prefix))
+    }
     env.update(changes)
     return env
+
+
+def devtool_variable(name: str) -> str | None:
+    """A variable of the development tools, not of the pipeline (e.g. where PostgreSQL's programs are for the
+    local server the tests start); None when unset or empty."""
+    return _text(os.environ, name)
 
 
 def read_api_key(account: AccountSettings, env: Mapping[str, str] | None = None) -> ApiKey:

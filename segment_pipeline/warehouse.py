@@ -38,6 +38,8 @@ from .config import (
     StorageSettings,
 )
 from .klaviyo.planner import SegmentFacts, settled_by
+from .lake.errors import is_not_created_yet
+from .lake.location import Lake
 from .state_files import StateFileError
 from .tables import ACCOUNTS_TABLE, RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
@@ -78,6 +80,38 @@ def read_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         yield connection
     finally:
         connection.close()
+
+
+# where the reads below read: a DuckDB file, or a DuckLake
+Source = Path | Lake
+
+
+@contextlib.contextmanager
+def reading(source: Source, memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """A short read-only connection to the file or the lake; None when there is no file yet (nothing stored).
+
+    A lake is read through an in-memory DuckDB with the lake attached read-only and in use, so the same SQL
+    (`klaviyo.segments`, `information_schema`) reads either; a catalog no load has written yet holds nothing.
+    An unusable catalog raises LakeUnavailableError.
+    """
+    if isinstance(source, Lake):
+        try:
+            connection = source.connect(read_only=True, config={"memory_limit": memory_limit} if memory_limit else None)
+        except duckdb.Error as exc:
+            if not is_not_created_yet(exc):
+                raise
+            yield None  # the first load creates the lake
+            return
+        try:
+            yield connection
+        finally:
+            connection.close()
+        return
+    if not source.exists():
+        yield None
+        return
+    with read_connection(source) as connection:
+        yield connection
 
 
 # the settings that bound the waits below, named in messages that say what to raise
@@ -307,17 +341,18 @@ def account_fetch_lock(
 
 def _table_exists(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     found = connection.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        "select count(*) from information_schema.tables "
+        "where table_catalog = current_database() and table_schema = ? and table_name = ?",
         [schema, table],
     ).fetchone()
     return bool(found and found[0])
 
 
-def stored_segments(path: Path, account_id: str) -> list[dict]:
+def stored_segments(source: Source, account_id: str) -> list[dict]:
     """Every segment row stored for the account (deleted ones included), as dicts."""
-    if not path.exists():
-        return []
-    with read_connection(path) as connection:
+    with reading(source) as connection:
+        if connection is None:
+            return []
         if not _table_exists(connection, RAW_DATASET, SEGMENTS_TABLE):
             return []
         frame = connection.execute(
@@ -336,14 +371,15 @@ def _columns(connection: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     return {
         row[0]
         for row in connection.execute(
-            "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+            "select column_name from information_schema.columns "
+            "where table_catalog = current_database() and table_schema = ? and table_name = ?",
             [RAW_DATASET, table],
         ).fetchall()
     }
 
 
 def stored_series_islands(
-    path: Path, account_id: str, first: dt.date, last: dt.date, whole_history_of: list[str] | tuple[str, ...] = ()
+    source: Source, account_id: str, first: dt.date, last: dt.date, whole_history_of: list[str] | tuple[str, ...] = ()
 ) -> list[tuple[str, dt.date | None, dt.date, dt.date]]:
     """The account's stored series cells from `first` to `last`, as runs of consecutive days.
 
@@ -352,9 +388,9 @@ def stored_series_islands(
     stays small. The segments of `whole_history_of` come with every stored day up to `last`, whatever `first`.
     Whether those days are final is the planner's decision, not this query's.
     """
-    if not path.exists():
-        return []
-    with read_connection(path) as connection:
+    with reading(source) as connection:
+        if connection is None:
+            return []
         if not _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
             return []
         # rows loaded before fetched_on existed have no fetch day: they count as never final
@@ -377,11 +413,11 @@ def stored_series_islands(
         ).fetchall()
 
 
-def series_rows_by_day(path: Path, account_id: str, first: dt.date, last: dt.date) -> dict[dt.date, int]:
+def series_rows_by_day(source: Source, account_id: str, first: dt.date, last: dt.date) -> dict[dt.date, int]:
     """How many series rows the account has stored for each day from `first` to `last` (days with none left out)."""
-    if not path.exists():
-        return {}
-    with read_connection(path) as connection:
+    with reading(source) as connection:
+        if connection is None:
+            return {}
         if not _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
             return {}
         rows = connection.execute(
@@ -393,7 +429,7 @@ def series_rows_by_day(path: Path, account_id: str, first: dt.date, last: dt.dat
 
 
 def newer_stored_cells(
-    path: Path, account_id: str, fetches: list[tuple[tuple[str, ...], dt.date, dt.date, dt.date, dt.datetime]]
+    source: Source, account_id: str, fetches: list[tuple[tuple[str, ...], dt.date, dt.date, dt.date, dt.datetime]]
 ) -> list[set[tuple[str, dt.date]]]:
     """For each fetch (segment ids, first day, last day, fetched_on, fetched_at), the stored series cells of it
     that come from a newer fetch: loading that fetch must not overwrite them.
@@ -401,9 +437,11 @@ def newer_stored_cells(
     A stored row is newer when its `fetched_at` is later; a row loaded before `fetched_at` existed is newer only
     when its `fetched_on` is a later day (the same day: the fetch being loaded wins).
     """
-    if not fetches or not path.exists():
-        return [set() for _ in fetches]
-    with read_connection(path) as connection:
+    if not fetches:
+        return []
+    with reading(source) as connection:
+        if connection is None:
+            return [set() for _ in fetches]
         if not _table_exists(connection, RAW_DATASET, SEGMENT_SERIES_TABLE):
             return [set() for _ in fetches]
         columns = _columns(connection, SEGMENT_SERIES_TABLE)
@@ -433,7 +471,7 @@ def newer_stored_cells(
     return found
 
 
-def segment_settling_facts(path: Path, account_id: str, since: dt.date) -> list[SegmentFacts]:
+def segment_settling_facts(source: Source, account_id: str, since: dt.date) -> list[SegmentFacts]:
     """What decides when each live segment's numbers settle (see `planner.settling_of`), one query.
 
     From `klaviyo.segments`: `created`, the last load that saw it `is_processing`, when it was last listed;
@@ -442,9 +480,9 @@ def segment_settling_facts(path: Path, account_id: str, since: dt.date) -> list[
     day's total_members and the oldest fetch day; read only for segments that may not have settled by then
     (`planner.settled_by`), since a year of 10,000 segments is millions of rows.
     """
-    if not path.exists():
-        return []
-    with read_connection(path) as connection:
+    with reading(source) as connection:
+        if connection is None:
+            return []
         if not _table_exists(connection, RAW_DATASET, SEGMENTS_TABLE):
             return []
         segment_columns = _columns(connection, SEGMENTS_TABLE)
@@ -513,11 +551,11 @@ def segment_settling_facts(path: Path, account_id: str, since: dt.date) -> list[
     ]
 
 
-def live_segments(path: Path, account_id: str) -> list[dict]:
+def live_segments(source: Source, account_id: str) -> list[dict]:
     """The account's live segments (id, name, is_active, is_starred), by id: what a segment filter looks at."""
-    if not path.exists():
-        return []
-    with read_connection(path) as connection:
+    with reading(source) as connection:
+        if connection is None:
+            return []
         if not _table_exists(connection, RAW_DATASET, SEGMENTS_TABLE):
             return []
         rows = connection.execute(
@@ -528,11 +566,11 @@ def live_segments(path: Path, account_id: str) -> list[dict]:
     return [{"id": i, "name": n, "is_active": a, "is_starred": s} for i, n, a, s in rows]
 
 
-def account_names_of(path: Path, account_id: str) -> list[str]:
+def account_names_of(source: Source, account_id: str) -> list[str]:
     """The short names stored for a Klaviyo account id (klaviyo.accounts.account_name), other than NULL."""
-    if not path.exists():
-        return []
-    with read_connection(path) as connection:
+    with reading(source) as connection:
+        if connection is None:
+            return []
         if not _table_exists(connection, RAW_DATASET, ACCOUNTS_TABLE):
             return []
         columns = {
@@ -552,10 +590,10 @@ def account_names_of(path: Path, account_id: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def definition_version_count(path: Path, account_id: str) -> int:
+def definition_version_count(source: Source, account_id: str) -> int:
     """How many definition versions are stored for the account."""
-    with read_connection(path) as connection:
-        if not _table_exists(connection, RAW_DATASET, SEGMENT_DEFINITIONS_TABLE):
+    with reading(source) as connection:
+        if connection is None or not _table_exists(connection, RAW_DATASET, SEGMENT_DEFINITIONS_TABLE):
             return 0
         return connection.execute(
             f"select count(*) from {RAW_DATASET}.{SEGMENT_DEFINITIONS_TABLE} where account_id = ?", [account_id]
@@ -563,9 +601,10 @@ def definition_version_count(path: Path, account_id: str) -> int:
 
 
 def dlt_pipeline(
-    pipeline_name: str, warehouse_path: Path, pipelines_dir: Path, memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+    pipeline_name: str, warehouse: Source, pipelines_dir: Path, memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
 ) -> dlt.Pipeline:
-    """A dlt pipeline writing the RAW_DATASET schema of the warehouse; its working dir stays in the project."""
+    """A dlt pipeline writing the RAW_DATASET schema of the warehouse (a file, or a lake through dlt's `ducklake`
+    destination); its working dir stays in the project."""
     import dlt  # here, not at the top: the publish step and the demo need this module but not dlt
     from dlt.common.exceptions import DltException
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
@@ -575,14 +614,18 @@ def dlt_pipeline(
     # dlt keeps a copy of every load's data files in its working folder (the state folder) unless told not to: a
     # copy of every response, kept for ever. The staged responses are the copy that matters, until a load commits.
     dlt.config["load.delete_completed_jobs"] = True
-    warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     pipelines_dir.mkdir(parents=True, exist_ok=True)
-    credentials = DuckDbCredentials(str(warehouse_path), global_config={"memory_limit": memory_limit})
+    if isinstance(warehouse, Lake):
+        destination = warehouse.dlt_destination(pipeline_name, config={"memory_limit": memory_limit})
+    else:
+        warehouse.parent.mkdir(parents=True, exist_ok=True)
+        credentials = DuckDbCredentials(str(warehouse), global_config={"memory_limit": memory_limit})
+        destination = dlt.destinations.duckdb(credentials)
     try:
         return dlt.pipeline(
             pipeline_name=pipeline_name,
             pipelines_dir=str(pipelines_dir),
-            destination=dlt.destinations.duckdb(credentials),
+            destination=destination,
             dataset_name=RAW_DATASET,
         )
     except (ValueError, KeyError, TypeError, OSError, DltException) as exc:
@@ -618,18 +661,33 @@ class Holder:
 class Warehouse:
     """The warehouse as the pipeline's steps use it: its lock, short reads, and the dlt pipelines that load it.
 
-    Built from the storage settings; every step that opens the file does so inside `lock()`.
+    Built from the storage settings. A DuckDB file takes one step at a time: every step that opens it does so
+    inside `lock()`. A DuckLake takes many writers at once (commits are optimistic, conflicts retried), so
+    `lock()` does not serialize anything there and the accounts' runs load at the same time.
     """
 
     storage: StorageSettings
 
     @property
     def path(self) -> Path:
+        """The DuckDB file (with a lake: where a file warehouse to move over would be)."""
         return self.storage.warehouse_path
+
+    @property
+    def lake(self) -> Lake | None:
+        return self.storage.lake
+
+    @property
+    def location(self) -> Source:
+        """What the reads of this module read: the lake, or the file."""
+        return self.storage.lake or self.storage.warehouse_path
 
     @contextlib.contextmanager
     def lock(self, holder: Holder | None = None) -> Iterator[None]:
-        """Hold the file for one step (see `warehouse_lock`), logging whom it waits for."""
+        """Hold the file for one step (see `warehouse_lock`), logging whom it waits for; nothing on a lake."""
+        if self.lake is not None:
+            yield
+            return
         holder = holder or Holder()
         with warehouse_lock(
             self.path,
@@ -644,9 +702,29 @@ class Warehouse:
     @contextlib.contextmanager
     def read(self, holder: Holder | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short read-only connection under the lock (the checks' reads)."""
+        if self.lake is not None:
+            with reading(self.lake, self.storage.duckdb_memory_limit) as connection:
+                yield connection
+            return
         with self.lock(holder), read_connection(self.path) as connection:
             yield connection
 
-    def pipeline(self, name: str) -> dlt.Pipeline:
+    def pipeline(self, name: str, account: str | None = None) -> dlt.Pipeline:
+        """The dlt pipeline `name` (of `account`'s runs). On a lake each account has its own pipeline: writers
+        running at once need their own working folder and staging dataset (see `Lake.dlt_destination`)."""
         storage = self.storage
-        return dlt_pipeline(name, storage.warehouse_path, storage.dlt_pipelines_dir, storage.duckdb_memory_limit)
+        if self.lake is not None and account:
+            name = f"{name}_{account}"
+        return dlt_pipeline(name, self.location, storage.dlt_pipelines_dir, storage.duckdb_memory_limit)
+
+    def load(self, pipeline: dlt.Pipeline, data: object, holder: Holder | None = None) -> None:
+        """`pipeline.run(data)`; on a lake a commit conflict loads the same package again (never extracted twice)
+        and an unusable catalog raises LakeUnavailableError, which says what to do."""
+        if self.lake is None:
+            pipeline.run(data)
+            return
+        from .lake.loading import run_pipeline
+
+        # made before dlt attaches it: the accounts' first runs on a new lake start together
+        self.lake.create_if_missing()
+        run_pipeline(self.lake, pipeline, data, log=(holder or Holder()).info)

@@ -18,6 +18,7 @@ import duckdb
 from segment_pipeline.defs.account_names import asset_key
 from segment_pipeline.defs.deployment import build_definitions
 from segment_pipeline.defs.publish.assets import ANALYTICS_COPY_KEY, GROWTH_CHART_KEY
+from segment_pipeline.lake import Lake
 from segment_pipeline.settings import Settings, load_settings
 from segment_pipeline.tables import SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
 
@@ -106,8 +107,24 @@ def range_tags(first: dt.date, last: dt.date) -> dict:
     }
 
 
-def query(path: Path, sql: str, params=None):
-    with duckdb.connect(str(path), read_only=True) as connection:
+def lake_env(lake: Lake) -> dict[str, str]:
+    """The variables that make `lake` the deployment's warehouse (its password goes in PGPASSWORD)."""
+    return {
+        "WAREHOUSE_PATH": lake.catalog.url(),
+        "WAREHOUSE_DATA_PATH": lake.data_path,
+        "DUCKDB_EXTENSION_DIR": str(lake.extension_dir),
+    }
+
+
+def query(warehouse: Path | Lake, sql: str, params=None):
+    """Rows of `sql` read from a DuckDB file, or from a lake (attached read-only, in use)."""
+    if isinstance(warehouse, Lake):
+        connection = warehouse.connect(read_only=True)
+        try:
+            return connection.execute(sql, params or []).fetchall()
+        finally:
+            connection.close()
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
         return connection.execute(sql, params or []).fetchall()
 
 
@@ -123,7 +140,7 @@ def series_truth(sim, first: dt.date, last: dt.date) -> dict:
     }
 
 
-def stored_series(warehouse: Path) -> dict:
-    """The raw series in the warehouse file, as {(segment_id, day): stats}."""
+def stored_series(warehouse: Path | Lake) -> dict:
+    """The raw series in the warehouse (a file or a lake), as {(segment_id, day): stats}."""
     rows = query(warehouse, f"select segment_id, date, {', '.join(SERIES_STATS)} from klaviyo.segment_series_daily")
     return {(r[0], r[1]): tuple(r[2:]) for r in rows}

@@ -52,6 +52,9 @@ class PostgresForTests:
         name = f"{prefix}_{secrets.token_hex(4)}"
         password = secrets.token_urlsafe(16)
         self.local.ensure_database(self.server, name, name, password)
+        # a throwaway database: commits need not wait for the disk (every DuckLake statement commits to it)
+        with self.server.admin() as connection, connection.cursor() as cursor:
+            cursor.execute(f"alter database {name} set synchronous_commit = off")
         return PostgresCatalog(dbname=name, host=self.server.host, user=name, port=self.server.port), password
 
 
@@ -95,3 +98,27 @@ def extension_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("duckdb_extensions")
     place_extensions(directory)
     return directory
+
+
+@dataclass(frozen=True)
+class WarehouseUnderTest:
+    """The warehouse a parametrized pipeline test runs on: what to read (`query(target, ...)`) and the
+    variables that select it (`materialize(..., env=env)`)."""
+
+    kind: str
+    target: Path | Lake
+    env: dict[str, str]
+
+
+@pytest.fixture(params=["file", "lake"])
+def warehouse_kind(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The test once on a DuckDB file and once on a DuckLake of its own (a fresh PostgreSQL database)."""
+    from .pipeline_helpers import lake_env  # Dagster: only for the tests that run the pipeline
+
+    if request.param == "file":
+        return WarehouseUnderTest("file", tmp_path / "warehouse.duckdb", {})
+    catalog, password = request.getfixturevalue("postgres").new_database("pipeline")
+    # libpq reads the password from the environment, in this process and in dbt's
+    monkeypatch.setenv("PGPASSWORD", password)
+    lake = make_lake(catalog, tmp_path, request.getfixturevalue("extension_dir"))
+    return WarehouseUnderTest("lake", lake, lake_env(lake))

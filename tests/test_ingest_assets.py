@@ -54,10 +54,10 @@ def truth(sim, first, last):
     }
 
 
-def test_segments_land_whole_with_definitions_and_history(make_simulator, tmp_path):
+def test_segments_land_whole_with_definitions_and_history(make_simulator, tmp_path, warehouse_kind):
     sim = make_simulator(api_key=API_KEY, segment_count=27, speed=FAST)
-    result = materialize([SEGMENTS], sim, tmp_path)
-    warehouse = tmp_path / "warehouse.duckdb"
+    result = materialize([SEGMENTS], sim, tmp_path, env=warehouse_kind.env)
+    warehouse = warehouse_kind.target
     rows = query(warehouse, "select id, name, definition, is_active, is_deleted from klaviyo.segments")
     stored = {r[0]: r[1:] for r in rows}
     assert len(stored) == 27
@@ -73,7 +73,7 @@ def test_segments_land_whole_with_definitions_and_history(make_simulator, tmp_pa
     sim.account.edit_definition(edited)
     sim.account.rename(renamed, 'Renamed "VIP" ✨')
     sim.account.delete(deleted)
-    materialize([SEGMENTS], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path, env=warehouse_kind.env)
     assert query(warehouse, "select name from klaviyo.segments where id = ?", [renamed]) == [('Renamed "VIP" ✨',)]
     assert query(warehouse, "select is_deleted from klaviyo.segments where id = ?", [deleted]) == [(True,)]
     assert query(warehouse, "select count(*) from klaviyo.segment_definitions where segment_id = ?", [edited]) == [(2,)]
@@ -92,18 +92,18 @@ def test_a_single_day(make_simulator, tmp_path):
     assert sim.count(path=SEGMENT_SERIES_PATH) == 1
 
 
-def test_a_year_in_one_run_with_minimal_requests_then_a_harmless_rerun(make_simulator, tmp_path):
+def test_a_year_in_one_run_with_minimal_requests_then_a_harmless_rerun(make_simulator, tmp_path, warehouse_kind):
     sim = make_simulator(api_key=API_KEY, segment_count=130, speed=FAST)
-    materialize([SEGMENTS], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path, env=warehouse_kind.env)
     last = sim.account.today() - dt.timedelta(days=1)
     first = last - dt.timedelta(days=364)
     sim.reset_log()
 
-    result = materialize([SERIES], sim, tmp_path, tags=range_tags(first, last))
+    result = materialize([SERIES], sim, tmp_path, env=warehouse_kind.env, tags=range_tags(first, last))
     expected_requests = math.ceil(130 / MAX_SEGMENT_IDS_PER_REPORT) * math.ceil(365 / MAX_DAYS_PER_DAILY_SERIES)
     assert sim.count(path=SEGMENT_SERIES_PATH) == expected_requests == 14
     assert sim.count(status=429) == 0
-    warehouse = tmp_path / "warehouse.duckdb"
+    warehouse = warehouse_kind.target
     first_load = stored_series(warehouse)
     assert first_load == truth(sim, first, last)
     assert len(first_load) == 130 * 365
@@ -118,7 +118,7 @@ def test_a_year_in_one_run_with_minimal_requests_then_a_harmless_rerun(make_simu
         assert metadata["run_report_requests_sent"].value == 14
         assert metadata["run_first_day"].value == first.isoformat()
 
-    materialize([SERIES], sim, tmp_path, tags=range_tags(first, last))
+    materialize([SERIES], sim, tmp_path, env=warehouse_kind.env, tags=range_tags(first, last))
     assert query(warehouse, "select count(*) from klaviyo.segment_series_daily")[0][0] == 130 * 365
     assert stored_series(warehouse) == first_load
 
@@ -325,9 +325,9 @@ def test_a_wrong_key_fails_naming_the_setting(loaded, tmp_path):
     assert stored_series(tmp_path / "warehouse.duckdb") == before
 
 
-def test_the_lookback_replaces_numbers_klaviyo_revised_after_a_day_ended(make_simulator, tmp_path):
+def test_the_lookback_replaces_numbers_klaviyo_revised_after_a_day_ended(make_simulator, tmp_path, warehouse_kind):
     sim = make_simulator(api_key=API_KEY, segment_count=4, speed=FAST)
-    materialize([SEGMENTS], sim, tmp_path)
+    materialize([SEGMENTS], sim, tmp_path, env=warehouse_kind.env)
     today = sim.account.today()
     two_days_ago = today - dt.timedelta(days=2)
 
@@ -341,16 +341,16 @@ def test_the_lookback_replaces_numbers_klaviyo_revised_after_a_day_ended(make_si
         return body
 
     sim.faults.add(path=SEGMENT_SERIES_PATH, mutate=early_numbers, times=1)
-    materialize([SERIES], sim, tmp_path, partition_key=two_days_ago.isoformat())
-    stored = stored_series(tmp_path / "warehouse.duckdb")
+    materialize([SERIES], sim, tmp_path, env=warehouse_kind.env, partition_key=two_days_ago.isoformat())
+    stored = stored_series(warehouse_kind.target)
     assert stored != truth(sim, two_days_ago - dt.timedelta(days=3), two_days_ago)
 
     # the next daily run asks for yesterday, and its lookback covers the revised day in the same request
     sim.reset_log()
     yesterday = today - dt.timedelta(days=1)
-    materialize([SERIES], sim, tmp_path, partition_key=yesterday.isoformat())
+    materialize([SERIES], sim, tmp_path, env=warehouse_kind.env, partition_key=yesterday.isoformat())
     assert sim.count(path=SEGMENT_SERIES_PATH) == 1
-    assert stored_series(tmp_path / "warehouse.duckdb") == truth(sim, two_days_ago, yesterday)
+    assert stored_series(warehouse_kind.target) == truth(sim, two_days_ago, yesterday)
 
 
 def test_a_lock_taken_during_the_load_is_explained_plainly(tmp_path):

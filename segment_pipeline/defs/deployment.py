@@ -34,7 +34,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """Every definition of the deployment `settings` describes."""
     accounts = {account.name: KlaviyoAccess(settings, account) for account in settings.accounts}
     models = build_models(tuple(accounts))
-    publishing = build_publishing(models.keys)
+    publishing = build_publishing(models.keys, lake=settings.storage.lake is not None)
     assets: list = [models, *publishing]
     checks: list = [no_anomalies_on_the_newest_day]
     jobs, schedules, series_keys = [], [], {}

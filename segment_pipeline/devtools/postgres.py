@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..settings import child_environment, devtool_variable
+
 DEBIAN_PACKAGE = "postgresql"
 # where the server programs are when they are not Debian's (/usr/lib/postgresql/<version>/bin)
 BIN_DIR_ENV = "POSTGRES_BIN_DIR"
@@ -93,8 +95,8 @@ class PostgresServer:
 def find_bin_dir() -> Path | None:
     """The folder holding initdb and pg_ctl: POSTGRES_BIN_DIR, else Debian's newest, else the PATH's."""
     candidates: list[Path] = []
-    if os.environ.get(BIN_DIR_ENV):
-        candidates.append(Path(os.environ[BIN_DIR_ENV]))
+    if devtool_variable(BIN_DIR_ENV):
+        candidates.append(Path(devtool_variable(BIN_DIR_ENV)))
     debian = Path("/usr/lib/postgresql")
     if debian.is_dir():
         versions = sorted(
@@ -127,7 +129,7 @@ def ensure_installed(log: Callable[[str], None] = print) -> Path:
         if found:
             return found
         log(f"installing PostgreSQL (Debian package {DEBIAN_PACKAGE}) with apt-get")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        env = child_environment(DEBIAN_FRONTEND="noninteractive")
         for command in (
             ["apt-get", "update", "-qq"],
             [
@@ -273,8 +275,7 @@ class LocalPostgres:
 
     def _run(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         # PG* variables of the caller (a lake's PGPASSWORD, PGHOST ...) must not steer the server's tools
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-        env["LC_ALL"] = "C"
+        env = child_environment(without_prefix="PG", LC_ALL="C")
         result = subprocess.run(
             [str(self.bin_dir / program), *args],
             cwd=self.folder,

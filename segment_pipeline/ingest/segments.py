@@ -98,20 +98,22 @@ def refresh_segments(
         requests_sent = sum(client.stats.sent.values())
         # still under the fetch lock: a second run of the account never loads an older listing after this one
         with warehouse.lock(holder):
-            check_one_name_per_account(access, account, wh.account_names_of(warehouse.path, account.id))
-            previous = wh.stored_segments(warehouse.path, account.id)
+            check_one_name_per_account(access, account, wh.account_names_of(warehouse.location, account.id))
+            previous = wh.stored_segments(warehouse.location, account.id)
             deletions = plan_deletions(previous, {r["id"] for r in resources}, confirmed=confirm_deletions)
             if deletions.held_back:
                 log.warning("%s: %s", access.label, deletions.warning())
-            pipeline = warehouse.pipeline("klaviyo_segments")
+            pipeline = warehouse.pipeline("klaviyo_segments", access.name)
             # a package left by a failed run would be loaded in place of this run's data: drop it
             pipeline.abort_packages()
-            pipeline.run(
+            warehouse.load(
+                pipeline,
                 klaviyo_segments_source(
                     account, resources, deletions.comparable(previous), loaded_at, tag_names, account_name=access.name
-                )
+                ),
+                holder,
             )
-            versions = wh.definition_version_count(warehouse.path, account.id)
+            versions = wh.definition_version_count(warehouse.location, account.id)
     live_ids = {resource["id"] for resource in resources}
     known_ids = {row["id"] for row in previous if not row.get("is_deleted")}
     log.info("loaded %d segments of %s (Klaviyo account %s)", len(resources), access.label, account.id)

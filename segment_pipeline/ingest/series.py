@@ -116,7 +116,9 @@ def expected_finish(
     return resume_at + dt.timedelta(seconds=full_windows * window_seconds + in_last_window * seconds_per_request)
 
 
-def load_staged(warehouse: Warehouse, staging: SeriesStaging, log: logging.Logger) -> StagedLoad:
+def load_staged(
+    warehouse: Warehouse, staging: SeriesStaging, log: logging.Logger, holder: Holder | None = None, account: str = ""
+) -> StagedLoad:
     """Load every sound staged response into the warehouse, then delete the files; returns what was loaded.
 
     Files that cannot be loaded are moved aside first, each named in a warning with what to do, and rows
@@ -130,11 +132,11 @@ def load_staged(warehouse: Warehouse, staging: SeriesStaging, log: logging.Logge
     from ..sources.series import klaviyo_series_source
     from ..sources.series_staging import load_failure, prepare_load
 
-    load = prepare_load(staging, warehouse.path)
+    load = prepare_load(staging, warehouse.location)
     for aside in load.set_aside:
         log.warning(aside.describe())
     # made even with nothing to load: a damaged dlt working folder is then found before anything is paid for
-    pipeline = warehouse.pipeline("klaviyo_series")
+    pipeline = warehouse.pipeline("klaviyo_series", account)
     if not load.files:
         staging.remove([])
         return load
@@ -142,7 +144,7 @@ def load_staged(warehouse: Warehouse, staging: SeriesStaging, log: logging.Logge
     # a package left by a crashed load is dropped: its rows come again from the staged files
     pipeline.abort_packages()
     try:
-        pipeline.run(klaviyo_series_source(load.files, load.read, dt.datetime.now(dt.UTC)))
+        warehouse.load(pipeline, klaviyo_series_source(load.files, load.read, dt.datetime.now(dt.UTC)), holder)
     except PipelineStepFailed as exc:
         raise load_failure(exc, staging) or exc from exc
     staging.remove(load.files)
@@ -199,14 +201,14 @@ def load_series(
         )
         with warehouse.lock(holder):
             # responses a crashed or stopped run paid for come first: they are never asked for again
-            leftover = load_staged(warehouse, staging, log)
-            live = wh.live_segments(warehouse.path, account.id)
+            leftover = load_staged(warehouse, staging, log, holder, access.name)
+            live = wh.live_segments(warehouse.location, account.id)
             # new or processing segments' numbers are not final yet; those fetched before they settled are
             # asked again, all their days, once they have
-            facts = wh.segment_settling_facts(warehouse.path, account.id, earliest_reportable_day(today))
+            facts = wh.segment_settling_facts(warehouse.location, account.id, earliest_reportable_day(today))
             settling = settling_by_segment(facts, access.account.timezone)
             stored = wh.stored_series_islands(
-                warehouse.path,
+                warehouse.location,
                 account.id,
                 first_day - dt.timedelta(days=lookback),
                 last_day,
@@ -249,8 +251,8 @@ def load_series(
         # whatever stopped the requests, the responses already paid for go into the warehouse now
         try:
             with warehouse.lock(holder):
-                loaded = load_staged(warehouse, staging, log)
-                stored_by_day = wh.series_rows_by_day(warehouse.path, account.id, first_day, last_day)
+                loaded = load_staged(warehouse, staging, log, holder, access.name)
+                stored_by_day = wh.series_rows_by_day(warehouse.location, account.id, first_day, last_day)
         except Exception as load_error:
             if failure is None:
                 raise

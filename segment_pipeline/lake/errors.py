@@ -80,6 +80,17 @@ def catalog_problem(error: BaseException, catalog: PostgresCatalog) -> str | Non
     return None
 
 
+def is_not_created_yet(error: BaseException) -> bool:
+    """Whether `error` is a read-only attach of a catalog in which no writer has created the lake yet."""
+    return "creating a new ducklake is explicitly disabled" in _text(error).lower()
+
+
+def is_creation_race(error: BaseException) -> bool:
+    """Whether `error` is two writers creating a new lake's metadata at once (the other one got there first)."""
+    lowered = _text(error).lower()
+    return "already exists" in lowered or "duplicate key value" in lowered
+
+
 def is_commit_conflict(error: BaseException) -> bool:
     """Whether `error` is DuckLake refusing a commit because another writer changed the same table first."""
     lowered = _text(error).lower()

@@ -10,6 +10,7 @@ DuckDB, dlt's `ducklake` destination and dbt-duckdb's `attach`.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from .catalog import LAKE_PREFIX, CatalogSettingError, PostgresCatalog
-from .errors import LakeUnavailableError, catalog_problem
+from .errors import LakeUnavailableError, catalog_problem, is_creation_race
 from .extensions import connection_config, place_extensions
 
 if TYPE_CHECKING:
@@ -114,7 +115,22 @@ class Lake:
             raise
         return connection
 
-    def dlt_destination(self, pipeline_name: str) -> Destination:
+    def create_if_missing(self, attempts: int = 5) -> None:
+        """Create the lake's metadata in its catalog unless it is there (the first writer's attach does).
+
+        Writers that start together on a new lake would each try to create it, and all but one fail on
+        PostgreSQL's unique names; they try again and find it made.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                self.connect().close()
+                return
+            except duckdb.Error as exc:
+                if attempt == attempts or not is_creation_race(exc):
+                    raise
+                time.sleep(0.2 * attempt)
+
+    def dlt_destination(self, pipeline_name: str, config: dict[str, object] | None = None) -> Destination:
         """dlt's `ducklake` destination writing this lake.
 
         Each pipeline stages its merges in its own dataset (`<dataset>_staging_<pipeline>`): dlt empties the
@@ -141,7 +157,7 @@ class Lake:
             ducklake_name=self.alias, metadata_schema=self.metadata_schema, catalog=catalog, storage=self.data_path
         )
         # dlt applies these with SET GLOBAL right after connecting, before it attaches the lake
-        credentials.global_config = self.duckdb_config()
+        credentials.global_config = {**self.duckdb_config(), **(config or {})}
         return ducklake(credentials=credentials, staging_dataset_name_layout=f"%s_staging_{staging_suffix}")
 
     def dbt_output(self, *, schema: str = "main", threads: int = 1, **fields: Any) -> dict[str, Any]:
@@ -166,6 +182,19 @@ class Lake:
                 }
             ],
             **fields,
+        }
+
+    def dbt_vars(self) -> dict[str, str]:
+        """The `--vars` the `lake` target of dbt_project/profiles.yml attaches this lake with (the extensions
+        are placed first: dbt-duckdb only loads them)."""
+        if self.alias != DEFAULT_ALIAS:
+            raise CatalogSettingError(f"dbt_project/profiles.yml attaches the lake as {DEFAULT_ALIAS!r}")
+        place_extensions(self.extension_dir)
+        return {
+            "lake": self.catalog.url(),
+            "lake_data_path": self.data_path,
+            "lake_metadata_schema": self.metadata_schema,
+            "extension_dir": str(self.extension_dir),
         }
 
     def analyst_sql(self) -> str:

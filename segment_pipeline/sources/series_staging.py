@@ -44,7 +44,7 @@ from .. import state_files
 from ..klaviyo import SERIES_ROW_SCHEMA, DayWindow, SeriesRequest
 from ..klaviyo.errors import abbreviated
 from ..klaviyo.limits import MAX_DAYS_PER_DAILY_SERIES, MAX_SEGMENT_IDS_PER_REPORT
-from ..warehouse import newer_stored_cells
+from ..warehouse import Source, newer_stored_cells
 
 SUFFIX = ".parquet"
 LABEL_KEY = b"segment_pipeline.staged_response"
@@ -541,12 +541,12 @@ def load_failure(exc: BaseException, staging: SeriesStaging) -> state_files.Stat
     )
 
 
-def prepare_load(staging: SeriesStaging, warehouse_path: Path) -> StagedLoad:
+def prepare_load(staging: SeriesStaging, warehouse: Source) -> StagedLoad:
     """Check every staged file (moving aside those that cannot be loaded) and find, for each sound one, the
     cells the warehouse already holds a newer fetch of. Call it under the warehouse lock, before the load."""
     sound, set_aside = staging.review()
     newer = newer_stored_cells(
-        warehouse_path,
+        warehouse,
         staging.account_id,
         [(lb.segment_ids, lb.window.start, lb.window.end, lb.fetched_on, lb.fetched_at) for _, lb in sound],
     )

@@ -3,6 +3,9 @@
 Analysts read a copy, never the live file: even a read-only DuckDB connection blocks the pipeline's writer.
 The copy is replaced atomically, so an analyst with it open keeps reading the previous version. Both follow
 the models by the shared build's automation condition.
+
+A DuckLake warehouse has no analyst copy: analysts attach the lake read-only and query it while the pipeline
+writes (docs/deploying.md), so the copy is left out of the definitions and the report reads the lake.
 """
 
 import base64
@@ -18,9 +21,13 @@ ANALYTICS_COPY_KEY = dg.AssetKey(["analytics", "warehouse_copy"])
 GROWTH_CHART_KEY = dg.AssetKey(["analytics", "growth_chart"])
 
 
-def build_publishing(model_keys: Iterable[dg.AssetKey]) -> list[dg.AssetsDefinition]:
-    """The analyst copy (after every model) and the growth report (after the copy)."""
-    return [build_analytics_copy(model_keys), build_growth_chart()]
+def build_publishing(model_keys: Iterable[dg.AssetKey], lake: bool = False) -> list[dg.AssetsDefinition]:
+    """The analyst copy (after every model) and the growth report (after the copy); on a lake, the report alone,
+    after every model."""
+    model_keys = list(model_keys)
+    if lake:
+        return [build_growth_chart(model_keys)]
+    return [build_analytics_copy(model_keys), build_growth_chart([ANALYTICS_COPY_KEY])]
 
 
 def build_analytics_copy(model_keys: Iterable[dg.AssetKey]) -> dg.AssetsDefinition:
@@ -55,13 +62,13 @@ def build_analytics_copy(model_keys: Iterable[dg.AssetKey]) -> dg.AssetsDefiniti
     return analytics_copy
 
 
-def build_growth_chart() -> dg.AssetsDefinition:
-    """The growth report and its PNG, drawn from the analyst copy."""
+def build_growth_chart(deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
+    """The growth report and its PNG, drawn from the analyst copy (or the lake) once `deps` are built."""
 
     @dg.asset(
         key=GROWTH_CHART_KEY,
         group_name=PUBLISHING_GROUP,
-        deps=[ANALYTICS_COPY_KEY],
+        deps=deps,
         kinds={"html"},
         automation_condition=SHARED_BUILD,
         # one run whatever range of the partitioned assets upstream is selected with it
@@ -70,7 +77,7 @@ def build_growth_chart() -> dg.AssetsDefinition:
         description=(
             "The growth report (CHARTS_DIR/segment_growth.html: every segment, interactive, works offline) and a "
             "PNG of the largest segments for mail and chat. Reads the analyst copy, so it never touches the live "
-            "file."
+            "file (a DuckLake warehouse: reads the lake)."
         ),
     )
     def growth_chart(context: dg.AssetExecutionContext):
@@ -79,7 +86,7 @@ def build_growth_chart() -> dg.AssetsDefinition:
 
         storage = context.resources.warehouse.storage
         paths = write_growth_charts(
-            storage.analytics_path, storage.charts_dir, memory_limit=storage.duckdb_memory_limit
+            storage.lake or storage.analytics_path, storage.charts_dir, memory_limit=storage.duckdb_memory_limit
         )
         context.log.info("growth report written to %s", paths["html"])
         # the UI shows Markdown metadata inline: a small preview as a data URI, so the chart is seen, not just named

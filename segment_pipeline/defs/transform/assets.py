@@ -79,7 +79,12 @@ def dbt_build_args(config: DbtConfig, storage: StorageSettings) -> list[str]:
     starts over when the vars change) keeps working.
     """
     profile_vars = {"warehouse_path": str(storage.warehouse_path), "duckdb_memory_limit": storage.duckdb_memory_limit}
-    args = ["build", "--vars", json.dumps(profile_vars, sort_keys=True)]
+    target = []
+    if storage.lake is not None:
+        # the profile's `lake` target attaches the lake (an in-memory DuckDB, the lake as its database)
+        profile_vars = {"duckdb_memory_limit": storage.duckdb_memory_limit, **storage.lake.dbt_vars()}
+        target = ["--target", "lake"]
+    args = ["build", *target, "--vars", json.dumps(profile_vars, sort_keys=True)]
     return [*args, "--full-refresh"] if config.full_refresh else args
 
 
@@ -99,7 +104,8 @@ def build_models(account_names: Sequence[str]) -> dg.AssetsDefinition:
     def segment_growth_models(context: dg.AssetExecutionContext, config: DbtConfig):
         warehouse = context.resources.warehouse
         dbt: DbtCliResource = context.resources.dbt
-        # dbt (a child process) uses the file until it exits: hold the warehouse lock for the whole build
+        # dbt (a child process) uses the file until it exits: hold the warehouse lock for the whole build (a lake
+        # needs none: dbt writes the marts while the accounts' loads commit to the raw tables)
         with warehouse.lock(holder(context)):
             yield from dbt.cli(dbt_build_args(config, warehouse.storage), context=context, raise_on_error=True).stream()
 
