@@ -6,6 +6,7 @@ simulator's truth, read from the real DuckDB file.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from pathlib import Path
 
@@ -13,10 +14,12 @@ import dagster as dg
 import duckdb
 import pytest
 
+from segment_pipeline import warehouse as wh
 from segment_pipeline.defs.account_names import asset_key
 from segment_pipeline.defs.ingest.series_results import RESUME_AT_TAG, RESUMES_TAG, UNFINISHED_TAG
 from segment_pipeline.klaviyo import minimal_request_count
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
+from segment_pipeline.klaviyo.planner import earliest_reportable_day, settling_by_segment
 from segment_pipeline.warehouse import lock_holder_description, warehouse_lock
 
 from .dagster_processes import SHARED_TO_COPY, DagsterProcess, asset_materialize, job_execute, pipeline_env
@@ -61,6 +64,13 @@ def series_requests(sim) -> list[tuple[str, str, tuple]]:
                 (attributes["timeframe"]["start"][:10], attributes["timeframe"]["end"][:10], attributes["filter"])
             )
     return found
+
+
+def unsettled_segments(warehouse: Path, sim) -> set[str]:
+    """The segments whose numbers have not settled today, as the planner decides it (`klaviyo.planner`)."""
+    today = sim.account.today()
+    facts = wh.segment_settling_facts(warehouse, sim.account.account_id, earliest_reportable_day(today))
+    return {sid for sid, s in settling_by_segment(facts, sim.account.timezone).items() if s.settled_on > today}
 
 
 def staged_files(work: Path) -> list[Path]:
@@ -115,8 +125,10 @@ def test_a_run_killed_at_any_point_is_finished_by_the_same_command(make_simulato
     assert stored(warehouse) == truth(sim, first, last)
     assert staged_files(tmp_path) == []
     assert lock_holder_description(warehouse) is None
-    # nothing paid for was asked again, except the one request the first kill interrupted
-    requests = series_requests(sim)
+    # nothing paid for was asked again, except the one request the first kill interrupted; a segment whose
+    # numbers have not settled yet (created in the last days) is asked again by every run, by design
+    unsettled = unsettled_segments(warehouse, sim)
+    requests = [r for r in series_requests(sim) if not set(re.findall(r'"([^"]+)"', r[2])) <= unsettled]
     assert planned <= len(requests) <= planned + 1, requests
     assert requests.count(requests[0]) == 1, "the first response was kept and never asked for again"
     with duckdb.connect(str(tmp_path / "analytics.duckdb"), read_only=True) as con:
