@@ -9,7 +9,7 @@ import dagster as dg
 import psycopg2
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
-from segment_pipeline.backfill import ACCOUNT_TAG
+from segment_pipeline.defs.account_names import ACCOUNT_TAG
 
 REPO = Path(__file__).resolve().parents[1]
 INSTANCE_FILE = REPO / "deploy" / "dagster.yaml"
@@ -35,7 +35,9 @@ def test_the_deployment_instance_keeps_runs_in_postgres_and_queues_one_run_per_a
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
         queue = instance.get_concurrency_config().run_queue_config
         assert queue.max_concurrent_runs == 8
-        # one run per account: the tag every account run carries (the backfill command's, the jobs')
+        # one step per account pool at a time, backfill runs included (their runs carry no account tag)
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+        # and one scheduled run per account: the tag its job's runs carry
         assert [(limit["key"], limit["value"], limit["limit"]) for limit in queue.tag_concurrency_limits] == [
             (ACCOUNT_TAG, {"applyLimitPerUniqueValue": True}, 1)
         ]
