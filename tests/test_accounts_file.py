@@ -111,8 +111,10 @@ def test_the_variable_names_the_file_and_relative_paths_start_from_the_working_d
 
 def test_the_example_in_the_repository_loads_and_shows_every_field():
     example = REPO / "accounts.yaml.example"
-    accounts = read_accounts_file(example, {"KLAVIYO_API_KEY_BRAND_A": "a", "KLAVIYO_API_KEY_BRAND_B": "b"})
-    assert accounts.names == ("brand_a", "brand_b")
+    keys = {"KLAVIYO_API_KEY_BRAND_A": "a", "KLAVIYO_API_KEY_BRAND_B": "b", "SEGMENTS_API_KEY_NEWSLETTER": "n"}
+    accounts = read_accounts_file(example, keys)
+    assert accounts.names == ("brand_a", "brand_b", "newsletter")
+    assert accounts.on("segments_api").names == ("newsletter",)
     text = example.read_text()
     for field in [*AccountSettings.model_fields, *SegmentFilter.model_fields]:
         assert re.search(rf"^\s*(- )?{field}:.*#", text, re.MULTILINE), f"{field} is not shown with a comment"
