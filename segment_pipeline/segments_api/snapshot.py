@@ -111,6 +111,8 @@ class SnapshotOutcome:
     pages: int
     requests: int
     fetched_at: dt.datetime
+    # the first snapshot of the workspace: where its history starts
+    history_starts_at: dt.datetime
     # the local days the new data points fall on
     counted_dates: tuple[dt.date, ...] = ()
 
@@ -326,5 +328,6 @@ def summarize(workspace_name: str, listing: Listing, stored: Stored, tables: dic
         pages=listing.pages,
         requests=listing.requests,
         fetched_at=listing.fetched_at,
+        history_starts_at=min([listing.fetched_at, *(row["first_seen_at"] for row in stored.segments.values())]),
         counted_dates=tuple(sorted(set(snapshots.column("counted_date").to_pylist()))),
     )
