@@ -280,10 +280,13 @@ def key_is_set(account: AccountSettings, env: Mapping[str, str] | None = None) -
     return bool((env.get(account.api_key_env) or "").strip())
 
 
-def unknown_variables(env: Mapping[str, str] | None = None, prefixes: tuple[str, ...] = ("KLAVIYO_",)) -> list[str]:
-    """Variables with the pipeline's prefix that it does not read (a typo such as KLAVIYO_TIMEZNOE)."""
+def unknown_variables(
+    env: Mapping[str, str] | None = None, prefixes: tuple[str, ...] = ("KLAVIYO_", "SEGMENTS_API_")
+) -> list[str]:
+    """Variables with the pipeline's prefixes that it does not read (a typo such as KLAVIYO_TIMEZNOE)."""
     env = os.environ if env is None else env
-    accounts_keys = {name for name in env if name.startswith("KLAVIYO_API_KEY")}
+    # the keys of the accounts file's entries are named freely; these are the usual names for them
+    accounts_keys = {name for name in env if name.startswith(("KLAVIYO_API_KEY", KEY_ENV))}
     return sorted(
         name
         for name in env
