@@ -221,3 +221,20 @@ def test_a_malformed_page_and_a_bad_key_fail_clearly_and_lose_nothing(deployment
     everything = text + caplog.text + "".join(capsys.readouterr()) + "".join(map(str, result.all_events))
     for key in KEYS.values():
         assert key not in everything
+
+
+def test_each_workspace_has_an_unpartitioned_asset_a_job_and_a_daily_schedule_in_its_timezone(deployment):
+    _, defs, _ = deployment
+    for name, zone in TIMEZONES.items():
+        asset = defs.resolve_assets_def(snapshot_key(name))
+        assert asset.partitions_def is None
+        assert "history starts at the first snapshot and cannot be backfilled" in asset.descriptions_by_key[
+            snapshot_key(name)
+        ].replace("\n", " ")
+        schedule = defs.resolve_schedule_def(f"snapshot_segments_api_{name}_daily")
+        assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 * * *", zone)
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+        job = defs.resolve_job_def(f"snapshot_segments_api_{name}_job")
+        assert job.asset_layer.asset_graph.get_all_asset_keys() >= {snapshot_key(name)}
+    # the Klaviyo account of the same file keeps its own definitions
+    assert defs.resolve_schedule_def("ingest_brand_daily").execution_timezone == "US/Eastern"
