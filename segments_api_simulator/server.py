@@ -10,7 +10,7 @@ Admin (no key; for tests and the demo, on the loopback address the server binds)
     POST /_admin/workspaces/<ws>/segments/<id> {"filters"?, "matchType"?, "name"?, "description"?}
     DELETE /_admin/workspaces/<ws>/segments/<id>
     POST /_admin/workspaces/<ws>/revoke     (its key then gets 401)
-    POST /_admin/faults {"kind", "times", "page", "workspace", "retry_after", "variant"}
+    POST /_admin/faults {"kind", "times", "page", "workspace", "retry_after", "variant", "location"}
     GET  /_admin/truth?workspace=<ws>       every recount up to the clock
     GET  /_admin/requests                   API requests per workspace (never a key)
 """
@@ -27,7 +27,7 @@ from .world import DEFAULT_LIMIT, MAX_LIMIT, Fault, World
 
 SEGMENTS_PATH = "/api/v1/segments"
 ADMIN_PREFIX = "/_admin/"
-_FAULT_FIELDS = {"kind", "times", "page", "workspace", "retry_after", "variant"}
+_FAULT_FIELDS = {"kind", "times", "page", "workspace", "retry_after", "variant", "location"}
 
 
 class _Answer(Exception):
@@ -68,6 +68,8 @@ def list_segments(world: World, authorization: str | None, query: dict[str, list
     if not 1 <= limit <= MAX_LIMIT:
         raise _error(400, "invalid_parameter", f"limit must be between 1 and {MAX_LIMIT}")
     fault = world.take_fault(workspace.name, page)
+    if fault is not None and fault.kind == "redirect":
+        raise _Answer(302, {}, {"Location": fault.location or "http://127.0.0.1:9/"})
     if fault is not None and fault.kind in ("429", "500"):
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
         raise _error(int(fault.kind), "rate_limited" if fault.kind == "429" else "internal", "Try again", headers)
@@ -113,8 +115,10 @@ def admin(world: World, method: str, path: str, query: dict[str, list[str]], bod
             return _Answer(200, {"name": workspace.name, "segments": len(workspace.segments)})
         if parts == ["faults"] and method == "POST":
             unknown = set(body) - _FAULT_FIELDS
-            if unknown or body.get("kind") not in ("429", "500", "malformed"):
-                raise _error(400, "invalid_fault", f"kind must be 429, 500 or malformed; unknown fields {unknown}")
+            if unknown or body.get("kind") not in ("429", "500", "redirect", "malformed"):
+                raise _error(
+                    400, "invalid_fault", f"kind must be 429, 500, redirect or malformed; unknown fields {unknown}"
+                )
             with world.lock:
                 world.faults.append(Fault(**body))
             return _Answer(200, {"faults": len(world.faults)})

@@ -97,7 +97,8 @@ class Workspace:
 class Fault:
     """A scripted misbehaviour for the next `times` matching API requests.
 
-    kind: `429` (with `retry_after` seconds), `500`, or `malformed` with a `variant`: `truncated_json` (a body
+    kind: `429` (with `retry_after` seconds), `500`, `redirect` (a 302 to `location`), or `malformed` with a
+    `variant`: `truncated_json` (a body
     cut short), `no_pagination`, `bad_segment` (a cachedCount that is text), `shifting_total` (the total
     changes mid-listing) or `no_data`. `page` limits it to one page number; `workspace` to one workspace.
     """
@@ -108,6 +109,7 @@ class Fault:
     workspace: str | None = None
     retry_after: str | None = "1"
     variant: str = "truncated_json"
+    location: str | None = None
 
     def matches(self, workspace: str | None, page: int) -> bool:
         return (self.workspace is None or self.workspace == workspace) and (self.page is None or self.page == page)

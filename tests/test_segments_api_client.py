@@ -10,6 +10,7 @@ import logging
 import httpx
 import pytest
 
+from klaviyo_simulator.foreign_host import ForeignHost
 from segment_pipeline.klaviyo.settings import ApiKey
 from segment_pipeline.segments_api import (
     SegmentsApiAuthError,
@@ -157,3 +158,15 @@ def test_the_base_url_is_checked_before_a_key_is_sent():
         load_settings(
             {"SEGMENTS_API_KEY": KEY, "SEGMENTS_API_BASE_URL": "https://x.test", "SEGMENTS_API_SCHEDULE_HOUR": "24"}
         )
+
+
+def test_a_redirect_is_never_followed_so_the_key_reaches_no_other_host(simulator):
+    with ForeignHost() as elsewhere:
+        admin(
+            simulator,
+            "faults",
+            {"kind": "redirect", "workspace": "one", "location": elsewhere.url + "/api/v1/segments"},
+        )
+        with client_for(simulator, "one") as client, pytest.raises(SegmentsApiResponseError, match="never followed"):
+            client.list_segments()
+        assert elsewhere.requests == []

@@ -108,7 +108,14 @@ def test_a_week_of_snapshots_keeps_exactly_the_recounts_seen_on_their_local_days
         assert result.success
         (check,) = result.get_asset_check_evaluations()
         assert check.passed, check.metadata
-        new_counts += metadata(result, "week")["new_counts"]
+        shown = metadata(result, "week")
+        new_counts += shown["new_counts"]
+        assert (shown["segments"], shown["pages"], shown["requests_sent"]) == (SEGMENT_COUNTS["week"], 1, 1)
+        assert shown["new_segments"] == (SEGMENT_COUNTS["week"] if at == SNAPSHOT_HOURS[0] else 0)
+        ((first_seen,),) = rows(
+            deployment, "select min(first_seen_at) from segments_api.segments where workspace_name = 'week'"
+        )
+        assert shown["history_starts_at"] == first_seen.timestamp()
         # what this snapshot could see: each segment's latest recount up to the simulator's clock
         for segment_id, facts in truth(deployment, "week")["segments"].items():
             counted_at, count = facts["recounts"][-1]
