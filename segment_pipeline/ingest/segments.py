@@ -5,9 +5,9 @@ answers, and the DuckDB file is held only to read what is stored and to load wha
 
 Tags are listed once a day: the first segments run of each account-local day lists with `include=tags`, which
 Klaviyo paces under a stricter limit of its own (3 requests a second and 60 a minute: about 75 s for 1,000
-segments); every other run lists the plain endpoint at its own limits (75 a second, 750 a minute: about a
-second). The day of the last tag listing is the newest `_loaded_at` of klaviyo.segment_tags, so it needs no
-state of its own and a warehouse restored from a copy knows it too.
+segments); every other run lists the plain endpoint at its own limits (75 a second, 750 a minute: 100 pages
+wait for no limit, only for the answers). The day of the last tag listing is the newest `_loaded_at` of
+klaviyo.segment_tags, so it needs no state of its own and a warehouse restored from a copy knows it too.
 """
 
 from __future__ import annotations
