@@ -320,6 +320,7 @@ def memory_child() -> None:
     # memory does not depend on pacing nor on the report budget: lift both, so a year of 700 report requests
     # takes seconds, not hours, and fits one run (the budget allows Klaviyo's 225 a day at most)
     client_module.min_interval = lambda *args, **kwargs: 0.0
+    client_module.burst_windows = lambda limit: ((1, 0.0),)
     settings = load_settings()
     (account,) = settings.accounts
     lifted = account.model_copy(update={"report_daily_limit": 1_000_000})
@@ -504,7 +505,9 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=60, help="simulator speed of the end-to-end run")
     parser.add_argument("--accounts-segments", type=int, default=200, help="segments of each account (accounts run)")
     parser.add_argument("--accounts-speed", type=float, default=5, help="simulator speed of the accounts run")
-    parser.add_argument("--only", choices=["validate", "end-to-end", "memory", "accounts"], help="run one benchmark")
+    parser.add_argument(
+        "--only", choices=["validate", "listing", "end-to-end", "memory", "accounts"], help="run one benchmark"
+    )
     parser.add_argument("--keep", type=Path, help="keep the memory run's files in this directory")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -514,6 +517,10 @@ def main() -> None:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     if args.only in (None, "validate"):
         bench_validate()
+    if args.only in (None, "listing"):
+        from listing import bench_listing  # benchmarks/listing.py, beside this script
+
+        bench_listing(report=report)
     if args.only in (None, "end-to-end"):
         bench_end_to_end(args.segments, args.speed)
     if args.only in (None, "memory"):

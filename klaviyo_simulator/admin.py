@@ -10,6 +10,8 @@ They are not part of Klaviyo's API: no auth, no rate limits, not recorded in the
 * `POST /__simulator/segments?name=..&hours_ago=..&processing_hours=..&backfill_hours=..`: create a segment
   (all optional): it shows `is_processing`, and its past days answer zeros until its backfill is done.
 * `POST /__simulator/segments/{id}/finish-backfill`: end a created segment's processing and backfill now.
+* `POST /__simulator/segments/{id}/tags?add=NAME&remove=NAME`: put one of the account's tags on a segment, or
+  take one off (either or both; `updated` does not move, as in Klaviyo); answers the segment's tags.
 * `POST /__simulator/scenario/definition-change?first=YYYY-MM-DD&last=YYYY-MM-DD`: the demo's definition change
   (`scenario.py`): one segment edited as of noon on the middle day of the range; 409 when none can be.
 * `/__simulator/accounts...`: list the accounts, revoke or restore a key, spend a quota (see `accounts.py`).
@@ -34,6 +36,7 @@ ADMIN_PREFIX = "/__simulator/"
 _EDIT = re.compile(r"/__simulator/segments/(?P<id>[^/]+)/edit")
 _DELETE = re.compile(r"/__simulator/segments/(?P<id>[^/]+)/delete")
 _FINISH_BACKFILL = re.compile(r"/__simulator/segments/(?P<id>[^/]+)/finish-backfill")
+_TAGS = re.compile(r"/__simulator/segments/(?P<id>[^/]+)/tags")
 
 
 def handle_admin(simulator: KlaviyoSimulator, method: str, path: str, query: dict[str, str]) -> tuple[int, Any]:
@@ -78,6 +81,9 @@ def handle_admin(simulator: KlaviyoSimulator, method: str, path: str, query: dic
         except KeyError:
             return 404, {"error": f"no live segment {match.group('id')}"}
         return 200, {"id": match.group("id"), "is_processing": False, "backfilled": True}
+    match = _TAGS.fullmatch(path)
+    if match and method == "POST":
+        return _change_tags(served.account, match.group("id"), query)
     match = _DELETE.fullmatch(path)
     if match and method == "POST":
         segment_id = match.group("id")
@@ -87,6 +93,23 @@ def handle_admin(simulator: KlaviyoSimulator, method: str, path: str, query: dic
             return 404, {"error": f"no live segment {segment_id}"}
         return 200, {"id": segment_id, "deleted": True}
     return 404, {"error": f"no admin endpoint {method} {path}"}
+
+
+def _change_tags(account: SimulatedAccount, segment_id: str, query: dict[str, str]) -> tuple[int, Any]:
+    from .tags import account_tags
+
+    vocabulary = {tag.name: tag for tag in account_tags(account.config.seed)}
+    named = [query[name] for name in ("add", "remove") if name in query]
+    unknown = [name for name in named if name not in vocabulary]
+    if not named or unknown:
+        return 400, {"error": f"give add= and/or remove= with one of the account's tags: {sorted(vocabulary)}"}
+    if not account.has_segment(segment_id):
+        return 404, {"error": f"no live segment {segment_id}"}
+    tags = [tag for tag in account.segment(segment_id).tags if tag.name != query.get("remove")]
+    if "add" in query and vocabulary[query["add"]] not in tags:
+        tags.append(vocabulary[query["add"]])
+    account.set_tags(segment_id, tuple(tags))
+    return 200, {"id": segment_id, "tags": [{"id": tag.id, "name": tag.name} for tag in tags]}
 
 
 def _definition_change(account: SimulatedAccount, query: dict[str, str]) -> tuple[int, Any]:

@@ -144,6 +144,11 @@ class StorageSettings:
         return self.state_dir / "history_start"
 
     @property
+    def reconciliation_rotation_dir(self) -> Path:
+        """Where each Klaviyo account's reconciliation rotation stands (`<account id>.json`: the last id compared)."""
+        return self.state_dir / "reconciliation"
+
+    @property
     def report_ledger_dir(self) -> Path:
         """The report ledgers (one `<account id>.json` per Klaviyo account), shared by every run."""
         return self.state_dir / "report_ledgers"

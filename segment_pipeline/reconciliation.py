@@ -4,18 +4,28 @@ For a recent window of days (the last KLAVIYO_RECONCILE_DAYS loaded days, 7 by d
 POST /api/segment-values-reports gives per segment the members added and removed summed over the window
 and the total members on its last day; both ends of the window are included, exactly as in the series
 requests. The same three numbers are computed from `klaviyo.segment_series_daily`; any difference (or a
-day missing from the loaded series) is a mismatch naming the segment. One request covers up to 100
-segments, so a check costs ceil(segments / 100) report requests from the same daily budget as the series.
+day missing from the loaded series) is a mismatch naming the segment.
+
+One request covers up to 100 segments. By default (KLAVIYO_RECONCILE_SEGMENTS=rotate) a check compares the
+next 100 tracked segments in id order, wrapping around, so it costs one report request from the same daily
+budget as the series and every segment is compared within ceil(segments / 100) checks; where the rotation
+stands is `<PIPELINE_STATE_DIR>/reconciliation/<account id>.json` (the last id compared). `all` compares
+every segment: ceil(segments / 100) requests.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
+import json
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
+from . import state_files
 from . import warehouse as wh
 from .klaviyo import DayWindow, KlaviyoClient, KlaviyoResponseError, ReportBudgetError
 from .klaviyo.limits import MAX_SEGMENT_IDS_PER_REPORT
@@ -29,9 +39,54 @@ BUDGET_PURPOSE = "the reconciliation check (the series is loaded; only its compa
 COMPARED = ("total_members", "members_added", "members_removed")
 
 
-def request_count(segment_count: int, days: int) -> int:
-    """Report requests one reconciliation sends: one per 100 segments (a values report has no 60-day cap)."""
-    return 0 if days == 0 else math.ceil(segment_count / MAX_SEGMENT_IDS_PER_REPORT)
+ROTATE = "rotate"
+
+
+def request_count(segment_count: int, days: int, segments: str = ROTATE) -> int:
+    """Report requests one reconciliation sends: one per 100 segments compared (a values report has no 60-day
+    cap), so at most one when it rotates."""
+    if days == 0 or segment_count == 0:
+        return 0
+    return 1 if segments == ROTATE else math.ceil(segment_count / MAX_SEGMENT_IDS_PER_REPORT)
+
+
+def rotation_batch(segment_ids: Iterable[str], after: str | None) -> list[str]:
+    """The next MAX_SEGMENT_IDS_PER_REPORT ids in id order after `after`, wrapping around (all when fewer).
+
+    Consecutive batches are consecutive stretches of the circle of ids, so ceil(n / 100) of them cover all n;
+    an `after` no longer among the ids (its segment deleted) still marks the place."""
+    ids = sorted(set(segment_ids))
+    if len(ids) <= MAX_SEGMENT_IDS_PER_REPORT:
+        return ids
+    start = bisect.bisect_right(ids, after) if after is not None else 0
+    return [ids[(start + i) % len(ids)] for i in range(MAX_SEGMENT_IDS_PER_REPORT)]
+
+
+def rotation_file(state: Path, account_id: str) -> Path:
+    """The account's rotation file, named like its report ledger."""
+    # account ids are short alphanumerics; anything else must not escape the folder
+    if not account_id or not all(c.isalnum() or c in "-_" for c in account_id):
+        raise KlaviyoResponseError(f"GET /api/accounts gave the account id {account_id!r}, which cannot name a file")
+    return state / f"{account_id}.json"
+
+
+def read_rotation(path: Path, log: logging.Logger | logging.LoggerAdapter) -> str | None:
+    """The last segment id compared, or None (start from the first); an unreadable file is logged and restarts
+    the rotation: at worst some segments are compared a turn early."""
+    try:
+        after = json.loads(path.read_text(encoding="utf-8")).get("after")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError) as exc:
+        log.warning(
+            "the reconciliation rotation %s cannot be read (%s); it starts again from the first segment", path, exc
+        )
+        return None
+    return after if isinstance(after, str) else None
+
+
+def write_rotation(path: Path, after: str) -> None:
+    state_files.write_atomically(path, json.dumps({"after": after}).encode("utf-8"), what="the reconciliation rotation")
 
 
 @dataclass(frozen=True)
@@ -156,6 +211,9 @@ class Reconciliation:
     enabled: bool
     window: DayWindow | None = None
     segments_compared: int = 0
+    # the tracked segments the rotation goes through, and how many checks it takes to compare them all
+    segments_tracked: int = 0
+    segments: str = ROTATE
     mismatches: tuple[Mismatch, ...] = ()
     requests_planned: int = 0
     requests_sent: int = 0
@@ -164,6 +222,13 @@ class Reconciliation:
     @property
     def segments_disagreeing(self) -> int:
         return len({m.segment_id for m in self.mismatches})
+
+    @property
+    def checks_to_compare_all(self) -> int:
+        """How many checks compare every tracked segment once (1 with `all`)."""
+        if self.segments != ROTATE:
+            return 1
+        return max(1, math.ceil(self.segments_tracked / MAX_SEGMENT_IDS_PER_REPORT))
 
 
 def reconcile_account(access, warehouse, holder, today: dt.date | None = None) -> Reconciliation:
@@ -189,7 +254,12 @@ def reconcile_account(access, warehouse, holder, today: dt.date | None = None) -
                 loaded = {segment_id: values for segment_id, values in loaded.items() if segment_id in tracked}
         if window is None:
             return Reconciliation(enabled=True)
-        planned = request_count(len(loaded), days)
+        mode = access.settings.klaviyo.reconcile_segments
+        tracked = len(loaded)
+        rotation = rotation_file(access.settings.storage.reconciliation_rotation_dir, account.id)
+        batch = rotation_batch(loaded, read_rotation(rotation, holder.log)) if mode == ROTATE else sorted(loaded)
+        loaded = {segment_id: loaded[segment_id] for segment_id in batch}
+        planned = request_count(len(loaded), days, mode)
         try:
             client.budget.ensure_available(planned)
         except ReportBudgetError as exc:
@@ -198,10 +268,15 @@ def reconcile_account(access, warehouse, holder, today: dt.date | None = None) -
         reported = klaviyo_values(client, sorted(loaded), window, access.account.timezone)
         sent = client.stats.sent_for("reports")
         left = client.budget.remaining()
+        if mode == ROTATE and tracked > MAX_SEGMENT_IDS_PER_REPORT:
+            # moved on only once Klaviyo answered: a failed check compares the same segments next time
+            write_rotation(rotation, batch[-1])
     return Reconciliation(
         enabled=True,
         window=window,
         segments_compared=len(set(loaded) & set(reported)),
+        segments_tracked=tracked,
+        segments=mode,
         mismatches=tuple(compare(loaded, reported, window)),
         requests_planned=planned,
         requests_sent=sent,

@@ -75,6 +75,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("KLAVIYO_BASE_URL", "https://a.klaviyo.com", "where Klaviyo is (the simulator's URL in the demo)"),
     Variable("KLAVIYO_TAGS", "auto", "segment tags: auto, required or off"),
     Variable("KLAVIYO_RECONCILE_DAYS", "7", "days compared with Klaviyo's values report; 0 turns it off"),
+    Variable(
+        "KLAVIYO_RECONCILE_SEGMENTS", "rotate", "segments compared each run: rotate (100 in turn, 1 request) or all"
+    ),
     Variable("KLAVIYO_MAX_RETRY_AFTER", "600", "the longest Retry-After the client sleeps on, in seconds"),
     Variable("KLAVIYO_MAX_ATTEMPTS", "5", "attempts of one request (429s, 5xx, dropped connections)"),
     Variable("KLAVIYO_TIMEOUT", "60", "seconds a request may take"),
@@ -201,6 +204,7 @@ def load_settings(env: Mapping[str, str] | None = None, **storage_overrides: Any
             base_url=_text(env, "KLAVIYO_BASE_URL"),
             tags=_text(env, "KLAVIYO_TAGS"),
             reconcile_days=_number(env, "KLAVIYO_RECONCILE_DAYS", int, minimum=0),
+            reconcile_segments=_text(env, "KLAVIYO_RECONCILE_SEGMENTS"),
             max_retry_after_seconds=_number(env, "KLAVIYO_MAX_RETRY_AFTER", float),
             max_attempts=_number(env, "KLAVIYO_MAX_ATTEMPTS", int),
             timeout_seconds=_number(env, "KLAVIYO_TIMEOUT", float),

@@ -41,7 +41,14 @@ from .klaviyo.planner import SegmentFacts, settled_by
 from .lake.errors import is_not_created_yet
 from .lake.location import Lake
 from .state_files import StateFileError
-from .tables import ACCOUNTS_TABLE, RAW_DATASET, SEGMENT_DEFINITIONS_TABLE, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
+from .tables import (
+    ACCOUNTS_TABLE,
+    RAW_DATASET,
+    SEGMENT_DEFINITIONS_TABLE,
+    SEGMENT_SERIES_TABLE,
+    SEGMENT_TAGS_TABLE,
+    SEGMENTS_TABLE,
+)
 
 
 class WarehouseLockedError(RuntimeError):
@@ -588,6 +595,19 @@ def account_names_of(source: Source, account_id: str) -> list[str]:
             [account_id],
         ).fetchall()
     return [row[0] for row in rows]
+
+
+def tags_loaded_at(source: Source, account_id: str) -> dt.datetime | None:
+    """When the account's tags were last listed (the newest `_loaded_at` in klaviyo.segment_tags), or None."""
+    with reading(source) as connection:
+        if connection is None or not _table_exists(connection, RAW_DATASET, SEGMENT_TAGS_TABLE):
+            return None
+        (moment,) = connection.execute(
+            f"select max(_loaded_at) from {RAW_DATASET}.{SEGMENT_TAGS_TABLE} where account_id = ?", [account_id]
+        ).fetchone()
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def definition_version_count(source: Source, account_id: str) -> int:

@@ -38,6 +38,7 @@ FAST_MODULES = {
     "test_definition_history_upgrade",
     "test_docs",
     "test_openapi_contract",
+    "test_pacing",
     "test_planner",
     "test_resume_tags",
     "test_series_rows",

@@ -8,6 +8,7 @@ that change state (a tampered row, a tag taken off) come last and put things bac
 from __future__ import annotations
 
 import datetime as dt
+import json
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import httpx
 import pandas as pd
 import pytest
+import time_machine
 
 from klaviyo_simulator import KlaviyoSimulator, SimulatorConfig
 from segment_pipeline import reconciliation as rc
@@ -303,12 +306,65 @@ def test_a_budget_spent_by_the_series_fails_only_the_check_and_says_the_series_i
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_a_tag_taken_off_a_segment_disappears_on_the_next_load(run: Run) -> None:
+def stored_tag_names(run: Run) -> dict[str, list[str]]:
+    rows = query(run.warehouse, "select segment_id, tags::varchar from klaviyo.segment_tags")
+    return {segment_id: sorted(tag["name"] for tag in json.loads(tags)) for segment_id, tags in rows}
+
+
+def load_segments(run: Run, **config: bool) -> tuple[dict, list]:
+    """One segments run: its metadata and the listing requests it sent (`include` or not)."""
+    before = len(run.sim.requests)
+    run_config = {"ops": {SEGMENTS_NODE: {"config": config}}} if config else None
+    result = materialize([pipeline.SEGMENTS], run.sim, run.work, run_config=run_config)
+    metadata = {k: v.value for k, v in result.asset_materializations_for_node(SEGMENTS_NODE)[0].metadata.items()}
+    listing = [r for r in run.sim.requests[before:] if r.path == "/api/segments"]
+    return metadata, listing
+
+
+def change_tag(run: Run, segment_id: str, **change: str) -> None:
+    """Add or take off a tag through the simulator's admin endpoint, as from another process."""
+    answer = httpx.post(f"{run.sim.base_url}/__simulator/segments/{segment_id}/tags", params=change)
+    assert answer.status_code == 200, answer.text
+
+
+def test_tags_added_or_taken_off_are_loaded_by_the_first_run_of_the_next_day(run: Run) -> None:
     tagged = next(s for s in run.sim.account.segments if s.tags)
-    run.sim.account.set_tags(tagged.id, ())
-    materialize([pipeline.SEGMENTS], run.sim, run.work)
-    (row,) = query(run.warehouse, "select tag_count from klaviyo.segment_tags where segment_id = ?", [tagged.id])
-    assert row == (0,)
+    untagged = next(s for s in run.sim.account.segments if not s.tags)
+    tag = tagged.tags[0].name
+    listed = stored_tag_names(run)
+    change_tag(run, tagged.id, remove=tag)
+    change_tag(run, untagged.id, add=tag)
+    pages = -(-SEGMENTS // 10)
+
+    # later the same day: the segments alone, at the plain endpoint's limits; the tags stay as listed then
+    zone = run.sim.account.zone
+    ((listed_at,),) = query(run.warehouse, "select max(_loaded_at) from klaviyo.segment_tags")
+    listed_day = listed_at.astimezone(zone).date()
+    with time_machine.travel(dt.datetime.combine(listed_day, dt.time(23, 50), tzinfo=zone), tick=True):
+        metadata, listing = load_segments(run)
+    assert [r.query.get("include") for r in listing] == [None] * pages
+    assert metadata["tags_loaded"] is False and metadata["requests_sent"] == 1 + pages
+    assert stored_tag_names(run) == listed
+
+    # the account's next day: its first run lists the tags, the removal and the addition both show
+    tomorrow = listed_day + dt.timedelta(days=1)
+    with time_machine.travel(dt.datetime.combine(tomorrow, dt.time(0, 5), tzinfo=zone), tick=True):
+        metadata, listing = load_segments(run)
+        again, second = load_segments(run)  # and only the first
+    assert [r.query.get("include") for r in listing] == ["tags"] * pages
+    assert metadata["tags_loaded"] is True
+    assert dt.datetime.fromisoformat(metadata["tags_listed_at"]).astimezone(zone).date() == tomorrow
+    assert [r.query.get("include") for r in second] == [None] * pages and again["tags_loaded"] is False
+    assert again["tags_listed_at"] == metadata["tags_listed_at"]
+    now = stored_tag_names(run)
+    assert tag not in now[tagged.id] and tag in now[untagged.id]
+    assert now == {s.id: sorted(t.name for t in s.tags) for s in run.sim.account.segments}
+
+    # a run asked to, lists them at once: the tag goes back on the same day
+    change_tag(run, tagged.id, add=tag)
+    metadata, listing = load_segments(run, refresh_tags=True)
+    assert [r.query.get("include") for r in listing] == ["tags"] * pages and metadata["tags_loaded"] is True
+    assert tag in stored_tag_names(run)[tagged.id]
 
 
 def test_a_key_without_tags_read_loads_segments_and_keeps_no_tags(make_simulator, tmp_path) -> None:

@@ -469,7 +469,9 @@ def test_segments_listed_without_their_tags_keep_their_stored_tags(make_simulato
     assert len(before) == 12
     sim.reset_log()
     sim.faults.add(path=SEGMENTS_PATH, mutate=tags_without_data((0, 1)), times=None)
-    result = materialize([SEGMENTS], sim, tmp_path)
+    # the same day's runs list the segments alone: this one is asked to list the tags too
+    refresh = {"ops": {SEGMENTS_NODE: {"config": {"refresh_tags": True}}}}
+    result = materialize([SEGMENTS], sim, tmp_path, run_config=refresh)
     listed = [r for entry in sim.requests if entry.path == SEGMENTS_PATH for r in entry.response_json["data"]]
     unknown = {r["id"] for r in listed if "data" not in r["relationships"]["tags"]}
     assert len(unknown) == 4

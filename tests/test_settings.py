@@ -86,6 +86,7 @@ def test_an_accounts_file_with_problems_is_refused_with_its_lines(tmp_path):
         ("KLAVIYO_TIMEOUT", "nan", "KLAVIYO_TIMEOUT='nan' must be above 0"),
         ("KLAVIYO_RECONCILE_DAYS", "-1", "KLAVIYO_RECONCILE_DAYS='-1' must be at least 0"),
         ("KLAVIYO_TAGS", "sometimes", "KLAVIYO_TAGS"),
+        ("KLAVIYO_RECONCILE_SEGMENTS", "some", "KLAVIYO_RECONCILE_SEGMENTS='some' must be one of rotate, all"),
         ("KLAVIYO_BASE_URL", "http://klaviyo.example.com", "KLAVIYO_BASE_URL"),
         ("KLAVIYO_BUDGET_PATH", "/tmp/budget.json", "KLAVIYO_BUDGET_PATH is no longer read"),
     ],
@@ -94,6 +95,11 @@ def test_a_value_the_pipeline_cannot_use_is_refused_naming_its_variable(variable
     with pytest.raises(ConfigError) as refused:
         load_settings({variable: value})
     assert says in str(refused.value)
+
+
+def test_reconciliation_rotates_unless_told_to_compare_all():
+    assert load_settings({}).klaviyo.reconcile_segments == "rotate"
+    assert load_settings({"KLAVIYO_RECONCILE_SEGMENTS": " ALL "}).klaviyo.reconcile_segments == "all"
 
 
 def test_zero_is_allowed_where_it_means_off():

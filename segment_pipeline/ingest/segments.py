@@ -2,6 +2,12 @@
 
 Klaviyo is asked outside the warehouse lock, under the account's own fetch lock: other accounts load while it
 answers, and the DuckDB file is held only to read what is stored and to load what came.
+
+Tags are listed once a day: the first segments run of each account-local day lists with `include=tags`, which
+Klaviyo paces under a stricter limit of its own (3 requests a second and 60 a minute: about 75 s for 1,000
+segments); every other run lists the plain endpoint at its own limits (75 a second, 750 a minute: 100 pages
+wait for no limit, only for the answers). The day of the last tag listing is the newest `_loaded_at` of
+klaviyo.segment_tags, so it needs no state of its own and a warehouse restored from a copy knows it too.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from .. import warehouse as wh
 from ..klaviyo import Account, KlaviyoAuthError, KlaviyoClient
@@ -34,18 +41,31 @@ class SegmentsOutcome:
     deletions_held_back: int = 0
     # listed without their tags' `data` (the spec allows it): their stored tags are kept
     segments_without_tag_data: int = 0
+    # when the stored tags were listed: this run's load when it listed them, else an earlier one (None: never)
+    tags_listed_at: dt.datetime | None = None
+
+
+def tags_due(mode: str, listed_at: dt.datetime | None, now: dt.datetime, zone: ZoneInfo, *, forced: bool) -> bool:
+    """Whether this run lists the tags: never with `off`; when asked (`forced`); else when they were never
+    listed or last listed on an earlier day of the account (`zone`) than `now`'s."""
+    if mode == "off":
+        return False
+    if forced or listed_at is None:
+        return True
+    return listed_at.astimezone(zone).date() < now.astimezone(zone).date()
 
 
 def list_segments_and_tags(
-    client: KlaviyoClient, log: logging.Logger, mode: str
+    client: KlaviyoClient, log: logging.Logger, mode: str, *, with_tags: bool = True
 ) -> tuple[list[dict], dict[str, str] | None]:
     """Every segment resource, and tag id -> name (None when tags were not loaded this run).
 
+    Without `with_tags` (or with the mode `off`) the plain listing, at the segments endpoint's own limits.
     Tags need the tags:read scope, which keys made before tags were loaded do not have. With `auto` a key
     without it still loads every segment: the run logs a warning naming the scope and the stored tags are
-    left as they were. `required` fails the run instead; `off` never asks for tags.
+    left as they were. `required` fails the run instead.
     """
-    if mode == "off":
+    if mode == "off" or not with_tags:
         return client.list_segments(), None
     try:
         return client.list_segments_with_tags()
@@ -79,12 +99,14 @@ def refresh_segments(
     log: logging.Logger,
     *,
     confirm_deletions: bool = False,
+    refresh_tags: bool = False,
 ) -> SegmentsOutcome:
     """List the account's segments and load them, their definition versions, tags and the account.
 
     Only a complete listing is loaded (the client collects every page first). Segments it lacks are marked
     deleted, unless it lacks more than half of those stored as live and `confirm_deletions` is off: such a
-    listing is more often cut short than real, so those are held back with a warning.
+    listing is more often cut short than real, so those are held back with a warning. Tags are listed on the
+    account's first run of the day, or when `refresh_tags` asks (see the module's docstring).
     """
     # dlt: imported by runs, not by loading the code
     from ..klaviyo.listing import segments_without_tag_data
@@ -94,7 +116,11 @@ def refresh_segments(
     with access.fetch_lock(holder), access.client(holder.log) as client:
         account = client.get_account()
         access.check_timezone(account)
-        resources, tag_names = list_segments_and_tags(client, log, access.settings.klaviyo.tags)
+        with warehouse.lock(holder):
+            listed_at = wh.tags_loaded_at(warehouse.location, account.id)
+        mode = access.settings.klaviyo.tags
+        with_tags = tags_due(mode, listed_at, loaded_at, access.account.zone, forced=refresh_tags)
+        resources, tag_names = list_segments_and_tags(client, log, mode, with_tags=with_tags)
         requests_sent = sum(client.stats.sent.values())
         # still under the fetch lock: a second run of the account never loads an older listing after this one
         with warehouse.lock(holder):
@@ -138,4 +164,5 @@ def refresh_segments(
         tags_loaded=tag_names is not None,
         tags=len(tag_names or {}),
         definition_versions=versions,
+        tags_listed_at=loaded_at if tag_names is not None else listed_at,
     )

@@ -226,7 +226,13 @@ def load_series(
         lookback_window = DayWindow(first_day - dt.timedelta(days=lookback), first_day - dt.timedelta(days=1))
         needed_before = {sid: days_in(days, lookback_window) for sid, days in needed.items()} if lookback else {}
         lookback_cells = sum(day_count(days) for days in needed_before.values())
-        reserved = rc.request_count(len(segment_ids), access.settings.klaviyo.reconcile_days) if reconciling else 0
+        reserved = (
+            rc.request_count(
+                len(segment_ids), access.settings.klaviyo.reconcile_days, access.settings.klaviyo.reconcile_segments
+            )
+            if reconciling
+            else 0
+        )
         budget_left = client.budget.remaining()
         fits = len(plan) if len(plan) + reserved <= budget_left else budget_left
         log.info(

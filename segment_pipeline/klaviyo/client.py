@@ -62,7 +62,7 @@ from .limits import (
 )
 from .listing import included_tag_names, next_link, segment_resources, tag_ids
 from .origins import is_loopback, origin_of
-from .pacing import Pacer, min_interval, until_text
+from .pacing import Pacer, Window, burst_windows, min_interval, until_text
 from .planner import DayWindow, custom_timeframe, series_filter
 from .responses import bounded_retry_after, error_details
 from .settings import ApiKey, KlaviyoSettings
@@ -178,15 +178,17 @@ class KlaviyoClient:
         )
         self._sleep = self._counting_sleep(sleep)
 
-        def pacer(interval: float, what: str) -> Pacer:
-            return Pacer(interval, sleep=self._sleep, what=what, log=self.log)
+        def pacer(windows: tuple[Window, ...], what: str) -> Pacer:
+            return Pacer(windows=windows, sleep=self._sleep, what=what, log=self.log)
 
+        # the GET families use their whole burst allowance (a listing of 1,000 segments takes about a second
+        # of pacing); reports keep one per interval, the spacing the ledger carries across processes
         self._pacers = {
-            SEGMENTS: pacer(min_interval(SEGMENTS_RATE_LIMIT), "Klaviyo's segments rate limit"),
-            ACCOUNTS: pacer(min_interval(ACCOUNTS_RATE_LIMIT), "Klaviyo's accounts rate limit"),
-            SEGMENTS_WITH_TAGS: pacer(min_interval(SEGMENTS_INCLUDE_RATE_LIMIT), "Klaviyo's limit for include=tags"),
+            SEGMENTS: pacer(burst_windows(SEGMENTS_RATE_LIMIT), "Klaviyo's segments rate limit"),
+            ACCOUNTS: pacer(burst_windows(ACCOUNTS_RATE_LIMIT), "Klaviyo's accounts rate limit"),
+            SEGMENTS_WITH_TAGS: pacer(burst_windows(SEGMENTS_INCLUDE_RATE_LIMIT), "Klaviyo's limit for include=tags"),
             REPORTS: pacer(
-                min_interval(REPORTS_RATE_LIMIT, settings.report_rate_per_minute),
+                ((1, min_interval(REPORTS_RATE_LIMIT, settings.report_rate_per_minute)),),
                 f"report requests at {settings.report_rate_per_minute:g} a minute (KLAVIYO_REPORT_RATE_PER_MINUTE)",
             ),
         }

@@ -95,6 +95,8 @@ def checked_api_key(key: str | ApiKey, variable: str = "KLAVIYO_API_KEY", accoun
 
 TAG_MODES = ("auto", "required", "off")
 DEFAULT_RECONCILE_DAYS = 7
+# which segments a reconciliation compares: the next 100 in turn (one report request), or all of them
+RECONCILE_SEGMENT_MODES = ("rotate", "all")
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,14 @@ class KlaviyoOptions:
         base_url: Klaviyo's address (the simulator's in the demo and the tests). Keys go to this host only.
         tags: Segment tags: `auto` (loaded when the key has tags:read), `required`, or `off`.
         reconcile_days: Days the reconciliation check compares with Klaviyo's values report; 0 is off.
+        reconcile_segments: `rotate` (the next 100 segments in turn each run: one report request) or `all`.
         ledger_dir: Where the report ledgers live; None: the storage settings' default.
     """
 
     base_url: str = DEFAULT_BASE_URL
     tags: str = "auto"
     reconcile_days: int = DEFAULT_RECONCILE_DAYS
+    reconcile_segments: str = "rotate"
     max_retry_after_seconds: float = DEFAULT_MAX_RETRY_AFTER_SECONDS
     max_attempts: int = 5
     timeout_seconds: float = 60.0
@@ -129,14 +133,20 @@ class KlaviyoOptions:
             KlaviyoConfigError: A value the client cannot use; the message names its variable.
         """
         given = {name: value for name, value in values.items() if value is not None}
-        if "tags" in given:
-            given["tags"] = given["tags"].strip().lower()
+        for name in ("tags", "reconcile_segments"):
+            if name in given:
+                given[name] = given[name].strip().lower()
         if "base_url" in given:
             # checked when the code loads, and again for every client (settings made in code pass there too)
             given["base_url"] = checked_base_url(given["base_url"])
         options = cls(**given)
         if options.tags not in TAG_MODES:
             raise KlaviyoConfigError(f"KLAVIYO_TAGS={options.tags!r} must be one of {', '.join(TAG_MODES)}")
+        if options.reconcile_segments not in RECONCILE_SEGMENT_MODES:
+            raise KlaviyoConfigError(
+                f"KLAVIYO_RECONCILE_SEGMENTS={options.reconcile_segments!r} must be one of "
+                f"{', '.join(RECONCILE_SEGMENT_MODES)}"
+            )
         if not 0 <= options.reconcile_days <= MAX_HISTORY_DAYS:
             raise KlaviyoConfigError(f"KLAVIYO_RECONCILE_DAYS must be between 0 (off) and {MAX_HISTORY_DAYS}")
         return options

@@ -35,6 +35,13 @@ class SegmentsConfig(dg.Config):
             "default: such a listing is more often cut short than real, and its deletions are held back."
         ),
     )
+    refresh_tags: bool = Field(
+        default=False,
+        description=(
+            "List the segments' tags now (include=tags, at Klaviyo's stricter limit for it). Off by default: the "
+            "first run of each day of the account lists them, the others list the segments alone."
+        ),
+    )
 
 
 class SeriesConfig(dg.Config):
@@ -80,8 +87,9 @@ def _segment_specs(access: KlaviyoAccess) -> list[dg.AssetSpec]:
         ),
         spec(
             SEGMENT_TAGS_TABLE,
-            f"Each segment's Klaviyo tags, {label} (raw table klaviyo.segment_tags, one row per segment). Needs the "
-            "tags:read scope; KLAVIYO_TAGS says what happens without it.",
+            f"Each segment's Klaviyo tags, {label} (raw table klaviyo.segment_tags, one row per segment), listed by "
+            "the first run of each of the account's days (run config refresh_tags: now). Needs the tags:read "
+            "scope; KLAVIYO_TAGS says what happens without it.",
         ),
     ]
 
@@ -100,6 +108,7 @@ def segments_metadata(access: KlaviyoAccess, outcome) -> dict[dg.AssetKey, dict]
         "tags_loaded": outcome.tags_loaded,
         "tags": outcome.tags,
         "segments_without_tag_data": outcome.segments_without_tag_data,
+        "tags_listed_at": outcome.tags_listed_at.isoformat(timespec="seconds") if outcome.tags_listed_at else None,
     }
     segments = {
         "account": name,
@@ -149,6 +158,7 @@ def build_segments_asset(access: KlaviyoAccess) -> dg.AssetsDefinition:
                 holder(context),
                 context.log,
                 confirm_deletions=config.confirm_deletions,
+                refresh_tags=config.refresh_tags,
             )
         for key, values in segments_metadata(access, outcome).items():
             if key in context.selected_asset_keys:

@@ -1,7 +1,8 @@
 """The reconciliation check of one account: its loaded series against Klaviyo's segment values report.
 
-Its requests come out of the same daily report budget as the series; the series asset reserves them when the
-run includes this check. KLAVIYO_RECONCILE_DAYS=0 turns it off (it then sends nothing and says so).
+Its request (one: it compares 100 segments in turn, unless KLAVIYO_RECONCILE_SEGMENTS=all) comes out of the
+same daily report budget as the series; the series asset reserves it when the run includes this check.
+KLAVIYO_RECONCILE_DAYS=0 turns it off (it then sends nothing and says so).
 """
 
 import dagster as dg
@@ -45,12 +46,21 @@ def check_result(result: rc.Reconciliation) -> dg.AssetCheckResult:
         "last_day": window.end.isoformat(),
         "segments_compared": result.segments_compared,
         "segments_disagreeing": result.segments_disagreeing,
+        "segments_tracked": result.segments_tracked,
+        "segments_mode": result.segments,
+        "checks_to_compare_all": result.checks_to_compare_all,
         "report_requests_planned": result.requests_planned,
         "report_requests_sent": result.requests_sent,
         "report_requests_left_today": result.requests_left_today,
     }
     if not mismatches:
-        description = f"All {result.segments_compared} segments agree with Klaviyo for {window.start} to {window.end}."
+        description = f"All {result.segments_compared} segments agree with Klaviyo for {window.start} to {window.end}"
+        if result.segments_compared < result.segments_tracked:
+            description += (
+                f" ({result.segments_compared} of {result.segments_tracked} tracked, in turn: every segment is "
+                f"compared once every {result.checks_to_compare_all} checks)"
+            )
+        description += "."
         return dg.AssetCheckResult(passed=True, description=description, metadata=metadata)
     metadata["mismatches"] = dg.MetadataValue.md(_mismatch_table(mismatches))
     named = "; ".join(m.describe() for m in mismatches[:_NAMED_IN_DESCRIPTION])
@@ -77,8 +87,9 @@ def build_reconciliation_check(access: KlaviyoAccess, series_key: dg.AssetKey) -
         description=(
             "The loaded series agrees with Klaviyo's segment values report over the last KLAVIYO_RECONCILE_DAYS "
             "loaded days (members added and removed summed, total members on the last day), segment by segment. "
-            "Costs ceil(segments / 100) report requests from the account's daily budget; KLAVIYO_RECONCILE_DAYS=0 "
-            "turns it off."
+            "Each check compares the next 100 segments in turn, one report request from the account's daily "
+            "budget (KLAVIYO_RECONCILE_SEGMENTS=all: every segment, ceil(segments / 100) requests); "
+            "KLAVIYO_RECONCILE_DAYS=0 turns it off."
         ),
     )
     def series_reconciles_with_klaviyo(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
