@@ -14,7 +14,7 @@ SIM_ACCOUNTS ?= 1
 # where `make dev` keeps its instance and data; `make dev DEV_DATA_DIR=data/demo` opens the demo's runs
 DEV_DATA_DIR ?= data/dev
 
-.PHONY: install manifest demo dev test test-fast lint benchmark clean browser postgres
+.PHONY: install manifest demo demo-scale dev test test-fast lint benchmark clean browser postgres
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,12 @@ manifest: install
 # The whole pipeline on the bundled simulator: last 90 days, models, analyst copy, chart.
 demo: manifest
 	$(BIN)/segment-pipeline demo
+
+# The demo on the scaled deployment (docs/deploying.md): a local PostgreSQL (installed if missing) holding Dagster's
+# storage and the lake's catalog, 4 simulated accounts' runs queued and started by the Dagster daemon, loading a
+# DuckLake at once; everything under data/scale/, its variables in data/scale/connection.env.
+demo-scale: manifest postgres
+	$(BIN)/segment-pipeline demo-scale
 
 # The Dagster UI on http://127.0.0.1:3000, with the simulator as Klaviyo (data under DEV_DATA_DIR, data/dev/).
 dev: manifest
@@ -70,4 +76,5 @@ benchmark: install
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf data/demo data/dev dbt_project/target dbt_project/logs
+	-test ! -d data/scale/postgres || $(BIN)/python -m segment_pipeline.devtools.postgres stop data/scale/postgres
+	rm -rf data/demo data/dev data/scale dbt_project/target dbt_project/logs

@@ -506,7 +506,9 @@ def main() -> None:
     parser.add_argument("--accounts-segments", type=int, default=200, help="segments of each account (accounts run)")
     parser.add_argument("--accounts-speed", type=float, default=5, help="simulator speed of the accounts run")
     parser.add_argument(
-        "--only", choices=["validate", "listing", "end-to-end", "memory", "accounts"], help="run one benchmark"
+        "--only",
+        choices=["validate", "listing", "end-to-end", "memory", "accounts", "lake"],
+        help="run one benchmark",
     )
     parser.add_argument("--keep", type=Path, help="keep the memory run's files in this directory")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
@@ -527,6 +529,10 @@ def main() -> None:
         bench_memory(args.memory_segments, args.keep)
     if args.only in (None, "accounts"):
         bench_accounts(args.accounts_segments, args.accounts_speed)
+    if args.only in (None, "lake"):
+        from lake import bench_lake  # benchmarks/lake.py: 8 accounts into a DuckLake against a DuckDB file
+
+        bench_lake(report)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 segment-pipeline backfill --days 30        # one Dagster backfill of every account's last 30 days
 segment-pipeline demo                      # the whole pipeline on the simulator (make demo)
 segment-pipeline dev                       # the Dagster UI on the simulator (make dev)
+segment-pipeline demo-scale                # the demo on Dagster-on-PostgreSQL and a DuckLake (make demo-scale)
 segment-pipeline lake copy                 # move a file warehouse into the lake WAREHOUSE_PATH names
 segment-pipeline simulator --port 8765     # the simulator alone (python -m klaviyo_simulator serve)
 """
@@ -12,10 +13,11 @@ from __future__ import annotations
 import os
 import sys
 
-_USAGE = """usage: segment-pipeline {backfill,demo,dev,lake,simulator} [options]
+_USAGE = """usage: segment-pipeline {backfill,demo,demo-scale,dev,lake,simulator} [options]
 
   backfill    load a range of days for the deployment's accounts as one Dagster backfill
   demo        run the whole pipeline on a fresh bundled Klaviyo simulator
+  demo-scale  the demo on a scaled deployment: Dagster on PostgreSQL, the warehouse a DuckLake (data/scale/)
   dev         the Dagster UI with the bundled simulator as Klaviyo
   lake        copy a file warehouse into the DuckLake warehouse; print the analysts' DuckDB line
   simulator   serve the bundled Klaviyo simulator over HTTP (python -m klaviyo_simulator serve)
@@ -35,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         from .devtools.demo import run_demo
 
         return run_demo(rest)
+    if command == "demo-scale":
+        from .devtools.scale import run_demo_scale
+
+        return run_demo_scale(rest)
     if command == "dev":
         from .devtools.demo import run_dev
 

@@ -241,6 +241,9 @@ def _kernel_lock(
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                # how long a step queued for the warehouse (make benchmark adds these up)
+                if log and last_logged is not None:
+                    log(f"got the lock {path} after waiting {time.monotonic() - started:.1f} s")
                 break
             except BlockingIOError:
                 handle.seek(0)

@@ -19,7 +19,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("name", ["demo", "dev", "simulator", "backfill", "lake"])
+@pytest.mark.parametrize("name", ["demo", "demo-scale", "dev", "simulator", "backfill", "lake"])
 def test_usage_lines_and_errors_name_the_command_typed(name):
     shown = cli(name, "--help")
     assert shown.returncode == 0, shown.stderr
@@ -36,7 +36,9 @@ def test_usage_lines_and_errors_name_the_command_typed(name):
 def test_without_a_command_the_commands_are_listed():
     listed = cli()
     assert listed.returncode == 2
-    assert listed.stderr.startswith("usage: segment-pipeline {backfill,demo,dev,lake,simulator}"), listed.stderr
+    assert listed.stderr.startswith("usage: segment-pipeline {backfill,demo,demo-scale,dev,lake,simulator}"), (
+        listed.stderr
+    )
     helped = cli("--help")
     assert helped.returncode == 0 and helped.stdout.startswith("usage: segment-pipeline {"), helped.stdout
 

@@ -20,10 +20,23 @@ from segment_pipeline.defs.ingest.series_results import RESUME_AT_TAG, RESUMES_T
 from segment_pipeline.klaviyo import minimal_request_count
 from segment_pipeline.klaviyo.limits import SEGMENT_SERIES_PATH
 from segment_pipeline.klaviyo.planner import earliest_reportable_day, settling_by_segment
+from segment_pipeline.lake import Lake
 from segment_pipeline.warehouse import lock_holder_description, warehouse_lock
 
 from .dagster_processes import SHARED_TO_COPY, DagsterProcess, asset_materialize, job_execute, pipeline_env
-from .pipeline_helpers import API_KEY, FAST, SEGMENTS, SERIES, definitions, materialize, range_tags
+from .pipeline_helpers import (
+    API_KEY,
+    FAST,
+    SEGMENTS,
+    SERIES,
+    definitions,
+    lake_env,
+    materialize,
+    query,
+    range_tags,
+    stored_series,
+)
+from .postgres_fixtures import make_lake
 
 STATS = ("total_members", "members_added", "members_removed", "net_members_changed")
 SERIES_KEY = asset_key("default", "segment_series_daily")
@@ -66,7 +79,7 @@ def series_requests(sim) -> list[tuple[str, str, tuple]]:
     return found
 
 
-def unsettled_segments(warehouse: Path, sim) -> set[str]:
+def unsettled_segments(warehouse: Path | Lake, sim) -> set[str]:
     """The segments whose numbers have not settled today, as the planner decides it (`klaviyo.planner`)."""
     today = sim.account.today()
     facts = wh.segment_settling_facts(warehouse, sim.account.account_id, earliest_reportable_day(today))
@@ -137,6 +150,39 @@ def test_a_run_killed_at_any_point_is_finished_by_the_same_command(make_simulato
         ).fetchone()
         raw = con.execute("select count(*) from klaviyo.segment_series_daily").fetchone()[0]
     assert marts == (201 * 5, 201 * 5) and raw == 201 * 5
+
+
+def test_a_run_killed_while_it_loads_the_lake_is_finished_by_the_same_command(
+    make_simulator, tmp_path, postgres, extension_dir, monkeypatch
+):
+    # the same proof on a DuckLake warehouse (PostgreSQL catalog, Parquet files): the run process is killed
+    # after dlt started loading the staged responses into the lake, before it said the rows were loaded
+    catalog, password = postgres.new_database("crash")
+    monkeypatch.setenv("PGPASSWORD", password)  # libpq's, here and in the runs (pipeline_env copies it)
+    lake = make_lake(catalog, tmp_path, extension_dir)
+    sim = make_simulator(api_key=API_KEY, segment_count=101, speed=FAST)  # 2 report requests
+    env = pipeline_env(sim, tmp_path, **lake_env(lake))
+    materialize([SEGMENTS], sim, tmp_path, env=lake_env(lake))
+    last = sim.account.today() - dt.timedelta(days=10)
+    first = last - dt.timedelta(days=2)
+    planned = minimal_request_count(101, 3)
+
+    run = asset_materialize(env, SERIES_SELECTION, first, last)
+    run.wait_until(lambda: run.saw("staged report responses into the warehouse"), what="the load into the lake")
+    run.kill()
+    assert not run.saw("rows from"), "the load had finished before the kill: " + run.output[-3000:]
+    assert staged_files(tmp_path), "what was paid for stays staged until the lake has it"
+
+    run = asset_materialize(env, SERIES_SELECTION, first, last)
+    assert run.finish() == 0, run.output[-4000:]
+    assert stored_series(lake) == truth(sim, first, last)
+    duplicates = "select count(*) - count(distinct (account_id, segment_id, date)) from klaviyo.segment_series_daily"
+    assert query(lake, duplicates) == [(0,)]
+    assert staged_files(tmp_path) == []
+    # the second run loaded what the first had staged: nothing settled was asked twice
+    unsettled = unsettled_segments(lake, sim)
+    requests = [r for r in series_requests(sim) if not set(re.findall(r'"([^"]+)"', r[2])) <= unsettled]
+    assert len(requests) == planned, requests
 
 
 # ------------------------------------------------------------------------------- quota mid-backfill

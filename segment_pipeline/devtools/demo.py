@@ -60,20 +60,24 @@ def add_common_arguments(parser: argparse.ArgumentParser, data_dir: str) -> None
         "--accounts",
         type=int,
         default=1,
-        help="simulated accounts, each with its own timezone, segments and quota, in an accounts file (default 1)",
+        help="simulated accounts, each with its own timezone, segments and quota, in an accounts file "
+        "(default %(default)s)",
     )
 
 
-def demo_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="segment-pipeline demo",
-        description="The whole pipeline on a fresh bundled Klaviyo simulator: a backfill of the last N days of "
-        "every account through Dagster, then the models, the analyst copy and the growth report.",
-    )
+def demo_parser(
+    prog: str = "segment-pipeline demo",
+    description: str = "The whole pipeline on a fresh bundled Klaviyo simulator: a backfill of the last N days of "
+    "every account through Dagster, then the models, the analyst copy and the growth report.",
+    data_dir: str = DEMO_DATA_DIR,
+    accounts: int = 1,
+) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--days", type=int, default=DEMO_DAYS, help=f"days of series to load, ending yesterday (default {DEMO_DAYS})"
     )
-    add_common_arguments(parser, DEMO_DATA_DIR)
+    add_common_arguments(parser, data_dir)
+    parser.set_defaults(accounts=accounts)
     return parser
 
 
@@ -93,9 +97,12 @@ def key_variable(account_name: str) -> str:
     return f"KLAVIYO_API_KEY_{account_name.upper()}"
 
 
-def pipeline_environment(simulator: processes.Simulator, data_dir: Path, speed: float) -> dict[str, str]:
-    """The pipeline's environment for the simulator: every file under `data_dir`, its own Dagster instance,
-    the simulator's one account as the single-account variables, or an accounts file for several."""
+def pipeline_environment(
+    simulator: processes.Simulator, data_dir: Path, speed: float, instance_settings: Path = processes.INSTANCE_SETTINGS
+) -> dict[str, str]:
+    """The pipeline's environment for the simulator: every file under `data_dir`, its own Dagster instance
+    (made from `instance_settings`), the simulator's one account as the single-account variables, or an
+    accounts file for several."""
     env = child_environment(without=(*SINGLE_ACCOUNT_VARIABLES, ACCOUNTS_FILE_ENV))
     env.update(
         KLAVIYO_BASE_URL=simulator.base_url,
@@ -107,7 +114,7 @@ def pipeline_environment(simulator: processes.Simulator, data_dir: Path, speed: 
         PIPELINE_STATE_DIR=str(data_dir / "state"),
         CHARTS_DIR=str(data_dir / "charts"),
         # its own Dagster instance, so the demo's runs never mix with another instance's
-        DAGSTER_HOME=str(processes.prepare_dagster_home(data_dir / "dagster_home")),
+        DAGSTER_HOME=str(processes.prepare_dagster_home(data_dir / "dagster_home", instance_settings)),
     )
     # the simulator's rate-limit windows run `speed` times faster; pace to match
     rate = REPORTS_RATE_LIMIT.per_minute * speed
@@ -161,26 +168,59 @@ def run_demo(argv: list[str] | None = None) -> int:
         return 2
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    run = backfill_on_simulator(args, data_dir)
+    if run.code != 0:
+        print(f"The demo failed: what failed is above; Dagster's log is in {data_dir / 'dagster.log'}.")
+        return run.code
+    storage = run.settings.storage
+    print_summary(storage.analytics_path, storage.charts_dir, run.stats)
+    if args.accounts > 1:
+        print(f"  accounts file:          {run.env[ACCOUNTS_FILE_ENV]}")
+        print_accounts_summary(storage.analytics_path, run.simulator, run.stats)
+    print(f"  the demo's Dagster runs: DAGSTER_HOME={run.env['DAGSTER_HOME']} dagster dev -w workspace.yaml")
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoRun:
+    """What a demo's backfill left: its exit code, the pipeline's environment and settings, the simulator that
+    served it (stopped by now) and the simulator's request counts."""
+
+    code: int
+    env: dict[str, str]
+    settings: Settings
+    simulator: processes.Simulator
+    stats: dict
+
+
+def backfill_on_simulator(
+    args: argparse.Namespace,
+    data_dir: Path,
+    *,
+    deployment: dict[str, str] | None = None,
+    instance_settings: Path = processes.INSTANCE_SETTINGS,
+    edit_a_definition: bool = True,
+) -> DemoRun:
+    """Start the simulator and `dagster dev` (webserver and daemon), submit one backfill of the last
+    `args.days` days of every account as `segment-pipeline backfill` does, follow it, stop both.
+
+    `deployment` holds variables that win over the demo's own (the scaled demo's lake and Dagster storage);
+    `edit_a_definition` lists the segments first and edits one (the demo's definition change), in this process.
+    """
     with running_simulator(args, data_dir) as simulator:
-        env = pipeline_environment(simulator, data_dir, args.speed)
+        env = pipeline_environment(simulator, data_dir, args.speed, instance_settings)
+        env.update(deployment or {})
         settings = load_settings(env)
         # a fresh simulator has a fresh daily quota: forget the requests earlier demos counted
         shutil.rmtree(settings.ledger_dir, ignore_errors=True)
         ranges = plan_ranges(settings.accounts, days=args.days)
-        list_then_edit_a_segment(settings, simulator, ranges[0])
+        if edit_a_definition:
+            list_then_edit_a_segment(settings, simulator, ranges[0])
         with processes.dagster(env, data_dir / "dagster.log") as api:
             print(f"Dagster on {api.url} (instance {env['DAGSTER_HOME']}, log {data_dir / 'dagster.log'})")
             code = run_backfill(settings, ranges, api.url)
         stats = httpx.get(simulator.base_url + STATS_PATH, timeout=10).json()
-    if code != 0:
-        print(f"The demo failed: what failed is above; Dagster's log is in {data_dir / 'dagster.log'}.")
-        return code
-    print_summary(settings.storage.analytics_path, settings.storage.charts_dir, stats)
-    if args.accounts > 1:
-        print(f"  accounts file:          {env[ACCOUNTS_FILE_ENV]}")
-        print_accounts_summary(settings.storage.analytics_path, simulator, stats)
-    print(f"  the demo's Dagster runs: DAGSTER_HOME={env['DAGSTER_HOME']} dagster dev -w workspace.yaml")
-    return 0
+    return DemoRun(code, env, settings, simulator, stats)
 
 
 def list_then_edit_a_segment(settings: Settings, simulator: processes.Simulator, first: AccountRange) -> None:
@@ -294,15 +334,27 @@ def print_summary(analytics_path: Path, charts_dir: Path, stats: dict) -> None:
     print(f"  growth report:          {charts_dir / HTML_NAME} (and {PNG_NAME})")
 
 
+# what the accounts' summary shows of each account: its segments, and its series rows and days
+ACCOUNT_SEGMENTS_SQL = f"select account_id, count(*) from {RAW_DATASET}.{SEGMENTS_TABLE} group by 1 order by 1"
+ACCOUNT_SERIES_SQL = (
+    f"select account_id, count(*), min(date), max(date) from {RAW_DATASET}.{SEGMENT_SERIES_TABLE} group by 1 order by 1"
+)
+
+
 def print_accounts_summary(analytics_path: Path, simulator: processes.Simulator, stats: dict) -> None:
-    """Per account: its timezone, and what the warehouse holds for its account id."""
-    per_account = stats.get("accounts", {})
+    """Per account: its timezone, and what the analyst copy holds for its account id."""
     with duckdb.connect(str(analytics_path), read_only=True) as connection:
-        segments = dict(
-            connection.execute(f"select account_id, count(*) from {RAW_DATASET}.{SEGMENTS_TABLE} group by 1").fetchall()
-        )
-        per_day = f"select account_id, count(*), min(date), max(date) from {RAW_DATASET}.{SEGMENT_SERIES_TABLE}"
-        series = {row[0]: row[1:] for row in connection.execute(per_day + " group by 1").fetchall()}
+        segments = dict(connection.execute(ACCOUNT_SEGMENTS_SQL).fetchall())
+        series = {row[0]: row[1:] for row in connection.execute(ACCOUNT_SERIES_SQL).fetchall()}
+    print_accounts_table(simulator, stats, segments, series)
+
+
+def print_accounts_table(
+    simulator: processes.Simulator, stats: dict, segments: dict[str, int], series: dict[str, tuple]
+) -> None:
+    """One line per account: timezone, segments, series rows and days (from `series`: rows, first, last) and
+    the requests the simulator answered it."""
+    per_account = stats.get("accounts", {})
     print()
     print(
         f"  {'account':<12} {'timezone':<20} {'segments':>8} {'series rows':>11}  {'days (account-local)':<26} requests"

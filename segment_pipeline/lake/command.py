@@ -38,9 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def analyst_command(lake: Lake) -> str:
-    """The shell line that opens DuckDB's CLI on the lake, read-only (the password from PGPASSWORD/PGPASSFILE)."""
-    return f"duckdb -cmd {shlex.quote(lake.analyst_sql() + ';')}"
+def analyst_command(lake: Lake, program: str = "duckdb") -> str:
+    """The shell line that opens DuckDB's CLI (`program`) on the lake, read-only (the password from PGPASSWORD
+    or PGPASSFILE)."""
+    return f"{shlex.quote(program)} -cmd {shlex.quote(lake.analyst_sql() + ';')}"
 
 
 def _the_lake() -> Lake:
