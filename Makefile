@@ -63,8 +63,8 @@ test-fast: install
 
 # ruff (rules in pyproject.toml): lint and formatting of the Python code
 lint: install
-	$(BIN)/ruff check segment_pipeline klaviyo_simulator tests benchmarks
-	$(BIN)/ruff format --check segment_pipeline klaviyo_simulator tests benchmarks
+	$(BIN)/ruff check segment_pipeline klaviyo_simulator segments_api_simulator tests benchmarks
+	$(BIN)/ruff format --check segment_pipeline klaviyo_simulator segments_api_simulator tests benchmarks
 
 benchmark: install
 	$(BIN)/python benchmarks/run.py

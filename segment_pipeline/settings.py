@@ -23,7 +23,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ValidationError
 
 from .accounts import AccountsFileError, read_accounts_file
-from .accounts.settings import ACCOUNTS_FILE_ENV, FIELD_HINTS, SINGLE_ACCOUNT_KEY_ENV, Accounts, AccountSettings
+from .accounts.settings import (
+    ACCOUNTS_FILE_ENV,
+    FIELD_HINTS,
+    KLAVIYO,
+    SEGMENTS_API,
+    SINGLE_ACCOUNT_KEY_ENV,
+    Accounts,
+    AccountSettings,
+)
 from .config import (
     DEFAULT_ACCOUNT_NAME,
     DEFAULT_LOOKBACK_DAYS,
@@ -33,6 +41,17 @@ from .config import (
 )
 from .klaviyo.errors import KlaviyoConfigError
 from .klaviyo.settings import ApiKey, KlaviyoOptions, checked_api_key
+from .segments_api.errors import SegmentsApiConfigError
+from .segments_api.options import (
+    BASE_URL_ENV,
+    DEFAULT_MAX_RETRY_AFTER_SECONDS,
+    DEFAULT_SCHEDULE_HOUR,
+    KEY_ENV,
+    MAX_RETRY_AFTER_ENV,
+    SCHEDULE_HOUR_ENV,
+    TIMEZONE_ENV,
+    SegmentsApiOptions,
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,15 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("WAREHOUSE_LOCK_TIMEOUT_SECONDS", "21600", "how long a step waits for another step's warehouse lock"),
     Variable("WAREHOUSE_DUCKDB_WAIT_SECONDS", "60", "how long a step waits for a DuckDB session outside the pipeline"),
     Variable("SERIES_RESUME_INTERVAL_SECONDS", "300", "how often the resume sensor looks at unfinished ranges"),
+    Variable(KEY_ENV, "(unset)", "the Segments API platform's key: set, the platform is on (without an accounts file)"),
+    Variable(BASE_URL_ENV, "(unset)", "where the Segments API platform is; required when it is on"),
+    Variable(TIMEZONE_ENV, DEFAULT_TIMEZONE, "the Segments API workspace's timezone (without an accounts file)"),
+    Variable(SCHEDULE_HOUR_ENV, str(DEFAULT_SCHEDULE_HOUR), "the local hour of each workspace's daily snapshot"),
+    Variable(
+        MAX_RETRY_AFTER_ENV,
+        f"{DEFAULT_MAX_RETRY_AFTER_SECONDS:g}",
+        "the longest Retry-After of the Segments API waited",
+    ),
 )
 _KNOWN = {variable.name for variable in VARIABLES}
 # variables of earlier versions that must not be silently ignored
@@ -95,6 +123,8 @@ SINGLE_ACCOUNT_VARIABLES = (
     "KLAVIYO_REPORT_DAILY_LIMIT",
     "SERIES_LOOKBACK_DAYS",
     "KLAVIYO_HISTORY_START",
+    KEY_ENV,
+    TIMEZONE_ENV,
 )
 DEFAULT_RESUME_INTERVAL_SECONDS = 300
 
@@ -108,12 +138,17 @@ class Settings:
         klaviyo: What every account shares: where Klaviyo is, how the client retries, tags, reconciliation.
         accounts: The Klaviyo accounts (one, `default`, without an accounts file).
         resume_interval_seconds: How often the resume sensor looks at ranges the report budget cut short.
+        segments_api: What the Segments API platform's workspaces share: its address, the snapshot hour.
+        segments_api_workspaces: The Segments API workspaces (the accounts file's `platform: segments_api`
+            entries, or `default` when SEGMENTS_API_KEY is set without a file); none: the platform is off.
     """
 
     storage: StorageSettings
     klaviyo: KlaviyoOptions = field(default_factory=KlaviyoOptions)
     accounts: Accounts = field(default_factory=lambda: Accounts((_default_account({}),)))
     resume_interval_seconds: int = DEFAULT_RESUME_INTERVAL_SECONDS
+    segments_api: SegmentsApiOptions = field(default_factory=SegmentsApiOptions)
+    segments_api_workspaces: Accounts = field(default_factory=lambda: Accounts(()))
     # where runs read the accounts' keys: the environment the settings were read from (never shown)
     key_source: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False, compare=False)
 
@@ -177,13 +212,18 @@ def load_settings(env: Mapping[str, str] | None = None, **storage_overrides: Any
         raise ConfigError(str(exc)) from None
     accounts_file = (env.get(ACCOUNTS_FILE_ENV) or "").strip()
     if accounts_file:
-        accounts = read_accounts_file(Path(accounts_file).expanduser().resolve(), env)
+        entries = read_accounts_file(Path(accounts_file).expanduser().resolve(), env)
+        accounts, workspaces = entries.on(KLAVIYO), entries.on(SEGMENTS_API)
     else:
         accounts = Accounts((_default_account(env),), None)
+        workspaces = Accounts(_default_workspace(env), None)
+    segments_api = _segments_api_options(env, on=bool(len(workspaces)))
     return Settings(
         storage=storage,
         klaviyo=klaviyo,
         accounts=accounts,
+        segments_api=segments_api,
+        segments_api_workspaces=workspaces,
         resume_interval_seconds=_number(env, "SERIES_RESUME_INTERVAL_SECONDS", int) or DEFAULT_RESUME_INTERVAL_SECONDS,
         key_source=source,
     )
@@ -218,16 +258,35 @@ def read_api_key(account: AccountSettings, env: Mapping[str, str] | None = None)
     return checked_api_key(env.get(account.api_key_env) or "", account.api_key_env, account_name=account.name)
 
 
+def read_segments_api_key(workspace: AccountSettings, env: Mapping[str, str] | None = None) -> ApiKey:
+    """A Segments API workspace's key, read from its variable when a run needs it (never kept in the settings).
+
+    Raises:
+        SegmentsApiConfigError: The variable is unset or empty; the message names it.
+    """
+    env = os.environ if env is None else env
+    key = (env.get(workspace.api_key_env) or "").strip()
+    if not key:
+        raise SegmentsApiConfigError(
+            f"{workspace.api_key_env} is not set, so Segments API workspace {workspace.name!r} has no key: create "
+            f"a key in the platform's dashboard and export it as {workspace.api_key_env} where Dagster and its runs run"
+        )
+    return ApiKey(key)
+
+
 def key_is_set(account: AccountSettings, env: Mapping[str, str] | None = None) -> bool:
     """Whether the account's key variable holds something (checked up front by commands that start runs)."""
     env = os.environ if env is None else env
     return bool((env.get(account.api_key_env) or "").strip())
 
 
-def unknown_variables(env: Mapping[str, str] | None = None, prefixes: tuple[str, ...] = ("KLAVIYO_",)) -> list[str]:
-    """Variables with the pipeline's prefix that it does not read (a typo such as KLAVIYO_TIMEZNOE)."""
+def unknown_variables(
+    env: Mapping[str, str] | None = None, prefixes: tuple[str, ...] = ("KLAVIYO_", "SEGMENTS_API_")
+) -> list[str]:
+    """Variables with the pipeline's prefixes that it does not read (a typo such as KLAVIYO_TIMEZNOE)."""
     env = os.environ if env is None else env
-    accounts_keys = {name for name in env if name.startswith("KLAVIYO_API_KEY")}
+    # the keys of the accounts file's entries are named freely; these are the usual names for them
+    accounts_keys = {name for name in env if name.startswith(("KLAVIYO_API_KEY", KEY_ENV))}
     return sorted(
         name
         for name in env
@@ -265,14 +324,35 @@ def _default_account(env: Mapping[str, str]) -> AccountSettings:
         raise ConfigError(f"{variable}={env.get(variable)!r}: {first['msg']}. Fix: {FIELD_HINTS[name]}") from None
 
 
-def _timezone(env: Mapping[str, str]) -> str:
-    name = (env.get("KLAVIYO_TIMEZONE") or "").strip() or DEFAULT_TIMEZONE
+def _default_workspace(env: Mapping[str, str]) -> tuple[AccountSettings, ...]:
+    """The one Segments API workspace of SEGMENTS_API_KEY, named `default`; none when the key is unset."""
+    if not _text(env, KEY_ENV):
+        return ()
+    timezone = _timezone(env, TIMEZONE_ENV)
+    return (AccountSettings(name=DEFAULT_ACCOUNT_NAME, platform=SEGMENTS_API, api_key_env=KEY_ENV, timezone=timezone),)
+
+
+def _segments_api_options(env: Mapping[str, str], on: bool) -> SegmentsApiOptions:
+    """The platform's shared options; with a workspace configured its base URL is required."""
+    try:
+        options = SegmentsApiOptions.checked(
+            base_url=_text(env, BASE_URL_ENV),
+            schedule_hour=_number(env, SCHEDULE_HOUR_ENV, int, minimum=0),
+            max_retry_after_seconds=_number(env, MAX_RETRY_AFTER_ENV, float),
+        )
+        if on:
+            options.required_base_url()
+    except SegmentsApiConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    return options
+
+
+def _timezone(env: Mapping[str, str], variable: str = "KLAVIYO_TIMEZONE") -> str:
+    name = (env.get(variable) or "").strip() or DEFAULT_TIMEZONE
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"KLAVIYO_TIMEZONE={name!r} is not an IANA timezone name. Fix: {FIELD_HINTS['timezone']}"
-        ) from None
+        raise ConfigError(f"{variable}={name!r} is not an IANA timezone name. Fix: {FIELD_HINTS['timezone']}") from None
     return name
 
 
@@ -306,5 +386,6 @@ __all__ = [
     "key_is_set",
     "load_settings",
     "read_api_key",
+    "read_segments_api_key",
     "unknown_variables",
 ]

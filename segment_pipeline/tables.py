@@ -13,3 +13,10 @@ SEGMENT_SERIES_TABLE = "segment_series_daily"
 SEGMENT_TAGS_TABLE = "segment_tags"
 
 MARTS_SCHEMA = "marts"
+
+# The Segments API platform's raw tables (segment_pipeline/segments_api/snapshot.py), in their own schema
+SEGMENTS_API_DATASET = "segments_api"
+SEGMENTS_API_WORKSPACES_TABLE = "workspaces"
+SEGMENTS_API_SEGMENTS_TABLE = "segments"
+SEGMENTS_API_DEFINITIONS_TABLE = "segment_definitions"
+SEGMENTS_API_SNAPSHOTS_TABLE = "segment_count_snapshots"

@@ -601,10 +601,14 @@ def definition_version_count(source: Source, account_id: str) -> int:
 
 
 def dlt_pipeline(
-    pipeline_name: str, warehouse: Source, pipelines_dir: Path, memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+    pipeline_name: str,
+    warehouse: Source,
+    pipelines_dir: Path,
+    memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT,
+    dataset: str = RAW_DATASET,
 ) -> dlt.Pipeline:
-    """A dlt pipeline writing the RAW_DATASET schema of the warehouse (a file, or a lake through dlt's `ducklake`
-    destination); its working dir stays in the project."""
+    """A dlt pipeline writing the `dataset` schema (Klaviyo's RAW_DATASET unless told) of the warehouse (a file,
+    or a lake through dlt's `ducklake` destination); its working dir stays in the project."""
     import dlt  # here, not at the top: the publish step and the demo need this module but not dlt
     from dlt.common.exceptions import DltException
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
@@ -626,7 +630,7 @@ def dlt_pipeline(
             pipeline_name=pipeline_name,
             pipelines_dir=str(pipelines_dir),
             destination=destination,
-            dataset_name=RAW_DATASET,
+            dataset_name=dataset,
         )
     except (ValueError, KeyError, TypeError, OSError, DltException) as exc:
         folder = pipelines_dir / pipeline_name
@@ -709,13 +713,13 @@ class Warehouse:
         with self.lock(holder), read_connection(self.path) as connection:
             yield connection
 
-    def pipeline(self, name: str, account: str | None = None) -> dlt.Pipeline:
+    def pipeline(self, name: str, account: str | None = None, dataset: str = RAW_DATASET) -> dlt.Pipeline:
         """The dlt pipeline `name` (of `account`'s runs). On a lake each account has its own pipeline: writers
         running at once need their own working folder and staging dataset (see `Lake.dlt_destination`)."""
         storage = self.storage
         if self.lake is not None and account:
             name = f"{name}_{account}"
-        return dlt_pipeline(name, self.location, storage.dlt_pipelines_dir, storage.duckdb_memory_limit)
+        return dlt_pipeline(name, self.location, storage.dlt_pipelines_dir, storage.duckdb_memory_limit, dataset)
 
     def load(self, pipeline: dlt.Pipeline, data: object, holder: Holder | None = None) -> None:
         """`pipeline.run(data)`; on a lake a commit conflict loads the same package again (never extracted twice)

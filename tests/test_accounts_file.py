@@ -111,8 +111,10 @@ def test_the_variable_names_the_file_and_relative_paths_start_from_the_working_d
 
 def test_the_example_in_the_repository_loads_and_shows_every_field():
     example = REPO / "accounts.yaml.example"
-    accounts = read_accounts_file(example, {"KLAVIYO_API_KEY_BRAND_A": "a", "KLAVIYO_API_KEY_BRAND_B": "b"})
-    assert accounts.names == ("brand_a", "brand_b")
+    keys = {"KLAVIYO_API_KEY_BRAND_A": "a", "KLAVIYO_API_KEY_BRAND_B": "b", "SEGMENTS_API_KEY_NEWSLETTER": "n"}
+    accounts = read_accounts_file(example, keys)
+    assert accounts.names == ("brand_a", "brand_b", "newsletter")
+    assert accounts.on("segments_api").names == ("newsletter",)
     text = example.read_text()
     for field in [*AccountSettings.model_fields, *SegmentFilter.model_fields]:
         assert re.search(rf"^\s*(- )?{field}:.*#", text, re.MULTILINE), f"{field} is not shown with a comment"
@@ -427,3 +429,58 @@ def test_a_bad_single_account_variable_is_named(variable, value, fragment):
     with pytest.raises(ConfigError) as caught:
         load_settings({variable: value})
     assert fragment in str(caught.value) and not isinstance(caught.value, AccountsFileError)
+
+
+MIXED = """\
+accounts:
+  - name: brand_a
+    api_key_env: KEY_A
+    timezone: Australia/Sydney
+  - name: news
+    platform: segments_api
+    api_key_env: KEY_B
+    timezone: Europe/Berlin
+"""
+
+
+def test_an_entry_names_its_platform_and_each_platform_gets_its_own(tmp_path):
+    path = write(tmp_path, MIXED)
+    env = {ACCOUNTS_FILE_ENV: str(path), **KEYS, "SEGMENTS_API_BASE_URL": "https://api.example.com"}
+    settings = load_settings(env)
+    assert settings.accounts.names == ("brand_a",)
+    assert settings.segments_api_workspaces.names == ("news",)
+    assert settings.segments_api_workspaces["news"].timezone == "Europe/Berlin"
+    # with a file, the single-workspace variable is ignored like the single-account ones
+    assert load_settings({**env, "SEGMENTS_API_KEY": "k"}).segments_api_workspaces.names == ("news",)
+    with pytest.raises(ConfigError, match="SEGMENTS_API_BASE_URL is not set"):
+        load_settings({ACCOUNTS_FILE_ENV: str(path), **KEYS})
+
+
+def test_without_a_file_the_platform_is_on_when_its_key_is_set():
+    assert load_settings({}).segments_api_workspaces.names == ()
+    settings = load_settings(
+        {
+            "SEGMENTS_API_KEY": "k",
+            "SEGMENTS_API_BASE_URL": "https://api.example.com",
+            "SEGMENTS_API_TIMEZONE": "Asia/Tokyo",
+        }
+    )
+    (workspace,) = settings.segments_api_workspaces
+    assert (workspace.name, workspace.platform, workspace.timezone) == ("default", "segments_api", "Asia/Tokyo")
+    assert workspace.api_key_env == "SEGMENTS_API_KEY" and "sak_secret_value_42" not in repr(settings)
+    with pytest.raises(ConfigError, match="SEGMENTS_API_TIMEZONE='Mars/Base' is not an IANA timezone"):
+        load_settings(
+            {"SEGMENTS_API_KEY": "k", "SEGMENTS_API_BASE_URL": "https://x.test", "SEGMENTS_API_TIMEZONE": "Mars/Base"}
+        )
+
+
+def test_a_segments_api_entry_refuses_klaviyo_fields_and_unknown_platforms(tmp_path):
+    text = MIXED + "    report_daily_limit: 100\n    history_start: 2025-01-01\n"
+    error = problems_of(write(tmp_path, text))
+    assert "report_daily_limit, history_start apply to Klaviyo accounts only, not to platform segments_api" in str(
+        error
+    )
+    error = problems_of(write(tmp_path, MIXED.replace("segments_api", "hubspot")))
+    assert ":6: account 'news', platform:" in str(error) and "klaviyo (the default) or segments_api" in str(error)
+    error = problems_of(write(tmp_path, MIXED), {"KEY_A": "a"})
+    assert "export this workspace's Segments API key as KEY_B" in str(error)

@@ -9,6 +9,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PRODUCT = REPO / "segment_pipeline"
 SIMULATOR = REPO / "klaviyo_simulator"
+# the Segments API platform's simulator stands alone too
+SEGMENTS_API_SIMULATOR = REPO / "segments_api_simulator"
 # defs/ bodies map outcomes to Dagster objects; the work is in the services they call
 MAX_DEFS_FUNCTION_LINES = 60
 
@@ -32,7 +34,7 @@ def reads_environment(tree: ast.AST) -> bool:
 def test_at_most_two_modules_read_the_environment():
     readers = [
         path.relative_to(REPO).as_posix()
-        for path in sources(PRODUCT, SIMULATOR)
+        for path in sources(PRODUCT, SIMULATOR, SEGMENTS_API_SIMULATOR)
         if reads_environment(ast.parse(path.read_text(encoding="utf-8")))
     ]
     # the pipeline's one settings reader, and the simulator's command line (a separate program)
@@ -60,7 +62,7 @@ def test_the_simulator_imports_nothing_of_the_product():
         path.relative_to(REPO).as_posix(): sorted(
             m for m in imported_modules(ast.parse(path.read_text())) if m.split(".")[0] == "segment_pipeline"
         )
-        for path in sources(SIMULATOR)
+        for path in sources(SIMULATOR, SEGMENTS_API_SIMULATOR)
     }
     assert {path: modules for path, modules in offenders.items() if modules} == {}
 

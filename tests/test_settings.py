@@ -110,6 +110,9 @@ def test_an_unset_key_is_refused_when_a_run_reads_it_naming_the_variable_and_the
 def test_a_typo_in_a_variable_name_is_found_and_key_variables_are_not_typos():
     env = {"KLAVIYO_TIMEZNOE": "UTC", "KLAVIYO_API_KEY_BRAND_A": "pk_x", "KLAVIYO_TAGS": "off"}
     assert unknown_variables(env) == ["KLAVIYO_TIMEZNOE"]
+    assert unknown_variables({"SEGMENTS_API_TIMEZOME": "UTC", "SEGMENTS_API_KEY_NEWS": "k"}) == [
+        "SEGMENTS_API_TIMEZOME"
+    ]
 
 
 def test_every_variable_read_is_documented_once():

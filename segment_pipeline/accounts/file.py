@@ -260,8 +260,12 @@ def _cross_account_problems(
                     variable_line,
                     f"account {account.name!r}",
                     f"the environment variable {account.api_key_env} is not set",
-                    f"export this account's private API key (read scopes segments:read and accounts:read) as "
-                    f"{account.api_key_env} before starting the pipeline",
+                    (
+                        "export this account's private API key (read scopes segments:read and accounts:read) as "
+                        if account.is_klaviyo
+                        else "export this workspace's Segments API key as "
+                    )
+                    + f"{account.api_key_env} before starting the pipeline",
                 )
             )
         elif key in by_key:

@@ -12,15 +12,21 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..config import DEFAULT_LOOKBACK_DAYS, MAX_LOOKBACK_DAYS
 from ..klaviyo.limits import REPORTING_DATA_FLOOR, REPORTS_RATE_LIMIT
 
 ACCOUNTS_FILE_ENV = "KLAVIYO_ACCOUNTS_FILE"
+# the platforms an entry of the accounts file can name (`platform:`); Klaviyo when it names none
+KLAVIYO = "klaviyo"
+SEGMENTS_API = "segments_api"
+PLATFORMS = (KLAVIYO, SEGMENTS_API)
+# the fields that only mean something for a Klaviyo account (its report budget, partitions and segment filter)
+KLAVIYO_ONLY_FIELDS = ("report_rate_per_minute", "report_daily_limit", "lookback_days", "history_start", "segments")
 SINGLE_ACCOUNT_KEY_ENV = "KLAVIYO_API_KEY"
 
 # Klaviyo's reporting quota per account: an account's budget is a share of it, never more.
@@ -39,6 +45,10 @@ FIELD_HINTS = {
     "name": (
         f"use 1 to {MAX_NAME_LENGTH} lower-case letters, digits and underscores, starting with a letter and "
         "unique in the file (e.g. brand_a); it becomes part of asset keys and partition names"
+    ),
+    "platform": (
+        "write klaviyo (the default) or segments_api (a workspace of the Segments API platform, "
+        "docs/segments-api-platform.md)"
     ),
     "api_key_env": (
         "write the NAME of the environment variable that holds this account's private API key "
@@ -155,6 +165,8 @@ class AccountSettings(BaseModel):
 
     Attributes:
         name: Short unique name ([a-z][a-z0-9_]*, at most 32 characters), for asset keys and partition names.
+        platform: `klaviyo` (a Klaviyo account) or `segments_api` (a workspace of the Segments API platform,
+            which takes only name, api_key_env and timezone: the other fields are Klaviyo's).
         api_key_env: Name of the environment variable holding the account's private API key.
         timezone: The account's IANA timezone; its days are the partitions of its series.
         report_rate_per_minute: Report requests a minute the client allows itself for this account.
@@ -168,6 +180,7 @@ class AccountSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: Annotated[str, Field(strict=True)]
+    platform: Literal["klaviyo", "segments_api"] = KLAVIYO
     api_key_env: Annotated[str, Field(strict=True)]
     timezone: Annotated[str, Field(strict=True)]
     report_rate_per_minute: Annotated[float, Field(strict=True, gt=0)] = float(REPORTS_RATE_LIMIT.per_minute)
@@ -201,6 +214,21 @@ class AccountSettings(BaseModel):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{shown(value)} is not an IANA timezone name") from None
         return value
+
+    @model_validator(mode="after")
+    def _klaviyo_fields(self) -> AccountSettings:
+        if self.platform != KLAVIYO:
+            given = [name for name in KLAVIYO_ONLY_FIELDS if name in self.model_fields_set]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to Klaviyo accounts only, not to "
+                    f"platform {self.platform}: remove {'it' if len(given) == 1 else 'them'}"
+                )
+        return self
+
+    @property
+    def is_klaviyo(self) -> bool:
+        return self.platform == KLAVIYO
 
     @field_validator("segments", mode="before")
     @classmethod
@@ -269,6 +297,10 @@ class Accounts:
         if len(quoted) == 1:
             return f"the only account is {quoted[0]}"
         return f"the accounts are {', '.join(quoted[:-1])} and {quoted[-1]}"
+
+    def on(self, platform: str) -> Accounts:
+        """The entries of one platform, in order, from the same source."""
+        return Accounts(tuple(account for account in self.accounts if account.platform == platform), self.source)
 
     def __getitem__(self, name: str) -> AccountSettings:
         for account in self.accounts:

@@ -15,7 +15,11 @@ from .. import warehouse as wh
 from ..config import ConfigError
 from ..ingest.access import IngestError
 from ..klaviyo import KlaviyoError, KlaviyoQuotaExhausted, KlaviyoServerError, ReportWindowError
+from ..segments_api.errors import SegmentsApiError, SegmentsApiUnavailableError
 from ..state_files import StateFileError
+
+# the errors that carry their own explanation: what happened and what to do
+_EXPLAINED = (KlaviyoError, SegmentsApiError, wh.WarehouseLockedError, IngestError, ConfigError, StateFileError)
 
 
 def _cause(exc: BaseException) -> BaseException | None:
@@ -23,7 +27,7 @@ def _cause(exc: BaseException) -> BaseException | None:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, (KlaviyoError, wh.WarehouseLockedError, IngestError, ConfigError, StateFileError)):
+        if isinstance(exc, _EXPLAINED):
             return exc
         if isinstance(exc, Exception) and wh.is_lock_error(exc):
             # the file was taken between our read and dlt's load: say so plainly, not as a dlt stack
@@ -45,9 +49,11 @@ def explained_failures(label: str) -> Iterator[None]:
         yield
     except dg.Failure:
         raise
-    except (KlaviyoError, wh.WarehouseLockedError, IngestError, ConfigError, StateFileError, PipelineStepFailed) as exc:
+    except (*_EXPLAINED, PipelineStepFailed) as exc:
         cause = _cause(exc) or exc
-        retryable = isinstance(cause, (KlaviyoServerError, KlaviyoQuotaExhausted, wh.WarehouseLockedError))
+        retryable = isinstance(
+            cause, (KlaviyoServerError, KlaviyoQuotaExhausted, SegmentsApiUnavailableError, wh.WarehouseLockedError)
+        )
         text = str(cause)
         if isinstance(cause, ReportWindowError):
             text = f"{text}. No request was sent."

@@ -55,7 +55,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def checked_base_url(url: str, variable: str = "KLAVIYO_BASE_URL") -> str:
+def checked_base_url(
+    url: str, variable: str = "KLAVIYO_BASE_URL", suggestion: str = "https://a.klaviyo.com (Klaviyo's API)"
+) -> str:
     """The base URL without a trailing slash, or KlaviyoConfigError saying what is wrong with it.
 
     It must be an absolute http(s) URL with a host and no user name, password, query or fragment; plain http
@@ -71,8 +73,8 @@ def checked_base_url(url: str, variable: str = "KLAVIYO_BASE_URL") -> str:
     origin = origin_of(parsed) if parsed is not None else None
     if parsed is None or origin is None:
         raise KlaviyoConfigError(
-            f"{variable}={display} is not an http(s) URL with a host: set it to https://a.klaviyo.com "
-            "(Klaviyo's API), or to the address of the bundled simulator"
+            f"{variable}={display} is not an http(s) URL with a host: set it to {suggestion}, or to the address "
+            "of the bundled simulator"
         )
     if parsed.userinfo:
         # never echo it: it may be a password

@@ -1,0 +1,247 @@
+"""Segments API workspaces snapshotted through their Dagster assets, against the simulator over real HTTP, into a
+real DuckDB file: a week of simulated days keeps exactly the recounts each snapshot saw, on their local days; a
+filter change is a new definition version; a re-run changes nothing; a bad key and a malformed page fail clearly
+and lose nothing; the key shows nowhere."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import duckdb
+import httpx
+import pytest
+import yaml
+
+from segment_pipeline.defs.deployment import build_definitions
+from segment_pipeline.defs.segments_api import snapshot_key
+from segment_pipeline.settings import load_settings
+from segments_api_simulator import SegmentsApiSimulator, World
+
+TIMEZONES = {"week": "America/Los_Angeles", "edits": "Asia/Tokyo", "faults": "UTC"}
+SEGMENT_COUNTS = {"week": 6, "edits": 3, "faults": 150}
+KEYS = {name: f"sak_live_{name}_5d1c0e9b7a3f" for name in TIMEZONES}
+VARIABLES = {name: f"SEGMENTS_API_KEY_{name.upper()}" for name in TIMEZONES}
+START = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=12)
+# when the week's snapshots are taken, in hours after the start: some days twice, one day skipped
+SNAPSHOT_HOURS = (2, 9.5, 26, 50, 50.25, 75, 98, 99.5, 146, 170)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("segments_api")
+    world = World(seed=11, start=START)
+    for name, count in SEGMENT_COUNTS.items():
+        world.add_workspace(name, KEYS[name], count)
+    accounts = [
+        {"name": "brand", "api_key_env": "KLAVIYO_KEY_BRAND", "timezone": "US/Eastern"},
+        *(
+            {"name": name, "platform": "segments_api", "api_key_env": VARIABLES[name], "timezone": zone}
+            for name, zone in TIMEZONES.items()
+        ),
+    ]
+    (tmp / "accounts.yaml").write_text(yaml.safe_dump({"accounts": accounts}), encoding="utf-8")
+    with SegmentsApiSimulator(world) as simulator:
+        env = {
+            "KLAVIYO_ACCOUNTS_FILE": str(tmp / "accounts.yaml"),
+            "KLAVIYO_KEY_BRAND": "pk_not_used_in_this_test",
+            "SEGMENTS_API_BASE_URL": simulator.base_url,
+            "WAREHOUSE_PATH": str(tmp / "warehouse.duckdb"),
+            "PIPELINE_STATE_DIR": str(tmp / "state"),
+            **{VARIABLES[name]: key for name, key in KEYS.items()},
+        }
+        defs = build_definitions(load_settings(env))
+        yield simulator, defs, tmp / "warehouse.duckdb"
+
+
+def snapshot(deployment, workspace: str, **kwargs) -> dg.ExecuteInProcessResult:
+    _, defs, _ = deployment
+    selection = dg.AssetSelection.assets(snapshot_key(workspace))
+    return dg.materialize([*defs.assets, *defs.asset_checks], selection=selection, resources=defs.resources, **kwargs)
+
+
+def rows(deployment, sql: str, params=None) -> list[tuple]:
+    with duckdb.connect(str(deployment[2]), read_only=True) as connection:
+        return connection.execute(sql, params or []).fetchall()
+
+
+def tables(deployment, workspace: str) -> dict[str, list[tuple]]:
+    names = ("workspaces", "segments", "segment_definitions", "segment_count_snapshots")
+    return {
+        name: sorted(rows(deployment, f"select * from segments_api.{name} where workspace_name = ?", [workspace]))
+        for name in names
+    }
+
+
+def admin(deployment, path: str, body: dict | None = None) -> dict:
+    response = httpx.post(f"{deployment[0].base_url}/_admin/{path}", json=body or {})
+    response.raise_for_status()
+    return response.json()
+
+
+def truth(deployment, workspace: str) -> dict:
+    return httpx.get(f"{deployment[0].base_url}/_admin/truth", params={"workspace": workspace}).json()
+
+
+def moment(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def metadata(result: dg.ExecuteInProcessResult, workspace: str) -> dict:
+    (event,) = result.asset_materializations_for_node(snapshot_key(workspace).to_python_identifier())
+    return {name: value.value for name, value in event.metadata.items()}
+
+
+def test_a_week_of_snapshots_keeps_exactly_the_recounts_seen_on_their_local_days(deployment):
+    zone = ZoneInfo(TIMEZONES["week"])
+    seen: dict[str, set[tuple[dt.datetime, int]]] = {}
+    new_counts = 0
+    hours = 0.0
+    for at in SNAPSHOT_HOURS:
+        admin(deployment, "clock", {"advance_hours": at - hours})
+        hours = at
+        result = snapshot(deployment, "week")
+        assert result.success
+        (check,) = result.get_asset_check_evaluations()
+        assert check.passed, check.metadata
+        shown = metadata(result, "week")
+        new_counts += shown["new_counts"]
+        assert (shown["segments"], shown["pages"], shown["requests_sent"]) == (SEGMENT_COUNTS["week"], 1, 1)
+        assert shown["new_segments"] == (SEGMENT_COUNTS["week"] if at == SNAPSHOT_HOURS[0] else 0)
+        ((first_seen,),) = rows(
+            deployment, "select min(first_seen_at) from segments_api.segments where workspace_name = 'week'"
+        )
+        assert shown["history_starts_at"] == first_seen.timestamp()
+        # what this snapshot could see: each segment's latest recount up to the simulator's clock
+        for segment_id, facts in truth(deployment, "week")["segments"].items():
+            counted_at, count = facts["recounts"][-1]
+            seen.setdefault(segment_id, set()).add((moment(counted_at), count))
+    expected: dict[tuple[str, dt.date], tuple[dt.datetime, int]] = {}
+    for segment_id, counts in seen.items():
+        for counted_at, count in sorted(counts):  # oldest first: the latest of each local day wins
+            expected[(segment_id, counted_at.astimezone(zone).date())] = (counted_at, count)
+    stored = {
+        (segment_id, day): (counted_at, count)
+        for segment_id, day, counted_at, count in rows(
+            deployment,
+            "select segment_id, counted_date, last_counted_at, cached_count from segments_api.segment_count_snapshots "
+            "where workspace_name = 'week'",
+        )
+    }
+    assert stored == expected
+    # the simulator recounts at irregular times: some local days had two recounts seen, some none
+    assert sum(len(counts) for counts in seen.values()) > len(expected) > len(seen)
+    # the metadata's count of new data points is every distinct recount seen
+    assert new_counts == sum(len(counts) for counts in seen.values())
+
+
+def test_a_rerun_of_the_same_day_changes_nothing(deployment):
+    before = tables(deployment, "week")
+    result = snapshot(deployment, "week")
+    after = tables(deployment, "week")
+    assert after["segment_count_snapshots"] == before["segment_count_snapshots"]
+    assert after["segment_definitions"] == before["segment_definitions"]
+    # a segment seen again moves only its last_seen_at and _loaded_at (columns 6 and 8)
+    assert [row[:6] + row[7:8] for row in after["segments"]] == [row[:6] + row[7:8] for row in before["segments"]]
+    found = metadata(result, "week")
+    assert found["new_counts"] == 0 and found["counts_not_recalculated"] == SEGMENT_COUNTS["week"]
+
+
+def expected_hash(match_type: str, filters: list) -> str:
+    canonical = json.dumps({"filters": filters, "matchType": match_type}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def versions(deployment, segment_id: str) -> list[tuple]:
+    return rows(
+        deployment,
+        "select definition_hash, match_type, filters from segments_api.segment_definitions "
+        "where workspace_name = 'edits' and segment_id = ? order by first_seen_at",
+        [segment_id],
+    )
+
+
+def test_a_filter_change_is_a_new_definition_version_and_a_rename_is_not(deployment):
+    assert snapshot(deployment, "edits").success
+    segments = truth(deployment, "edits")["segments"]
+    edited, renamed, _ = sorted(segments)
+    original = segments[edited]
+    new_filters = [{"field": "plan", "operator": "eq", "value": "enterprise"}]
+    admin(deployment, f"workspaces/edits/segments/{edited}", {"filters": new_filters, "matchType": "any"})
+    admin(deployment, f"workspaces/edits/segments/{renamed}", {"name": "A new name"})
+    result = snapshot(deployment, "edits")
+    assert metadata(result, "edits")["new_definition_versions"] == 1
+    assert versions(deployment, edited) == [
+        (expected_hash(original["matchType"], original["filters"]), original["matchType"], _json(original["filters"])),
+        (expected_hash("any", new_filters), "any", _json(new_filters)),
+    ]
+    assert len(versions(deployment, renamed)) == 1
+    assert rows(deployment, "select name from segments_api.segments where segment_id = ?", [renamed]) == [
+        ("A new name",)
+    ]
+
+
+def _json(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_a_segment_gone_from_a_complete_listing_is_marked_deleted(deployment):
+    gone = sorted(truth(deployment, "edits")["segments"])[-1]
+    httpx.delete(f"{deployment[0].base_url}/_admin/workspaces/edits/segments/{gone}").raise_for_status()
+    result = snapshot(deployment, "edits")
+    assert metadata(result, "edits")["deleted_segments"] == 1
+    ((deleted_at, last_seen_at),) = rows(
+        deployment, "select deleted_at, last_seen_at from segments_api.segments where segment_id = ?", [gone]
+    )
+    assert deleted_at is not None and deleted_at > last_seen_at
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    failures = [event for event in result.all_events if event.is_step_failure]
+    assert failures, "the run did not fail"
+    return "\n".join(event.event_specific_data.error.to_string() for event in failures)
+
+
+def test_a_malformed_page_and_a_bad_key_fail_clearly_and_lose_nothing(deployment, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    assert snapshot(deployment, "faults").success
+    stored = tables(deployment, "faults")
+    assert len(stored["segment_count_snapshots"]) == SEGMENT_COUNTS["faults"]
+    admin(deployment, "clock", {"advance_hours": 30})  # recounts since: a partial load would show them
+
+    admin(deployment, "faults", {"kind": "malformed", "variant": "truncated_json", "page": 2, "workspace": "faults"})
+    result = snapshot(deployment, "faults", raise_on_error=False)
+    text = failure_text(result)
+    assert "Segments API workspace 'faults': page 2 of the segments listing is not JSON" in text
+    assert tables(deployment, "faults") == stored
+
+    admin(deployment, "workspaces/faults/revoke")
+    result = snapshot(deployment, "faults", raise_on_error=False)
+    text += failure_text(result)
+    assert f"refused the key in {VARIABLES['faults']} (HTTP 401)" in text
+    assert tables(deployment, "faults") == stored
+
+    everything = text + caplog.text + "".join(capsys.readouterr()) + "".join(map(str, result.all_events))
+    for key in KEYS.values():
+        assert key not in everything
+
+
+def test_each_workspace_has_an_unpartitioned_asset_a_job_and_a_daily_schedule_in_its_timezone(deployment):
+    _, defs, _ = deployment
+    for name, zone in TIMEZONES.items():
+        asset = defs.resolve_assets_def(snapshot_key(name))
+        assert asset.partitions_def is None
+        assert "history starts at the first snapshot and cannot be backfilled" in asset.descriptions_by_key[
+            snapshot_key(name)
+        ].replace("\n", " ")
+        schedule = defs.resolve_schedule_def(f"snapshot_segments_api_{name}_daily")
+        assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 * * *", zone)
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+        job = defs.resolve_job_def(f"snapshot_segments_api_{name}_job")
+        assert job.asset_layer.asset_graph.get_all_asset_keys() >= {snapshot_key(name)}
+    # the Klaviyo account of the same file keeps its own definitions
+    assert defs.resolve_schedule_def("ingest_brand_daily").execution_timezone == "US/Eastern"
