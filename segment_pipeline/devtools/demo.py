@@ -8,6 +8,8 @@ with everything under data/dev/, until Ctrl-C.
 
 `--accounts N` serves N accounts in different timezones and writes an accounts file for them
 (<data dir>/accounts.yaml, checked by the pipeline's own loader); each account's range is in its own days.
+`demo` also snapshots a simulated Segments API workspace daily over its last days (`--segments-api`,
+segments_api_demo.py), so the marts and the report show both platforms.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ..charts import HTML_NAME, PNG_NAME
 from ..klaviyo.limits import REPORT_QUOTA_WINDOW_SECONDS, REPORTS_RATE_LIMIT, STEADY_WINDOW_SECONDS
 from ..settings import ACCOUNTS_FILE_ENV, SINGLE_ACCOUNT_VARIABLES, Settings, child_environment, load_settings
 from ..tables import MARTS_SCHEMA, RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
-from . import processes
+from . import processes, segments_api_demo
 
 DEMO_API_KEY = "pk_simulator_demo_key"
 DEMO_TIMEZONE = "US/Eastern"
@@ -41,6 +43,7 @@ ACCOUNTS_FILE_NAME = "accounts.yaml"
 DEMO_DATA_DIR = "data/demo"
 DEV_DATA_DIR = "data/dev"
 DEMO_DAYS = 90
+DEMO_SEGMENTS_API_SEGMENTS = 30
 # the simulator's admin endpoints: its request counts, and the demo's definition change (its `scenario.py`)
 STATS_PATH = "/__simulator/stats"
 DEFINITION_CHANGE_PATH = "/__simulator/scenario/definition-change"
@@ -73,6 +76,14 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--days", type=int, default=DEMO_DAYS, help=f"days of series to load, ending yesterday (default {DEMO_DAYS})"
     )
+    parser.add_argument(
+        "--segments-api",
+        type=int,
+        default=DEMO_SEGMENTS_API_SEGMENTS,
+        help="segments of a simulated Segments API workspace, the second platform, snapshotted once a simulated "
+        f"day over the last {segments_api_demo.SNAPSHOT_DAYS} days (default {DEMO_SEGMENTS_API_SEGMENTS}; "
+        "0: Klaviyo only)",
+    )
     add_common_arguments(parser, DEMO_DATA_DIR)
     return parser
 
@@ -97,6 +108,8 @@ def pipeline_environment(simulator: processes.Simulator, data_dir: Path, speed: 
     """The pipeline's environment for the simulator: every file under `data_dir`, its own Dagster instance,
     the simulator's one account as the single-account variables, or an accounts file for several."""
     env = child_environment(without=(*SINGLE_ACCOUNT_VARIABLES, ACCOUNTS_FILE_ENV))
+    # the second platform is on only when the demo serves it (segments_api_demo.add_to_environment)
+    env = {name: value for name, value in env.items() if not name.startswith("SEGMENTS_API_")}
     env.update(
         KLAVIYO_BASE_URL=simulator.base_url,
         # the simulator's steady window and quota day are `speed` times shorter: wait and count to match
@@ -156,18 +169,31 @@ def running_simulator(args: argparse.Namespace, data_dir: Path, port: int = 0) -
 
 def run_demo(argv: list[str] | None = None) -> int:
     args = demo_parser().parse_args(argv)
-    if args.accounts < 1 or args.days < 1:
-        print("segment-pipeline demo: --accounts and --days must be at least 1", file=sys.stderr)
+    if args.accounts < 1 or args.days < 1 or args.segments_api < 0:
+        print(
+            "segment-pipeline demo: --accounts and --days must be at least 1, --segments-api 0 or more", file=sys.stderr
+        )
         return 2
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    with running_simulator(args, data_dir) as simulator:
+    snapshot_days = min(args.days, segments_api_demo.SNAPSHOT_DAYS)
+    second_platform = (
+        segments_api_demo.simulator(data_dir, args.segments_api, snapshot_days, args.seed)
+        if args.segments_api
+        else contextlib.nullcontext()
+    )
+    with running_simulator(args, data_dir) as simulator, second_platform as served:
         env = pipeline_environment(simulator, data_dir, args.speed)
+        if served is not None:
+            accounts_file = Path(env[ACCOUNTS_FILE_ENV]) if ACCOUNTS_FILE_ENV in env else None
+            segments_api_demo.add_to_environment(env, served, accounts_file)
         settings = load_settings(env)
         # a fresh simulator has a fresh daily quota: forget the requests earlier demos counted
         shutil.rmtree(settings.ledger_dir, ignore_errors=True)
         ranges = plan_ranges(settings.accounts, days=args.days)
         list_then_edit_a_segment(settings, simulator, ranges[0])
+        if served is not None:
+            segments_api_demo.snapshot_history(settings, served, snapshot_days)
         with processes.dagster(env, data_dir / "dagster.log") as api:
             print(f"Dagster on {api.url} (instance {env['DAGSTER_HOME']}, log {data_dir / 'dagster.log'})")
             code = run_backfill(settings, ranges, api.url)
@@ -176,6 +202,9 @@ def run_demo(argv: list[str] | None = None) -> int:
         print(f"The demo failed: what failed is above; Dagster's log is in {data_dir / 'dagster.log'}.")
         return code
     print_summary(settings.storage.analytics_path, settings.storage.charts_dir, stats)
+    if args.segments_api:
+        with duckdb.connect(str(settings.storage.analytics_path), read_only=True) as connection:
+            print("\n".join(segments_api_demo.summary_lines(connection)))
     if args.accounts > 1:
         print(f"  accounts file:          {env[ACCOUNTS_FILE_ENV]}")
         print_accounts_summary(settings.storage.analytics_path, simulator, stats)
