@@ -86,7 +86,7 @@ def _header_facts(data: ReportData) -> str:
     if len(data.platforms) > 1 or any(p in NET_ONLY_PLATFORMS for p in data.platforms):
         parts = [
             f"{PLATFORM_LABELS.get(platform, platform)} {count:,}"
-            + (" (net change only)" if platform in NET_ONLY_PLATFORMS else "")
+            + (": net change only" if platform in NET_ONLY_PLATFORMS else "")
             for platform, count in data.platforms.items()
         ]
         platforms = f' (<span id="header-platforms">{html.escape(", ".join(parts))}</span>)'

@@ -409,7 +409,7 @@ def test_the_report_header_counts_each_platforms_segments(
     total = sum(counts.values())
     assert report_page.text("#header-segments") == f"{total} segments"
     assert report_page.text("#header-platforms") == (
-        f"Klaviyo {counts['klaviyo']}, Segments API {counts['segments_api']} (net change only)"
+        f"Klaviyo {counts['klaviyo']}, Segments API {counts['segments_api']}: net change only"
     )
     ((span_first, span_last),) = query(
         first, "select min(date) as a, max(date) as b from marts.segment_growth_daily"
