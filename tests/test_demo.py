@@ -32,12 +32,12 @@ ANALYST_DOCS = REPO / "docs" / "for-sql-analysts.md"
 CHROMIUM = Path("/usr/bin/chromium")
 # 35 days: the analysts' guide's 30-day windows are complete on the demo's data (still one report per account)
 DAYS, SEGMENTS, ACCOUNTS = 35, 12, 3
-# and a simulated Segments API workspace, the second platform, snapshotted daily over the last days
-API_SEGMENTS = 6
+# and a simulated Segments API workspace, the second platform, snapshotted daily over its last days
+API_SEGMENTS, API_DAYS = 6, 4
 DEMO_ARGS = [
     "demo",
     *("--days", str(DAYS), "--segments", str(SEGMENTS), "--accounts", str(ACCOUNTS)),
-    *("--segments-api", str(API_SEGMENTS)),
+    *("--segments-api", str(API_SEGMENTS), "--segments-api-days", str(API_DAYS)),
 ]
 # one line per account in the demo's summary: name, timezone, segments, series rows, days, requests
 ACCOUNT_LINE = re.compile(

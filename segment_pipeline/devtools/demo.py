@@ -84,6 +84,12 @@ def demo_parser() -> argparse.ArgumentParser:
         f"day over the last {segments_api_demo.SNAPSHOT_DAYS} days (default {DEMO_SEGMENTS_API_SEGMENTS}; "
         "0: Klaviyo only)",
     )
+    parser.add_argument(
+        "--segments-api-days",
+        type=int,
+        default=segments_api_demo.SNAPSHOT_DAYS,
+        help=f"days of daily Segments API snapshots, at most --days (default {segments_api_demo.SNAPSHOT_DAYS})",
+    )
     add_common_arguments(parser, DEMO_DATA_DIR)
     return parser
 
@@ -176,7 +182,7 @@ def run_demo(argv: list[str] | None = None) -> int:
         return 2
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    snapshot_days = min(args.days, segments_api_demo.SNAPSHOT_DAYS)
+    snapshot_days = max(1, min(args.days, args.segments_api_days))
     second_platform = (
         segments_api_demo.simulator(data_dir, args.segments_api, snapshot_days, args.seed)
         if args.segments_api
