@@ -93,7 +93,8 @@ def test_every_account_is_loaded_with_exact_rows_for_its_own_days(demo_run):
             ).fetchall()
         }
     assert len(stored) == ACCOUNTS
-    settings = read_accounts_file(data / "accounts.yaml", {f"KLAVIYO_API_KEY_{n.upper()}": n for n in truth})
+    variables = {f"KLAVIYO_API_KEY_{n.upper()}": n for n in truth}
+    settings = read_accounts_file(data / "accounts.yaml", {**variables, segments_api_demo.KEY_VARIABLE: "k"})
     total_rows = 0
     for name, account in truth.items():
         line = summary[name]
