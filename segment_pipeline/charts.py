@@ -20,7 +20,7 @@ import pandas as pd
 from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
 from .lake.location import Lake
 from .report import build_report
-from .report_data import GROWTH_DAILY_TABLE, SEGMENT_SUMMARY_SQL, connect_read_only, source_name
+from .report_data import GROWTH_DAILY_TABLE, PLATFORM_LABELS, connect_read_only, segment_summary_sql, source_name
 from .tables import MARTS_SCHEMA
 
 __all__ = ["GROWTH_DAILY_TABLE", "write_growth_charts"]
@@ -29,8 +29,6 @@ PNG_NAME = "segment_growth.png"
 PREVIEW_NAME = "segment_growth_preview.png"
 HTML_NAME = "segment_growth.html"
 
-# the top_n largest segments by total_members on their own latest day, with that day's 30-day figures
-_TOP_SEGMENTS_SQL = f"{SEGMENT_SUMMARY_SQL} limit ?"
 
 _SERIES_SQL = f"""
 select daily.account_id, daily.segment_id, daily.date, daily.total_members, daily.members_added,
@@ -57,15 +55,17 @@ def _read(
             raise LookupError(
                 f"{source_name(path)} has no {GROWTH_DAILY_TABLE}: build the dbt models (and publish) first"
             )
-        top = connection.execute(_TOP_SEGMENTS_SQL, [top_n]).df()
+        # the top_n largest segments by total_members on their own latest day, with that day's 30-day figures
+        top = connection.execute(f"{segment_summary_sql(connection)} limit ?", [top_n]).df()
         keys = [top["account_id"].tolist(), top["segment_id"].tolist()]
         series = connection.execute(_SERIES_SQL, keys).df()
     return top, series
 
 
-def _label(row: pd.Series, several_accounts: bool) -> str:
+def _label(row: pd.Series, several_accounts: bool, several_platforms: bool = False) -> str:
     name = row["segment_name"] if isinstance(row["segment_name"], str) and row["segment_name"] else row["segment_id"]
-    return f"{name} ({row['account_id']})" if several_accounts else str(name)
+    label = f"{name} ({row['account_id']})" if several_accounts else str(name)
+    return f"{label} [{PLATFORM_LABELS.get(row['platform'], row['platform'])}]" if several_platforms else label
 
 
 # a legend entry longer than this is cut (with "…") so the legend beside the chart never squeezes it away
@@ -88,16 +88,18 @@ def _figure(top: pd.DataFrame, series: pd.DataFrame, *, width: float = 11, heigh
             0.5, 0.5, "no segment growth data yet", ha="center", va="center", transform=totals_axis.transAxes
         )
     several_accounts = top["account_id"].nunique() > 1
+    several_platforms = top["platform"].nunique() > 1
     palette = [f"C{i}" for i in range(10)]  # matplotlib's default colour cycle
     for index, row in top.reset_index(drop=True).iterrows():
         rows = series[(series["account_id"] == row["account_id"]) & (series["segment_id"] == row["segment_id"])]
         dates = pd.to_datetime(rows["date"])
         color = palette[index % len(palette)]
-        label = _label(row, several_accounts)
+        label = _label(row, several_accounts, several_platforms)
         if len(label) > _LABEL_CHARS:
             label = label[: _LABEL_CHARS - 1] + "…"
         totals_axis.plot(dates, rows["total_members"], color=color, label=label)
-        # removals drawn below zero so inflow and outflow of one segment read as one band
+        # removals drawn below zero so inflow and outflow of one segment read as one band (a net-only
+        # platform's segment has neither: NULL, so nothing is drawn for it)
         flows_axis.plot(dates, rows["members_added"], color=color, linewidth=1)
         flows_axis.plot(dates, -rows["members_removed"], color=color, linewidth=1, linestyle="--")
     totals_axis.set_title(f"Total members: the {len(top)} largest segments")

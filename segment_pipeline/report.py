@@ -21,7 +21,15 @@ from pathlib import Path
 
 from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
 from .lake.location import Lake
-from .report_data import MOVERS_MIN_START, RECENT_DAYS, ReportData, read_report_data, source_name
+from .report_data import (
+    MOVERS_MIN_START,
+    NET_ONLY_PLATFORMS,
+    PLATFORM_LABELS,
+    RECENT_DAYS,
+    ReportData,
+    read_report_data,
+    source_name,
+)
 from .report_packing import ALPHABET, pack
 
 REPORT_TITLE = "Segment growth"
@@ -73,8 +81,17 @@ def _header_facts(data: ReportData) -> str:
         return "no segment growth data yet"
     names = ", ".join(data.accounts)
     accounts = f"account {names}" if len(data.accounts) == 1 else f"{len(data.accounts)} accounts ({names})"
+    # with a second platform, how many segments each has (and which know only net change)
+    platforms = ""
+    if len(data.platforms) > 1 or any(p in NET_ONLY_PLATFORMS for p in data.platforms):
+        parts = [
+            f"{PLATFORM_LABELS.get(platform, platform)} {count:,}"
+            + (": net change only" if platform in NET_ONLY_PLATFORMS else "")
+            for platform, count in data.platforms.items()
+        ]
+        platforms = f' (<span id="header-platforms">{html.escape(", ".join(parts))}</span>)'
     return (
-        f'<span id="header-segments">{_count(len(data.segments), "segment", "segments")}</span> in '
+        f'<span id="header-segments">{_count(len(data.segments), "segment", "segments")}</span>{platforms} in '
         f'<span id="header-accounts">{html.escape(accounts)}</span>, '
         f'<span id="header-span">{data.first_date} to {data.last_date}</span> · '
         f'<span id="header-anomalies">{_count(data.anomaly_count_30d, "anomaly", "anomalies")}</span>'
@@ -126,7 +143,10 @@ def render_report(data: ReportData, source_name: str, generated: dt.datetime | N
 <p class="note">Bars: members added (up) and removed (down) per day or ISO week (Monday start); a hatched week
 is partial (fewer than 7 of its days in the range or in the data). ◆ the definition
 changed that day (hover for the new version). ✕ an anomaly: churn or net change with a robust z-score of at least
-3.5 against the segment's previous 28 days.</p>
+3.5 against the segment's previous 28 days. A segment marked Δ (only net change is known, e.g. from the Segments
+API) has a count only on the days it was recounted: its line joins the counts and one bar per count carries the
+net change since the previous count, hatched when it covers several days; members added and removed are
+unknown, so none are drawn.</p>
 </section>
 <div class="tables">
 <section>

@@ -11,7 +11,12 @@ Every query result is read by column name, never by position: a column added to 
 shift what the page says.
 
 Only `marts.segment_growth_daily` is required. The definition history, the anomalies mart and the tags on
-`marts.segments` are optional, so a copy built by an older version of the models still gets a report.
+`marts.segments` are optional, so a copy built by an older version of the models still gets a report (one
+without the `platform` column is all Klaviyo).
+
+Two platforms: a `segments_api` segment has rows only on the days its count was recalculated, and no members
+added or removed. The page labels each segment's platform and marks the segments whose history is net change
+only (NET_ONLY_PLATFORMS), drawing no added/removed bars for them.
 """
 
 from __future__ import annotations
@@ -39,15 +44,24 @@ RECENT_DAYS = 30
 # the anomaly table lists the newest ones; the header counts them all (marts.segment_anomalies has every one)
 ANOMALY_ROWS = 20
 
+# how the page names each platform of marts.segment_growth_daily's `platform` column
+PLATFORM_LABELS = {"klaviyo": "Klaviyo", "segments_api": "Segments API"}
+# platforms whose history is totals and net change only: no members added or removed, days only where counted
+NET_ONLY_PLATFORMS = frozenset({"segments_api"})
+# the platform of a daily mart built before the column existed
+_OLD_MART_PLATFORM = "klaviyo"
+
 # the page's order of segments: largest first
 _SUMMARY_ORDER = "latest_total_members desc nulls last, account_id, segment_id"
 
 # each segment on its own latest day, largest first (the report's table and the chart's top segments):
-# arg_max_null keeps the 30-day figures NULL when the latest window is incomplete (arg_max would skip back)
-SEGMENT_SUMMARY_SQL = f"""
+# arg_max_null keeps the 30-day figures NULL when the latest window is incomplete (arg_max would skip back).
+# {platform} is the column, or a constant for a mart from before it (segment_summary_sql)
+_SEGMENT_SUMMARY_TEMPLATE = f"""
 select
     account_id,
     segment_id,
+    {{platform}} as platform,
     arg_max(segment_name, date) as segment_name,
     -- the account's short name (accounts file) labels it in the report; the id stays in the key
     arg_max(account_name, date) as account_name,
@@ -65,10 +79,28 @@ order by {_SUMMARY_ORDER}
 
 # the summary with each segment's place on the page (pos), kept in the session for the queries below
 _SEGMENTS_TABLE = "report_segments"
-_SEGMENTS_SQL = f"""
+_SEGMENTS_TEMPLATE = f"""
 create temp table {_SEGMENTS_TABLE} as
-select row_number() over (order by {_SUMMARY_ORDER}) - 1 as pos, * from ({SEGMENT_SUMMARY_SQL})
+select row_number() over (order by {_SUMMARY_ORDER}) - 1 as pos, * from ({{summary}})
 """
+
+
+def _has_column(connection: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> bool:
+    return bool(
+        connection.execute(
+            "select count(*) from information_schema.columns where table_catalog = current_database() "
+            "and table_schema = ? and table_name = ? and column_name = ?",
+            [schema, table, column],
+        ).fetchone()[0]
+    )
+
+
+def segment_summary_sql(connection: duckdb.DuckDBPyConnection) -> str:
+    """Each segment's summary (SEGMENT_SUMMARY_TEMPLATE) for this copy's daily mart, with or without `platform`."""
+    has_platform = _has_column(connection, MARTS_SCHEMA, "segment_growth_daily", "platform")
+    platform = "any_value(platform)" if has_platform else f"'{_OLD_MART_PLATFORM}'"
+    return _SEGMENT_SUMMARY_TEMPLATE.format(platform=platform)
+
 
 # the segments of one chunk (pages positions ? to ?): each query below reads one chunk at a time, so
 # nothing is sorted or held beyond a chunk
@@ -93,24 +125,43 @@ where daily.definition_changed
 order by pos, day
 """
 
-# the version that took effect on each changed day, dated in the account's timezone like the daily mart
-_VERSIONS_SQL = f"""
+# the version that took effect on each changed day, dated in the account's timezone like the daily mart.
+# A Klaviyo definition has condition groups of typed conditions; a Segments API one ({"matchType", "filters"})
+# is one group of filters on fields. {accounts} holds each account's timezone (_versions_sql)
+_VERSIONS_TEMPLATE = f"""
 select
     segments.pos,
     cast(cast(timezone(coalesce(accounts.timezone, 'UTC'), history.valid_from) as date)
         - segments.first_date as integer) as day,
     history.version_number,
-    json_array_length(history.definition, '$.condition_groups') as condition_groups,
-    len(json_extract(history.definition, '$.condition_groups[*].conditions[*]')) as conditions,
-    array_to_string(list_sort(list_distinct(
-        json_extract_string(history.definition, '$.condition_groups[*].conditions[*].type')
-    )), ', ') as condition_types
+    coalesce(json_array_length(history.definition, '$.condition_groups'), 1) as condition_groups,
+    coalesce(
+        json_array_length(history.definition, '$.filters'),
+        len(json_extract(history.definition, '$.condition_groups[*].conditions[*]'))
+    ) as conditions,
+    array_to_string(list_sort(list_distinct(list_concat(
+        json_extract_string(history.definition, '$.condition_groups[*].conditions[*].type'),
+        json_extract_string(history.definition, '$.filters[*].field')
+    ))), ', ') as condition_types
 from {MARTS_SCHEMA}.segment_definition_history as history
 join {_CHUNK_SEGMENTS} as segments using (account_id, segment_id)
-left join {RAW_DATASET}.accounts as accounts on accounts.account_id = history.account_id
+left join {{accounts}} as accounts on accounts.account_id = history.account_id{{same_platform}}
 where history.version_number > 1
 order by pos, day, version_number
 """
+
+
+def _versions_sql(connection: duckdb.DuckDBPyConnection) -> str:
+    """The version notes' query: every platform's timezones where the models have them in one view
+    (intermediate.int_accounts), else the Klaviyo accounts (a copy from before the second platform)."""
+    if _has_table(connection, "intermediate", "int_accounts") and _has_column(
+        connection, MARTS_SCHEMA, "segment_definition_history", "platform"
+    ):
+        return _VERSIONS_TEMPLATE.format(
+            accounts="intermediate.int_accounts", same_platform=" and accounts.platform = history.platform"
+        )
+    return _VERSIONS_TEMPLATE.format(accounts=f"{RAW_DATASET}.accounts", same_platform="")
+
 
 # the anomalies the chart marks (not the definition edits, which the mart keeps with is_anomaly false)
 _ANOMALIES_SQL = f"""
@@ -176,6 +227,8 @@ class ReportData:
     segments: list[dict[str, Any]]
     movers: dict[str, list[str]]
     accounts: list[str]
+    # the platforms present and how many segments each has, in PLATFORM_LABELS' order
+    platforms: dict[str, int]
     first_date: dt.date | None
     last_date: dt.date | None
     anomaly_count_30d: int
@@ -191,6 +244,9 @@ class ReportData:
         """The small part of the page's data, read before anything is inflated."""
         return {
             "accounts": self.accounts,
+            "platforms": self.platforms,
+            "platform_labels": PLATFORM_LABELS,
+            "net_only_platforms": sorted(NET_ONLY_PLATFORMS),
             "last_date": self.last_date.isoformat() if self.last_date else None,
             "movers": self.movers,
             "sparks": self.sparks,
@@ -204,16 +260,23 @@ class ReportData:
         import json
 
         account_index = {name: index for index, name in enumerate(self.accounts)}
+        platform_index = {name: index for index, name in enumerate(self.platforms)}
         columns: dict[str, list] = {name: [] for name in _SUMMARY_COLUMNS}
         for segment in self.segments:
             for name in _SUMMARY_COLUMNS:
-                columns[name].append(account_index[segment[name]] if name == "account" else segment[name])
+                if name == "account":
+                    columns[name].append(account_index[segment[name]])
+                elif name == "platform":
+                    columns[name].append(platform_index[segment[name]])
+                else:
+                    columns[name].append(segment[name])
         return pack(json.dumps(columns, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
 _SUMMARY_COLUMNS = (
     "key",
     "account",
+    "platform",
     "id",
     "name",
     "tags",
@@ -269,6 +332,17 @@ def _rate(value) -> float | None:
     return None if value is None else float(value)
 
 
+def _platform_counts(segments: list[dict[str, Any]]) -> dict[str, int]:
+    """How many segments each platform present has; known platforms first, in PLATFORM_LABELS' order."""
+    counts: dict[str, int] = {}
+    for segment in segments:
+        counts[segment["platform"]] = counts.get(segment["platform"], 0) + 1
+    order = list(PLATFORM_LABELS)
+    return dict(
+        sorted(counts.items(), key=lambda item: (order.index(item[0]) if item[0] in order else len(order), item[0]))
+    )
+
+
 def _key(row: dict[str, Any]) -> str:
     return f"{row['account_id']}/{row['segment_id']}"
 
@@ -284,6 +358,7 @@ def _summaries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {
                 "key": _key(row),
                 "account": row["account_name"] or row["account_id"],
+                "platform": row["platform"],
                 "id": row["segment_id"],
                 "name": row["segment_name"] or row["segment_id"],
                 "tags": [],
@@ -323,7 +398,7 @@ def _chunk_notes(
     flagged: dict[int, set[int]] = {}
     for row in _records(connection, _CHANGED_DAYS_SQL, bounds):
         flagged.setdefault(row["pos"], set()).add(row["day"])
-    for row in _optional(connection, _VERSIONS_SQL, "segment_definition_history", bounds):
+    for row in _optional(connection, _versions_sql(connection), "segment_definition_history", bounds):
         summary = (
             f"Definition v{row['version_number']}: {row['conditions']} condition(s) in "
             f"{row['condition_groups']} group(s): {row['condition_types'] or 'none'}"
@@ -410,7 +485,7 @@ def read_report_data(path: Path | Lake, memory_limit: str = DEFAULT_DUCKDB_MEMOR
     ):
         if not _has_table(connection, MARTS_SCHEMA, "segment_growth_daily"):
             raise LookupError(f"{path} has no {GROWTH_DAILY_TABLE}: build the dbt models (and publish) first")
-        connection.execute(_SEGMENTS_SQL)
+        connection.execute(_SEGMENTS_TEMPLATE.format(summary=segment_summary_sql(connection)))
         rows = _records(connection, f"select * from {_SEGMENTS_TABLE} order by pos")
         segments = _summaries(rows)
         for row in _optional(connection, _TAGS_SQL, "segments"):
@@ -452,6 +527,7 @@ def read_report_data(path: Path | Lake, memory_limit: str = DEFAULT_DUCKDB_MEMOR
         segments=segments,
         movers=movers,
         accounts=sorted({s["account"] for s in segments}),
+        platforms=_platform_counts(segments),
         first_date=first_date,
         last_date=last_date,
         anomaly_count_30d=int(recent[0]["recent_count"]) if recent else 0,

@@ -225,17 +225,20 @@ def read_page(page: str) -> dict[str, Any]:
     """Everything a growth report page holds, unpacked as its script unpacks it.
 
     Returns the page's small data (header facts, movers, recent anomalies) with "segments": each segment's
-    summary and its "total", "added", "removed" (one slot per day from "start", None where the mart has no
-    number), "changes" ([day index, text]) and "anomalies" ([day index, metric, value, usual, robust z,
-    reason]).
+    summary (its "account" and "platform" by name) and its "total", "added", "removed" (one slot per day from
+    "start", None where the mart has no number), "changes" ([day index, text]) and "anomalies" ([day index,
+    metric, value, usual, robust z, reason]).
     """
     elements = page_elements(page)
     data = json.loads(elements["report-data"][1])
     attrs, text = elements["report-summary"]
     columns = json.loads(unpack(text, int(attrs["length"])))
     segments = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    platforms = list(data.get("platforms", {}))
     for segment in segments:
         segment["account"] = data["accounts"][segment["account"]]
+        if "platform" in segment:
+            segment["platform"] = platforms[segment["platform"]]
     chunk = 0
     while f"report-chunk-{chunk}" in elements:
         attrs, text = elements[f"report-chunk-{chunk}"]

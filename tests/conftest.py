@@ -27,7 +27,7 @@ for name in (
 REPO = Path(__file__).resolve().parents[1]
 DBT_PROJECT = REPO / "dbt_project"
 
-pytest_plugins = ["tests.simulator_fixtures", "tests.postgres_fixtures"]
+pytest_plugins = ["tests.simulator_fixtures", "tests.postgres_fixtures", "tests.browser_fixtures"]
 
 
 # The fast tier (`make test-fast`, `pytest -m fast`): pure logic, no servers, no Dagster processes, no dbt;

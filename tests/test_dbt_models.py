@@ -29,6 +29,8 @@ import yaml
 
 from segment_pipeline.config import DEFAULT_ACCOUNT_NAME
 
+from . import segments_api_raw
+
 REPO = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = REPO / "dbt_project"
 ANALYST_DOCS = REPO / "docs" / "for-sql-analysts.md"
@@ -427,6 +429,7 @@ def expected_daily(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
         for day, r in sorted(by_day.items()):
             start = r.total_members - r.net_members_changed
             row = {
+                "platform": "klaviyo",
                 "account_id": account_id,
                 "account_name": account_name(account_id),
                 "segment_id": segment_id,
@@ -436,6 +439,8 @@ def expected_daily(raw: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 "members_added": r.members_added,
                 "members_removed": r.members_removed,
                 "net_members_changed": r.net_members_changed,
+                "change_days": 1,
+                "is_multi_day_change": False,
                 "members_at_start": start,
                 "growth_rate": _rate(r.net_members_changed, start),
                 "churn_rate": _rate(r.members_removed, start),
@@ -485,6 +490,7 @@ def expected_rollup(daily: pd.DataFrame, period_column: str) -> pd.DataFrame:
         added, removed, net = (group[c].sum() for c in ("members_added", "members_removed", "net_members_changed"))
         rows.append(
             {
+                "platform": "klaviyo",
                 "account_id": account_id,
                 "account_name": account_name(account_id),
                 "segment_id": segment_id,
@@ -493,6 +499,8 @@ def expected_rollup(daily: pd.DataFrame, period_column: str) -> pd.DataFrame:
                 "first_date": group["date"].iloc[0],
                 "last_date": group["date"].iloc[-1],
                 "days_covered": len(group),
+                "changes_from": group["date"].iloc[0],
+                "multi_day_changes": 0,
                 "members_at_start": start,
                 "members_at_end": group["total_members"].iloc[-1],
                 "members_added": added,
@@ -515,11 +523,23 @@ def assert_same_rows(actual: pd.DataFrame, expected: pd.DataFrame, keys: list[st
         frame = frame[columns].copy()
         for column in columns:
             values = frame[column]
-            if column in ("date", "week_start", "month_start", "first_date", "last_date", "latest_date"):
+            if column in (
+                "date",
+                "week_start",
+                "month_start",
+                "first_date",
+                "last_date",
+                "latest_date",
+                "changes_from",
+            ):
                 frame[column] = pd.to_datetime(values).dt.date
-            elif pd.api.types.is_bool_dtype(values) or column in ("definition_changed", "identity_holds"):
+            elif pd.api.types.is_bool_dtype(values) or column in (
+                "definition_changed",
+                "identity_holds",
+                "is_multi_day_change",
+            ):
                 frame[column] = values.astype(bool)
-            elif column not in ("account_id", "account_name", "segment_id", "segment_name"):
+            elif column not in ("platform", "account_id", "account_name", "segment_id", "segment_name"):
                 frame[column] = pd.to_numeric(values).astype("float64")
         return frame.sort_values(keys).reset_index(drop=True)
 
@@ -595,11 +615,14 @@ def test_every_model_column_has_a_description(built: BuiltWarehouse) -> None:
 
 def test_sources_join_the_dlt_asset_keys(built: BuiltWarehouse) -> None:
     keys = {
-        source["name"]: source["config"]["meta"]["dagster"]["asset_key"]
+        (source["source_name"], source["name"]): source["config"]["meta"]["dagster"]["asset_key"]
         for source in built.manifest["sources"].values()
     }
     # the ingest assets materialize one key per raw table (segment_pipeline/defs/ingest/assets.py)
-    assert keys == {table: ["klaviyo", table] for table in RAW_DDL}
+    assert keys == {
+        **{("klaviyo", table): ["klaviyo", table] for table in RAW_DDL},
+        **{("segments_api", table): ["segments_api", table] for table in segments_api_raw.RAW_DDL},
+    }
 
 
 def test_segment_growth_daily_matches_pandas(built: BuiltWarehouse) -> None:

@@ -6,6 +6,7 @@ timezones, `dagster dev` (webserver and daemon), and one Dagster backfill of eve
 the webserver as `segment-pipeline backfill` submits it; every count is checked against the simulator's truth.
 """
 
+import ast
 import datetime as dt
 import json
 import os
@@ -23,7 +24,7 @@ from klaviyo_simulator.accounts import derived_key, numbered_configs
 from segment_pipeline.accounts import read_accounts_file
 from segment_pipeline.backfill import account_today
 from segment_pipeline.charts import HTML_NAME
-from segment_pipeline.devtools import demo, processes
+from segment_pipeline.devtools import demo, processes, segments_api_demo
 from segment_pipeline.report_packing import read_page
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +32,13 @@ ANALYST_DOCS = REPO / "docs" / "for-sql-analysts.md"
 CHROMIUM = Path("/usr/bin/chromium")
 # 35 days: the analysts' guide's 30-day windows are complete on the demo's data (still one report per account)
 DAYS, SEGMENTS, ACCOUNTS = 35, 12, 3
-DEMO_ARGS = ["demo", "--days", str(DAYS), "--segments", str(SEGMENTS), "--accounts", str(ACCOUNTS)]
+# and a simulated Segments API workspace, the second platform, snapshotted daily over its last days
+API_SEGMENTS, API_DAYS = 6, 4
+DEMO_ARGS = [
+    "demo",
+    *("--days", str(DAYS), "--segments", str(SEGMENTS), "--accounts", str(ACCOUNTS)),
+    *("--segments-api", str(API_SEGMENTS), "--segments-api-days", str(API_DAYS)),
+]
 # one line per account in the demo's summary: name, timezone, segments, series rows, days, requests
 ACCOUNT_LINE = re.compile(
     r"^  (?P<name>account_\d+) +(?P<timezone>\S+) +(?P<segments>\d+) +(?P<rows>\d+)  "
@@ -86,7 +93,8 @@ def test_every_account_is_loaded_with_exact_rows_for_its_own_days(demo_run):
             ).fetchall()
         }
     assert len(stored) == ACCOUNTS
-    settings = read_accounts_file(data / "accounts.yaml", {f"KLAVIYO_API_KEY_{n.upper()}": n for n in truth})
+    variables = {f"KLAVIYO_API_KEY_{n.upper()}": n for n in truth}
+    settings = read_accounts_file(data / "accounts.yaml", {**variables, segments_api_demo.KEY_VARIABLE: "k"})
     total_rows = 0
     for name, account in truth.items():
         line = summary[name]
@@ -105,7 +113,8 @@ def test_every_account_is_loaded_with_exact_rows_for_its_own_days(demo_run):
         total_rows += rows
     assert {account.timezone for account in truth.values()} == {"US/Eastern", "Australia/Sydney", "US/Pacific"}
     with duckdb.connect(str(data / "analytics.duckdb"), read_only=True) as connection:
-        assert connection.execute("select count(*) from marts.segment_growth_daily").fetchone()[0] == total_rows
+        klaviyo_rows = "select count(*) from marts.segment_growth_daily where platform = 'klaviyo'"
+        assert connection.execute(klaviyo_rows).fetchone()[0] == total_rows
         assert connection.execute("select count(distinct account_id) from klaviyo.segments").fetchone()[0] == ACCOUNTS
     for name in truth:
         assert re.search(rf"^  {name} .* ok$", out, re.MULTILINE), out
@@ -116,15 +125,18 @@ def test_every_account_is_loaded_with_exact_rows_for_its_own_days(demo_run):
 def test_the_demo_writes_the_accounts_file_and_never_a_key(demo_run):
     data, out, err, _ = demo_run
     variables = {f"KLAVIYO_API_KEY_ACCOUNT_{i}": f"k{i}" for i in (1, 2, 3)}
-    accounts = read_accounts_file(data / "accounts.yaml", variables)
-    assert [(a.name, a.timezone) for a in accounts] == [
-        ("account_1", "US/Eastern"),
-        ("account_2", "Australia/Sydney"),
-        ("account_3", "US/Pacific"),
+    accounts = read_accounts_file(data / "accounts.yaml", {**variables, segments_api_demo.KEY_VARIABLE: "k"})
+    assert [(a.name, a.platform, a.timezone) for a in accounts] == [
+        ("account_1", "klaviyo", "US/Eastern"),
+        ("account_2", "klaviyo", "Australia/Sydney"),
+        ("account_3", "klaviyo", "US/Pacific"),
+        (segments_api_demo.WORKSPACE, "segments_api", segments_api_demo.TIMEZONE),
     ]
     # no key in what it printed, in Dagster's log (the runs' output too) or in the accounts file
     logs = (data / "dagster.log").read_text() + (data / "simulator.log").read_text()
-    for key in [demo.DEMO_API_KEY, *(derived_key(demo.DEMO_API_KEY, i) for i in (1, 2, 3))]:
+    logs += (data / "segments_api_simulator.log").read_text()
+    api_key = f"{segments_api_demo.KEY_PREFIX}-{segments_api_demo.WORKSPACE}"
+    for key in [demo.DEMO_API_KEY, *(derived_key(demo.DEMO_API_KEY, i) for i in (1, 2, 3)), api_key]:
         assert key not in out + err + logs + (data / "accounts.yaml").read_text()
     assert "not handled" not in out and "is not there yet" not in out
 
@@ -165,14 +177,17 @@ def test_the_report_works_in_a_real_browser_offline(demo_run, tmp_path):
             page.on("request", lambda request: requests.append(request.url))
             page.goto(report.as_uri())
             page.wait_for_selector("body[data-ready=true]", timeout=60_000)
-            assert page.locator("#segment-picker option").count() == ACCOUNTS * SEGMENTS
+            assert page.locator("#segment-picker option").count() == ACCOUNTS * SEGMENTS + API_SEGMENTS
+            klaviyo = page.locator("#segment-picker option[data-platform=klaviyo]")
+            assert klaviyo.count() == ACCOUNTS * SEGMENTS
+            page.select_option("#segment-picker", klaviyo.first.get_attribute("value"))
 
             first = chart_state(page)
             assert first["bars"] == DAYS and len(first["total"]) == DAYS
             # search, then pick another segment: the chart follows
-            other = page.locator("#segment-picker option").nth(3)
-            # "<name> · <account> (<latest>)": with several accounts each option names its account
-            label = other.text_content().removeprefix("⚠ ").split(" (")[0]
+            other = klaviyo.nth(3)
+            # "[Klaviyo] <name> · <account> (<latest>)": with several platforms and accounts each option names both
+            label = re.sub(r"^(⚠ )?\[Klaviyo\] ", "", other.text_content()).split(" (")[0]
             name, account = label.split(" · ")
             key = other.get_attribute("value")
             # the account's short name from the accounts file (every mart row carries it)
@@ -242,7 +257,7 @@ def test_the_demo_shows_a_definition_change_inside_its_range(demo_run):
             "select min(date), max(date) from marts.segment_growth_daily where account_id = ?", [account.account_id]
         ).fetchone()
         changed = connection.execute(
-            "select segment_id, date from marts.segment_growth_daily where definition_changed"
+            "select segment_id, date from marts.segment_growth_daily where definition_changed and platform = 'klaviyo'"
         ).fetchall()
         versions = connection.execute(
             "select version_number from marts.segment_definition_history where segment_id = ? and account_id = ? "
@@ -285,3 +300,42 @@ def test_dev_says_where_its_runs_are_and_opens_the_demos_on_request(demo_run):
             [account.account_id, change.segment_id],
         ).fetchone()
     assert json.loads(loaded) == account.segment(change.segment_id).definition
+
+
+def test_the_demos_marts_and_report_hold_both_platforms(demo_run):
+    data, out, _, _ = demo_run
+    with duckdb.connect(str(data / "analytics.duckdb"), read_only=True) as connection:
+        per_platform = connection.execute(
+            "select platform, count(distinct (account_id, segment_id)), count(*), min(date), max(date) "
+            "from marts.segment_growth_daily group by 1 order by 1"
+        ).fetchall()
+        flows = connection.execute(
+            "select count(*) from marts.segment_growth_daily where platform = 'segments_api' "
+            "and (members_added is not null or members_removed is not null or churn_rate is not null)"
+        ).fetchone()[0]
+        changes = connection.execute(
+            "select count(*), count(*) filter (where is_multi_day_change) from marts.segment_growth_daily "
+            "where platform = 'segments_api' and net_members_changed is not null"
+        ).fetchone()
+        segments = dict(connection.execute("select platform, count(*) from marts.segments group by 1").fetchall())
+        edited = connection.execute(
+            "select segment_name from marts.segment_definition_history "
+            "where platform = 'segments_api' and version_number = 2"
+        ).fetchall()
+    assert [row[:2] for row in per_platform] == [
+        ("klaviyo", ACCOUNTS * SEGMENTS),
+        ("segments_api", API_SEGMENTS),
+    ]
+    assert segments == {"klaviyo": ACCOUNTS * SEGMENTS, "segments_api": API_SEGMENTS}
+    assert flows == 0 and changes[0] > 0  # net changes only, never invented flows
+    # the demo's filter edit half-way is a second definition version
+    (name,) = re.findall(r"the filters of (.+) edited half-way", out)
+    assert edited == [(ast.literal_eval(name),)]  # the demo prints the name's repr
+    # the summary says what the copy holds, per platform
+    for platform, count, rows, first, last in per_platform:
+        assert f"marts, {platform + ':':<14}  {count} segments, {rows} daily rows ({first} to {last})" in out
+    # and the report carries both, the platform of every segment with it
+    page = (data / "charts" / HTML_NAME).read_text(encoding="utf-8")
+    embedded = read_page(page)
+    assert embedded["platforms"] == {"klaviyo": ACCOUNTS * SEGMENTS, "segments_api": API_SEGMENTS}
+    assert sum(s["platform"] == "segments_api" for s in embedded["segments"]) == API_SEGMENTS

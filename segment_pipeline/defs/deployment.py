@@ -37,7 +37,8 @@ from .transform.assets import build_models
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Every definition of the deployment `settings` describes."""
     accounts = {account.name: KlaviyoAccess(settings, account) for account in settings.accounts}
-    models = build_models(tuple(accounts))
+    workspaces = {w.name: SegmentsApiWorkspace(settings, w) for w in settings.segments_api_workspaces}
+    models = build_models(tuple(accounts), tuple(workspaces))
     publishing = build_publishing(models.keys, lake=settings.storage.lake is not None)
     assets: list = [models, *publishing]
     checks: list = [no_anomalies_on_the_newest_day]
@@ -50,7 +51,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         checks += [*build_series_checks(name, series.key), build_reconciliation_check(access, series.key)]
         jobs.append(job)
         schedules.append(build_daily_schedule(name, job))
-    workspaces = {w.name: SegmentsApiWorkspace(settings, w) for w in settings.segments_api_workspaces}
     for access in workspaces.values():
         snapshot, check, job, schedule = build_workspace(access, settings.segments_api.schedule_hour)
         assets.append(snapshot)

@@ -8,6 +8,8 @@ with everything under data/dev/, until Ctrl-C.
 
 `--accounts N` serves N accounts in different timezones and writes an accounts file for them
 (<data dir>/accounts.yaml, checked by the pipeline's own loader); each account's range is in its own days.
+`demo` also snapshots a simulated Segments API workspace daily over its last days (`--segments-api`,
+segments_api_demo.py), so the marts and the report show both platforms.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ..charts import HTML_NAME, PNG_NAME
 from ..klaviyo.limits import REPORT_QUOTA_WINDOW_SECONDS, REPORTS_RATE_LIMIT, STEADY_WINDOW_SECONDS
 from ..settings import ACCOUNTS_FILE_ENV, SINGLE_ACCOUNT_VARIABLES, Settings, child_environment, load_settings
 from ..tables import MARTS_SCHEMA, RAW_DATASET, SEGMENT_SERIES_TABLE, SEGMENTS_TABLE
-from . import processes
+from . import processes, segments_api_demo
 
 DEMO_API_KEY = "pk_simulator_demo_key"
 DEMO_TIMEZONE = "US/Eastern"
@@ -41,6 +43,7 @@ ACCOUNTS_FILE_NAME = "accounts.yaml"
 DEMO_DATA_DIR = "data/demo"
 DEV_DATA_DIR = "data/dev"
 DEMO_DAYS = 90
+DEMO_SEGMENTS_API_SEGMENTS = 30
 # the simulator's admin endpoints: its request counts, and the demo's definition change (its `scenario.py`)
 STATS_PATH = "/__simulator/stats"
 DEFINITION_CHANGE_PATH = "/__simulator/scenario/definition-change"
@@ -71,10 +74,24 @@ def demo_parser(
     "every account through Dagster, then the models, the analyst copy and the growth report.",
     data_dir: str = DEMO_DATA_DIR,
     accounts: int = 1,
+    segments_api: int = DEMO_SEGMENTS_API_SEGMENTS,
 ) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--days", type=int, default=DEMO_DAYS, help=f"days of series to load, ending yesterday (default {DEMO_DAYS})"
+    )
+    parser.add_argument(
+        "--segments-api",
+        type=int,
+        default=segments_api,
+        help="segments of a simulated Segments API workspace, the second platform, snapshotted once a simulated "
+        f"day over the last {segments_api_demo.SNAPSHOT_DAYS} days (default {segments_api}; 0: Klaviyo only)",
+    )
+    parser.add_argument(
+        "--segments-api-days",
+        type=int,
+        default=segments_api_demo.SNAPSHOT_DAYS,
+        help=f"days of daily Segments API snapshots, at most --days (default {segments_api_demo.SNAPSHOT_DAYS})",
     )
     add_common_arguments(parser, data_dir)
     parser.set_defaults(accounts=accounts)
@@ -104,6 +121,8 @@ def pipeline_environment(
     (made from `instance_settings`), the simulator's one account as the single-account variables, or an
     accounts file for several."""
     env = child_environment(without=(*SINGLE_ACCOUNT_VARIABLES, ACCOUNTS_FILE_ENV))
+    # the second platform is on only when the demo serves it (segments_api_demo.add_to_environment)
+    env = {name: value for name, value in env.items() if not name.startswith("SEGMENTS_API_")}
     env.update(
         KLAVIYO_BASE_URL=simulator.base_url,
         # the simulator's steady window and quota day are `speed` times shorter: wait and count to match
@@ -163,8 +182,10 @@ def running_simulator(args: argparse.Namespace, data_dir: Path, port: int = 0) -
 
 def run_demo(argv: list[str] | None = None) -> int:
     args = demo_parser().parse_args(argv)
-    if args.accounts < 1 or args.days < 1:
-        print("segment-pipeline demo: --accounts and --days must be at least 1", file=sys.stderr)
+    if args.accounts < 1 or args.days < 1 or args.segments_api < 0:
+        print(
+            "segment-pipeline demo: --accounts and --days must be at least 1, --segments-api 0 or more", file=sys.stderr
+        )
         return 2
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -174,6 +195,9 @@ def run_demo(argv: list[str] | None = None) -> int:
         return run.code
     storage = run.settings.storage
     print_summary(storage.analytics_path, storage.charts_dir, run.stats)
+    if args.segments_api:
+        with duckdb.connect(str(storage.analytics_path), read_only=True) as connection:
+            print("\n".join(segments_api_demo.summary_lines(connection)))
     if args.accounts > 1:
         print(f"  accounts file:          {run.env[ACCOUNTS_FILE_ENV]}")
         print_accounts_summary(storage.analytics_path, run.simulator, run.stats)
@@ -201,14 +225,24 @@ def backfill_on_simulator(
     instance_settings: Path = processes.INSTANCE_SETTINGS,
     edit_a_definition: bool = True,
 ) -> DemoRun:
-    """Start the simulator and `dagster dev` (webserver and daemon), submit one backfill of the last
-    `args.days` days of every account as `segment-pipeline backfill` does, follow it, stop both.
+    """Start the simulator (and the Segments API one when `args.segments_api` asks for it) and `dagster dev`
+    (webserver and daemon), take the second platform's daily snapshots, submit one backfill of the last
+    `args.days` days of every account as `segment-pipeline backfill` does, follow it, stop them all.
 
     `deployment` holds variables that win over the demo's own (the scaled demo's lake and Dagster storage);
     `edit_a_definition` lists the segments first and edits one (the demo's definition change), in this process.
     """
-    with running_simulator(args, data_dir) as simulator:
+    snapshot_days = max(1, min(args.days, args.segments_api_days))
+    second_platform = (
+        segments_api_demo.simulator(data_dir, args.segments_api, snapshot_days, args.seed)
+        if args.segments_api
+        else contextlib.nullcontext()
+    )
+    with running_simulator(args, data_dir) as simulator, second_platform as served:
         env = pipeline_environment(simulator, data_dir, args.speed, instance_settings)
+        if served is not None:
+            accounts_file = Path(env[ACCOUNTS_FILE_ENV]) if ACCOUNTS_FILE_ENV in env else None
+            segments_api_demo.add_to_environment(env, served, accounts_file)
         env.update(deployment or {})
         settings = load_settings(env)
         # a fresh simulator has a fresh daily quota: forget the requests earlier demos counted
@@ -216,6 +250,8 @@ def backfill_on_simulator(
         ranges = plan_ranges(settings.accounts, days=args.days)
         if edit_a_definition:
             list_then_edit_a_segment(settings, simulator, ranges[0])
+        if served is not None:
+            segments_api_demo.snapshot_history(settings, served, snapshot_days)
         with processes.dagster(env, data_dir / "dagster.log") as api:
             print(f"Dagster on {api.url} (instance {env['DAGSTER_HOME']}, log {data_dir / 'dagster.log'})")
             code = run_backfill(settings, ranges, api.url)

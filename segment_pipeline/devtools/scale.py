@@ -113,6 +113,8 @@ def scale_parser() -> argparse.ArgumentParser:
         "once. Writes <data dir>/connection.env.",
         data_dir=SCALE_DATA_DIR,
         accounts=SCALE_ACCOUNTS,
+        # the second platform's demo writes its snapshots from this process, which has no lake password
+        segments_api=0,
     )
 
 

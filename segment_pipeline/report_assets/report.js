@@ -44,6 +44,10 @@
     const segment = { loaded: false };
     for (const name of Object.keys(columns)) segment[name] = columns[name][i];
     segment.account = DATA.accounts[segment.account];
+    segment.platform = Object.keys(DATA.platforms)[segment.platform];
+    segment.platformLabel = DATA.platform_labels[segment.platform] || segment.platform;
+    // a platform that knows totals and net change only: no added/removed bars are drawn for its segments
+    segment.netOnly = DATA.net_only_platforms.includes(segment.platform);
     return segment;
   });
   const byKey = new Map(SEGMENTS.map((s) => [s.key, s]));
@@ -123,28 +127,46 @@
 
   // the chosen segment's days inside the range, regrouped by ISO week (Monday start) when weekly; a week
   // with fewer than 7 days of data in the range (cut by the range, or days missing) is partial
+  // a net-only segment's rows: on each count day, the change since the previous count (the whole change,
+  // on the count day, as the marts hold it) and the days it covers; the first count has no change
+  function netChanges(segment) {
+    const net = new Array(segment.days).fill(null), span = new Array(segment.days).fill(null);
+    let previous = null;
+    for (let i = 0; i < segment.days; i++) {
+      if (segment.total[i] === null) continue;
+      if (previous !== null) { net[i] = segment.total[i] - segment.total[previous]; span[i] = i - previous; }
+      previous = i;
+    }
+    return { net, span };
+  }
   function view(segment) {
     const n = segment.total.length;
     const from = state.range === "all" ? 0 : Math.max(0, n - state.range);
+    const changes = segment.netOnly ? netChanges(segment) : null;
     const rows = [];
     for (let i = from; i < n; i++) {
-      rows.push({ x: day(segment.start, i), index: i, total: segment.total[i], added: segment.added[i], removed: segment.removed[i] });
+      rows.push({ x: day(segment.start, i), index: i, total: segment.total[i], added: segment.added[i], removed: segment.removed[i],
+        net: changes ? changes.net[i] : null, span: changes ? changes.span[i] : null });
     }
     if (state.interval === "weekly") {
       const weeks = new Map();
       for (const r of rows) {
         const key = monday(r.x);
-        const w = weeks.get(key) || { x: key, total: null, added: 0, removed: 0, first: r.index, last: r.index, days: 0 };
+        const w = weeks.get(key) || { x: key, total: null, added: 0, removed: 0, net: null, span: 0, first: r.index, last: r.index, days: 0 };
         if (r.total !== null) {
           w.total = r.total;  // members at the end of the week's last day present
           w.days += 1;
         }
+        if (r.net !== null) { w.net = (w.net || 0) + r.net; w.span += r.span; }
         w.added += r.added || 0;
         w.removed += r.removed || 0;
         w.last = r.index;
         weeks.set(key, w);
       }
-      return Array.from(weeks.values()).map((w) => ({ ...w, partial: w.days < 7 }));
+      // a net-only week is partial unless its changes cover exactly its 7 days; it has no added/removed at all
+      return Array.from(weeks.values()).map((w) => (segment.netOnly
+        ? { ...w, added: null, removed: null, partial: w.span !== 7 }
+        : { ...w, partial: w.days < 7 }));
     }
     return rows.map((r) => ({ ...r, first: r.index, last: r.index, days: r.total === null ? 0 : 1, partial: false }));
   }
@@ -221,15 +243,28 @@
     const period = rows.map((r) => (weekly ? "week of " + r.x + (r.partial ? " (partial: " + r.days + " of 7 days)" : "") : r.x));
     const pattern = { shape: rows.map((r) => (r.partial ? "/" : "")), solidity: 0.5 };
     const totals = rows.map((r) => r.total);
-    const flows = rows.flatMap((r) => [r.added, r.removed === null ? null : -r.removed]);
-    const traces = [
-      { type: "scatter", mode: "lines+markers", name: "Total members", x, y: totals, line: { color: "#2f6fde", width: 2.5 },
-        marker: { size: rows.length === 1 ? 8 : 3 }, text: period, hovertemplate: "%{y:,} members<extra>%{text}</extra>" },
+    const netOnly = segment.netOnly;
+    const flows = netOnly ? rows.map((r) => r.net) : rows.flatMap((r) => [r.added, r.removed === null ? null : -r.removed]);
+    // a net-only segment: the line joins its counts (markers on the counted days), one bar per count day
+    // carries the net change since the previous count, hatched when it covers several days
+    const netText = rows.map((r) => (r.net === null ? "" : (weekly ? "net change in the week of " + r.x + " (" + r.span + " day(s) of changes)"
+      : "net change over " + r.span + " day(s) to " + r.x + (r.span > 1 ? ", since the count of " + day(segment.start, r.index - r.span) : ""))));
+    const flowTraces = netOnly ? [
+      { type: "bar", name: "Net change (only net is known)", x, y: rows.map((r) => r.net), yaxis: "y2", text: netText, textposition: "none",
+        marker: { color: "#7b61c4", pattern: { shape: rows.map((r) => (weekly ? (r.partial ? "/" : "") : (r.span > 1 ? "x" : ""))), solidity: 0.5 } },
+        hovertemplate: "%{y:+,}<extra>%{text}</extra>" },
+    ] : [
       { type: "bar", name: "Members added", x, y: rows.map((r) => r.added), yaxis: "y2", text: period, textposition: "none",
         marker: { color: "#2fa36b", pattern }, hovertemplate: "+%{y:,} added<extra>%{text}</extra>" },
       { type: "bar", name: "Members removed", x, y: rows.map((r) => (r.removed === null ? null : -r.removed)), yaxis: "y2",
         text: period, textposition: "none", marker: { color: "#d64545", pattern }, customdata: rows.map((r) => r.removed),
         hovertemplate: "%{customdata:,} removed<extra>%{text}</extra>" },
+    ];
+    const traces = [
+      { type: "scatter", mode: "lines+markers", name: "Total members", x, y: totals, line: { color: "#2f6fde", width: 2.5 },
+        connectgaps: netOnly, marker: { size: rows.length === 1 || netOnly ? 7 : 3 }, text: period,
+        hovertemplate: "%{y:,} members<extra>%{text}</extra>" },
+      ...flowTraces,
       { type: "scatter", mode: "markers", name: "Definition changed", x: changes.x, y: changes.y, text: changes.hover,
         hovertemplate: "%{text}<extra></extra>", marker: { symbol: "diamond", size: 12, color: "#f0b429", line: { color: "#8d6708", width: 1 } } },
       { type: "scatter", mode: "markers", name: "Anomaly", x: anomalies.x, y: anomalies.y, text: anomalies.hover,
@@ -246,21 +281,27 @@
       yaxis2: { domain: [0, 0.34], title: { text: "per " + unit }, tickformat: ",", range: yRange(flows) },
       shapes: changes.x.map((when) => ({ type: "line", xref: "x", yref: "paper", x0: when, x1: when, y0: 0, y1: 1,
         line: { color: "#f0b429", width: 1, dash: "dot" } })),
-      annotations: partial ? [{ xref: "paper", yref: "paper", x: 1, y: 0.37, xanchor: "right", showarrow: false,
-        font: { size: 11, color: "#616e7c" }, text: "hatched: partial week (fewer than 7 days in the range or in the data)" }] : [],
+      annotations: [
+        ...(partial && !netOnly ? [{ xref: "paper", yref: "paper", x: 1, y: 0.37, xanchor: "right", showarrow: false,
+          font: { size: 11, color: "#616e7c" }, text: "hatched: partial week (fewer than 7 days in the range or in the data)" }] : []),
+        ...(netOnly ? [{ xref: "paper", yref: "paper", x: 0, y: 0.37, xanchor: "left", showarrow: false,
+          font: { size: 11, color: "#5b3fa8" }, text: segment.platformLabel + ": only the net change between counts is known (no members added or removed); hatched = a change over several days" }] : []),
+      ],
     };
     Plotly.react(chart, traces, layout, { displaylogo: false, responsive: true });
     const tags = segment.tags.map((t) => '<span class="tag"></span>');
     const summary = document.getElementById("segment-summary");
-    summary.innerHTML = "<strong></strong> <span class=note></span><br>" +
+    summary.innerHTML = "<strong></strong> <span class=note></span>" +
+      (netOnly ? ' <span class="net-only" id="net-only-mark">only net change is known</span>' : "") + "<br>" +
       fmt.format(segment.latest || 0) + " members · net 30 days " + (segment.net30 === null ? "n/a" : signed(segment.net30)) +
       " (" + (segment.growth30 === null ? "n/a" : pct(segment.growth30)) + ")" + tags.join("");
     summary.querySelector("strong").textContent = segment.name;
-    summary.querySelector(".note").textContent = segment.account + " / " + segment.id;
+    summary.querySelector(".note").textContent = segment.platformLabel + " · " + segment.account + " / " + segment.id;
     summary.querySelectorAll(".tag").forEach((el, i) => (el.textContent = segment.tags[i]));
     chart.dataset.segment = segment.key;
     chart.dataset.interval = state.interval;
     chart.dataset.partial = String(partial);
+    chart.dataset.netOnly = String(netOnly);
   }
 
   // picker: every segment of every account, filtered by the search box (name, id, account or tag)
@@ -270,13 +311,16 @@
     const needle = search.value.trim().toLowerCase();
     picker.innerHTML = "";
     for (const s of SEGMENTS) {
-      const haystack = (s.name + " " + s.id + " " + s.account + " " + s.tags.join(" ")).toLowerCase();
+      const haystack = (s.name + " " + s.id + " " + s.account + " " + s.platformLabel + " " + s.tags.join(" ")).toLowerCase();
       if (needle && !haystack.includes(needle)) continue;
       const option = document.createElement("option");
       option.value = s.key;
       // segments with an anomaly in the last 30 days stand out in the list too
       const flag = s.recent ? "⚠ " : "";
-      option.textContent = flag + s.name + (DATA.accounts.length > 1 ? " · " + s.account : "") + " (" + fmt.format(s.latest || 0) + ")";
+      // with several platforms each segment says which, and a net-only one is marked (Δ: net change only)
+      const platform = Object.keys(DATA.platforms).length > 1 ? "[" + s.platformLabel + (s.netOnly ? " Δ" : "") + "] " : "";
+      option.textContent = flag + platform + s.name + (DATA.accounts.length > 1 ? " · " + s.account : "") + " (" + fmt.format(s.latest || 0) + ")";
+      option.dataset.platform = s.platform;
       option.selected = s.key === state.key;
       picker.appendChild(option);
     }

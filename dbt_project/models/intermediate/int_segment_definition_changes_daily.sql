@@ -7,32 +7,35 @@ with versions as (
 
 accounts as (
 
-    select account_id, timezone from {{ ref('stg_klaviyo__accounts') }}
+    select platform, account_id, timezone from {{ ref('int_accounts') }}
 
 ),
 
 changes as (
 
     select
+        versions.platform,
         versions.account_id,
         versions.segment_id,
-        -- klaviyo's daily series is in the account timezone, so the change must be
-        -- dated in it too (an evening edit in new york is already the next day in utc)
+        -- klaviyo's daily series (and a segments-api count) is in the account's timezone,
+        -- so the change must be dated in it too (an evening edit in new york is already the next day in utc)
         cast(timezone(coalesce(accounts.timezone, 'UTC'), versions.valid_from) as date) as date,
         versions.version_number
     from versions
     left join accounts
-        on versions.account_id = accounts.account_id
+        on versions.platform = accounts.platform
+        and versions.account_id = accounts.account_id
     -- version 1 is the definition the segment was created with, not a change
     where versions.version_number > 1
 
 )
 
 select
+    platform,
     account_id,
     segment_id,
     date,
     count(*) as versions_started,
     max(version_number) as last_version_number
 from changes
-group by account_id, segment_id, date
+group by platform, account_id, segment_id, date

@@ -1,6 +1,6 @@
 -- one row per definition version of a segment, numbered and given a validity interval.
 --
--- the raw table holds one row per observed state (segment_updated, definition_hash), so a
+-- klaviyo: the raw table holds one row per observed state (segment_updated, definition_hash), so a
 -- return to an earlier definition is a row of its own. consecutive states with the same
 -- definition (a rename also bumps `updated`) are one version: a version starts wherever
 -- the hash differs from the previous state's, so A -> B -> A is three versions.
@@ -88,18 +88,30 @@ valid_from as (
         end as valid_from
     from versions
 
+),
+
+klaviyo_versions as (
+
+    select
+        account_id,
+        segment_id,
+        version_number,
+        definition_hash,
+        definition,
+        valid_from,
+        lead(valid_from) over (
+            partition by account_id, segment_id order by version_number
+        ) as valid_to,
+        segment_updated_at,
+        first_seen_at
+    from valid_from
+
 )
 
-select
-    account_id,
-    segment_id,
-    version_number,
-    definition_hash,
-    definition,
-    valid_from,
-    lead(valid_from) over (
-        partition by account_id, segment_id order by version_number
-    ) as valid_to,
-    segment_updated_at,
-    first_seen_at
-from valid_from
+select 'klaviyo' as platform, *
+from klaviyo_versions
+
+union all
+
+select 'segments_api' as platform, *
+from {{ ref('int_segments_api__definition_versions') }}

@@ -21,7 +21,10 @@
 
 with daily as (
 
+    -- klaviyo only: a segments-api row has no churn, and its net change may span several
+    -- days, so a robust z-score against daily baselines would flag the gaps, not the audience
     select * from {{ ref('segment_growth_daily') }}
+    where platform = 'klaviyo'
 
 ),
 

@@ -1,4 +1,4 @@
--- one row per definition version of a segment, with its validity interval
+-- one row per definition version of a segment of either platform, with its validity interval
 with versions as (
 
     select * from {{ ref('int_segment_definition_versions') }}
@@ -7,19 +7,20 @@ with versions as (
 
 segments as (
 
-    select account_id, segment_id, segment_name
-    from {{ ref('stg_klaviyo__segments') }}
+    select platform, account_id, segment_id, segment_name
+    from {{ ref('int_segment_names') }}
 
 ),
 
 accounts as (
 
-    select account_id, account_name
-    from {{ ref('stg_klaviyo__accounts') }}
+    select platform, account_id, account_name
+    from {{ ref('int_accounts') }}
 
 )
 
 select
+    versions.platform,
     versions.account_id,
     accounts.account_name,
     versions.segment_id,
@@ -33,7 +34,9 @@ select
     versions.first_seen_at
 from versions
 left join accounts
-    on versions.account_id = accounts.account_id
+    on versions.platform = accounts.platform
+    and versions.account_id = accounts.account_id
 left join segments
-    on versions.account_id = segments.account_id
+    on versions.platform = segments.platform
+    and versions.account_id = segments.account_id
     and versions.segment_id = segments.segment_id

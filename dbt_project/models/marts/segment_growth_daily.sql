@@ -5,7 +5,7 @@
         unique_key=['account_id', 'segment_id', 'date'],
         on_schema_change='append_new_columns',
         post_hook=[
-            "{{ delete_rows_missing_from_source(this, ref('stg_klaviyo__segment_series_daily'), ['account_id', 'segment_id', 'date']) }}"
+            "{{ delete_rows_missing_from_source(this, ref('int_segment_counts_daily'), ['account_id', 'segment_id', 'date']) }}"
         ],
     )
 }}
@@ -15,6 +15,18 @@
     the column (NULL in its old rows, which renamed_accounts then rebuilds, so the first
     build after the upgrade rewrites every row once) instead of failing or needing
     --full-refresh. In such a table the column sits last; a full rebuild puts it second.
+    platform, change_days and is_multi_day_change arrived the same way: a table built
+    before them has NULL there, distinct from every source row's values, so the first
+    build after the upgrade rewrites every row once and old rows get platform 'klaviyo'.
+
+    Two platforms (int_segment_counts_daily): Klaviyo's daily series, and the count days
+    of the segments api, whose row carries the net change since the previous count
+    (change_days days, computed over the whole history in the intermediate model, so a
+    row's own numbers never depend on rows outside the 30-day window). Their members
+    added and removed are NULL, and so are every flow and rate built from them. A
+    rolling window is complete when the changes inside it cover exactly its days
+    (sum of change_days = 7 or 30): for Klaviyo that is every day present, for the
+    segments api a count exactly 7 (30) days before the day.
 
     Incremental by what changed, whatever run, range or order caused the change.
 
@@ -46,10 +58,11 @@
 {#- the 30-day window of a day starts 29 days earlier -#}
 {%- set window_days = 30 -%}
 {%- set mart_has_account_name = incremental and relation_has_column(this, 'account_name') -%}
+{%- set mart_has_platform = incremental and relation_has_column(this, 'platform') -%}
 
 with source_series as (
 
-    select * from {{ ref('stg_klaviyo__segment_series_daily') }}
+    select * from {{ ref('int_segment_counts_daily') }}
 
 ),
 
@@ -74,6 +87,13 @@ changed_days as (
         or source.members_added is distinct from mart.members_added
         or source.members_removed is distinct from mart.members_removed
         or source.net_members_changed is distinct from mart.net_members_changed
+        {%- if mart_has_platform %}
+        or source.platform is distinct from mart.platform
+        or source.change_days is distinct from mart.change_days
+        {%- else %}
+        -- a table from before the second platform: every row is rewritten once
+        or true
+        {%- endif %}
 
 ),
 
@@ -107,9 +127,17 @@ changed_windows as (
 renamed_segments as (
 
     select mart.account_id, mart.segment_id
-    from (select distinct account_id, segment_id, segment_name from {{ this }}) as mart
-    left join {{ ref('stg_klaviyo__segments') }} as segments
-        on mart.account_id = segments.account_id
+    from (
+        select distinct
+            {{ 'platform' if mart_has_platform else "'klaviyo' as platform" }},
+            account_id,
+            segment_id,
+            segment_name
+        from {{ this }}
+    ) as mart
+    left join {{ ref('int_segment_names') }} as segments
+        on mart.platform = segments.platform
+        and mart.account_id = segments.account_id
         and mart.segment_id = segments.segment_id
     where mart.segment_name is distinct from segments.segment_name
 
@@ -122,12 +150,14 @@ renamed_accounts as (
     select mart.account_id
     from (
         select distinct
+            {{ 'platform' if mart_has_platform else "'klaviyo' as platform" }},
             account_id,
             {{ 'account_name' if mart_has_account_name else 'cast(null as varchar) as account_name' }}
         from {{ this }}
     ) as mart
-    left join {{ ref('stg_klaviyo__accounts') }} as accounts
-        on mart.account_id = accounts.account_id
+    left join {{ ref('int_accounts') }} as accounts
+        on mart.platform = accounts.platform
+        and mart.account_id = accounts.account_id
     where mart.account_name is distinct from accounts.account_name
 
 ),
@@ -205,21 +235,21 @@ series as (
 
 segments as (
 
-    select account_id, segment_id, segment_name
-    from {{ ref('stg_klaviyo__segments') }}
+    select platform, account_id, segment_id, segment_name
+    from {{ ref('int_segment_names') }}
 
 ),
 
 accounts as (
 
-    select account_id, account_name
-    from {{ ref('stg_klaviyo__accounts') }}
+    select platform, account_id, account_name
+    from {{ ref('int_accounts') }}
 
 ),
 
 definition_changes as (
 
-    select account_id, segment_id, date
+    select platform, account_id, segment_id, date
     from {{ ref('int_segment_definition_changes_daily') }}
 
 ),
@@ -227,6 +257,7 @@ definition_changes as (
 daily as (
 
     select
+        platform,
         account_id,
         segment_id,
         date,
@@ -234,6 +265,7 @@ daily as (
         members_added,
         members_removed,
         net_members_changed,
+        change_days,
         -- members at the start of the day, derived so it is consistent with the day's
         -- own total even when the previous day is missing
         total_members - net_members_changed as members_at_start,
@@ -251,11 +283,13 @@ windowed as (
         -- range frames over the date (not rows) so a missing day shortens the window
         -- instead of silently stretching it
         count(*) over last_7_days as days_present_7d,
+        sum(change_days) over last_7_days as days_changed_7d,
         sum(net_members_changed) over last_7_days as sum_net_change_7d,
         sum(members_added) over last_7_days as sum_members_added_7d,
         sum(members_removed) over last_7_days as sum_members_removed_7d,
         first_value(members_at_start) over last_7_days as first_members_at_start_7d,
         count(*) over last_30_days as days_present_30d,
+        sum(change_days) over last_30_days as days_changed_30d,
         sum(net_members_changed) over last_30_days as sum_net_change_30d,
         sum(members_added) over last_30_days as sum_members_added_30d,
         sum(members_removed) over last_30_days as sum_members_removed_30d,
@@ -280,15 +314,18 @@ measured as (
         -- a window is measured from the start of its first day, which is only known
         -- when all of its days are present. Its sums are NULL until then as well, so a
         -- sum over fewer days is never read as the window's change; days_present_7d/30d
-        -- (always filled) say how complete the window is
-        case when days_present_7d = 7 then first_members_at_start_7d end as members_at_start_7d,
-        case when days_present_7d = 7 then sum_net_change_7d end as net_change_7d,
-        case when days_present_7d = 7 then sum_members_added_7d end as members_added_7d,
-        case when days_present_7d = 7 then sum_members_removed_7d end as members_removed_7d,
-        case when days_present_30d = 30 then first_members_at_start_30d end as members_at_start_30d,
-        case when days_present_30d = 30 then sum_net_change_30d end as net_change_30d,
-        case when days_present_30d = 30 then sum_members_added_30d end as members_added_30d,
-        case when days_present_30d = 30 then sum_members_removed_30d end as members_removed_30d
+        -- (always filled) say how complete the window is. complete = the changes in the
+        -- window cover its days exactly (a klaviyo day covers itself; a segments-api count
+        -- covers the days since the previous count, so its window is complete when a
+        -- count falls exactly on the day before the window)
+        case when days_changed_7d = 7 then first_members_at_start_7d end as members_at_start_7d,
+        case when days_changed_7d = 7 then sum_net_change_7d end as net_change_7d,
+        case when days_changed_7d = 7 then sum_members_added_7d end as members_added_7d,
+        case when days_changed_7d = 7 then sum_members_removed_7d end as members_removed_7d,
+        case when days_changed_30d = 30 then first_members_at_start_30d end as members_at_start_30d,
+        case when days_changed_30d = 30 then sum_net_change_30d end as net_change_30d,
+        case when days_changed_30d = 30 then sum_members_added_30d end as members_added_30d,
+        case when days_changed_30d = 30 then sum_members_removed_30d end as members_removed_30d
     from windowed
 
 ),
@@ -296,6 +333,7 @@ measured as (
 final as (
 
     select
+        measured.platform,
         measured.account_id,
         accounts.account_name,
         measured.segment_id,
@@ -306,6 +344,8 @@ final as (
         measured.members_added,
         measured.members_removed,
         measured.net_members_changed,
+        measured.change_days,
+        measured.change_days > 1 as is_multi_day_change,
         measured.members_at_start,
         {{ safe_rate('measured.net_members_changed', 'measured.members_at_start') }} as growth_rate,
         {{ safe_rate('measured.members_removed', 'measured.members_at_start') }} as churn_rate,
@@ -342,12 +382,15 @@ final as (
         ) as identity_holds
     from measured
     left join accounts
-        on measured.account_id = accounts.account_id
+        on measured.platform = accounts.platform
+        and measured.account_id = accounts.account_id
     left join segments
-        on measured.account_id = segments.account_id
+        on measured.platform = segments.platform
+        and measured.account_id = segments.account_id
         and measured.segment_id = segments.segment_id
     left join definition_changes
-        on measured.account_id = definition_changes.account_id
+        on measured.platform = definition_changes.platform
+        and measured.account_id = definition_changes.account_id
         and measured.segment_id = definition_changes.segment_id
         and measured.date = definition_changes.date
 

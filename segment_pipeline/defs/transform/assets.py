@@ -22,6 +22,8 @@ from ...tables import SEGMENT_SERIES_TABLE
 from ..account_names import GROUP, SHARED_GROUP_PREFIX, asset_key
 from ..automation import SHARED_BUILD
 from ..ingest.assets import holder
+from ..segments_api import PLATFORM as SEGMENTS_API
+from ..segments_api import snapshot_key
 from .project import dbt_project
 
 
@@ -34,15 +36,19 @@ class DbtConfig(dg.Config):
 class SegmentGrowthTranslator(DagsterDbtTranslator):
     """Groups models by dbt layer so the UI shows staging, intermediate and marts apart, makes each model that
     reads a raw table depend on every account's asset of that table (and every model on every account's
-    series), and puts every model under the shared build's automation condition.
+    series and every Segments API workspace's snapshot), and puts every model under the shared build's
+    automation condition.
 
     dbt sees one raw table `klaviyo.<table>` holding every account's rows; Dagster has one asset of it per
-    account (`klaviyo/<account>/<table>`).
+    account (`klaviyo/<account>/<table>`). The Segments API's four tables (`segments_api.<table>`) are all
+    written by each workspace's one asset `segments_api/<workspace>/snapshots`; without a workspace the
+    models read them as empty (dbt's source_or_empty) and depend on nothing of that platform.
     """
 
-    def __init__(self, account_names: Sequence[str], **kwargs: Any) -> None:
+    def __init__(self, account_names: Sequence[str], workspace_names: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._account_names = tuple(account_names)
+        self._workspace_names = tuple(workspace_names)
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: Any) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
@@ -53,11 +59,14 @@ class SegmentGrowthTranslator(DagsterDbtTranslator):
             path = dep.asset_key.path
             if len(path) == 2 and path[0] == GROUP:
                 deps.update((asset_key(name, path[1]),) * 2 for name in self._account_names)
+            elif len(path) == 2 and path[0] == SEGMENTS_API:
+                deps.update((snapshot_key(name),) * 2 for name in self._workspace_names)
             else:
                 deps[dep.asset_key] = dep
         # every model also follows every account's series, even a model that reads only segments: a backfill
         # then builds the models once, after the series it loads, never part of them in a segments run
         deps.update((asset_key(name, SEGMENT_SERIES_TABLE),) * 2 for name in self._account_names)
+        deps.update((snapshot_key(name),) * 2 for name in self._workspace_names)
         return spec.replace_attributes(
             deps=[dep if isinstance(dep, dg.AssetDep) else dg.AssetDep(dep) for dep in deps.values()],
             automation_condition=SHARED_BUILD,
@@ -88,14 +97,15 @@ def dbt_build_args(config: DbtConfig, storage: StorageSettings) -> list[str]:
     return [*args, "--full-refresh"] if config.full_refresh else args
 
 
-def build_models(account_names: Sequence[str]) -> dg.AssetsDefinition:
-    """The dbt models, downstream of every account's raw-table assets (one build serves every account)."""
+def build_models(account_names: Sequence[str], workspace_names: Sequence[str] = ()) -> dg.AssetsDefinition:
+    """The dbt models, downstream of every account's raw-table assets and every Segments API workspace's
+    snapshot (one build serves them all)."""
 
     @dbt_assets(
         manifest=dbt_project.manifest_path,
         project=dbt_project,
         dagster_dbt_translator=SegmentGrowthTranslator(
-            account_names, settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
+            account_names, workspace_names, settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
         ),
         required_resource_keys={"warehouse", "dbt"},
         # one build whatever range of the accounts' series is selected with the models

@@ -1,0 +1,21 @@
+{#-
+    Selects `columns` (a mapping name -> SQL type) from `relation` when that relation
+    exists, or an empty relation of the same columns and types when it does not.
+
+    For a source that may not have been loaded yet (a warehouse that has only ever loaded
+    Klaviyo has no schema `segments_api`): dbt-duckdb does not check that a source exists,
+    so selecting from a missing one fails at run time; with this the models over it build
+    and hold no rows until the first load creates the table. Also false at parse time.
+-#}
+{% macro source_or_empty(relation, columns) -%}
+    {%- set found = adapter.get_relation(database=relation.database, schema=relation.schema, identifier=relation.identifier) if execute else none -%}
+    select
+    {%- for name, type in columns.items() %}
+        cast({{ name if found is not none else 'null' }} as {{ type }}) as {{ name }}{{ "," if not loop.last }}
+    {%- endfor %}
+    {% if found is not none -%}
+    from {{ relation }}
+    {%- else -%}
+    where false
+    {%- endif %}
+{%- endmacro %}
