@@ -66,8 +66,10 @@ lint: install
 	$(BIN)/ruff check segment_pipeline klaviyo_simulator tests benchmarks
 	$(BIN)/ruff format --check segment_pipeline klaviyo_simulator tests benchmarks
 
-benchmark: install
-	$(BIN)/python benchmarks/run.py
+# every figure of docs/performance.md at full size (about half an hour); BENCH_ARGS=--quick for a small run
+BENCH_ARGS ?=
+benchmark: install browser
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf data/demo data/dev dbt_project/target dbt_project/logs
