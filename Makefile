@@ -66,7 +66,7 @@ lint: install
 	$(BIN)/ruff check segment_pipeline klaviyo_simulator tests benchmarks
 	$(BIN)/ruff format --check segment_pipeline klaviyo_simulator tests benchmarks
 
-# every figure of docs/performance.md at full size (about half an hour); BENCH_ARGS=--quick for a small run
+# every figure of docs/performance.md at full size (30 to 45 minutes); BENCH_ARGS=--quick for a small run
 BENCH_ARGS ?=
 benchmark: install browser
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

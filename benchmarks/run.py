@@ -1,6 +1,6 @@
 """Benchmarks: the whole pipeline on the simulator, against the targets of its performance section.
 
-Run with `make benchmark` (about half an hour at full size; it finishes by itself and stops every process it
+Run with `make benchmark` (30 to 45 minutes at full size; it finishes by itself and stops every process it
 starts), or one figure with `--only`, or every figure at a small size with `--quick` (a few minutes, for
 development). It measures and reports, printing each figure with its target and whether it meets it; it never
 fails the test suite, because a slow machine is not a defect. The figures:
