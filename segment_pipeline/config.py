@@ -40,8 +40,8 @@ MAX_LOOKBACK_DAYS = MAX_DAYS_PER_DAILY_SERIES - 1
 DEFAULT_DUCKDB_MEMORY_LIMIT = "256MB"
 # DuckDB keeps the rows of an insert or a copy in their order unless told not to, which holds them in memory
 # beyond the limit above (DuckDB's own advice for large loads: turn it off). Nothing the pipeline writes depends
-# on physical order: every read that needs one says ORDER BY. Given to the loads, the analyst copy and dbt
-# (dbt_project/profiles.yml says the same).
+# on physical order: every read that needs one says ORDER BY. Given to the loads and the analyst copy; not to
+# dbt, whose anomaly model of a year of 10,000 segments ran out of memory with it (docs/performance.md).
 DUCKDB_WRITE_SETTINGS = {"preserve_insertion_order": False}
 # a step waits this long for another step's warehouse lock (a long backfill's load, a dbt build)
 DEFAULT_LOCK_TIMEOUT_SECONDS = 6 * 60 * 60
