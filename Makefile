@@ -72,8 +72,10 @@ lint: install
 	$(BIN)/ruff check segment_pipeline klaviyo_simulator segments_api_simulator tests benchmarks
 	$(BIN)/ruff format --check segment_pipeline klaviyo_simulator segments_api_simulator tests benchmarks
 
-benchmark: install
-	$(BIN)/python benchmarks/run.py
+# every figure of docs/performance.md at full size (30 to 45 minutes); BENCH_ARGS=--quick for a small run
+BENCH_ARGS ?=
+benchmark: install browser
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	-test ! -d data/scale/postgres || $(BIN)/python -m segment_pipeline.devtools.postgres stop data/scale/postgres

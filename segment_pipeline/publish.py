@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from .config import DEFAULT_DUCKDB_MEMORY_LIMIT
+from .config import DEFAULT_DUCKDB_MEMORY_LIMIT, DUCKDB_WRITE_SETTINGS
 from .warehouse import WarehouseLockedError, is_lock_error, lock_holder
 
 __all__ = [
@@ -175,7 +175,7 @@ def publish_analytics_copy(
     try:
         # an in-memory database attaches both files, so the warehouse is only ever opened read-only; within
         # the pipeline's memory limit (the copy of a large warehouse took 1 GB more without one)
-        with duckdb.connect(config={"memory_limit": memory_limit}) as connection:
+        with duckdb.connect(config={"memory_limit": memory_limit, **DUCKDB_WRITE_SETTINGS}) as connection:
             try:
                 connection.execute(f"attach {_sql_string(warehouse)} as publish_src (read_only)")
             except duckdb.Error as exc:

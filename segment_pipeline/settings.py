@@ -34,6 +34,7 @@ from .accounts.settings import (
 )
 from .config import (
     DEFAULT_ACCOUNT_NAME,
+    DEFAULT_DUCKDB_MEMORY_LIMIT,
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_TIMEZONE,
     ConfigError,
@@ -94,7 +95,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ANALYTICS_PATH", "data/analytics.duckdb", "the analysts' copy, replaced after every build"),
     Variable("PIPELINE_STATE_DIR", "data/state", "staged responses, ledgers, locks, history starts"),
     Variable("CHARTS_DIR", "data/charts", "the growth report and its PNG"),
-    Variable("DUCKDB_MEMORY_LIMIT", "256MB", "memory each DuckDB connection of the pipeline may use"),
+    Variable("DUCKDB_MEMORY_LIMIT", DEFAULT_DUCKDB_MEMORY_LIMIT, "memory each DuckDB connection may use"),
     Variable("WAREHOUSE_LOCK_TIMEOUT_SECONDS", "21600", "how long a step waits for another step's warehouse lock"),
     Variable("WAREHOUSE_DUCKDB_WAIT_SECONDS", "60", "how long a step waits for a DuckDB session outside the pipeline"),
     Variable("SERIES_RESUME_INTERVAL_SECONDS", "300", "how often the resume sensor looks at unfinished ranges"),

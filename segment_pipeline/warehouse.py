@@ -35,6 +35,7 @@ from .config import (
     DEFAULT_DUCKDB_MEMORY_LIMIT,
     DEFAULT_DUCKDB_WAIT_SECONDS,
     DEFAULT_LOCK_TIMEOUT_SECONDS,
+    DUCKDB_WRITE_SETTINGS,
     StorageSettings,
 )
 from .klaviyo.planner import SegmentFacts, settled_by
@@ -643,10 +644,14 @@ def dlt_pipeline(
     dlt.config["load.delete_completed_jobs"] = True
     pipelines_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(warehouse, Lake):
-        destination = warehouse.dlt_destination(pipeline_name, config={"memory_limit": memory_limit})
+        destination = warehouse.dlt_destination(
+            pipeline_name, config={"memory_limit": memory_limit, **DUCKDB_WRITE_SETTINGS}
+        )
     else:
         warehouse.parent.mkdir(parents=True, exist_ok=True)
-        credentials = DuckDbCredentials(str(warehouse), global_config={"memory_limit": memory_limit})
+        credentials = DuckDbCredentials(
+            str(warehouse), global_config={"memory_limit": memory_limit, **DUCKDB_WRITE_SETTINGS}
+        )
         destination = dlt.destinations.duckdb(credentials)
     try:
         return dlt.pipeline(

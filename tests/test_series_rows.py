@@ -126,3 +126,51 @@ def test_days_after_the_accounts_today_are_not_expected():
             window=WINDOW,
             today=dt.date(2026, 3, 9),
         )
+
+
+def staged(segment_ids, first, days, fetched_at, value):
+    """The rows of one response, as staged: every requested segment and day, each number `value`."""
+    import pyarrow as pa
+
+    from segment_pipeline.sources.series_staging import STAGED_SCHEMA
+
+    cells = [(sid, first + dt.timedelta(days=d)) for sid in segment_ids for d in range(days)]
+    columns = {
+        "account_id": ["acct"] * len(cells),
+        "segment_id": [sid for sid, _ in cells],
+        "date": [day for _, day in cells],
+        "fetched_on": [fetched_at.date()] * len(cells),
+        "fetched_at": [fetched_at] * len(cells),
+    }
+    columns |= {name: [value] * len(cells) for name in STAGED_SCHEMA.names if name not in columns}
+    return pa.table(columns, schema=STAGED_SCHEMA)
+
+
+def test_a_load_reads_each_cell_once_from_the_newest_file_that_holds_it(tmp_path):
+    """The series merge inserts what the load reads without ranking duplicates: overlapping files of one load
+    must give each cell once, from the newest fetch, and files that overlap nothing give all their rows."""
+    from segment_pipeline.klaviyo.planner import SeriesRequest
+    from segment_pipeline.sources.series_staging import SeriesStaging, prepare_load
+
+    staging = SeriesStaging(tmp_path / "staging", "acct", tmp_path / "quarantine")
+    start, moment = dt.date(2026, 3, 1), dt.datetime(2026, 3, 20, 6, tzinfo=dt.UTC)
+    files = [  # (segments, first day, days, value), fetched one hour apart in this order
+        (("S1", "S2"), start, 5, 1),
+        (("S2", "S3"), start + dt.timedelta(days=3), 5, 2),  # shares S2's days 4-5 with the first
+        (("S9",), start, 5, 3),  # shares nothing
+        (("S1",), start + dt.timedelta(days=4), 1, 4),  # newest: S1's day 5
+    ]
+    for hour, (ids, first, days, value) in enumerate(files):
+        table = staged(ids, first, days, moment + dt.timedelta(hours=hour), value)
+        staging.put(table, SeriesRequest(ids, DayWindow(first, first + dt.timedelta(days=days - 1))))
+
+    load = prepare_load(staging, tmp_path / "no-warehouse-yet.duckdb")
+    rows = [row for path in load.files for row in load.read(path).to_pylist()]
+    cells = [(row["segment_id"], row["date"]) for row in rows]
+    assert len(cells) == len(set(cells)) == 5 + 8 + 5 + 5  # S1 days 1-5, S2 days 1-8, S3 days 4-8, S9 days 1-5
+    newest = {(row["segment_id"], row["date"]): row["total_members"] for row in rows}
+    day = lambda n: start + dt.timedelta(days=n - 1)  # noqa: E731
+    assert newest[("S1", day(5))] == 4 and newest[("S1", day(4))] == 1
+    assert newest[("S2", day(3))] == 1 and newest[("S2", day(4))] == newest[("S2", day(5))] == 2
+    assert {newest[("S9", day(n))] for n in range(1, 6)} == {3}
+    assert load.rows == len(rows) and load.rows_superseded == 0  # nothing stored was newer

@@ -9,13 +9,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..accounts import AccountSettings, SegmentFilter
-from ..klaviyo import Account, KlaviyoClient, ReportBudget, ReportLedgers
+from ..klaviyo.ledger import ReportBudget, ReportLedgers
 from ..klaviyo.limits import REPORTS_RATE_LIMIT
 from ..klaviyo.pacing import min_interval
 from ..settings import Settings, read_api_key
 from ..warehouse import Holder, account_fetch_lock
+
+if TYPE_CHECKING:
+    from ..klaviyo.client import Account, KlaviyoClient
 
 
 class IngestError(RuntimeError):
@@ -78,6 +82,9 @@ class KlaviyoAccess:
 
         `log` (a step's logger) gets its waits, retries and bounded values, so the run's log shows them.
         """
+        # imported here: loading the code location (every Dagster process) needs no HTTP client
+        from ..klaviyo.client import KlaviyoClient
+
         settings = self.settings.klaviyo.for_account(
             api_key=read_api_key(self.account, self.settings.key_source),
             api_key_variable=self.account.api_key_env,

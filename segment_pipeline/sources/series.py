@@ -4,6 +4,11 @@ Rows reach dlt as Arrow tables, one per staged report response: dlt merges milli
 seconds where the same rows as Python dicts take minutes. The table is merged on its natural key, so
 loading any response again replaces those days and never duplicates one; of two fetches of a cell, the
 newer one (`fetched_at`) is kept, whichever is loaded last.
+
+The key is a dlt *merge key*, not a primary key: dlt deletes the stored rows of the loaded cells and inserts
+the new ones, without ranking every loaded row to drop duplicates (a window over all of them, most of the
+merge's cost). A load holds each cell once because the staging says so: a file never repeats a cell, and of
+two files of one load that hold a cell only the newer one's row is read (`series_staging.StagedLoad`).
 """
 
 from __future__ import annotations
@@ -35,11 +40,16 @@ SERIES_COLUMNS = {
         for field in STAGED_SCHEMA
     },
     # fetched_on, the account-local day the numbers were fetched, decides whether the day is final
-    # (planner.is_final); fetched_at, the moment, decides which fetch of a cell wins: the newest of one load's
-    # duplicates is kept (the load leaves out rows older than the stored ones, series_staging.prepare_load)
-    "fetched_at": {"data_type": "timestamp", "dedup_sort": "desc"},
+    # (planner.is_final); fetched_at, the moment, decides which fetch of a cell wins (the load leaves out rows
+    # older than the stored ones and than another file's of the same load, series_staging.prepare_load)
+    "fetched_at": {"data_type": "timestamp"},
     "_loaded_at": {"data_type": "timestamp"},
 }
+SERIES_KEY = ("account_id", "segment_id", "date")
+# a warehouse loaded before the merge key has these columns as dlt's primary key, which would bring the ranking
+# back: the hint is taken off them
+for _name in SERIES_KEY:
+    SERIES_COLUMNS[_name] = {**SERIES_COLUMNS[_name], "primary_key": False}
 
 
 def fetch_series_table(
@@ -69,8 +79,8 @@ def klaviyo_series_source(files: list[Path], read: Callable[[Path], pa.Table], l
 
     @dlt.resource(
         name=SEGMENT_SERIES_TABLE,
-        primary_key=["account_id", "segment_id", "date"],
-        write_disposition="merge",
+        merge_key=list(SERIES_KEY),
+        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
         columns=SERIES_COLUMNS,
         # a warehouse made before fetched_at existed has the table without it; frozen columns would refuse to
         # add it. Every staged file is checked to have exactly STAGED_SCHEMA's columns, so new ones are ours

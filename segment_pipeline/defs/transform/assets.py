@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from ...config import StorageSettings
 from ...tables import SEGMENT_SERIES_TABLE
@@ -24,6 +23,7 @@ from ..automation import SHARED_BUILD
 from ..ingest.assets import holder
 from ..segments_api import PLATFORM as SEGMENTS_API
 from ..segments_api import snapshot_key
+from .dbt_library import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCli, dbt_assets
 from .project import dbt_project
 
 
@@ -113,7 +113,7 @@ def build_models(account_names: Sequence[str], workspace_names: Sequence[str] = 
     )
     def segment_growth_models(context: dg.AssetExecutionContext, config: DbtConfig):
         warehouse = context.resources.warehouse
-        dbt: DbtCliResource = context.resources.dbt
+        dbt: DbtCli = context.resources.dbt
         # dbt (a child process) uses the file until it exits: hold the warehouse lock for the whole build (a lake
         # needs none: dbt writes the marts while the accounts' loads commit to the raw tables)
         with warehouse.lock(holder(context)):

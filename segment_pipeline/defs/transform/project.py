@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from dagster_dbt import DbtProject
+from .dbt_library import DbtProject
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
 
