@@ -1,7 +1,9 @@
 """Segments API workspaces snapshotted through their Dagster assets, against the simulator over real HTTP, into a
 real DuckDB file: a week of simulated days keeps exactly the recounts each snapshot saw, on their local days; a
 filter change is a new definition version; a re-run changes nothing; a bad key and a malformed page fail clearly
-and lose nothing; the key shows nowhere."""
+and lose nothing; the key shows nowhere. At the end `dbt build` runs once over the same file: the daily mart's net
+changes for the week are those of the simulator's truth, on the right local days, and a second build changes
+nothing."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import duckdb
 import httpx
+import pandas as pd
 import pytest
 import yaml
 
@@ -21,6 +24,8 @@ from segment_pipeline.defs.deployment import build_definitions
 from segment_pipeline.defs.segments_api import snapshot_key
 from segment_pipeline.settings import load_settings
 from segments_api_simulator import SegmentsApiSimulator, World
+
+from .test_dbt_models import query, run_dbt, synthetic_raw_tables, write_raw_warehouse
 
 TIMEZONES = {"week": "America/Los_Angeles", "edits": "Asia/Tokyo", "faults": "UTC"}
 SEGMENT_COUNTS = {"week": 6, "edits": 3, "faults": 150}
@@ -245,3 +250,72 @@ def test_each_workspace_has_an_unpartitioned_asset_a_job_and_a_daily_schedule_in
         assert job.asset_layer.asset_graph.get_all_asset_keys() >= {snapshot_key(name)}
     # the Klaviyo account of the same file keeps its own definitions
     assert defs.resolve_schedule_def("ingest_brand_daily").execution_timezone == "US/Eastern"
+
+
+# -- the marts built over this file (last in the module: after every snapshot above) ----------------------------
+
+
+@pytest.fixture(scope="module")
+def week_marts(deployment, tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The week workspace's rows of the daily mart after one `dbt build`, and after a second one."""
+    warehouse = deployment[2]
+    work = tmp_path_factory.mktemp("segments_api_dbt")
+    # the Klaviyo sources are required by the models: the synthetic ones of test_dbt_models sit beside the snapshots
+    write_raw_warehouse(warehouse, synthetic_raw_tables())
+    built = []
+    for _ in range(2):
+        run_dbt(["build"], warehouse, work)
+        frame = query(
+            warehouse,
+            "select * from marts.segment_growth_daily where platform = 'segments_api' and account_id = 'week'",
+        )
+        built.append(frame.sort_values(["segment_id", "date"]).reset_index(drop=True))
+    return built[0], built[1]
+
+
+def truths_net_changes(deployment) -> dict[tuple[str, dt.date], tuple[int, int | None, int | None]]:
+    """From the truth endpoint alone: per segment and local day, the count and its net change and change days.
+
+    A daily snapshot at a moment sees each segment's latest recount up to that moment; of the recounts seen, the
+    latest of each local day is that day's count; a day's change is from the previous seen count."""
+    epoch = moment(admin(deployment, "clock")["epoch"])
+    taken = [epoch + dt.timedelta(hours=at) for at in SNAPSHOT_HOURS]
+    zone = ZoneInfo(TIMEZONES["week"])
+    expected = {}
+    for segment_id, facts in truth(deployment, "week")["segments"].items():
+        recounts = [(moment(at), count) for at, count in facts["recounts"]]
+        seen = {max((r for r in recounts if r[0] <= at), default=None) for at in taken} - {None}
+        by_day = {at.astimezone(zone).date(): count for at, count in sorted(seen)}  # the latest of each day wins
+        previous = None
+        for day, count in sorted(by_day.items()):
+            change = (count - previous[1], (day - previous[0]).days) if previous else (None, None)
+            expected[(segment_id, day)] = (count, *change)
+            previous = (day, count)
+    return expected
+
+
+def _nullable(value) -> int | None:
+    return None if pd.isna(value) else int(value)
+
+
+def test_the_marts_give_the_truths_net_changes_on_the_right_days(deployment, week_marts):
+    daily, _ = week_marts
+    expected = truths_net_changes(deployment)
+    actual = {
+        (row.segment_id, pd.Timestamp(row.date).date()): (
+            int(row.total_members),
+            _nullable(row.net_members_changed),
+            _nullable(row.change_days),
+        )
+        for row in daily.itertuples()
+    }
+    assert actual == expected
+    # the week really has the cases that matter: changes over several days, and first counts with no change
+    assert any(days and days > 1 for _, _, days in expected.values())
+    assert sum(change is None for _, change, _ in expected.values()) == SEGMENT_COUNTS["week"]
+    assert daily["members_added"].isna().all() and daily["members_removed"].isna().all()
+
+
+def test_a_second_dbt_build_changes_nothing(week_marts):
+    first, second = week_marts
+    pd.testing.assert_frame_equal(first, second)
