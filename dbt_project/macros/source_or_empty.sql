@@ -19,3 +19,24 @@
     where false
     {%- endif %}
 {%- endmacro %}
+
+{#-
+    Every column of `relation` as it is when that relation exists, or an empty relation
+    of `columns` (name -> SQL type: the ones the model reads) when it does not.
+
+    For the Klaviyo sources: a deployment that has only Segments API workspaces never
+    loads them, and its marts must still build. Unlike source_or_empty, a loaded table is
+    read untouched (no casts), so the Klaviyo models read exactly what they always did.
+-#}
+{% macro source_or_no_rows(relation, columns) -%}
+    {%- set found = adapter.get_relation(database=relation.database, schema=relation.schema, identifier=relation.identifier) if execute else none -%}
+    {% if found is not none or not execute -%}
+    select * from {{ relation }}
+    {%- else -%}
+    select
+    {%- for name, type in columns.items() %}
+        cast(null as {{ type }}) as {{ name }}{{ "," if not loop.last }}
+    {%- endfor %}
+    where false
+    {%- endif %}
+{%- endmacro %}

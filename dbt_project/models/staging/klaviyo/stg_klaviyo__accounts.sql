@@ -6,7 +6,11 @@
 
 with source as (
 
-    select * from {{ source('klaviyo', 'accounts') }}
+    {{ source_or_no_rows(source('klaviyo', 'accounts'), {
+        'account_id': 'varchar',
+        'timezone': 'varchar',
+        '_loaded_at': 'timestamptz',
+    }) }}
 
 ),
 

@@ -1,7 +1,14 @@
 -- one row per observed state (klaviyo `updated`, definition) of a segment's definition
 with source as (
 
-    select * from {{ source('klaviyo', 'segment_definitions') }}
+    {{ source_or_no_rows(source('klaviyo', 'segment_definitions'), {
+        'account_id': 'varchar',
+        'segment_id': 'varchar',
+        'definition_hash': 'varchar',
+        'definition': 'json',
+        'segment_updated': 'timestamptz',
+        'first_seen_at': 'timestamptz',
+    }) }}
 
 ),
 

@@ -1,7 +1,16 @@
 -- one row per segment and account-local day of Klaviyo's segment growth report
 with source as (
 
-    select * from {{ source('klaviyo', 'segment_series_daily') }}
+    {{ source_or_no_rows(source('klaviyo', 'segment_series_daily'), {
+        'account_id': 'varchar',
+        'segment_id': 'varchar',
+        'date': 'date',
+        'total_members': 'bigint',
+        'members_added': 'bigint',
+        'members_removed': 'bigint',
+        'net_members_changed': 'bigint',
+        '_loaded_at': 'timestamptz',
+    }) }}
 
 ),
 

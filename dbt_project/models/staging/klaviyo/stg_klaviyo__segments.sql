@@ -1,7 +1,19 @@
 -- one row per segment, as last returned by the Klaviyo API
 with source as (
 
-    select * from {{ source('klaviyo', 'segments') }}
+    {{ source_or_no_rows(source('klaviyo', 'segments'), {
+        'account_id': 'varchar',
+        'id': 'varchar',
+        'name': 'varchar',
+        'definition': 'json',
+        'is_active': 'boolean',
+        'is_processing': 'boolean',
+        'is_starred': 'boolean',
+        'is_deleted': 'boolean',
+        'created': 'timestamptz',
+        'updated': 'timestamptz',
+        '_loaded_at': 'timestamptz',
+    }) }}
 
 ),
 
