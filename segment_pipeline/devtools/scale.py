@@ -169,9 +169,11 @@ def running_postgres(folder: Path) -> Iterator[tuple[PostgresServer, bool]]:
         yield local.start(), True
     finally:
         local.stop()
-        # the server is stopped: the watcher would only stop a server started after this process ends
-        watcher.terminate()
-        watcher.wait(timeout=30)
+        # the server is stopped: the watcher would only stop a server started after this process ends. It holds
+        # nothing to clean up, so SIGKILL: a SIGTERM can be ignored (SIG_IGN is inherited from whatever started us)
+        watcher.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            watcher.wait(timeout=30)
 
 
 def read_accounts(deployment: ScaledDeployment) -> tuple[dict[str, int], dict[str, tuple]]:
