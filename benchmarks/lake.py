@@ -118,18 +118,9 @@ def lake_variables(work: Path) -> Iterator[dict[str, str]]:
 
 def load_time(env: dict[str, str], runs: int = 3) -> float:
     """Median seconds of `dagster definitions validate` (the code location loaded and checked)."""
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(
-            [str(BIN / "dagster"), "definitions", "validate", "-m", "segment_pipeline.definitions"],
-            cwd=REPO,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    from run import validate_times  # benchmarks/run.py, beside this script (it imports this module lazily)
+
+    return statistics.median(validate_times(env, runs)[0])
 
 
 def waited_seconds(dagster_home: Path, run_ids: list[str], pattern: re.Pattern) -> float:
