@@ -17,7 +17,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ..ingest.access import KlaviyoAccess
-from ..segments_api.snapshot import SegmentsApiWorkspace
+from ..segments_api.access import SegmentsApiWorkspace
 from ..settings import Settings
 from .account_names import asset_key
 from .automation import build_automation_sensor

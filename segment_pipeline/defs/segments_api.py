@@ -7,9 +7,11 @@ SEGMENTS_API_SCHEDULE_HOUR in the workspace's timezone and is on by default: a d
 The body calls the plain service (`segment_pipeline.segments_api.snapshot`).
 """
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
-from ..segments_api.snapshot import SegmentsApiWorkspace, SnapshotOutcome
+from ..segments_api.access import SegmentsApiWorkspace
 from ..tables import (
     SEGMENTS_API_DATASET,
     SEGMENTS_API_DEFINITIONS_TABLE,
@@ -18,6 +20,9 @@ from ..tables import (
 )
 from .failures import explained_failures
 from .ingest.assets import holder
+
+if TYPE_CHECKING:
+    from ..segments_api.snapshot import SnapshotOutcome
 
 PLATFORM = SEGMENTS_API_DATASET
 SNAPSHOTS = "snapshots"
@@ -51,7 +56,7 @@ def snapshot_schedule_name(workspace_name: str) -> str:
     return f"snapshot_segments_api_{workspace_name}_daily"
 
 
-def snapshot_metadata(outcome: SnapshotOutcome) -> dict:
+def snapshot_metadata(outcome: "SnapshotOutcome") -> dict:
     return {
         "workspace": outcome.workspace,
         "segments": outcome.segments,

@@ -111,7 +111,8 @@ def add_to_environment(env: MutableMapping[str, str], served: ServedWorkspace, a
 
 def snapshot_history(settings: Settings, served: ServedWorkspace, days: int) -> None:
     """One snapshot per simulated day for `days` days up to now, with one filter edit half-way."""
-    from ..segments_api.snapshot import SegmentsApiWorkspace, take_snapshot
+    from ..segments_api.access import SegmentsApiWorkspace
+    from ..segments_api.snapshot import take_snapshot
     from ..warehouse import Holder, Warehouse
 
     (workspace,) = settings.segments_api_workspaces

@@ -16,17 +16,14 @@ second run of the same workspace waits and then compares with what the first one
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
 from ..accounts import AccountSettings
-from ..settings import Settings, read_segments_api_key
 from ..tables import (
     SEGMENTS_API_DATASET,
     SEGMENTS_API_DEFINITIONS_TABLE,
@@ -34,8 +31,9 @@ from ..tables import (
     SEGMENTS_API_SNAPSHOTS_TABLE,
     SEGMENTS_API_WORKSPACES_TABLE,
 )
-from ..warehouse import Holder, Source, Warehouse, account_fetch_lock, reading
-from .client import Listing, SegmentsApiClient
+from ..warehouse import Holder, Source, Warehouse, reading
+from .access import SegmentsApiWorkspace
+from .client import Listing
 from .records import Segment
 
 PIPELINE_NAME = "segments_api_snapshot"
@@ -115,40 +113,6 @@ class SnapshotOutcome:
     history_starts_at: dt.datetime
     # the local days the new data points fall on
     counted_dates: tuple[dt.date, ...] = ()
-
-
-@dataclass(frozen=True)
-class SegmentsApiWorkspace:
-    """One Segments API workspace of the deployment, as a run that snapshots it sees it."""
-
-    settings: Settings
-    workspace: AccountSettings
-
-    @property
-    def name(self) -> str:
-        return self.workspace.name
-
-    @property
-    def label(self) -> str:
-        return f"Segments API workspace {self.workspace.name!r}"
-
-    def client(self, log=None) -> SegmentsApiClient:
-        """A client for this run; the key is read from the workspace's variable now."""
-        key = read_segments_api_key(self.workspace, self.settings.key_source)
-        return SegmentsApiClient(self.settings.segments_api, key, self.workspace.api_key_env, log=log)
-
-    @contextlib.contextmanager
-    def fetch_lock(self, holder: Holder) -> Iterator[None]:
-        storage = self.settings.storage
-        with account_fetch_lock(
-            storage.fetch_lock_path(f"segments_api_{self.name}"),
-            self.name,
-            run_id=holder.run_id,
-            step=holder.step,
-            log=holder.info,
-            timeout=storage.lock_timeout_seconds,
-        ):
-            yield
 
 
 def take_snapshot(
