@@ -127,9 +127,10 @@ class ServedAccount:
         """Accept the key again."""
         self.api.key_revoked = False
 
-    def exhaust_report_quota(self) -> None:
-        """Use up this account's daily report quota: its report calls get 429 until its daily window ends."""
-        self.rate_limits.exhaust_daily(REPORTS_FAMILY)
+    def exhaust_report_quota(self, lasting: float = 0.0) -> None:
+        """Use up this account's daily report quota: its report calls get 429 until its daily window ends (at
+        least `lasting` real seconds from now: see `FixedWindowLimiter.exhaust_daily`)."""
+        self.rate_limits.exhaust_daily(REPORTS_FAMILY, lasting)
 
     def summary(self) -> dict[str, Any]:
         """The account's facts and counters, JSON-ready (never its key)."""

@@ -144,11 +144,14 @@ class FixedWindowLimiter:
             used = self._count(family, MINUTE, math.floor(now / MINUTE))
             return Decision(True, 0, limit.per_minute, max(0, limit.per_minute - used), max(1, math.ceil(steady_left)))
 
-    def exhaust_daily(self, family: str) -> None:
+    def exhaust_daily(self, family: str, lasting: float = 0.0) -> None:
         """Use up the family's daily quota for the current daily window.
 
         Args:
             family: A family with a daily limit.
+            lasting: Real seconds the quota must stay spent: when the current window ends sooner, this waits
+                for the next window and spends that one (a test with a short simulated day would otherwise
+                see its next request fall into a fresh window now and then).
 
         Raises:
             ValueError: If the family has no daily limit.
@@ -156,6 +159,10 @@ class FixedWindowLimiter:
         limit = self._limits[family]
         if limit.per_day is None:
             raise ValueError(f"{family} has no daily limit")
+        with self._lock:
+            left = self._seconds_left(self._scaled_now(), self._day)
+        if left < lasting:
+            time.sleep(left + 0.01)
         with self._lock:
             index = math.floor(self._scaled_now() / self._day)
             self._counts[family][self._day] = (index, limit.per_day)

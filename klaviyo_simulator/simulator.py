@@ -196,14 +196,16 @@ class KlaviyoSimulator:
     def _served(self, account: str | None) -> list[ServedAccount]:
         return list(self.accounts) if account is None else [self.accounts[account]]
 
-    def exhaust_report_quota(self, account: str | None = None) -> None:
+    def exhaust_report_quota(self, account: str | None = None, *, lasting: float = 0.0) -> None:
         """Use up the daily report quota: report calls get 429 until the current daily window ends.
 
         Args:
             account: Name, account id or key of one account; `None` spends every account's quota.
+            lasting: Real seconds it must stay spent at least; with a short simulated day this may wait for
+                the next daily window first.
         """
         for served in self._served(account):
-            served.exhaust_report_quota()
+            served.exhaust_report_quota(lasting)
 
     def revoke_key(self, account: str | None = None) -> None:
         """Revoke a key: every request with it is answered 401 from now on (in-flight answers are unaffected).

@@ -199,8 +199,9 @@ def test_a_quota_spent_mid_backfill_keeps_what_came_and_the_rerun_sends_only_the
     sim.reset_log()
 
     # another integration spends the account's quota right after our first response
+    # (spent for 3 s at least: the next request must not fall into the next 6-s day)
     def spend_the_quota(body):
-        sim.exhaust_report_quota()
+        sim.exhaust_report_quota(lasting=3.0)
         return body
 
     sim.faults.add(path=SEGMENT_SERIES_PATH, mutate=spend_the_quota, times=1)

@@ -882,7 +882,7 @@ def test_an_exhausted_daily_quota_says_when_the_day_ends(make_simulator):
     assert 86_000 < int(refused.headers["Retry-After"]) <= 86_400
     assert segments.status_code == 200
     fast = make_simulator(today=TODAY, speed=3600.0)  # a day lasts 24 s
-    fast.exhaust_report_quota()
+    fast.exhaust_report_quota(lasting=2.0)
     with client(fast) as http:
         assert 1 <= int(post(http, SEGMENT_SERIES_PATH, body).headers["Retry-After"]) <= 24
 
@@ -981,7 +981,7 @@ def test_a_segment_deleted_as_the_report_arrives_is_left_out_and_gone(sim):
 
 def test_the_quota_day_can_be_shortened_apart_from_speed(make_simulator):
     sim = make_simulator(today=TODAY, speed=60.0, quota_day_seconds=3.0)
-    sim.exhaust_report_quota()
+    sim.exhaust_report_quota(lasting=1.5)
     body = series_body([sim.account.segments[0].id], TODAY, TODAY)
     with client(sim) as http:
         refused = post(http, SEGMENT_SERIES_PATH, body)
