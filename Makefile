@@ -56,9 +56,11 @@ browser:
 postgres: install
 	$(BIN)/python -m segment_pipeline.devtools.postgres install
 
-# two workers (this project's machines have 2 cores); a test file's tests stay together on one worker, so
-# module-scoped fixtures (a built warehouse, a running webserver, one demo run) are made once
-PYTEST_WORKERS ?= 2
+# four workers on this project's 2-core machines: most of a test's time is spent waiting (for servers to start,
+# Klaviyo's pacing, dbt and Dagster subprocesses), so two cores keep four busy; a test file's tests stay
+# together on one worker, so module-scoped fixtures (a built warehouse, a running webserver, one demo run)
+# are made once, and the longest files start first (tests/conftest.py LONGEST_MODULES)
+PYTEST_WORKERS ?= 4
 test: manifest browser postgres
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 

@@ -51,10 +51,36 @@ def fast_test_files() -> list[str]:
     return [f"tests/{name}.py" for name in sorted(FAST_MODULES) if (REPO / "tests" / f"{name}.py").exists()]
 
 
+# The longest modules, longest first (measured with `pytest --durations`, several minutes each). `make test`
+# hands whole files to the workers in collection order, so these start first: one started last would run on
+# alone long after the others finished. Keep the list to the modules of more than about two minutes.
+LONGEST_MODULES = (
+    "test_dagster_backfill",
+    "test_demo_scale",
+    "test_incremental_marts",
+    "test_backfill",
+    "test_account_names_in_marts",
+    "test_crash_and_resume",
+    "test_full_pipeline",
+    "test_ingest_assets",
+    "test_demo",
+    "test_lake_pipeline",
+    "test_segments_api_marts",
+    "test_models_build_once",
+)
+
+
+def _module_name(item) -> str:
+    return item.module.__name__.rsplit(".", 1)[-1]
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in FAST_MODULES:
+        if _module_name(item) in FAST_MODULES:
             item.add_marker(pytest.mark.fast)
+    rank = {name: position for position, name in enumerate(LONGEST_MODULES)}
+    # a stable sort: the other modules keep their order after these, and each module its tests' order
+    items.sort(key=lambda item: rank.get(_module_name(item), len(rank)))
 
 
 def _fast_tier_only(config) -> bool:
