@@ -30,14 +30,12 @@ with daily as (
 
 metrics as (
 
-    select
-        account_id, account_name, segment_id, segment_name, date, total_members, members_at_start,
-        definition_changed, 'churn' as metric, members_removed as value
+    -- only the columns the baselines need: the window holds every row of a segment's
+    -- history at once, so the names and counts join back on the few days flagged
+    select account_id, segment_id, date, members_at_start, 'churn' as metric, members_removed as value
     from daily
     union all
-    select
-        account_id, account_name, segment_id, segment_name, date, total_members, members_at_start,
-        definition_changed, 'net_change' as metric, net_members_changed as value
+    select account_id, segment_id, date, members_at_start, 'net_change' as metric, net_members_changed as value
     from daily
 
 ),
@@ -47,33 +45,17 @@ baselines as (
     select
         *,
         -- a range frame over the date, so missing days shorten the baseline instead of
-        -- stretching it further back
-        list(value) over previous_days as baseline_values,
+        -- stretching it further back. median and mad (the median of the absolute
+        -- deviations from that median) are duckdb's windowed aggregates: no list of the
+        -- 28 values is built for each row
+        median(value) over previous_days as baseline_median,
+        mad(value) over previous_days as baseline_mad,
         count(*) filter (where members_at_start > 0) over previous_days as baseline_days
     from metrics
     window previous_days as (
         partition by account_id, segment_id, metric order by date
         range between interval {{ baseline_days }} days preceding and interval 1 day preceding
     )
-
-),
-
-scored as (
-
-    select
-        *,
-        list_median(baseline_values) as baseline_median
-    from baselines
-    where baseline_days >= {{ min_baseline_days }}
-
-),
-
-with_mad as (
-
-    select
-        *,
-        list_median(list_transform(baseline_values, lambda x: abs(x - baseline_median))) as baseline_mad
-    from scored
 
 ),
 
@@ -84,34 +66,46 @@ candidates as (
         value - baseline_median as deviation,
         -- 0.6745 * (x - median) / MAD = (x - median) / (1.4826 * MAD)
         0.6745 * (value - baseline_median) / greatest(baseline_mad, 1) as robust_z
-    from with_mad
+    from baselines
+    where baseline_days >= {{ min_baseline_days }}
+
+),
+
+flagged as (
+
+    select *
+    from candidates
+    where abs(robust_z) >= {{ z_threshold }}
+        and abs(deviation) >= {{ min_deviation }}
 
 )
 
 select
-    account_id,
-    account_name,
-    segment_id,
-    segment_name,
-    date,
-    metric,
-    value,
-    cast(baseline_median as double) as baseline_median,
-    cast(baseline_mad as double) as baseline_mad,
-    baseline_days,
-    cast(deviation as double) as deviation,
-    cast(robust_z as double) as robust_z,
-    case when deviation > 0 then 'up' else 'down' end as direction,
-    total_members,
-    definition_changed,
-    not definition_changed as is_anomaly,
+    flagged.account_id,
+    daily.account_name,
+    flagged.segment_id,
+    daily.segment_name,
+    flagged.date,
+    flagged.metric,
+    flagged.value,
+    cast(flagged.baseline_median as double) as baseline_median,
+    cast(flagged.baseline_mad as double) as baseline_mad,
+    flagged.baseline_days,
+    cast(flagged.deviation as double) as deviation,
+    cast(flagged.robust_z as double) as robust_z,
+    case when flagged.deviation > 0 then 'up' else 'down' end as direction,
+    daily.total_members,
+    daily.definition_changed,
+    not daily.definition_changed as is_anomaly,
     case
-        when definition_changed then 'definition_changed'
-        when metric = 'churn' and deviation > 0 then 'churn_spike'
-        when metric = 'churn' then 'churn_drop'
-        when deviation > 0 then 'net_change_spike'
+        when daily.definition_changed then 'definition_changed'
+        when flagged.metric = 'churn' and flagged.deviation > 0 then 'churn_spike'
+        when flagged.metric = 'churn' then 'churn_drop'
+        when flagged.deviation > 0 then 'net_change_spike'
         else 'net_change_drop'
     end as reason
-from candidates
-where abs(robust_z) >= {{ z_threshold }}
-    and abs(deviation) >= {{ min_deviation }}
+from flagged
+inner join daily
+    on flagged.account_id = daily.account_id
+    and flagged.segment_id = daily.segment_id
+    and flagged.date = daily.date
