@@ -35,9 +35,10 @@ DEFAULT_LOOKBACK_DAYS = 5
 MAX_LOOKBACK_DAYS = MAX_DAYS_PER_DAILY_SERIES - 1
 # DuckDB's own default is 80 % of the machine's memory, and it keeps what it took: a year of 10,000 segments
 # then held 1.5 GB in the load and again in dbt. Within this limit DuckDB spills to a temporary file instead.
-# A process peaks at about this plus its own 200-300 MB (Dagster and the code, or dbt). Lower is not always
-# possible: at 160 MB dbt's anomaly model of a year of 10,000 segments ran out of memory (docs/performance.md).
-DEFAULT_DUCKDB_MEMORY_LIMIT = "256MB"
+# A process peaks at about this plus its own 200-300 MB (Dagster and the code, or dbt). At 128 MB every step of a
+# year of 10,000 segments completes (docs/performance.md: dbt's process then peaks at about 360 MB, at 256 MB
+# at about 530); dbt_project/profiles.yml repeats it for dbt run by hand, keep the two the same.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
 # DuckDB keeps the rows of an insert or a copy in their order unless told not to, which holds them in memory
 # beyond the limit above (DuckDB's own advice for large loads: turn it off). Nothing the pipeline writes depends
 # on physical order: every read that needs one says ORDER BY. Given to the loads and the analyst copy; not to

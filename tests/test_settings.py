@@ -1,7 +1,9 @@
 """The one settings reader: what each variable becomes, what it refuses and how it says so."""
 
 import datetime as dt
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +135,12 @@ def test_a_child_process_inherits_the_environment_less_what_is_named(monkeypatch
     env = child_environment(without=("KLAVIYO_API_KEY",), EXTRA="added")
     assert env["SEGMENT_PIPELINE_TEST_VARIABLE"] == "kept" and env["EXTRA"] == "added"
     assert "KLAVIYO_API_KEY" not in env
+
+
+def test_dbt_run_by_hand_gets_the_pipelines_default_duckdb_memory_limit():
+    # profiles.yml cannot import config.py: its fallback repeats the default, and must say the same
+    from segment_pipeline.config import DEFAULT_DUCKDB_MEMORY_LIMIT
+
+    profiles = (Path(__file__).resolve().parents[1] / "dbt_project" / "profiles.yml").read_text()
+    fallbacks = re.findall(r"env_var\('DUCKDB_MEMORY_LIMIT', '([^']+)'\)", profiles)
+    assert fallbacks and set(fallbacks) == {DEFAULT_DUCKDB_MEMORY_LIMIT}
