@@ -56,8 +56,8 @@ browser:
 postgres: install
 	$(BIN)/python -m segment_pipeline.devtools.postgres install
 
-# four workers on this project's 2-core machines: most of a test's time is spent waiting (for servers to start,
-# Klaviyo's pacing, dbt and Dagster subprocesses), so two cores keep four busy; a test file's tests stay
+# four workers on this project's 2-core machines: a worker waiting (for a server to start, Klaviyo's pacing, a
+# dbt or Dagster subprocess) leaves its core to another; with two the cores idled half the time. A file's tests stay
 # together on one worker, so module-scoped fixtures (a built warehouse, a running webserver, one demo run)
 # are made once, and the longest files start first (tests/conftest.py LONGEST_MODULES)
 PYTEST_WORKERS ?= 4
