@@ -1170,3 +1170,19 @@ def test_the_cli_refuses_to_start_without_a_key(monkeypatch, capsys):
     monkeypatch.delenv("KLAVIYO_API_KEY", raising=False)
     assert command.main(["serve", "--port", "0"]) == 2
     assert "KLAVIYO_API_KEY" in capsys.readouterr().err
+
+
+def test_a_quota_spent_to_last_stays_spent_past_the_end_of_its_daily_window():
+    from klaviyo_simulator.api import FAMILY_LIMITS, REPORTS_FAMILY
+    from klaviyo_simulator.fixed_windows import FixedWindowLimiter
+
+    # daily windows of 1.5 real seconds from now: the first ends at 1.5 s
+    limiter = FixedWindowLimiter(FAMILY_LIMITS, speed=60.0, day_seconds=1.5)
+    started = time.monotonic()
+    time.sleep(max(0.0, started + 1.3 - time.monotonic()))
+    # 0.2 s left in this window: spent "for 1 s" must be the next window's quota
+    limiter.exhaust_daily(REPORTS_FAMILY, lasting=1.0)
+    time.sleep(max(0.0, started + 1.8 - time.monotonic()))
+    assert not limiter.acquire(REPORTS_FAMILY).allowed
+    time.sleep(max(0.0, started + 3.1 - time.monotonic()))
+    assert limiter.acquire(REPORTS_FAMILY).allowed  # the window after it is a fresh day
