@@ -693,9 +693,9 @@ class Holder:
 class Warehouse:
     """The warehouse as the pipeline's steps use it: its lock, short reads, and the dlt pipelines that load it.
 
-    Built from the storage settings. A DuckDB file takes one step at a time: every step that opens it does so
-    inside `lock()`. A DuckLake takes many writers at once (commits are optimistic, conflicts retried), so
-    `lock()` does not serialize anything there and the accounts' runs load at the same time.
+    Built from the storage settings. Steps take turns, on a file and on a lake alike: every step that writes
+    does so inside `lock()` (a file lock next to the DuckDB file; on a lake an advisory lock in its catalog,
+    which every machine reaches). What runs at once is the requests to Klaviyo, outside the lock.
     """
 
     storage: StorageSettings
@@ -716,19 +716,19 @@ class Warehouse:
 
     @contextlib.contextmanager
     def lock(self, holder: Holder | None = None) -> Iterator[None]:
-        """Hold the file for one step (see `warehouse_lock`), logging whom it waits for; nothing on a lake."""
-        if self.lake is not None:
-            yield
-            return
+        """Hold the warehouse for one step, logging whom it waits for: the file's lock (see `warehouse_lock`), or
+        on a lake its writer lock in the catalog (see `lake.writer_lock`: DuckLake's commits at once cannot be
+        trusted to keep every row once)."""
         holder = holder or Holder()
-        with warehouse_lock(
-            self.path,
-            run_id=holder.run_id,
-            step=holder.step,
-            log=holder.info,
-            timeout=self.storage.lock_timeout_seconds,
-            duckdb_wait=self.storage.duckdb_wait_seconds,
-        ):
+        who = {"run_id": holder.run_id, "step": holder.step, "log": holder.info}
+        timeout = self.storage.lock_timeout_seconds
+        if self.lake is not None:
+            from .lake.writer_lock import lake_writer_lock
+
+            with lake_writer_lock(self.lake, **who, timeout=timeout, locked_error=WarehouseLockedError):
+                yield
+            return
+        with warehouse_lock(self.path, **who, timeout=timeout, duckdb_wait=self.storage.duckdb_wait_seconds):
             yield
 
     @contextlib.contextmanager
@@ -750,13 +750,17 @@ class Warehouse:
         return dlt_pipeline(name, self.location, storage.dlt_pipelines_dir, storage.duckdb_memory_limit, dataset)
 
     def load(self, pipeline: dlt.Pipeline, data: object, holder: Holder | None = None) -> None:
-        """`pipeline.run(data)`; on a lake a commit conflict loads the same package again (never extracted twice)
-        and an unusable catalog raises LakeUnavailableError, which says what to do."""
+        """`pipeline.run(data)`; on a lake under its writer lock, a commit conflict (with a writer outside this
+        pipeline) loads the same package again (never extracted twice), and an unusable catalog raises
+        LakeUnavailableError, which says what to do."""
         if self.lake is None:
             pipeline.run(data)
             return
         from .lake.loading import run_pipeline
 
-        # made before dlt attaches it: the accounts' first runs on a new lake start together
-        self.lake.create_if_missing()
-        run_pipeline(self.lake, pipeline, data, log=(holder or Holder()).info)
+        holder = holder or Holder()
+        # the steps hold it already; a caller that did not waits here rather than write beside another writer
+        with self.lock(holder):
+            # made before dlt attaches it: the first run on a new lake creates its metadata
+            self.lake.create_if_missing()
+            run_pipeline(self.lake, pipeline, data, log=holder.info)

@@ -1,13 +1,13 @@
-"""One account's run in the test of accounts loading a lake at once (tests/test_lake_pipeline.py).
+"""One account's run in the test of accounts writing a lake at once (tests/test_lake_pipeline.py).
 
     python -m tests.lake_account_run ACCOUNT WRITERS BARRIER_DIR FIRST_DAY LAST_DAY
 
 Runs the product's own services for one account of the deployment the environment describes (the accounts
-file, the lake): its segments, then its series from FIRST_DAY to LAST_DAY. The series load waits at a barrier
-until every account's run has fetched, so the loads start together; on a warehouse that took one step at a
-time the first load would hold the others back and the barrier would never fill. Prints one JSON line: the
-account and its series load's start and end. With WRITERS 0: the series alone, no barrier (a run in a fresh
-process, as Dagster starts each run).
+file, the lake): its segments, then its series from FIRST_DAY to LAST_DAY. Once its series are fetched, the run
+waits at a barrier until every account's run has fetched too, so that all of them go for the lake at the same
+moment and its writer lock has to make them take turns. Prints one JSON line: the account, when it went for the
+lake, and its series load's start and end (inside the lock). With WRITERS 0: the series alone, no barrier (a
+run in a fresh process, as Dagster starts each run).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from segment_pipeline.ingest import series as series_step
 from segment_pipeline.ingest.access import KlaviyoAccess
 from segment_pipeline.ingest.segments import refresh_segments
 from segment_pipeline.ingest.series import load_series
@@ -32,22 +33,35 @@ MEETING: dict = {}
 
 
 class MeetingWarehouse(Warehouse):
-    """The deployment's warehouse; its series load first meets the other accounts' at the barrier."""
+    """The deployment's warehouse; it notes when its series load ran (inside the lake's writer lock)."""
 
     def load(self, pipeline, data, holder=None) -> None:
-        if not MEETING["writers"] or not pipeline.pipeline_name.startswith("klaviyo_series"):
+        if not pipeline.pipeline_name.startswith("klaviyo_series"):
             return super().load(pipeline, data, holder)
-        # four runs on two cores: the slowest may take minutes to get here
-        wait_for_all(MEETING["barrier"], MEETING["account"], MEETING["writers"], timeout=360)
         started = time.time()
         super().load(pipeline, data, holder)
         SPANS.append((started, time.time()))
+
+
+def meet_after_fetching(fetch):
+    """`_fetch` of the series step, then the barrier: every account has its responses before any loads them."""
+
+    def fetch_then_meet(*args, **kwargs):
+        fetched = fetch(*args, **kwargs)
+        # four runs on two cores: the slowest may take minutes to get here
+        wait_for_all(MEETING["barrier"], MEETING["account"], MEETING["writers"], timeout=360)
+        MEETING["met"] = time.time()
+        return fetched
+
+    return fetch_then_meet
 
 
 def main(account_name: str, writers: int, barrier: str, first: str, last: str) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     log = logging.getLogger(account_name)
     MEETING.update(barrier=Path(barrier), account=account_name, writers=writers)
+    if writers:
+        series_step._fetch = meet_after_fetching(series_step._fetch)
     settings = load_settings()
     access = KlaviyoAccess(settings, settings.accounts[account_name])
     warehouse = MeetingWarehouse(settings.storage)
@@ -58,7 +72,8 @@ def main(account_name: str, writers: int, barrier: str, first: str, last: str) -
         access, warehouse, dt.date.fromisoformat(first), dt.date.fromisoformat(last), holder=holder, log=log
     )
     span = SPANS[-1] if SPANS else None
-    print(json.dumps({"account": account_name, "load": span, "rows": outcome.rows_written}), flush=True)
+    report = {"account": account_name, "met": MEETING.get("met"), "load": span, "rows": outcome.rows_written}
+    print(json.dumps(report), flush=True)
 
 
 if __name__ == "__main__":

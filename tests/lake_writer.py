@@ -1,12 +1,12 @@
-"""One writer of the concurrent-writers test: loads one account's series into a lake in rounds, in step with the others.
+"""One writer of the concurrent-writers test: loads one account's series into a lake, in step with the others.
 
     python -m tests.lake_writer LAKE_URL DATA_PATH EXTENSION_DIR WORK_DIR ACCOUNT WRITERS
 
 The test has loaded days 0-29 of every account (SEEDED_DAYS). Each writer rewrites days 20-29 of its account
 (values + UPDATE_OFFSET) and adds days 30-39: a merge that deletes from the table the other writers merge into
-too, which is what makes DuckLake report commit conflicts. It extracts and normalizes first, then waits until
-every writer is ready, so the loads (the part that writes the lake) start together. Prints one JSON line: the
-account and its load's start and end.
+too: unguarded, DuckLake reports commit conflicts and has kept rows twice. It extracts and normalizes first,
+waits until every writer is ready, then goes for the lake's writer lock at the same moment as the others.
+Prints one JSON line: the account, when it went for the lock, and its load's start and end (inside the lock).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from segment_pipeline.lake import Lake
 from segment_pipeline.lake.loading import run_pipeline
+from segment_pipeline.lake.writer_lock import lake_writer_lock
 
 from .lake_helpers import lake_pipeline, series, series_resource
 
@@ -44,9 +45,16 @@ def main(url: str, data_path: str, extension_dir: str, work_dir: str, account: s
     pipeline.extract(series_resource(series(account, UPDATED_DAYS, SEGMENTS, UPDATE_OFFSET)))
     pipeline.normalize()
     wait_for_all(work / "barrier", account, writers)
-    started = time.time()
-    run_pipeline(lake, pipeline, None, log=lambda message: print(message, file=sys.stderr, flush=True))
-    print(json.dumps({"account": account, "load": [started, time.time()]}), flush=True)
+    wanted = time.time()
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    with lake_writer_lock(lake, step=f"load {account}", log=log, timeout=180):
+        started = time.time()
+        run_pipeline(lake, pipeline, None, log=log)
+        ended = time.time()
+    print(json.dumps({"account": account, "wanted": wanted, "load": [started, ended]}), flush=True)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,11 @@ from pathlib import Path
 
 import duckdb
 
+from ..config import DEFAULT_LOCK_TIMEOUT_SECONDS
 from ..warehouse import is_lock_error, lock_holder
 from .errors import retry_commit_conflicts
 from .location import Lake, sql_string
+from .writer_lock import lake_writer_lock
 
 COPIES_TABLE = "_file_warehouse_copies"
 _SOURCE = "file_warehouse"
@@ -217,16 +219,31 @@ def _copy_table(connection: duckdb.DuckDBPyConnection, lake: Lake, table: _Sourc
 
 
 def copy_file_warehouse(
-    source: Path, lake: Lake, *, log: Callable[[str], None] | None = None, attempts: int | None = None
+    source: Path,
+    lake: Lake,
+    *,
+    log: Callable[[str], None] | None = None,
+    attempts: int | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
 ) -> CopyReport:
     """Copy every table of the DuckDB file `source` into `lake` (see the module's docstring); say what was done.
 
     Raises:
-        CopyRefusedError: the file is in use, or the copy would mix histories; nothing was copied.
+        CopyRefusedError: the file is in use, a pipeline step held the lake for longer than `lock_timeout`, or
+            the copy would mix histories; nothing was copied.
         LakeUnavailableError: the lake's catalog is down or refused the login.
     """
     source = Path(source).expanduser().resolve()
     report = CopyReport(source=source, lake=f"{lake.catalog.url()} ({lake.data_path})")
+    # a pipeline step writing the lake meanwhile waits, and the copy waits for one that is writing
+    with lake_writer_lock(lake, step="lake copy", log=log, timeout=lock_timeout, locked_error=CopyRefusedError):
+        _copy_all(source, lake, report, log, attempts)
+    return report
+
+
+def _copy_all(
+    source: Path, lake: Lake, report: CopyReport, log: Callable[[str], None] | None, attempts: int | None
+) -> None:
     connection = lake.connect()
     try:
         _attach_source(connection, source)
@@ -244,4 +261,3 @@ def copy_file_warehouse(
                 log(f"copied {table.schema}.{table.table} ({table.rows:,} rows)")
     finally:
         connection.close()
-    return report

@@ -1,9 +1,9 @@
 """Running a dlt pipeline into a lake: commit conflicts retried, an unusable catalog said plainly.
 
-Writers of a lake commit optimistically. dlt already retries a load job that hit a conflict, up to its
-`raise_on_max_retries` (5) in one load; past that the load stops with the package still pending, and it is
-loaded again from there (`pipeline.load()`), never extracted twice. Merges are idempotent, so a package that
-is loaded again after a conflict keeps every row once.
+The pipeline's own writers take turns (`writer_lock`), so a conflict here comes from a writer outside it.
+dlt already retries a load job that hit a conflict, up to its `raise_on_max_retries` (5) in one load; past
+that the load stops with the package still pending, and it is loaded again from there (`pipeline.load()`),
+never extracted twice.
 """
 
 from __future__ import annotations

@@ -114,8 +114,8 @@ def build_models(account_names: Sequence[str], workspace_names: Sequence[str] = 
     def segment_growth_models(context: dg.AssetExecutionContext, config: DbtConfig):
         warehouse = context.resources.warehouse
         dbt: DbtCli = context.resources.dbt
-        # dbt (a child process) uses the file until it exits: hold the warehouse lock for the whole build (a lake
-        # needs none: dbt writes the marts while the accounts' loads commit to the raw tables)
+        # dbt (a child process) uses the warehouse until it exits: hold its lock (the file's, or the lake's writer
+        # lock) for the whole build
         with warehouse.lock(holder(context)):
             yield from dbt.cli(dbt_build_args(config, warehouse.storage), context=context, raise_on_error=True).stream()
 
