@@ -17,6 +17,7 @@ import dagster as dg
 import duckdb
 import httpx
 import pandas as pd
+import pyarrow as pa
 import pytest
 import yaml
 
@@ -190,6 +191,27 @@ def test_a_filter_change_is_a_new_definition_version_and_a_rename_is_not(deploym
     ]
 
 
+def test_a_return_to_an_earlier_definition_is_a_version_of_its_own(deployment):
+    # after the test above: the first segment went from its original definition to plan = enterprise
+    edited = sorted(truth(deployment, "edits")["segments"])[0]
+    before = versions(deployment, edited)
+    assert len(before) == 2
+    original_hash, original_match, original_filters = before[0]
+    admin(
+        deployment,
+        f"workspaces/edits/segments/{edited}",
+        {"filters": json.loads(original_filters), "matchType": original_match},
+    )
+    result = snapshot(deployment, "edits")
+    assert metadata(result, "edits")["new_definition_versions"] == 1
+    # A -> B -> A: three versions, the newest (the current definition) the original one again
+    assert versions(deployment, edited) == [*before, before[0]]
+    # the same snapshot again adds nothing
+    assert metadata(snapshot(deployment, "edits"), "edits")["new_definition_versions"] == 0
+    assert versions(deployment, edited) == [*before, before[0]]
+    assert original_hash == expected_hash(original_match, json.loads(original_filters))
+
+
 def _json(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -318,3 +340,53 @@ def test_the_marts_give_the_truths_net_changes_on_the_right_days(deployment, wee
 def test_a_second_dbt_build_changes_nothing(week_marts):
     first, second = week_marts
     pd.testing.assert_frame_equal(first, second)
+
+
+def test_a_warehouse_keyed_before_first_seen_at_joined_the_key_takes_the_new_rows(tmp_path, monkeypatch):
+    from segment_pipeline.segments_api import source as source_module
+    from segment_pipeline.segments_api.snapshot import DEFINITIONS_SCHEMA
+    from segment_pipeline.tables import SEGMENTS_API_DATASET, SEGMENTS_API_DEFINITIONS_TABLE
+    from segment_pipeline.warehouse import dlt_pipeline
+
+    def tables_with(definitions: list[dict]) -> dict:
+        empty = {
+            name: pa_schema.empty_table()
+            for name, pa_schema in source_module._SCHEMAS.items()
+            if name != SEGMENTS_API_DEFINITIONS_TABLE
+        }
+        return {**empty, SEGMENTS_API_DEFINITIONS_TABLE: pa.Table.from_pylist(definitions, DEFINITIONS_SCHEMA)}
+
+    def row(definition_hash: str, day: int) -> dict:
+        seen = START + dt.timedelta(days=day)
+        return {
+            "workspace_name": "old",
+            "segment_id": "s1",
+            "definition_hash": definition_hash,
+            "match_type": "all",
+            "filters": "[]",
+            "first_seen_at": seen,
+            "_loaded_at": seen,
+        }
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    pipeline = dlt_pipeline("segments_api_old", warehouse, tmp_path / "dlt", dataset=SEGMENTS_API_DATASET)
+    # the key as an earlier version declared it
+    old_keys = {
+        **source_module.KEYS,
+        SEGMENTS_API_DEFINITIONS_TABLE: ["workspace_name", "segment_id", "definition_hash"],
+    }
+    with monkeypatch.context() as patch:
+        patch.setattr(source_module, "KEYS", old_keys)
+        pipeline.run(source_module.segments_api_source(tables_with([row("a", 0), row("b", 1)])))
+    # this version: A again after B is a row of its own; a row loaded again is not
+    pipeline.run(source_module.segments_api_source(tables_with([row("a", 2)])))
+    pipeline.run(source_module.segments_api_source(tables_with([row("a", 2)])))
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        stored = connection.execute(
+            "select definition_hash, first_seen_at from segments_api.segment_definitions order by first_seen_at"
+        ).fetchall()
+    assert [(h, seen - START) for h, seen in stored] == [
+        ("a", dt.timedelta(0)),
+        ("b", dt.timedelta(days=1)),
+        ("a", dt.timedelta(days=2)),
+    ]

@@ -30,7 +30,7 @@ WORKSPACE_TAG = "segment_pipeline/segments_api_workspace"
 # each table's natural key: the check finds any key stored twice
 _KEYS = {
     SEGMENTS_API_SEGMENTS_TABLE: "workspace_name, segment_id",
-    SEGMENTS_API_DEFINITIONS_TABLE: "workspace_name, segment_id, definition_hash",
+    SEGMENTS_API_DEFINITIONS_TABLE: "workspace_name, segment_id, definition_hash, first_seen_at",
     SEGMENTS_API_SNAPSHOTS_TABLE: "workspace_name, segment_id, counted_date",
 }
 

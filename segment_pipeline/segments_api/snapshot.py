@@ -150,7 +150,8 @@ class Stored:
 
     # segment_id -> (first_seen_at, deleted_at, row of the segments table as a dict)
     segments: dict[str, dict]
-    definitions: set[tuple[str, str]]
+    # segment_id -> the hash of its newest stored definition (a return to an older one is a new version)
+    definitions: dict[str, str]
     # segment_id -> the newest last_counted_at stored
     newest_counts: dict[str, dt.datetime]
 
@@ -159,7 +160,7 @@ def read_stored(source: Source, workspace_name: str) -> Stored:
     """The workspace's stored segments, definition versions and newest counts (nothing before the first load)."""
     with reading(source) as connection:
         if connection is None:
-            return Stored({}, set(), {})
+            return Stored({}, {}, {})
         tables = {
             row[0]
             for row in connection.execute(
@@ -178,12 +179,13 @@ def read_stored(source: Source, workspace_name: str) -> Stored:
             ).fetchall():
                 row = dict(zip(names, values))
                 segments[row["segment_id"]] = row
-        definitions: set[tuple[str, str]] = set()
+        definitions: dict[str, str] = {}
         if SEGMENTS_API_DEFINITIONS_TABLE in tables:
-            definitions = set(
+            definitions = dict(
                 connection.execute(
-                    f"select segment_id, definition_hash from {SEGMENTS_API_DATASET}.{SEGMENTS_API_DEFINITIONS_TABLE} "
-                    "where workspace_name = ?",
+                    "select segment_id, arg_max(definition_hash, first_seen_at) "
+                    f"from {SEGMENTS_API_DATASET}.{SEGMENTS_API_DEFINITIONS_TABLE} "
+                    "where workspace_name = ? group by segment_id",
                     [workspace_name],
                 ).fetchall()
             )
@@ -231,7 +233,8 @@ def snapshot_tables(
             "_loaded_at": loaded_at,
         }
         for s in listed.values()
-        if (s.id, s.definition_hash) not in stored.definitions
+        # a definition other than the segment's newest stored one, even one it had before (A -> B -> A)
+        if stored.definitions.get(s.id) != s.definition_hash
     ]
     snapshot_rows = [
         {

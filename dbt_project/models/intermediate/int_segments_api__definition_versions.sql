@@ -1,10 +1,11 @@
 -- one row per definition version of a segments-api segment, numbered in the order the
 -- loads first saw them.
 --
--- the api has no `updated` and no history: a version is a definition (match type and
--- filters) with a hash not seen before for the segment, and it took effect at the
--- latest when a load first saw it (first_seen_at; the edit happened since the load
--- before). version 1 has defined the segment since it was created.
+-- the api has no `updated` and no history: a version is a row of the raw table, which the
+-- snapshot writes whenever a segment's definition (match type and filters) differs from
+-- its newest stored one (a return to an earlier definition included), and it took effect
+-- at the latest when a load first saw it (first_seen_at; the edit happened since the
+-- load before). version 1 has defined the segment since it was created.
 with definitions as (
 
     select * from {{ ref('stg_segments_api__segment_definitions') }}
