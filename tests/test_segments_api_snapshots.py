@@ -227,6 +227,27 @@ def test_a_segment_gone_from_a_complete_listing_is_marked_deleted(deployment):
     assert deleted_at is not None and deleted_at > last_seen_at
 
 
+def test_a_listing_that_lacks_most_live_segments_is_held_back_until_confirmed(deployment):
+    # after the test above: two live segments are left; both vanish from the listing at once
+    live = sorted(truth(deployment, "edits")["segments"])
+    assert len(live) == 2
+    for segment_id in live:
+        httpx.delete(f"{deployment[0].base_url}/_admin/workspaces/edits/segments/{segment_id}").raise_for_status()
+    deleted_at = "select count(*) from segments_api.segments where workspace_name = 'edits' and segment_id in (?, ?) "
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = snapshot(deployment, "edits", instance=instance)
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    found = metadata(result, "edits")
+    assert (found["deleted_segments"], found["deletions_held_back"]) == (0, 2)
+    assert [m for m in messages if "lacks 2 of the 2 segments stored as live" in m and "confirm_deletions: true" in m]
+    assert rows(deployment, deleted_at + "and deleted_at is null", live) == [(2,)]
+    # the run config confirms them
+    config = {"ops": {snapshot_key("edits").to_python_identifier(): {"config": {"confirm_deletions": True}}}}
+    found = metadata(snapshot(deployment, "edits", run_config=config), "edits")
+    assert (found["deleted_segments"], found["deletions_held_back"]) == (2, 0)
+    assert rows(deployment, deleted_at + "and deleted_at is not null", live) == [(2,)]
+
+
 def failure_text(result: dg.ExecuteInProcessResult) -> str:
     failures = [event for event in result.all_events if event.is_step_failure]
     assert failures, "the run did not fail"

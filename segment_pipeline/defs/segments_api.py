@@ -10,7 +10,9 @@ The body calls the plain service (`segment_pipeline.segments_api.snapshot`).
 from typing import TYPE_CHECKING
 
 import dagster as dg
+from pydantic import Field
 
+from ..deletions import CONFIRM_DELETIONS_HELP
 from ..segments_api.access import SegmentsApiWorkspace
 from ..tables import (
     SEGMENTS_API_DATASET,
@@ -62,6 +64,7 @@ def snapshot_metadata(outcome: "SnapshotOutcome") -> dict:
         "segments": outcome.segments,
         "new_segments": outcome.new_segments,
         "deleted_segments": outcome.deleted_segments,
+        "deletions_held_back": outcome.deletions_held_back,
         "new_definition_versions": outcome.new_definition_versions,
         "new_counts": outcome.new_counts,
         "counts_not_recalculated": outcome.unchanged_counts,
@@ -72,6 +75,12 @@ def snapshot_metadata(outcome: "SnapshotOutcome") -> dict:
         "requests_sent": outcome.requests,
         "dagster/row_count": outcome.segments,
     }
+
+
+class SnapshotConfig(dg.Config):
+    """Run options of a workspace's snapshot (Launchpad: `ops: {segments_api__<ws>__snapshots: {config: ...}}`)."""
+
+    confirm_deletions: bool = Field(default=False, description=CONFIRM_DELETIONS_HELP)
 
 
 def build_snapshot_asset(access: SegmentsApiWorkspace) -> dg.AssetsDefinition:
@@ -92,12 +101,16 @@ def build_snapshot_asset(access: SegmentsApiWorkspace) -> dg.AssetsDefinition:
             "nothing. Taken daily by its schedule."
         ),
     )
-    def workspace_snapshot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def workspace_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig) -> dg.MaterializeResult:
         from ..segments_api.snapshot import take_snapshot
 
         with explained_failures(access.label):
             outcome = take_snapshot(
-                getattr(context.resources, resource), context.resources.warehouse, holder(context), context.log
+                getattr(context.resources, resource),
+                context.resources.warehouse,
+                holder(context),
+                context.log,
+                confirm_deletions=config.confirm_deletions,
             )
         return dg.MaterializeResult(metadata=snapshot_metadata(outcome))
 

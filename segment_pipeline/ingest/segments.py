@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from .. import warehouse as wh
+from ..deletions import plan_deletions
 from ..klaviyo import Account, KlaviyoAuthError, KlaviyoClient
 from ..klaviyo.limits import SCOPE_TAGS
 from ..warehouse import Holder, Warehouse
@@ -110,7 +111,7 @@ def refresh_segments(
     """
     # dlt: imported by runs, not by loading the code
     from ..klaviyo.listing import segments_without_tag_data
-    from ..sources.segments import klaviyo_segments_source, plan_deletions
+    from ..sources.segments import klaviyo_segments_source
 
     loaded_at = dt.datetime.now(dt.UTC)
     with access.fetch_lock(holder), access.client(holder.log) as client:
@@ -126,16 +127,24 @@ def refresh_segments(
         with warehouse.lock(holder):
             check_one_name_per_account(access, account, wh.account_names_of(warehouse.location, account.id))
             previous = wh.stored_segments(warehouse.location, account.id)
-            deletions = plan_deletions(previous, {r["id"] for r in resources}, confirmed=confirm_deletions)
+            live_before = (row["id"] for row in previous if not row.get("is_deleted"))
+            deletions = plan_deletions(live_before, {r["id"] for r in resources}, confirmed=confirm_deletions)
             if deletions.held_back:
-                log.warning("%s: %s", access.label, deletions.warning())
+                rerun = "run the segments step again with the run config `confirm_deletions: true`"
+                log.warning("%s: %s", access.label, deletions.warning(rerun))
             pipeline = warehouse.pipeline("klaviyo_segments", access.name)
             # a package left by a failed run would be loaded in place of this run's data: drop it
             pipeline.abort_packages()
             warehouse.load(
                 pipeline,
                 klaviyo_segments_source(
-                    account, resources, deletions.comparable(previous), loaded_at, tag_names, account_name=access.name
+                    account,
+                    resources,
+                    # the held-back ones stay as stored
+                    [row for row in previous if row["id"] not in deletions.held],
+                    loaded_at,
+                    tag_names,
+                    account_name=access.name,
                 ),
                 holder,
             )
@@ -156,7 +165,7 @@ def refresh_segments(
         account=account,
         segments=len(resources),
         new_segments=len(live_ids - known_ids),
-        deleted_segments=deletions.marked,
+        deleted_segments=len(deletions.marked),
         deletions_held_back=len(deletions.gone) if deletions.held_back else 0,
         segments_without_tag_data=without_tags,
         inactive_segments=sum(1 for r in resources if not (r.get("attributes") or {}).get("is_active", True)),

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 
 from ..accounts import AccountSettings
+from ..deletions import Deletions, plan_deletions
 from ..tables import (
     SEGMENTS_API_DATASET,
     SEGMENTS_API_DEFINITIONS_TABLE,
@@ -113,12 +114,23 @@ class SnapshotOutcome:
     history_starts_at: dt.datetime
     # the local days the new data points fall on
     counted_dates: tuple[dt.date, ...] = ()
+    # live segments the listing lacks but were not marked deleted: it shrank too sharply (`deletions`)
+    deletions_held_back: int = 0
 
 
 def take_snapshot(
-    access: SegmentsApiWorkspace, warehouse: Warehouse, holder: Holder, log: logging.Logger
+    access: SegmentsApiWorkspace,
+    warehouse: Warehouse,
+    holder: Holder,
+    log: logging.Logger,
+    *,
+    confirm_deletions: bool = False,
 ) -> SnapshotOutcome:
-    """List the workspace's segments (completely, or raise and store nothing) and merge what is new."""
+    """List the workspace's segments (completely, or raise and store nothing) and merge what is new.
+
+    Segments the listing lacks are marked deleted, unless it lacks more than half of the live ones and
+    `confirm_deletions` is off: those are held back with a warning (`deletions.plan_deletions`).
+    """
     from .source import segments_api_source  # dlt: imported by runs, not by loading the code
 
     with access.fetch_lock(holder):
@@ -127,12 +139,20 @@ def take_snapshot(
         loaded_at = dt.datetime.now(dt.UTC)
         with warehouse.lock(holder):
             stored = read_stored(warehouse.location, access.name)
-            tables = snapshot_tables(access.workspace, listing, stored, loaded_at)
+            deletions = plan_deletions(
+                (sid for sid, row in stored.segments.items() if row["deleted_at"] is None),
+                {segment.id for segment in listing.segments},
+                confirmed=confirm_deletions,
+            )
+            if deletions.held_back:
+                rerun = "take a snapshot again with the run config `confirm_deletions: true`"
+                log.warning("%s: %s", access.label, deletions.warning(rerun))
+            tables = snapshot_tables(access.workspace, listing, stored, loaded_at, deletions)
             pipeline = warehouse.pipeline(PIPELINE_NAME, access.name, dataset=SEGMENTS_API_DATASET)
             # a package left by a failed run would be loaded in place of this run's data: drop it
             pipeline.abort_packages()
             warehouse.load(pipeline, segments_api_source(tables), holder)
-    outcome = summarize(access.name, listing, stored, tables)
+    outcome = summarize(access.name, listing, stored, tables, deletions)
     log.info(
         "%s: %d segments listed in %d pages, %d new counts, %d not recounted since the last snapshot",
         access.label,
@@ -208,17 +228,17 @@ def counted_date(moment: dt.datetime, zone: ZoneInfo) -> dt.date:
 
 
 def snapshot_tables(
-    workspace: AccountSettings, listing: Listing, stored: Stored, loaded_at: dt.datetime
+    workspace: AccountSettings, listing: Listing, stored: Stored, loaded_at: dt.datetime, deletions: Deletions
 ) -> dict[str, pa.Table]:
     """The rows this snapshot loads, table by table (only what is new or changed)."""
     name, fetched_at, zone = workspace.name, listing.fetched_at, ZoneInfo(workspace.timezone)
     listed = {segment.id: segment for segment in listing.segments}
     segment_rows = [_segment_row(name, s, stored.segments.get(s.id), fetched_at, loaded_at) for s in listed.values()]
-    # a complete listing without a stored live segment: it was deleted (rows of ones deleted before stay as they are)
+    # a complete listing without a stored live segment: it was deleted, unless held back (rows of ones deleted
+    # before stay as they are)
     segment_rows += [
-        {**row, "deleted_at": fetched_at, "_loaded_at": loaded_at}
-        for segment_id, row in stored.segments.items()
-        if segment_id not in listed and row["deleted_at"] is None
+        {**stored.segments[segment_id], "deleted_at": fetched_at, "_loaded_at": loaded_at}
+        for segment_id in deletions.marked
     ]
     definition_rows = [
         {
@@ -277,7 +297,9 @@ def _segment_row(
     }
 
 
-def summarize(workspace_name: str, listing: Listing, stored: Stored, tables: dict[str, pa.Table]) -> SnapshotOutcome:
+def summarize(
+    workspace_name: str, listing: Listing, stored: Stored, tables: dict[str, pa.Table], deletions: Deletions
+) -> SnapshotOutcome:
     snapshots = tables[SEGMENTS_API_SNAPSHOTS_TABLE]
     counted = [s for s in listing.segments if s.last_counted_at is not None]
     listed_ids = {s.id for s in listing.segments}
@@ -285,9 +307,8 @@ def summarize(workspace_name: str, listing: Listing, stored: Stored, tables: dic
         workspace=workspace_name,
         segments=len(listing.segments),
         new_segments=len(listed_ids - set(stored.segments)),
-        deleted_segments=sum(
-            1 for sid, row in stored.segments.items() if sid not in listed_ids and row["deleted_at"] is None
-        ),
+        deleted_segments=len(deletions.marked),
+        deletions_held_back=len(deletions.held),
         new_definition_versions=tables[SEGMENTS_API_DEFINITIONS_TABLE].num_rows,
         new_counts=snapshots.num_rows,
         unchanged_counts=len(counted) - snapshots.num_rows,

@@ -22,14 +22,13 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import dlt
 
 from ..config import DEFAULT_ACCOUNT_NAME
 from ..klaviyo import Account
-from ..klaviyo.errors import KlaviyoResponseError, abbreviated
+from ..klaviyo.errors import KlaviyoResponseError
 from ..tables import ACCOUNTS_TABLE, SEGMENT_DEFINITIONS_TABLE, SEGMENT_TAGS_TABLE, SEGMENTS_TABLE
 from .segment_tags import SEGMENT_TAG_COLUMNS, segment_tag_rows
 
@@ -130,54 +129,6 @@ def segment_rows(resources: Iterable[dict], account_id: str, loaded_at: dt.datet
             }
         )
     return rows
-
-
-# A listing that lacks more than this share of the segments stored as live is more likely broken (cut short
-# by a proxy, an outage, a changed key) than a mass deletion: those deletions are held back until confirmed.
-MASS_DELETION_SHARE = 0.5
-
-
-@dataclass(frozen=True)
-class Deletions:
-    """What a complete listing says about the segments stored as live.
-
-    Attributes:
-        gone: ids of segments stored as live that the listing lacks.
-        live_before: how many segments were stored as live.
-        held_back: whether `gone` is more than MASS_DELETION_SHARE of `live_before` and not confirmed, so
-            none of them is marked deleted this run.
-    """
-
-    gone: tuple[str, ...]
-    live_before: int
-    held_back: bool
-
-    @property
-    def marked(self) -> int:
-        """Segments marked deleted by this run."""
-        return 0 if self.held_back else len(self.gone)
-
-    def comparable(self, previous: list[dict]) -> list[dict]:
-        """The stored rows to compare the listing with: without the held-back ones, which stay as stored."""
-        held = set(self.gone) if self.held_back else set()
-        return [row for row in previous if row["id"] not in held]
-
-    def warning(self) -> str:
-        return (
-            f"the segments listing lacks {len(self.gone)} of the {self.live_before} segments stored as live (more "
-            f"than {MASS_DELETION_SHARE:.0%} of them), so none of them was marked deleted: a listing that shrinks this "
-            "much is more often cut short than real. If they were deleted in Klaviyo, run the segments step "
-            "again with the run config `confirm_deletions: true`; otherwise the next complete listing keeps "
-            f"them. Lacking: {abbreviated(self.gone)}"
-        )
-
-
-def plan_deletions(previous: Iterable[dict], current_ids: set[str], *, confirmed: bool = False) -> Deletions:
-    """Which stored live segments a complete listing lacks, and whether so many lack that it is held back."""
-    live = {row["id"] for row in previous if not row.get("is_deleted")}
-    gone = tuple(sorted(live - current_ids))
-    sharp = len(gone) > MASS_DELETION_SHARE * len(live)
-    return Deletions(gone=gone, live_before=len(live), held_back=bool(gone) and sharp and not confirmed)
 
 
 def carry_processing_seen(rows: list[dict], previous: Iterable[dict], loaded_at: dt.datetime) -> list[dict]:

@@ -10,6 +10,7 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
+from ...deletions import CONFIRM_DELETIONS_HELP
 from ...ingest.access import KlaviyoAccess
 from ...reconciliation import CHECK_NAME
 from ...tables import (
@@ -28,13 +29,7 @@ from .series_results import series_failure, series_results
 class SegmentsConfig(dg.Config):
     """Run options of the segments step (Launchpad: `ops: {klaviyo_<account>_segments: {config: ...}}`)."""
 
-    confirm_deletions: bool = Field(
-        default=False,
-        description=(
-            "Mark segments deleted even when the listing lacks more than half of those stored as live. Off by "
-            "default: such a listing is more often cut short than real, and its deletions are held back."
-        ),
-    )
+    confirm_deletions: bool = Field(default=False, description=CONFIRM_DELETIONS_HELP)
     refresh_tags: bool = Field(
         default=False,
         description=(
