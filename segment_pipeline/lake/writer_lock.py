@@ -80,13 +80,14 @@ def lake_writer_lock(
         `locked_error(message)`: another writer held the lake for longer than `timeout`.
     """
     key = lock_key(lake)
-    depths: dict[tuple[int, int], int] = _held.__dict__.setdefault("depths", {})
-    if depths.get(key):
-        depths[key] += 1
+    held = (lake.catalog.libpq(), key)
+    depths: dict[tuple[str, tuple[int, int]], int] = _held.__dict__.setdefault("depths", {})
+    if depths.get(held):
+        depths[held] += 1
         try:
             yield False
         finally:
-            depths[key] -= 1
+            depths[held] -= 1
         return
 
     import psycopg2
@@ -104,11 +105,11 @@ def lake_writer_lock(
                 _wait_for(cursor, lake, key, log, timeout, locked_error)
         except psycopg2.Error as exc:
             raise LakeUnavailableError(catalog_problem(exc, lake.catalog) or _unusable(lake, exc)) from exc
-        depths[key] = 1
+        depths[held] = 1
         try:
             yield True
         finally:
-            depths[key] = 0
+            depths[held] = 0
             # closing the session frees the lock as well; unlocking first lets a waiter in without that delay
             with contextlib.suppress(psycopg2.Error), connection.cursor() as cursor:
                 cursor.execute("select pg_advisory_unlock(%s, %s)", key)
