@@ -408,10 +408,11 @@ def bench_daily(simulator: processes.Simulator, env: dict[str, str], segments: i
 
 # ------------------------------------------------------------------------------ 4. memory, 5. report, 10,000
 
-# the processes of a backfill, as Dagster runs them: the account's run, then the shared build (dbt its child)
+# the processes of a backfill, as Dagster runs them: the account's run, then the shared build (dbt and the
+# report's process its children)
 MEMORY_RUNS = {
     "account's run (segments, series)": ("segments", "series"),
-    "shared build (dbt's parent, copy, report)": ("models", "analyst copy", "report"),
+    "shared build (dbt's and the report's parent, copy)": ("models", "analyst copy", "report"),
 }
 
 
@@ -511,7 +512,14 @@ def memory_figures(runs: dict[str, dict], rows: int) -> None:
             figure = f"{numbers['seconds']:.1f} s {numbers['own_mb']:,.0f} MB"
             report(f"  {step}: seconds; peak so far", figure, "", None)
     processes_peaks = {f"peak memory, {name}": figures["own_mb"] for name, figures in runs.items()}
-    processes_peaks["peak memory, dbt (child of the shared build)"] = max(f["children_mb"] for f in runs.values())
+    # the kernel keeps one high-water mark for all waited-for children: after the models step it is dbt's, after
+    # the report step the larger of dbt's and the report process's
+    steps = {step: numbers for figures in runs.values() for step, numbers in figures["steps"].items()}
+    if "models" in steps:
+        processes_peaks["peak memory, dbt (child of the shared build)"] = steps["models"]["children_mb"]
+    if "report" in steps:
+        label = "peak memory, the report's process (child; at most the larger of it and dbt)"
+        processes_peaks[label] = steps["report"]["children_mb"]
     for label, value in processes_peaks.items():
         report(label, f"{value:,.0f} MB", f"< {MEMORY_TARGET_MB} MB", value < MEMORY_TARGET_MB)
 

@@ -351,3 +351,28 @@ def test_the_png_writes_whole_members_and_keeps_the_legend_off_the_lines(tmp_pat
     assert not legend.overlaps(totals_axis.get_window_extent())
     assert legend.x1 <= figure.bbox.x1  # and it is inside the picture
     assert [t.get_text() for t in totals_axis.get_legend().get_texts()][0].endswith("…")
+
+
+def test_the_report_step_runs_in_a_process_of_its_own_and_says_why_it_failed(make_simulator, tmp_path):
+    import dagster as dg
+
+    from .pipeline_helpers import API_KEY, CHART, FAST, definitions, keys
+
+    sim = make_simulator(api_key=API_KEY, segment_count=2, speed=FAST)
+    defs = definitions(sim, tmp_path)
+    # no analyst copy yet: the report's process stops, and the step says why in its own words
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            defs.assets,
+            selection=dg.AssetSelection.assets(*keys([CHART], defs)),
+            resources=defs.resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        messages = [entry.message for entry in instance.all_logs(result.run_id)]
+    (failure,) = [event for event in result.all_events if event.is_step_failure]
+    message = failure.event_specific_data.error.to_string()
+    assert "the growth report was not written: FileNotFoundError: " in message
+    assert "does not exist: publish the analyst copy (or build the warehouse) first" in message
+    # it was another process that reported it, through Dagster Pipes
+    assert [m for m in messages if "[pipes] external process pipes closed with exception" in m]

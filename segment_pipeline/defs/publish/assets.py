@@ -8,7 +8,6 @@ A DuckLake warehouse has no analyst copy: analysts attach the lake read-only and
 writes (docs/deploying.md), so the copy is left out of the definitions and the report reads the lake.
 """
 
-import base64
 from collections.abc import Iterable
 
 import dagster as dg
@@ -62,6 +61,21 @@ def build_analytics_copy(model_keys: Iterable[dg.AssetKey]) -> dg.AssetsDefiniti
     return analytics_copy
 
 
+class ReportFailedError(RuntimeError):
+    """The report's process stopped on an error it reported (its message says what to do)."""
+
+
+def _reported_by_the_process(context: dg.AssetExecutionContext) -> str | None:
+    """The error the report's process reported through Pipes (an engine event of the run; no other step of a run
+    starts one), if any: Dagster's own step failure says only that the process exited with code 1."""
+    for entry in reversed(context.instance.all_logs(context.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)):
+        event = entry.dagster_event
+        error = event.engine_event_data.error if event and event.engine_event_data else None
+        if error is not None and entry.user_message.startswith("[pipes]"):
+            return error.message.strip()
+    return None
+
+
 def build_growth_chart(deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
     """The growth report and its PNG, drawn from the analyst copy (or the lake) once `deps` are built."""
 
@@ -81,23 +95,29 @@ def build_growth_chart(deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
         ),
     )
     def growth_chart(context: dg.AssetExecutionContext):
-        # pandas and matplotlib cost a second to import: only runs that draw the chart pay for them
-        from ...charts import write_growth_charts
+        import sys
 
         storage = context.resources.warehouse.storage
-        paths = write_growth_charts(
-            storage.lake or storage.analytics_path, storage.charts_dir, memory_limit=storage.duckdb_memory_limit
-        )
-        context.log.info("growth report written to %s", paths["html"])
-        # the UI shows Markdown metadata inline: a small preview as a data URI, so the chart is seen, not just named
-        preview = base64.b64encode(paths["preview"].read_bytes()).decode("ascii")
-        return dg.MaterializeResult(
-            metadata={
-                "chart": dg.MetadataValue.md(f"![The largest segments' growth](data:image/png;base64,{preview})"),
-                "report": dg.MetadataValue.path(str(paths["html"])),
-                "png": dg.MetadataValue.path(str(paths["png"])),
-                "html": dg.MetadataValue.path(str(paths["html"])),
-            }
-        )
+        lake = storage.lake
+        source = [str(storage.analytics_path)]
+        if lake is not None:
+            source = [
+                lake.catalog.url(),
+                "--data-path",
+                str(lake.data_path),
+                "--extension-dir",
+                str(lake.extension_dir),
+            ]
+        command = [sys.executable, "-m", "segment_pipeline.report_process", *source]
+        command += [str(storage.charts_dir), "--memory-limit", storage.duckdb_memory_limit]
+        # a process of its own: the report's data (every segment's series) never adds to this process's memory,
+        # which has just built the models and the copy; it reports its metadata back through Dagster Pipes
+        try:
+            return dg.PipesSubprocessClient().run(command=command, context=context).get_materialize_result()
+        except Exception as exc:
+            reason = _reported_by_the_process(context)
+            if reason is None:
+                raise
+            raise ReportFailedError(f"the growth report was not written: {reason}") from exc
 
     return growth_chart
