@@ -320,11 +320,18 @@ def test_new_and_revised_counts_build_incrementally_as_a_full_rebuild(
         # the loader merges on (workspace, segment, counted_date): a later recount replaces the day's row
         with duckdb.connect(str(path)) as connection:
             connection.execute("delete from segments_api.segment_count_snapshots")
-        raw.write_tables(path, {"segment_count_snapshots": snapshots})
+        # clx_once's filter edit, seen on day 5, when it had no count: its next count (day 9, loaded now) spans it
+        edit = pd.DataFrame([_definition("clx_once", FILTERS_V2, _utc(5, 11))])
+        raw.write_tables(path, {"segment_count_snapshots": snapshots, "segment_definitions": edit})
     run_dbt(["run"], warehouse, tmp_path)
     run_dbt(["run", "--full-refresh"], rebuilt, tmp_path)
     for mart, keys in MARTS:
         pd.testing.assert_frame_equal(_mart(warehouse, mart, keys), _mart(rebuilt, mart, keys), obj=mart)
+    flagged = query(
+        warehouse,
+        "select date from marts.segment_growth_daily where segment_id = 'clx_once' and definition_changed",
+    )
+    assert [d.date() if hasattr(d, "date") else d for d in flagged["date"]] == [_day(9)]
     actual = _api_daily(warehouse)
     expected = expected_intervals(OBSERVATIONS + LATER_OBSERVATIONS)
     assert list(actual["net_members_changed"].fillna(-1)) == list(expected["net_members_changed"].fillna(-1))

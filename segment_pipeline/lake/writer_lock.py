@@ -130,10 +130,12 @@ def _wait_for(cursor, lake: Lake, key: tuple[int, int], log, timeout: float, loc
         waited = time.monotonic() - started
         holder = _holder(cursor, key)
         if waited >= timeout:
+            from ..warehouse import LOCK_TIMEOUT_ENV
+
             raise locked_error(
                 f"the lake {lake.catalog.describe()} is being written by another pipeline step ({holder}) for more "
                 f"than {timeout:.0f} s; nothing was written. Wait for that run to finish and run again, or raise "
-                "WAREHOUSE_LOCK_TIMEOUT_SECONDS."
+                f"{LOCK_TIMEOUT_ENV}."
             )
         if log and (last_logged is None or time.monotonic() - last_logged >= _LOG_EVERY_SECONDS):
             log(f"waiting for the lake's writer lock, held by {holder} (waited {waited:.0f} s)")
