@@ -360,22 +360,17 @@ def _table_exists(connection: duckdb.DuckDBPyConnection, schema: str, table: str
 
 
 def stored_segments(source: Source, account_id: str) -> list[dict]:
-    """Every segment row stored for the account (deleted ones included), as dicts."""
+    """Every segment row stored for the account (deleted ones included), as dicts; definitions as JSON text."""
     with reading(source) as connection:
         if connection is None:
             return []
         if not _table_exists(connection, RAW_DATASET, SEGMENTS_TABLE):
             return []
-        frame = connection.execute(
-            f"select * exclude (_dlt_load_id, _dlt_id) from {RAW_DATASET}.{SEGMENTS_TABLE} where account_id = ?",
-            [account_id],
-        ).df()
-    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    for record in records:
-        # DuckDB hands JSON back as text; dlt expects the parsed object for a json column
-        if isinstance(record.get("definition"), str):
-            record["definition"] = json.loads(record["definition"])
-    return records
+        cursor = connection.execute(f"select * from {RAW_DATASET}.{SEGMENTS_TABLE} where account_id = ?", [account_id])
+        names = [column[0] for column in cursor.description]
+        # dlt's own columns (rows loaded as dicts have them, rows loaded as Arrow tables do not) are not the row's
+        kept = [index for index, name in enumerate(names) if not name.startswith("_dlt_")]
+        return [{names[index]: row[index] for index in kept} for row in cursor.fetchall()]
 
 
 def _columns(connection: duckdb.DuckDBPyConnection, table: str) -> set[str]:
@@ -630,9 +625,14 @@ def dlt_pipeline(
     pipelines_dir: Path,
     memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT,
     dataset: str = RAW_DATASET,
+    *,
+    dlt_columns: bool = False,
 ) -> dlt.Pipeline:
     """A dlt pipeline writing the `dataset` schema (Klaviyo's RAW_DATASET unless told) of the warehouse (a file,
-    or a lake through dlt's `ducklake` destination); its working dir stays in the project."""
+    or a lake through dlt's `ducklake` destination); its working dir stays in the project.
+
+    `dlt_columns` stamps Arrow rows with dlt's `_dlt_load_id` and `_dlt_id`, as dlt does for rows given as
+    dicts: tables first loaded from dicts have them as NOT NULL columns."""
     import dlt  # here, not at the top: the publish step and the demo need this module but not dlt
     from dlt.common.exceptions import DltException
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
@@ -642,6 +642,9 @@ def dlt_pipeline(
     # dlt keeps a copy of every load's data files in its working folder (the state folder) unless told not to: a
     # copy of every response, kept for ever. The staged responses are the copy that matters, until a load commits.
     dlt.config["load.delete_completed_jobs"] = True
+    for column in ("add_dlt_load_id", "add_dlt_id"):
+        # a section named for the pipeline: the other pipelines' Arrow rows stay without them
+        dlt.config[f"{pipeline_name}.normalize.parquet_normalizer.{column}"] = dlt_columns
     pipelines_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(warehouse, Lake):
         destination = warehouse.dlt_destination(
@@ -741,13 +744,17 @@ class Warehouse:
         with self.lock(holder), read_connection(self.path) as connection:
             yield connection
 
-    def pipeline(self, name: str, account: str | None = None, dataset: str = RAW_DATASET) -> dlt.Pipeline:
+    def pipeline(
+        self, name: str, account: str | None = None, dataset: str = RAW_DATASET, *, dlt_columns: bool = False
+    ) -> dlt.Pipeline:
         """The dlt pipeline `name` (of `account`'s runs). On a lake each account has its own pipeline: writers
-        running at once need their own working folder and staging dataset (see `Lake.dlt_destination`)."""
+        running at once need their own working folder and staging dataset (see `Lake.dlt_destination`).
+        `dlt_columns`: see `dlt_pipeline`."""
         storage = self.storage
         if self.lake is not None and account:
             name = f"{name}_{account}"
-        return dlt_pipeline(name, self.location, storage.dlt_pipelines_dir, storage.duckdb_memory_limit, dataset)
+        limit = storage.duckdb_memory_limit
+        return dlt_pipeline(name, self.location, storage.dlt_pipelines_dir, limit, dataset, dlt_columns=dlt_columns)
 
     def load(self, pipeline: dlt.Pipeline, data: object, holder: Holder | None = None) -> None:
         """`pipeline.run(data)`; on a lake under its writer lock, a commit conflict (with a writer outside this

@@ -93,7 +93,7 @@ class Agency:
             self.account_ids[simulated] = account.id
             resources, tag_names = client.list_segments_with_tags()
             previous = stored_segments(self.warehouse, account.id)
-            segments = dlt_pipeline("klaviyo_segments", self.warehouse, self.work / "dlt")
+            segments = dlt_pipeline("klaviyo_segments", self.warehouse, self.work / "dlt", dlt_columns=True)
             if account_name is None:
                 source = klaviyo_segments_source(account, resources, previous, loaded_at, tag_names)
                 segments.run(source.with_resources(SEGMENTS_TABLE, SEGMENT_DEFINITIONS_TABLE, SEGMENT_TAGS_TABLE))
@@ -375,7 +375,7 @@ def test_without_an_account_name_the_account_is_the_default_one_and_an_empty_nam
     account = Account(id="A1", timezone="UTC")
     loaded_at = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
     warehouse = tmp_path / "warehouse.duckdb"
-    dlt_pipeline("klaviyo_segments", warehouse, tmp_path / "dlt").run(
+    dlt_pipeline("klaviyo_segments", warehouse, tmp_path / "dlt", dlt_columns=True).run(
         klaviyo_segments_source(account, [], [], loaded_at)
     )
     assert rows(warehouse, "select account_name from klaviyo.accounts")["account_name"].tolist() == [

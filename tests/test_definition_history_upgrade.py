@@ -10,11 +10,8 @@ import dlt
 import duckdb
 
 from segment_pipeline.klaviyo import Account
-from segment_pipeline.sources.segments import (
-    DEFINITION_COLUMNS,
-    definition_hash,
-    klaviyo_segments_source,
-)
+from segment_pipeline.klaviyo.segment_listing import definition_hash
+from segment_pipeline.sources.segments import DEFINITION_COLUMNS, klaviyo_segments_source
 from segment_pipeline.tables import SEGMENT_DEFINITIONS_TABLE
 from segment_pipeline.warehouse import dlt_pipeline
 
@@ -65,7 +62,7 @@ def test_an_old_definitions_table_loads_and_recovers_a_revert(tmp_path):
 
     # the upgraded code loads into the same table: the current state (A again) becomes a row of its own, once
     for day in (30, 31):
-        upgraded = dlt_pipeline("klaviyo_segments", warehouse, tmp_path / "dlt")
+        upgraded = dlt_pipeline("klaviyo_segments", warehouse, tmp_path / "dlt", dlt_columns=True)
         resources = [resource(A, "2024-01-20T00:00:00+00:00")]
         upgraded.run(klaviyo_segments_source(ACCOUNT, resources, [], T0 + dt.timedelta(days=day)))
     with duckdb.connect(str(warehouse), read_only=True) as connection:

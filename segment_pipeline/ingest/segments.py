@@ -21,6 +21,7 @@ from .. import warehouse as wh
 from ..deletions import plan_deletions
 from ..klaviyo import Account, KlaviyoAuthError, KlaviyoClient
 from ..klaviyo.limits import SCOPE_TAGS
+from ..klaviyo.segment_listing import SegmentListing
 from ..warehouse import Holder, Warehouse
 from .access import IngestError, KlaviyoAccess
 
@@ -58,8 +59,8 @@ def tags_due(mode: str, listed_at: dt.datetime | None, now: dt.datetime, zone: Z
 
 def list_segments_and_tags(
     client: KlaviyoClient, log: logging.Logger, mode: str, *, with_tags: bool = True
-) -> tuple[list[dict], dict[str, str] | None]:
-    """Every segment resource, and tag id -> name (None when tags were not loaded this run).
+) -> SegmentListing:
+    """The whole listing of the account's segments, with their tags when `with_tags` and the mode allow.
 
     Without `with_tags` (or with the mode `off`) the plain listing, at the segments endpoint's own limits.
     Tags need the tags:read scope, which keys made before tags were loaded do not have. With `auto` a key
@@ -67,9 +68,9 @@ def list_segments_and_tags(
     left as they were. `required` fails the run instead.
     """
     if mode == "off" or not with_tags:
-        return client.list_segments(), None
+        return client.segment_listing(with_tags=False)
     try:
-        return client.list_segments_with_tags()
+        return client.segment_listing(with_tags=True)
     except KlaviyoAuthError as exc:
         if exc.status != 403 or mode == "required":
             raise
@@ -79,7 +80,7 @@ def list_segments_and_tags(
             SCOPE_TAGS,
             SCOPE_TAGS,
         )
-        return client.list_segments(), None
+        return client.segment_listing(with_tags=False)
 
 
 def check_one_name_per_account(access: KlaviyoAccess, account: Account, stored_names: list[str]) -> None:
@@ -110,7 +111,6 @@ def refresh_segments(
     account's first run of the day, or when `refresh_tags` asks (see the module's docstring).
     """
     # dlt: imported by runs, not by loading the code
-    from ..klaviyo.listing import segments_without_tag_data
     from ..sources.segments import klaviyo_segments_source
 
     loaded_at = dt.datetime.now(dt.UTC)
@@ -121,57 +121,56 @@ def refresh_segments(
             listed_at = wh.tags_loaded_at(warehouse.location, account.id)
         mode = access.settings.klaviyo.tags
         with_tags = tags_due(mode, listed_at, loaded_at, access.account.zone, forced=refresh_tags)
-        resources, tag_names = list_segments_and_tags(client, log, mode, with_tags=with_tags)
+        listing = list_segments_and_tags(client, log, mode, with_tags=with_tags)
         requests_sent = sum(client.stats.sent.values())
         # still under the fetch lock: a second run of the account never loads an older listing after this one
         with warehouse.lock(holder):
             check_one_name_per_account(access, account, wh.account_names_of(warehouse.location, account.id))
             previous = wh.stored_segments(warehouse.location, account.id)
             live_before = (row["id"] for row in previous if not row.get("is_deleted"))
-            deletions = plan_deletions(live_before, {r["id"] for r in resources}, confirmed=confirm_deletions)
+            deletions = plan_deletions(live_before, listing.ids, confirmed=confirm_deletions)
             if deletions.held_back:
                 rerun = "run the segments step again with the run config `confirm_deletions: true`"
                 log.warning("%s: %s", access.label, deletions.warning(rerun))
-            pipeline = warehouse.pipeline("klaviyo_segments", access.name)
+            pipeline = warehouse.pipeline("klaviyo_segments", access.name, dlt_columns=True)
             # a package left by a failed run would be loaded in place of this run's data: drop it
             pipeline.abort_packages()
             warehouse.load(
                 pipeline,
                 klaviyo_segments_source(
                     account,
-                    resources,
+                    listing,
                     # the held-back ones stay as stored
                     [row for row in previous if row["id"] not in deletions.held],
                     loaded_at,
-                    tag_names,
                     account_name=access.name,
                 ),
                 holder,
             )
             versions = wh.definition_version_count(warehouse.location, account.id)
-    live_ids = {resource["id"] for resource in resources}
+    live_ids = listing.ids
     known_ids = {row["id"] for row in previous if not row.get("is_deleted")}
-    log.info("loaded %d segments of %s (Klaviyo account %s)", len(resources), access.label, account.id)
-    without_tags = segments_without_tag_data(resources) if tag_names is not None else 0
+    log.info("loaded %d segments of %s (Klaviyo account %s)", len(listing), access.label, account.id)
+    without_tags = listing.without_tag_data()
     if without_tags:
         log.warning(
             "%s: %d of %d segments were listed without their tags (Klaviyo may leave a relationship's data out); "
             "their stored tags are kept as last loaded",
             access.label,
             without_tags,
-            len(resources),
+            len(listing),
         )
     return SegmentsOutcome(
         account=account,
-        segments=len(resources),
+        segments=len(listing),
         new_segments=len(live_ids - known_ids),
         deleted_segments=len(deletions.marked),
         deletions_held_back=len(deletions.gone) if deletions.held_back else 0,
         segments_without_tag_data=without_tags,
-        inactive_segments=sum(1 for r in resources if not (r.get("attributes") or {}).get("is_active", True)),
+        inactive_segments=listing.inactive(),
         requests_sent=requests_sent,
-        tags_loaded=tag_names is not None,
-        tags=len(tag_names or {}),
+        tags_loaded=listing.tags_listed,
+        tags=len(listing.tag_names or {}),
         definition_versions=versions,
-        tags_listed_at=loaded_at if tag_names is not None else listed_at,
+        tags_listed_at=loaded_at if listing.tags_listed else listed_at,
     )

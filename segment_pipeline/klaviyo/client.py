@@ -60,11 +60,12 @@ from .limits import (
     SEGMENTS_RATE_LIMIT,
     SERIES_STATISTICS,
 )
-from .listing import included_tag_names, next_link, segment_resources, tag_ids
+from .listing import included_tag_names, next_link, segment_resources
 from .origins import is_loopback, origin_of
 from .pacing import Pacer, Window, burst_windows, min_interval, until_text
 from .planner import DayWindow, custom_timeframe, series_filter
 from .responses import bounded_retry_after, error_details
+from .segment_listing import SegmentListing
 from .settings import ApiKey, KlaviyoSettings
 
 logger = logging.getLogger(__name__)
@@ -483,15 +484,24 @@ class KlaviyoClient:
             for resource in body["data"]:
                 segments[resource["id"]] = resource
             tag_names.update(included_tag_names(body, page))
-        for resource in segments.values():
-            unknown = sorted(set(tag_ids(resource) or ()) - set(tag_names))
-            if unknown:
-                raise KlaviyoResponseError(
-                    f"GET /api/segments: segment {resource['id']} lists tags {', '.join(unknown)} that are not "
-                    "among the included tags. The listing was abandoned and none of it is used; run again, and "
-                    "report it if it persists"
-                )
+        SegmentListing.of(segments.values(), tag_names).check_tags()
         return list(segments.values()), tag_names
+
+    def segment_listing(self, *, with_tags: bool) -> SegmentListing:
+        """The whole listing, each resource reduced as its page arrives (segment_listing.py says why).
+
+        `with_tags` lists with include=tags, as `list_segments_with_tags` (same scope, same pacing, same
+        checks); without it the plain listing at the endpoint's own limits.
+        """
+        listing = SegmentListing(with_tags=with_tags)
+        family, params = (SEGMENTS_WITH_TAGS, {"include": SEGMENTS_INCLUDE_TAGS}) if with_tags else (SEGMENTS, {})
+        for body, page in self._segment_documents(family, params):
+            for resource in body["data"]:
+                listing.add(resource)
+            if with_tags:
+                listing.add_tag_names(included_tag_names(body, page))
+        listing.check_tags()
+        return listing
 
     def _report_body(
         self,

@@ -9,10 +9,13 @@ segment listed without its tags' `data` keeps its stored row.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import json
+
+import pyarrow as pa
 
 from ..klaviyo.errors import KlaviyoResponseError
-from ..klaviyo.listing import tag_ids
+from ..klaviyo.segment_listing import SegmentListing
+from .arrow_columns import arrow_schema
 
 SEGMENT_TAG_COLUMNS = {
     "account_id": {"data_type": "text", "nullable": False},
@@ -23,34 +26,27 @@ SEGMENT_TAG_COLUMNS = {
 }
 
 
-def segment_tag_rows(
-    resources: Iterable[dict], tag_names: dict[str, str], account_id: str, loaded_at: dt.datetime
-) -> list[dict]:
-    """One row per segment resource whose tags were listed, named from the document's `included` tags.
+def segment_tags_table(listing: SegmentListing, account_id: str, loaded_at: dt.datetime) -> pa.Table:
+    """One row per listed segment whose tags were listed, named from the listing's `included` tags.
 
     A segment whose tags relationship came without `data` (the spec allows only `links`) gets no row: its
     tags are unknown this run, so the stored row, if any, is kept as it was.
     """
-    rows = []
-    for resource in resources:
-        segment_id = str(resource["id"])
-        listed = tag_ids(resource)
-        if listed is None:
+    names = listing.tag_names or {}
+    columns: dict[str, list] = {name: [] for name in SEGMENT_TAG_COLUMNS}
+    for segment in listing:
+        if segment.tag_ids is None:
             continue
-        unknown = [tag_id for tag_id in listed if tag_id not in tag_names]
+        unknown = [tag_id for tag_id in segment.tag_ids if tag_id not in names]
         if unknown:
-            raise KlaviyoResponseError(f"segment {segment_id}: tag {unknown[0]} is not among the included tags")
+            raise KlaviyoResponseError(f"segment {segment.id}: tag {unknown[0]} is not among the included tags")
         tags = sorted(
-            ({"id": tag_id, "name": tag_names[tag_id]} for tag_id in listed),
+            ({"id": tag_id, "name": names[tag_id]} for tag_id in segment.tag_ids),
             key=lambda tag: (tag["name"] or "", tag["id"]),
         )
-        rows.append(
-            {
-                "account_id": account_id,
-                "segment_id": segment_id,
-                "tags": tags,
-                "tag_count": len(tags),
-                "_loaded_at": loaded_at,
-            }
-        )
-    return rows
+        columns["account_id"].append(account_id)
+        columns["segment_id"].append(segment.id)
+        columns["tags"].append(json.dumps(tags, separators=(",", ":"), ensure_ascii=False))
+        columns["tag_count"].append(len(tags))
+        columns["_loaded_at"].append(loaded_at)
+    return pa.table(columns, schema=arrow_schema(SEGMENT_TAG_COLUMNS))

@@ -14,31 +14,39 @@
   earlier definition (A -> B -> A) as a row of its own; dbt turns consecutive rows with the same hash (a
   rename also bumps `updated`) into one version.
 - `segment_tags`: each live segment's tags (see segment_tags.py), only when the tags were fetched.
+
+The three segment tables are handed to dlt as Arrow tables built from the compact listing
+(`klaviyo/segment_listing.py`), definitions as JSON text: at 10,000 segments, dicts holding the parsed
+definitions cost dlt's normalizer about 130 MB and two seconds; the Arrow tables pass through it untouched.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
+import logging
 from collections.abc import Iterable
-from typing import Any
 
 import dlt
+import pyarrow as pa
 
 from ..config import DEFAULT_ACCOUNT_NAME
 from ..klaviyo import Account
-from ..klaviyo.errors import KlaviyoResponseError
+from ..klaviyo.segment_listing import SegmentListing
 from ..tables import ACCOUNTS_TABLE, SEGMENT_DEFINITIONS_TABLE, SEGMENT_TAGS_TABLE, SEGMENTS_TABLE
-from .segment_tags import SEGMENT_TAG_COLUMNS, segment_tag_rows
+from .arrow_columns import arrow_schema
+from .segment_tags import SEGMENT_TAG_COLUMNS, segment_tags_table
 
 # dlt's default for rows given as dicts on DuckDB is one INSERT ... VALUES statement per file: with 10,000
 # definitions DuckDB parses a statement of tens of megabytes and the load took 750 MB. Parquet files load in a
-# few. (Not jsonl: DuckDB's JSON reader unifies the definitions' keys and adds nulls to each.)
+# few (Arrow tables are written as parquet whatever this says; it is kept for the resources' declarations).
 LOADER_FILE_FORMAT = "parquet"
 
 # A type the API sends that does not match these fails the load instead of adding a variant column.
 FROZEN_TYPES = {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
+# The tables given as Arrow: built to their declared schema (`arrow_schema`) from values already checked
+# (`ListedSegment`), so no API value can bring a new type, and a frozen data_type would only refuse what
+# Arrow adds to every column, an explicit `nullable`, which tables first loaded from dicts stored without.
+ARROW_CONTRACT = {"tables": "evolve", "columns": "freeze", "data_type": "evolve"}
 
 ACCOUNT_COLUMNS = {
     "account_id": {"data_type": "text", "nullable": False},
@@ -79,66 +87,6 @@ DEFINITION_COLUMNS = {
 DEFINITION_KEY = ["account_id", "segment_id", "segment_updated", "definition_hash"]
 
 
-def definition_hash(definition: Any) -> str:
-    """A stable fingerprint of a definition: key order and whitespace do not change it."""
-    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
-
-
-def _timestamp(value: Any, field: str, segment_id: str) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise KlaviyoResponseError(f"segment {segment_id}: {field}={value!r} is not a date-time") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
-def _flag(attributes: dict, name: str, segment_id: str) -> bool | None:
-    value = attributes.get(name)
-    if value is not None and not isinstance(value, bool):
-        raise KlaviyoResponseError(f"segment {segment_id}: {name}={value!r} is not true or false")
-    return value
-
-
-def segment_rows(resources: Iterable[dict], account_id: str, loaded_at: dt.datetime) -> list[dict]:
-    """Flatten JSON:API segment resources into rows; the definition is kept whole, as JSON."""
-    rows = []
-    for resource in resources:
-        segment_id = str(resource["id"])
-        attributes = resource.get("attributes") or {}
-        if not isinstance(attributes, dict):
-            raise KlaviyoResponseError(f"segment {segment_id}: attributes is not an object")
-        definition = attributes.get("definition")
-        rows.append(
-            {
-                "account_id": account_id,
-                "id": segment_id,
-                "name": attributes.get("name"),
-                "definition": definition,
-                "definition_hash": definition_hash(definition) if definition is not None else None,
-                "created": _timestamp(attributes.get("created"), "created", segment_id),
-                "updated": _timestamp(attributes.get("updated"), "updated", segment_id),
-                "is_active": _flag(attributes, "is_active", segment_id),
-                "is_processing": _flag(attributes, "is_processing", segment_id),
-                "is_starred": _flag(attributes, "is_starred", segment_id),
-                "is_deleted": False,
-                "deleted_seen_at": None,
-                "_loaded_at": loaded_at,
-            }
-        )
-    return rows
-
-
-def carry_processing_seen(rows: list[dict], previous: Iterable[dict], loaded_at: dt.datetime) -> list[dict]:
-    """Stamp `processing_seen_at`: this load for a segment processing now, else what was stored before."""
-    seen_before = {row["id"]: row.get("processing_seen_at") for row in previous}
-    for row in rows:
-        row["processing_seen_at"] = loaded_at if row["is_processing"] else seen_before.get(row["id"])
-    return rows
-
-
 def deleted_rows(previous: Iterable[dict], current_ids: set[str], loaded_at: dt.datetime) -> list[dict]:
     """Rows stored earlier whose segment the API no longer returns, flagged deleted (the rest kept as was)."""
     rows = []
@@ -154,10 +102,76 @@ def deleted_rows(previous: Iterable[dict], current_ids: set[str], loaded_at: dt.
     return rows
 
 
+def segments_table(listing: SegmentListing, account_id: str, previous: list[dict], loaded_at: dt.datetime) -> pa.Table:
+    """Every listed segment, then the stored ones the listing lacks (flagged deleted), as one Arrow table.
+
+    `processing_seen_at` is this load for a segment processing now, else what was stored for it before.
+    """
+    seen_before = {row["id"]: row.get("processing_seen_at") for row in previous}
+    columns: dict[str, list] = {name: [] for name in SEGMENT_COLUMNS}
+    for segment in listing:
+        values = {
+            "account_id": account_id,
+            "id": segment.id,
+            "name": segment.name,
+            "definition": segment.definition,
+            "definition_hash": segment.definition_hash,
+            "created": segment.created,
+            "updated": segment.updated,
+            "is_active": segment.is_active,
+            "is_processing": segment.is_processing,
+            "processing_seen_at": loaded_at if segment.is_processing else seen_before.get(segment.id),
+            "is_starred": segment.is_starred,
+            "is_deleted": False,
+            "deleted_seen_at": None,
+            "_loaded_at": loaded_at,
+        }
+        for name, column in columns.items():
+            column.append(values[name])
+    for row in deleted_rows(previous, listing.ids, loaded_at):
+        for name, column in columns.items():
+            column.append(row.get(name))
+    return pa.table(columns, schema=arrow_schema(SEGMENT_COLUMNS))
+
+
+def definitions_table(listing: SegmentListing, account_id: str, loaded_at: dt.datetime) -> pa.Table:
+    """One row per listed segment with a definition: the state seen now, stamped as first seen by this load."""
+    listed = [segment for segment in listing if segment.definition_hash is not None]
+    columns = {
+        "account_id": [account_id] * len(listed),
+        "segment_id": [segment.id for segment in listed],
+        "definition_hash": [segment.definition_hash for segment in listed],
+        "definition": [segment.definition for segment in listed],
+        "segment_updated": [segment.updated or loaded_at for segment in listed],
+        "first_seen_at": [loaded_at] * len(listed),
+    }
+    return pa.table(columns, schema=arrow_schema(DEFINITION_COLUMNS))
+
+
+class _JsonAsTextNotice(logging.Filter):
+    """Drops dlt's warning that an Arrow table's hints differ from the resource's, for these tables only.
+
+    dlt reads an Arrow string column as `text`; the JSON columns here are declared `json` and sent as text on
+    purpose (DuckDB stores the text as JSON). The tables are built to the declared schema (`arrow_schema`),
+    so that is the only difference, and the warning would show on every run.
+    """
+
+    PREFIXES = tuple(
+        f"In resource: {table}, when merging arrow schema with dlt schema"
+        for table in (SEGMENTS_TABLE, SEGMENT_DEFINITIONS_TABLE, SEGMENT_TAGS_TABLE)
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.PREFIXES)
+
+
+logging.getLogger("dlt").addFilter(_JsonAsTextNotice())
+
+
 @dlt.source(name="klaviyo_segments", max_table_nesting=0, schema_contract=FROZEN_TYPES)
 def klaviyo_segments_source(
     account: Account,
-    segment_resources: list[dict],
+    segments_listed: SegmentListing | Iterable[dict],
     previous_segments: list[dict],
     loaded_at: dt.datetime,
     tag_names: dict[str, str] | None = None,
@@ -168,11 +182,13 @@ def klaviyo_segments_source(
 
     Args:
         account: the account the key belongs to.
-        segment_resources: every JSON:API segment resource from GET /api/segments.
-        previous_segments: the rows stored for this account before this run, to notice deletions.
+        segments_listed: the whole listing of GET /api/segments (`KlaviyoClient.segment_listing`), or its
+            JSON:API resources as collected.
+        previous_segments: the rows stored for this account before this run (`warehouse.stored_segments`),
+            to notice deletions.
         loaded_at: the time of this load, stamped on every row.
-        tag_names: tag id -> name when the segments were listed with include=tags; None leaves the stored
-            tags as they are (the key lacks tags:read).
+        tag_names: with resources, tag id -> name when they were listed with include=tags (a listing carries
+            its own). None leaves the stored tags as they are (not listed, or the key lacks tags:read).
         account_name: the account's short name in the accounts file (`default` without the file); stored
             in klaviyo.accounts.account_name, from where every mart row carries it.
 
@@ -186,10 +202,9 @@ def klaviyo_segments_source(
             f"account_name={account_name!r}: every account needs its short name from the accounts file "
             f"(or {DEFAULT_ACCOUNT_NAME!r} without one); pass the account's `name`"
         )
-    current = segment_rows(segment_resources, account.id, loaded_at)
-    carry_processing_seen(current, previous_segments, loaded_at)
-    current_ids = {row["id"] for row in current}
-    all_segments = current + deleted_rows(previous_segments, current_ids, loaded_at)
+    listing = segments_listed
+    if not isinstance(listing, SegmentListing):
+        listing = SegmentListing.of(segments_listed, tag_names)
 
     @dlt.resource(
         name=ACCOUNTS_TABLE,
@@ -216,11 +231,11 @@ def klaviyo_segments_source(
         columns=SEGMENT_COLUMNS,
         file_format=LOADER_FILE_FORMAT,
         # a warehouse made before processing_seen_at existed has the table without it; frozen columns would
-        # refuse to add it. The rows are built here from known fields, so new columns can only be ours
-        schema_contract={"tables": "evolve", "columns": "evolve", "data_type": "freeze"},
+        # refuse to add it. The table is built to its declared schema (see ARROW_CONTRACT), so new columns are ours
+        schema_contract={"tables": "evolve", "columns": "evolve", "data_type": "evolve"},
     )
     def segments():
-        yield all_segments
+        yield segments_table(listing, account.id, previous_segments, loaded_at)
 
     @dlt.resource(
         name=SEGMENT_DEFINITIONS_TABLE,
@@ -230,25 +245,13 @@ def klaviyo_segments_source(
         columns=DEFINITION_COLUMNS,
         file_format=LOADER_FILE_FORMAT,
         # a warehouse made before segment_updated joined the key stores that column without the key hint;
-        # a frozen data_type contract would refuse to add it. The rows are built here, not taken from the
-        # API as they come, so letting this table's hints evolve admits no stray column types
-        schema_contract={"tables": "evolve", "columns": "freeze", "data_type": "evolve"},
+        # a frozen data_type contract would refuse to add it (and see ARROW_CONTRACT)
+        schema_contract=ARROW_CONTRACT,
     )
     def segment_definitions():
-        yield [
-            {
-                "account_id": row["account_id"],
-                "segment_id": row["id"],
-                "definition_hash": row["definition_hash"],
-                "definition": row["definition"],
-                "segment_updated": row["updated"] or loaded_at,
-                "first_seen_at": loaded_at,
-            }
-            for row in current
-            if row["definition_hash"] is not None
-        ]
+        yield definitions_table(listing, account.id, loaded_at)
 
-    if tag_names is None:
+    if not listing.tags_listed:
         return accounts, segments, segment_definitions
 
     @dlt.resource(
@@ -257,8 +260,9 @@ def klaviyo_segments_source(
         write_disposition="merge",
         columns=SEGMENT_TAG_COLUMNS,
         file_format=LOADER_FILE_FORMAT,
+        schema_contract=ARROW_CONTRACT,
     )
     def segment_tags():
-        yield segment_tag_rows(segment_resources, tag_names, account.id, loaded_at)
+        yield segment_tags_table(listing, account.id, loaded_at)
 
     return accounts, segments, segment_definitions, segment_tags
