@@ -39,6 +39,11 @@ MAX_LOOKBACK_DAYS = MAX_DAYS_PER_DAILY_SERIES - 1
 # year of 10,000 segments completes (docs/performance.md: dbt's process then peaks at about 360 MB, at 256 MB
 # at about 530); dbt_project/profiles.yml repeats it for dbt run by hand, keep the two the same.
 DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
+# dlt's loads stream rows into tables, and DuckDB fills whatever limit it has even then: at 128 MB the series merge
+# of a year of 10,000 segments took 150 MB on top of the run's process, at 64 MB 50-75 MB, in about the same time
+# (0.8 s against 1.1 s for 3.65 million rows; docs/performance.md). dbt's models need the larger limit above (at
+# 64 MB two of them ran out of memory at that size), so loads have a limit of their own.
+DEFAULT_DUCKDB_LOAD_MEMORY_LIMIT = "64MB"
 # DuckDB keeps the rows of an insert or a copy in their order unless told not to, which holds them in memory
 # beyond the limit above (DuckDB's own advice for large loads: turn it off). Nothing the pipeline writes depends
 # on physical order: every read that needs one says ORDER BY. Given to the loads and the analyst copy; not to
@@ -68,6 +73,8 @@ class StorageSettings:
     charts_dir: Path
     # the memory each DuckDB connection of the pipeline (dlt's load, dbt, the copy) may use
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+    # the same for dlt's loads (see DEFAULT_DUCKDB_LOAD_MEMORY_LIMIT)
+    duckdb_load_memory_limit: str = DEFAULT_DUCKDB_LOAD_MEMORY_LIMIT
     lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS
     duckdb_wait_seconds: float = DEFAULT_DUCKDB_WAIT_SECONDS
     lake: Lake | None = None
@@ -80,6 +87,7 @@ class StorageSettings:
         state_dir: str | Path | None = None,
         charts_dir: str | Path | None = None,
         duckdb_memory_limit: str | None = None,
+        duckdb_load_memory_limit: str | None = None,
         lock_timeout_seconds: float | None = None,
         duckdb_wait_seconds: float | None = None,
         warehouse_data_path: str | None = None,
@@ -115,6 +123,7 @@ class StorageSettings:
             state_dir=state,
             charts_dir=absolute(charts_dir, DEFAULT_CHARTS_DIR),
             duckdb_memory_limit=duckdb_memory_limit or DEFAULT_DUCKDB_MEMORY_LIMIT,
+            duckdb_load_memory_limit=duckdb_load_memory_limit or DEFAULT_DUCKDB_LOAD_MEMORY_LIMIT,
             lock_timeout_seconds=DEFAULT_LOCK_TIMEOUT_SECONDS if lock_timeout_seconds is None else lock_timeout_seconds,
             duckdb_wait_seconds=DEFAULT_DUCKDB_WAIT_SECONDS if duckdb_wait_seconds is None else duckdb_wait_seconds,
             lake=lake,

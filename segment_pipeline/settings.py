@@ -34,6 +34,7 @@ from .accounts.settings import (
 )
 from .config import (
     DEFAULT_ACCOUNT_NAME,
+    DEFAULT_DUCKDB_LOAD_MEMORY_LIMIT,
     DEFAULT_DUCKDB_MEMORY_LIMIT,
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_TIMEZONE,
@@ -96,6 +97,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PIPELINE_STATE_DIR", "data/state", "staged responses, ledgers, locks, history starts"),
     Variable("CHARTS_DIR", "data/charts", "the growth report and its PNG"),
     Variable("DUCKDB_MEMORY_LIMIT", DEFAULT_DUCKDB_MEMORY_LIMIT, "memory each DuckDB connection may use"),
+    Variable("DUCKDB_LOAD_MEMORY_LIMIT", DEFAULT_DUCKDB_LOAD_MEMORY_LIMIT, "the same for dlt's loads"),
     Variable("WAREHOUSE_LOCK_TIMEOUT_SECONDS", "21600", "how long a step waits for another step's warehouse lock"),
     Variable("WAREHOUSE_DUCKDB_WAIT_SECONDS", "60", "how long a step waits for a DuckDB session outside the pipeline"),
     Variable("SERIES_RESUME_INTERVAL_SECONDS", "300", "how often the resume sensor looks at unfinished ranges"),
@@ -193,6 +195,7 @@ def load_settings(env: Mapping[str, str] | None = None, **storage_overrides: Any
         state_dir=_text(env, "PIPELINE_STATE_DIR"),
         charts_dir=_text(env, "CHARTS_DIR"),
         duckdb_memory_limit=_text(env, "DUCKDB_MEMORY_LIMIT"),
+        duckdb_load_memory_limit=_text(env, "DUCKDB_LOAD_MEMORY_LIMIT"),
         lock_timeout_seconds=_number(env, "WAREHOUSE_LOCK_TIMEOUT_SECONDS", float),
         duckdb_wait_seconds=_number(env, "WAREHOUSE_DUCKDB_WAIT_SECONDS", float, minimum=0),
         warehouse_data_path=_text(env, "WAREHOUSE_DATA_PATH"),

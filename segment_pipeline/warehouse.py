@@ -755,7 +755,7 @@ class Warehouse:
         storage = self.storage
         if self.lake is not None and account:
             name = f"{name}_{account}"
-        limit = storage.duckdb_memory_limit
+        limit = storage.duckdb_load_memory_limit
         return dlt_pipeline(name, self.location, storage.dlt_pipelines_dir, limit, dataset, dlt_columns=dlt_columns)
 
     def load(self, pipeline: dlt.Pipeline, data: object, holder: Holder | None = None) -> None:
