@@ -61,8 +61,9 @@ postgres: install
 # together on one worker, so module-scoped fixtures (a built warehouse, a running webserver, one demo run)
 # are made once, and the longest files start first (tests/conftest.py LONGEST_MODULES)
 PYTEST_WORKERS ?= 4
+# --durations: the slowest tests named at the end of every run, to see where the suite's time goes
 test: manifest browser postgres
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 
 # the fast tier (tests/conftest.py FAST_MODULES): pure logic, no servers, Dagster or dbt; under a minute
 # only those files are collected: importing the others (Dagster, dlt, dbt) alone takes most of a minute

@@ -66,3 +66,19 @@ def test_dbt_gets_the_warehouse_through_constant_vars_not_the_environment(tmp_pa
     assert completed.returncode == 0, completed.stdout[-2000:]
     assert (tmp_path / "w.duckdb").is_file()
     assert f"path: {tmp_path / 'w.duckdb'}" in completed.stdout
+
+
+def test_loads_keep_to_their_own_duckdb_memory_limit(tmp_path):
+    env = {
+        "WAREHOUSE_PATH": str(tmp_path / "w.duckdb"),
+        "PIPELINE_STATE_DIR": str(tmp_path / "state"),
+        "DUCKDB_MEMORY_LIMIT": "200MB",
+        "DUCKDB_LOAD_MEMORY_LIMIT": "40MB",
+    }
+    storage = load_settings(env).storage
+    assert (storage.duckdb_memory_limit, storage.duckdb_load_memory_limit) == ("200MB", "40MB")
+    # the connection dlt's load opens, asked what it was given (DuckDB states it in MiB)
+    with Warehouse(storage).pipeline("klaviyo_series").sql_client() as client:
+        ((limit,),) = client.execute_sql("select current_setting('memory_limit')")
+    assert limit == "38.1 MiB"
+    assert load_settings({}).storage.duckdb_load_memory_limit == "64MB"
