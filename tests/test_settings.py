@@ -1,7 +1,10 @@
 """The one settings reader: what each variable becomes, what it refuses and how it says so."""
 
 import datetime as dt
+import os
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -144,3 +147,14 @@ def test_dbt_run_by_hand_gets_the_pipelines_default_duckdb_memory_limit():
     profiles = (Path(__file__).resolve().parents[1] / "dbt_project" / "profiles.yml").read_text()
     fallbacks = re.findall(r"env_var\('DUCKDB_MEMORY_LIMIT', '([^']+)'\)", profiles)
     assert fallbacks and set(fallbacks) == {DEFAULT_DUCKDB_MEMORY_LIMIT}
+
+
+def test_arrow_allocates_with_glibc_unless_the_environment_says_otherwise():
+    # a process of the pipeline loads its settings before any step imports pyarrow, as this one does
+    code = "import segment_pipeline.settings, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    chosen = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert chosen.stdout.strip() == "system"
+    env["ARROW_DEFAULT_MEMORY_POOL"] = "mimalloc"
+    kept = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert kept.stdout.strip() == "mimalloc"
