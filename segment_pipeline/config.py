@@ -71,7 +71,7 @@ class StorageSettings:
     analytics_path: Path
     state_dir: Path
     charts_dir: Path
-    # the memory each DuckDB connection of the pipeline (dlt's load, dbt, the copy) may use
+    # the memory each DuckDB connection of the pipeline (dbt, the copy, the steps' reads) may use
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
     # the same for dlt's loads (see DEFAULT_DUCKDB_LOAD_MEMORY_LIMIT)
     duckdb_load_memory_limit: str = DEFAULT_DUCKDB_LOAD_MEMORY_LIMIT

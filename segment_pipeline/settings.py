@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -201,8 +202,8 @@ def load_settings(env: Mapping[str, str] | None = None, **storage_overrides: Any
         analytics_path=_text(env, "ANALYTICS_PATH"),
         state_dir=_text(env, "PIPELINE_STATE_DIR"),
         charts_dir=_text(env, "CHARTS_DIR"),
-        duckdb_memory_limit=_text(env, "DUCKDB_MEMORY_LIMIT"),
-        duckdb_load_memory_limit=_text(env, "DUCKDB_LOAD_MEMORY_LIMIT"),
+        duckdb_memory_limit=_memory_limit(env, "DUCKDB_MEMORY_LIMIT"),
+        duckdb_load_memory_limit=_memory_limit(env, "DUCKDB_LOAD_MEMORY_LIMIT"),
         lock_timeout_seconds=_number(env, "WAREHOUSE_LOCK_TIMEOUT_SECONDS", float),
         duckdb_wait_seconds=_number(env, "WAREHOUSE_DUCKDB_WAIT_SECONDS", float, minimum=0),
         warehouse_data_path=_text(env, "WAREHOUSE_DATA_PATH"),
@@ -374,6 +375,36 @@ def _timezone(env: Mapping[str, str], variable: str = "KLAVIYO_TIMEZONE") -> str
 def _text(env: Mapping[str, str], name: str) -> str | None:
     value = (env.get(name) or "").strip()
     return value or None
+
+
+_MEMORY_SIZE = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]i?B|B)", re.IGNORECASE)
+_UNIT_BYTES = {
+    "b": 1,
+    "kb": 1e3,
+    "mb": 1e6,
+    "gb": 1e9,
+    "tb": 1e12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+# below this DuckDB cannot build the models nor load a response; a smaller value is a typo more often than a wish
+_LEAST_MEMORY_BYTES = 16 * 2**20
+
+
+def _memory_limit(env: Mapping[str, str], name: str) -> str | None:
+    """A DuckDB memory limit as DuckDB takes it (`64MB`, `1.5GB`, `512MiB`), checked here rather than by the
+    first connection of a run; None when unset."""
+    raw = _text(env, name)
+    if raw is None:
+        return None
+    matched = _MEMORY_SIZE.fullmatch(raw)
+    if matched is None:
+        raise ConfigError(f"{name}={raw!r} is not a memory size: give a number and a unit, such as 64MB or 1GB")
+    if float(matched["amount"]) * _UNIT_BYTES[matched["unit"].lower()] < _LEAST_MEMORY_BYTES:
+        raise ConfigError(f"{name}={raw!r} is too small for DuckDB to work in: give at least 16MB")
+    return raw
 
 
 def _number(env: Mapping[str, str], name: str, cast: Callable[[str], Any], minimum: float = 1e-9) -> Any:

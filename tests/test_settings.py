@@ -158,3 +158,19 @@ def test_arrow_allocates_with_glibc_unless_the_environment_says_otherwise():
     env["ARROW_DEFAULT_MEMORY_POOL"] = "mimalloc"
     kept = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert kept.stdout.strip() == "mimalloc"
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("lots", "'lots' is not a memory size: give a number and a unit, such as 64MB or 1GB"),
+        ("64", "'64' is not a memory size"),
+        ("1MB", "'1MB' is too small for DuckDB to work in: give at least 16MB"),
+    ],
+)
+def test_a_duckdb_memory_limit_that_duckdb_cannot_take_stops_the_settings(value, says):
+    for name in ("DUCKDB_MEMORY_LIMIT", "DUCKDB_LOAD_MEMORY_LIMIT"):
+        with pytest.raises(ConfigError, match=f"{name}={re.escape(says)}"):
+            load_settings({name: value})
+    storage = load_settings({"DUCKDB_MEMORY_LIMIT": "1.5GB", "DUCKDB_LOAD_MEMORY_LIMIT": "512MiB"}).storage
+    assert (storage.duckdb_memory_limit, storage.duckdb_load_memory_limit) == ("1.5GB", "512MiB")
