@@ -462,8 +462,12 @@ def test_a_listing_that_shrinks_sharply_holds_deletions_back_until_a_run_confirm
 
 def test_segments_listed_without_their_tags_keep_their_stored_tags(make_simulator, tmp_path):
     sim = make_simulator(api_key=API_KEY, segment_count=12, speed=FAST)  # pages of 10 and 2
-    materialize([SEGMENTS], sim, tmp_path)
+    first = materialize([SEGMENTS], sim, tmp_path).asset_materializations_for_node(SEGMENTS_NODE)[0].metadata
     warehouse = tmp_path / "warehouse.duckdb"
+    # the counts shown are the listing's, as stored
+    ((stored, inactive),) = query(warehouse, "select count(*), count(*) filter (not is_active) from klaviyo.segments")
+    assert inactive == sum(not segment.is_active for segment in sim.account.segments) > 0
+    assert (first["segments"].value, first["inactive_segments"].value) == (stored, inactive)
     tags_sql = "select segment_id, tags, _loaded_at from klaviyo.segment_tags"
     before = {row[0]: row[1:] for row in query(warehouse, tags_sql)}
     assert len(before) == 12
